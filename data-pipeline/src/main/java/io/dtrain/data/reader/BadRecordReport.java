@@ -1,0 +1,59 @@
+package io.dtrain.data.reader;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+
+/**
+ * The records a reader skipped: a total count and the first {@link #MAX_KEPT} of them with file, line and reason,
+ * so a caller can print where the bad data is without the report growing with a badly broken corpus.
+ */
+public final class BadRecordReport {
+    public static final int MAX_KEPT = 100;
+
+    /** One skipped record. */
+    public record BadRecord(String file, long line, String reason) {
+        @Override
+        public String toString() {
+            return file + ":" + line + ": " + reason;
+        }
+    }
+
+    private final List<BadRecord> kept = new ArrayList<>();
+    private long count;
+
+    synchronized void add(BadRecord record) {
+        count++;
+        if (kept.size() < MAX_KEPT) {
+            kept.add(record);
+        }
+    }
+
+    public synchronized long count() {
+        return count;
+    }
+
+    public synchronized List<BadRecord> records() {
+        return Collections.unmodifiableList(new ArrayList<>(kept));
+    }
+
+    public synchronized boolean isEmpty() {
+        return count == 0;
+    }
+
+    /** A multi-line text for logs: the count, then one line per kept record. */
+    @Override
+    public synchronized String toString() {
+        if (count == 0) {
+            return "no bad records";
+        }
+        StringBuilder sb = new StringBuilder().append(count).append(" bad record(s) skipped");
+        if (count > kept.size()) {
+            sb.append(" (first ").append(kept.size()).append(" listed)");
+        }
+        for (BadRecord r : kept) {
+            sb.append(System.lineSeparator()).append("  ").append(r);
+        }
+        return sb.toString();
+    }
+}

@@ -1,0 +1,160 @@
+package io.dtrain.data.tokenizer;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.dtrain.data.DataException;
+import io.dtrain.data.SharedData;
+import io.dtrain.data.reader.BadRecordPolicy;
+import io.dtrain.data.reader.Document;
+import io.dtrain.data.reader.PileReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Exact ids against tiktoken's "gpt2" encoding on every reference line. */
+class Gpt2TokenizerTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static Path dir;
+    private static Gpt2Tokenizer tok;
+
+    @BeforeAll
+    static void load() {
+        dir = SharedData.path("gpt2-tokenizer");
+        tok = Gpt2Tokenizer.load(dir);
+    }
+
+    private static int[] ints(JsonNode array) {
+        int[] out = new int[array.size()];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = array.get(i).asInt();
+        }
+        return out;
+    }
+
+    private static void assertMatchesReferences(Gpt2Tokenizer t) throws Exception {
+        List<String> lines = Files.readAllLines(dir.resolve("reference-tokens.jsonl"), StandardCharsets.UTF_8);
+        int checked = 0;
+        for (int i = 0; i < lines.size(); i++) {
+            if (lines.get(i).isBlank()) {
+                continue;
+            }
+            JsonNode rec = JSON.readTree(lines.get(i));
+            String text = rec.get("text").asText();
+            int[] expected = ints(rec.get("ids"));
+            int lineNo = i + 1;
+            assertArrayEquals(expected, t.encode(text), () -> "reference-tokens.jsonl line " + lineNo
+                    + " text " + JSON.valueToTree(text));
+            assertEquals(text, t.decode(expected), "decode of line " + (i + 1));
+            checked++;
+        }
+        assertTrue(checked > 100, "only " + checked + " reference lines");
+    }
+
+    @Test
+    void everyReferenceLineGivesTiktokensIds() throws Exception {
+        assertEquals(50257, tok.vocabSize());
+        assertEquals(50256, tok.eotId());
+        assertMatchesReferences(tok);
+    }
+
+    @Test
+    void specialTokensAsTextOrAllowed() throws Exception {
+        List<String> lines = Files.readAllLines(dir.resolve("reference-special-tokens.jsonl"), StandardCharsets.UTF_8);
+        for (String line : lines) {
+            if (line.isBlank()) {
+                continue;
+            }
+            JsonNode rec = JSON.readTree(line);
+            String text = rec.get("text").asText();
+            assertArrayEquals(ints(rec.get("ids_as_text")), tok.encode(text), "as text: " + text);
+            assertArrayEquals(ints(rec.get("ids_as_text")), tok.encode(text, false), "as text: " + text);
+            assertArrayEquals(ints(rec.get("ids_special_allowed")), tok.encode(text, true), "allowed: " + text);
+            assertEquals(text, tok.decode(ints(rec.get("ids_special_allowed"))));
+        }
+    }
+
+    @Test
+    void tokenizerJsonOfTheSameModelGivesTheSameIds(@TempDir Path tmp) throws Exception {
+        ObjectNode root = JSON.createObjectNode();
+        root.put("version", "1.0");
+        ArrayNode added = root.putArray("added_tokens");
+        added.addObject().put("id", 50256).put("content", "<|endoftext|>").put("special", true);
+        root.putObject("pre_tokenizer").put("type", "ByteLevel").put("add_prefix_space", false).put("use_regex", true);
+        ObjectNode model = root.putObject("model");
+        model.put("type", "BPE");
+        model.set("vocab", JSON.readTree(dir.resolve("vocab.json").toFile()));
+        ArrayNode merges = model.putArray("merges");
+        List<String> mergeLines = Files.readAllLines(dir.resolve("merges.txt"), StandardCharsets.UTF_8);
+        for (int i = 1; i < mergeLines.size(); i++) {
+            if (!mergeLines.get(i).isEmpty()) {
+                if (i % 2 == 0) {
+                    merges.add(mergeLines.get(i));                        // "a b" (older files)
+                } else {
+                    String[] p = mergeLines.get(i).split(" ");
+                    merges.addArray().add(p[0]).add(p[1]);                // ["a", "b"] (newer files)
+                }
+            }
+        }
+        Path file = tmp.resolve("tokenizer.json");
+        JSON.writeValue(file.toFile(), root);
+        Gpt2Tokenizer fromJson = Gpt2Tokenizer.load(tmp);
+        assertEquals(tok.identity(), fromJson.identity());
+        assertEquals(50256, fromJson.eotId());
+        assertArrayEquals(new int[] {15496, 50256, 10603}, fromJson.encode("Hello<|endoftext|>World", true));
+        assertMatchesReferences(fromJson);
+
+        root.with("pre_tokenizer").put("type", "Metaspace");
+        JSON.writeValue(file.toFile(), root);
+        DataException e = assertThrows(DataException.class, () -> Gpt2Tokenizer.load(file));
+        assertTrue(e.getMessage().contains("ByteLevel"), e.getMessage());
+    }
+
+    @Test
+    void badTokenizerFilesGiveClearErrors(@TempDir Path tmp) throws Exception {
+        DataException e = assertThrows(DataException.class, () -> Gpt2Tokenizer.load(tmp));
+        assertTrue(e.getMessage().contains("neither vocab.json + merges.txt nor tokenizer.json"), e.getMessage());
+        Files.copy(dir.resolve("vocab.json"), tmp.resolve("vocab.json"));
+        Files.writeString(tmp.resolve("merges.txt"), "#version: 0.2\n\u0120 t\nthis line is wrong\n");
+        e = assertThrows(DataException.class, () -> Gpt2Tokenizer.load(tmp));
+        assertTrue(e.getMessage().contains("merges.txt:3:"), e.getMessage());
+    }
+
+    @Test
+    void printsThroughputOnPileSampleVal() {
+        List<String> texts = new ArrayList<>();
+        long bytes = 0;
+        try (PileReader r = PileReader.open(SharedData.path("pile-sample/val").toString(), BadRecordPolicy.FAIL)) {
+            while (r.hasNext()) {
+                Document d = r.next();
+                texts.add(d.text());
+                bytes += d.text().getBytes(StandardCharsets.UTF_8).length;
+            }
+        }
+        Gpt2Tokenizer fresh = Gpt2Tokenizer.load(dir);  // cold cache, as a real run starts
+        long tokens = 0;
+        long t0 = System.nanoTime();
+        for (String t : texts) {
+            tokens += fresh.encode(t).length;
+        }
+        double coldSeconds = (System.nanoTime() - t0) / 1e9;
+        t0 = System.nanoTime();
+        for (String t : texts) {
+            fresh.encode(t);
+        }
+        double warmSeconds = (System.nanoTime() - t0) / 1e9;
+        System.out.printf("GPT-2 BPE on pile-sample/val: %,d bytes -> %,d tokens; first pass %.1f MB/s, second pass %.1f MB/s (1 thread)%n",
+                bytes, tokens, bytes / 1e6 / coldSeconds, bytes / 1e6 / warmSeconds);
+    }
+}

@@ -1,0 +1,190 @@
+package io.dtrain.parallel;
+
+import java.io.IOException;
+import java.net.InetAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+
+/**
+ * Everything a worker needs to join a job. {@link #fromEnvironment(Map)} reads torchrun's variables
+ * ({@code RANK}, {@code WORLD_SIZE}, {@code LOCAL_RANK}, {@code MASTER_ADDR}, {@code MASTER_PORT}) plus dtrain's
+ * own ({@code DTRAIN_*}, listed in the module README).
+ *
+ * @param rank               this worker's rank in the world, 0..worldSize-1
+ * @param worldSize          number of workers in the job
+ * @param localRank          rank among the workers of this host
+ * @param masterAddr         host of the rendezvous store
+ * @param masterPort         TCP port of the rendezvous store
+ * @param jobId              the job's id; workers of another job are refused
+ * @param secret             the job secret (never sent: proven with HMAC challenge-response)
+ * @param timeout            a collective with no progress for this long fails on every rank
+ * @param rendezvousTimeout  how long joining may take (all workers must connect within it)
+ * @param transport          AUTO (ipc within a host, udp between hosts), IPC or UDP (udp even within a host)
+ * @param nodeId             identifies the host (workers with equal nodeId share a media driver and use ipc)
+ * @param aeronDir           the media driver directory; null: a job-specific directory under /dev/shm
+ * @param externalDriver     true: a driver is already running in {@code aeronDir}, never start one
+ * @param advertiseAddress   address peers send UDP to; null: the address this host uses to reach the store
+ * @param hostStore          true: rank 0 runs the rendezvous store (no launcher on node 0 hosts it)
+ * @param chunkBytes         largest payload of one wire frame (capped by the Aeron MTU)
+ */
+public record ParallelConfig(int rank, int worldSize, int localRank, String masterAddr, int masterPort,
+                             String jobId, byte[] secret, Duration timeout, Duration rendezvousTimeout,
+                             Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
+                             String advertiseAddress, boolean hostStore, int chunkBytes) {
+
+    public enum Transport { AUTO, IPC, UDP }
+
+    public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(60);
+    public static final int DEFAULT_CHUNK_BYTES = 64 * 1024;
+
+    public ParallelConfig {
+        if (worldSize < 1) {
+            throw new IllegalArgumentException("world size must be >= 1, got " + worldSize + " (WORLD_SIZE)");
+        }
+        if (rank < 0 || rank >= worldSize) {
+            throw new IllegalArgumentException("rank " + rank + " is outside 0.." + (worldSize - 1) + " (RANK, WORLD_SIZE)");
+        }
+        if (masterPort < 0 || masterPort > 65535) {
+            throw new IllegalArgumentException("master port " + masterPort + " is not a TCP port (MASTER_PORT)");
+        }
+        if (jobId == null || jobId.isBlank() || !jobId.matches("[A-Za-z0-9._-]+")) {
+            throw new IllegalArgumentException("job id '" + jobId + "' must be non-empty letters, digits, '.', '_' or '-' (DTRAIN_JOB_ID)");
+        }
+        if (worldSize > 1 && (secret == null || secret.length == 0)) {
+            throw new IllegalArgumentException("no job secret: set DTRAIN_JOB_SECRET or DTRAIN_JOB_SECRET_FILE"
+                    + " (the dtrain launcher sets it; every worker of the job needs the same one)");
+        }
+        if (timeout.isNegative() || timeout.isZero()) {
+            throw new IllegalArgumentException("collective timeout must be positive, got " + timeout + " (DTRAIN_COLLECTIVE_TIMEOUT)");
+        }
+        if (chunkBytes < 64) {
+            throw new IllegalArgumentException("chunk bytes must be >= 64, got " + chunkBytes + " (DTRAIN_CHUNK_BYTES)");
+        }
+    }
+
+    /** A single-process world (no network). */
+    public static ParallelConfig single() {
+        return new ParallelConfig(0, 1, 0, "127.0.0.1", 0, "local", new byte[0], DEFAULT_TIMEOUT,
+                Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_CHUNK_BYTES);
+    }
+
+    /** Reads the configuration from environment variables, e.g. {@code System.getenv()}. */
+    public static ParallelConfig fromEnvironment(Map<String, String> env) {
+        int worldSize = intVar(env, "WORLD_SIZE", 1);
+        int rank = intVar(env, "RANK", 0);
+        int localRank = intVar(env, "LOCAL_RANK", rank);
+        String masterAddr = env.getOrDefault("MASTER_ADDR", "127.0.0.1");
+        int masterPort = intVar(env, "MASTER_PORT", 29500);
+        String jobId = env.getOrDefault("DTRAIN_JOB_ID", env.getOrDefault("TORCHELASTIC_RUN_ID", "dtrain-" + masterPort));
+        byte[] secret = secret(env);
+        Duration timeout = durationVar(env, "DTRAIN_COLLECTIVE_TIMEOUT", DEFAULT_TIMEOUT);
+        Duration rendezvousTimeout = durationVar(env, "DTRAIN_RENDEZVOUS_TIMEOUT", Duration.ofMinutes(5));
+        Transport transport;
+        String transportName = env.getOrDefault("DTRAIN_TRANSPORT", "auto");
+        try {
+            transport = Transport.valueOf(transportName.trim().toUpperCase(java.util.Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("DTRAIN_TRANSPORT='" + transportName + "' must be auto, ipc or udp");
+        }
+        String nodeId = env.getOrDefault("DTRAIN_NODE_ID", hostName());
+        String aeronDir = env.get("DTRAIN_AERON_DIR");
+        boolean external = Boolean.parseBoolean(env.getOrDefault("DTRAIN_AERON_EXTERNAL_DRIVER", "false"));
+        if (external && aeronDir == null) {
+            throw new IllegalArgumentException("DTRAIN_AERON_EXTERNAL_DRIVER=true needs DTRAIN_AERON_DIR (the external driver's directory)");
+        }
+        String store = env.getOrDefault("DTRAIN_STORE", "rank0");
+        if (!store.equals("rank0") && !store.equals("external")) {
+            throw new IllegalArgumentException("DTRAIN_STORE='" + store + "' must be rank0 (rank 0 hosts the rendezvous store)"
+                    + " or external (the launcher on node 0 hosts it)");
+        }
+        int chunkBytes = intVar(env, "DTRAIN_CHUNK_BYTES", DEFAULT_CHUNK_BYTES);
+        return new ParallelConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
+                rendezvousTimeout, transport, nodeId, aeronDir == null ? null : Path.of(aeronDir), external,
+                env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), chunkBytes);
+    }
+
+    public ParallelConfig withTimeout(Duration newTimeout) {
+        return new ParallelConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, newTimeout,
+                rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore, chunkBytes);
+    }
+
+    /** The driver directory: the configured one, or /dev/shm/dtrain-USER-JOBID/aeron (tmpdir without /dev/shm). */
+    public Path resolvedAeronDir() {
+        if (aeronDir != null) {
+            return aeronDir;
+        }
+        Path base = Files.isDirectory(Path.of("/dev/shm")) ? Path.of("/dev/shm") : Path.of(System.getProperty("java.io.tmpdir"));
+        return base.resolve("dtrain-" + System.getProperty("user.name") + "-" + jobId).resolve("aeron");
+    }
+
+    static String hostName() {
+        try {
+            return InetAddress.getLocalHost().getHostName();
+        } catch (IOException e) {
+            return "localhost";
+        }
+    }
+
+    private static byte[] secret(Map<String, String> env) {
+        String value = env.get("DTRAIN_JOB_SECRET");
+        if (value != null && !value.isEmpty()) {
+            return value.getBytes(StandardCharsets.UTF_8);
+        }
+        String file = env.get("DTRAIN_JOB_SECRET_FILE");
+        if (file == null) {
+            return new byte[0];
+        }
+        try {
+            return Files.readString(Path.of(file), StandardCharsets.UTF_8).strip().getBytes(StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new IllegalArgumentException("cannot read the job secret file " + file + " (DTRAIN_JOB_SECRET_FILE): " + e.getMessage(), e);
+        }
+    }
+
+    private static int intVar(Map<String, String> env, String name, int defaultValue) {
+        String value = env.get(name);
+        if (value == null || value.isBlank()) {
+            return defaultValue;
+        }
+        try {
+            return Integer.parseInt(value.trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("environment variable " + name + "='" + value + "' is not an integer");
+        }
+    }
+
+    /** "60", "60s", "500ms" or "2m". */
+    static Duration durationVar(Map<String, String> env, String name, Duration defaultValue) {
+        String value = env.get(name);
+        if (value == null || value.isBlank()) {
+            return defaultValue;
+        }
+        String v = value.trim().toLowerCase(java.util.Locale.ROOT);
+        try {
+            if (v.endsWith("ms")) {
+                return Duration.ofMillis(Long.parseLong(v.substring(0, v.length() - 2)));
+            }
+            if (v.endsWith("s")) {
+                return Duration.ofMillis(Math.round(Double.parseDouble(v.substring(0, v.length() - 1)) * 1000));
+            }
+            if (v.endsWith("m")) {
+                return Duration.ofSeconds(Long.parseLong(v.substring(0, v.length() - 1)) * 60);
+            }
+            return Duration.ofMillis(Math.round(Double.parseDouble(v) * 1000));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("environment variable " + name + "='" + value
+                    + "' is not a duration (e.g. 60, 60s, 500ms, 2m)");
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "ParallelConfig[rank=" + rank + ", worldSize=" + worldSize + ", localRank=" + localRank
+                + ", master=" + masterAddr + ":" + masterPort + ", jobId=" + jobId + ", secret=<" + secret.length
+                + " bytes>, timeout=" + timeout + ", transport=" + transport + ", nodeId=" + nodeId
+                + ", aeronDir=" + resolvedAeronDir() + ", externalDriver=" + externalDriver + "]";
+    }
+}

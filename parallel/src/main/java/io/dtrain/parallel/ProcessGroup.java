@@ -1,0 +1,311 @@
+package io.dtrain.parallel;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.function.Consumer;
+import org.agrona.concurrent.UnsafeBuffer;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * A group of worker processes and its collectives, like {@code torch.distributed}'s process group.
+ *
+ * <p>Every member must issue the same collectives in the same order with the same sizes. Collectives run on the
+ * process's one communication thread in issue order; the {@code ...Async} variants return at once with a
+ * {@link CollectiveHandle} so the caller can compute meanwhile. A collective whose peers die, stall or call a
+ * different collective fails on every member within the configured timeout with a {@link CollectiveException};
+ * the group is unusable afterwards.
+ *
+ * <pre>{@code
+ * try (ProcessGroup world = ProcessGroup.fromEnvironment()) {
+ *     world.allReduce(gradients, ReduceOp.AVG);
+ * }
+ * }</pre>
+ */
+public final class ProcessGroup implements AutoCloseable {
+    private static final int WORLD_STREAM_BASE = 0x1000;
+
+    private final Communicator comm;
+    private final Ring ring;
+    private final boolean ownsCommunicator;
+    private final UnsafeBuffer barrierScratch;
+    private long nextSeq;
+    private UnsafeBuffer scratch = new UnsafeBuffer(ByteBuffer.allocateDirect(0));
+    private boolean closed;
+
+    private ProcessGroup(Communicator comm, Ring ring, boolean ownsCommunicator) {
+        this.comm = comm;
+        this.ring = ring;
+        this.ownsCommunicator = ownsCommunicator;
+        this.barrierScratch = new UnsafeBuffer(ByteBuffer.allocateDirect(Math.max(1, ring.size) * 4).order(ByteOrder.nativeOrder()));
+    }
+
+    /** Joins the job: rendezvous, media driver, ring. Blocks until every rank has joined (rendezvous timeout). */
+    public static ProcessGroup init(ParallelConfig config) {
+        Communicator comm = Communicator.start(config);
+        try {
+            int[] world = new int[config.worldSize()];
+            Arrays.setAll(world, i -> i);
+            return new ProcessGroup(comm, new Ring(comm, "world", world, WORLD_STREAM_BASE), true);
+        } catch (RuntimeException e) {
+            comm.close();
+            throw e;
+        }
+    }
+
+    /** {@link #init} from torchrun-style environment variables (see {@link ParallelConfig#fromEnvironment}). */
+    public static ProcessGroup fromEnvironment() {
+        return init(ParallelConfig.fromEnvironment(System.getenv()));
+    }
+
+    /**
+     * A group of some world ranks (e.g. one pipeline stage), with its own ring and sequence numbers. Every listed rank
+     * must call this with the same ranks; ranks not listed must not. Close it before the world group.
+     */
+    public ProcessGroup subGroup(int... worldRanks) {
+        int[] ranks = worldRanks.clone();
+        if (ranks.length == 0) {
+            throw new IllegalArgumentException("a sub-group needs at least one rank");
+        }
+        for (int i = 0; i < ranks.length; i++) {
+            if (ranks[i] < 0 || ranks[i] >= comm.config().worldSize()) {
+                throw new IllegalArgumentException("sub-group rank " + ranks[i] + " is outside the world 0.." + (comm.config().worldSize() - 1));
+            }
+            for (int j = 0; j < i; j++) {
+                if (ranks[i] == ranks[j]) {
+                    throw new IllegalArgumentException("sub-group lists rank " + ranks[i] + " twice: " + Arrays.toString(ranks));
+                }
+            }
+        }
+        if (Ring.indexOf(ranks, comm.rank()) < 0) {
+            throw new IllegalArgumentException("rank " + comm.rank() + " is not in sub-group " + Arrays.toString(ranks));
+        }
+        String key = "g" + String.join("-", Arrays.stream(ranks).mapToObj(Integer::toString).toArray(String[]::new));
+        int streamBase = 0x100000 * (1 + (Arrays.hashCode(ranks) & 0x3FF));
+        return new ProcessGroup(comm, new Ring(comm, key, ranks, streamBase), false);
+    }
+
+    /** This process's rank within the group. */
+    public int rank() {
+        return ring.index;
+    }
+
+    public int size() {
+        return ring.size;
+    }
+
+    /** This process's rank in the world. */
+    public int worldRank() {
+        return comm.rank();
+    }
+
+    /** The world ranks of the members, in group-rank order. */
+    public int[] worldRanks() {
+        return ring.members.clone();
+    }
+
+    /**
+     * Rank 0's wall clock minus this process's wall clock in nanoseconds, measured at rendezvous (NTP-style, best of
+     * 16 round trips): add it to a local {@code Instant} to put events of all ranks on rank 0's timeline.
+     */
+    public long clockOffsetToRank0Nanos() {
+        return comm.clockOffsetNanos();
+    }
+
+    /** Bytes this process has sent on this group's ring (headers included). */
+    public long bytesSent() {
+        return ring.bytesSent.get();
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // AllReduce
+
+    public void allReduce(INDArray array, ReduceOp op) {
+        allReduceAsync(FlatBuffer.of(array), op, "allReduce").await();
+    }
+
+    public CollectiveHandle allReduceAsync(INDArray array, ReduceOp op, String name) {
+        return allReduceAsync(FlatBuffer.of(array), op, name);
+    }
+
+    public void allReduce(FlatBuffer buffer, ReduceOp op) {
+        allReduceAsync(buffer, op, "allReduce").await();
+    }
+
+    /** Reduces {@code buffer} in place across the group: every member ends with the same bits. */
+    public CollectiveHandle allReduceAsync(FlatBuffer buffer, ReduceOp op, String name) {
+        return submit(Frame.ALL_REDUCE, name, seq -> ring.allReduce(buffer, op, name, seq), buffer);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Broadcast
+
+    public void broadcast(INDArray array, int srcWorldRank) {
+        broadcastAsync(FlatBuffer.of(array), srcWorldRank, "broadcast").await();
+    }
+
+    public void broadcast(FlatBuffer buffer, int srcWorldRank) {
+        broadcastAsync(buffer, srcWorldRank, "broadcast").await();
+    }
+
+    /** Copies the buffer of world rank {@code srcWorldRank} (a member) into every member's buffer. */
+    public CollectiveHandle broadcastAsync(FlatBuffer buffer, int srcWorldRank, String name) {
+        int root = Ring.indexOf(ring.members, srcWorldRank);
+        if (root < 0) {
+            throw new IllegalArgumentException("broadcast source rank " + srcWorldRank + " is not in group " + Arrays.toString(ring.members));
+        }
+        return submit(Frame.BROADCAST, name, seq -> ring.broadcast(buffer, root, name, seq), buffer);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // AllGather
+
+    public void allGather(INDArray input, INDArray output) {
+        allGatherAsync(FlatBuffer.of(input), FlatBuffer.of(output), "allGather").await();
+    }
+
+    public void allGather(FlatBuffer input, FlatBuffer output) {
+        allGatherAsync(input, output, "allGather").await();
+    }
+
+    /** {@code output} (size x input length) receives every member's input, in group-rank order. */
+    public CollectiveHandle allGatherAsync(FlatBuffer input, FlatBuffer output, String name) {
+        checkParts("allGather", input, output);
+        long bytes = input.byteLength();
+        long at = ring.index * bytes;
+        return submit(Frame.ALL_GATHER, name, seq -> {
+            copy(input.address(), output.address() + at, bytes);
+            ring.allGather(output, name, seq);
+        }, output);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // ReduceScatter
+
+    public void reduceScatter(INDArray input, INDArray output, ReduceOp op) {
+        reduceScatterAsync(FlatBuffer.of(input), FlatBuffer.of(output), op, "reduceScatter").await();
+    }
+
+    public void reduceScatter(FlatBuffer input, FlatBuffer output, ReduceOp op) {
+        reduceScatterAsync(input, output, op, "reduceScatter").await();
+    }
+
+    /**
+     * Reduces {@code input} (size x output length) across the group; {@code output} receives this member's
+     * slice (group rank r gets elements [r*len, (r+1)*len)). {@code input} is left unchanged.
+     */
+    public CollectiveHandle reduceScatterAsync(FlatBuffer input, FlatBuffer output, ReduceOp op, String name) {
+        checkParts("reduceScatter", output, input);
+        long bytes = output.byteLength();
+        return submit(Frame.REDUCE_SCATTER, name, seq -> {
+            UnsafeBuffer work = scratch(input.byteLength());
+            copy(input.address(), work.addressOffset(), input.byteLength());
+            ring.reduceScatter(FlatBuffer.ofAddress(work, work.addressOffset(), input.elements(), input.type()), op, name, seq);
+            copy(work.addressOffset() + ring.index * bytes, output.address(), bytes);
+        }, input);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Barrier
+
+    /** Returns once every member has entered the barrier. */
+    public void barrier() {
+        barrierAsync("barrier").await();
+    }
+
+    public CollectiveHandle barrierAsync(String name) {
+        FlatBuffer buffer = FlatBuffer.ofAddress(barrierScratch, barrierScratch.addressOffset(), ring.size, ElementType.FLOAT32);
+        return submit(Frame.BARRIER, name, seq -> ring.barrier(buffer, name, seq), buffer);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+
+    private synchronized CollectiveHandle submit(int kind, String name, SeqTask task, FlatBuffer keepAlive) {
+        if (closed) {
+            throw new IllegalStateException("process group " + ring.describeGroup() + " is closed");
+        }
+        long seq = nextSeq++;
+        String description = Frame.kindName(kind) + " '" + name + "' #" + seq + " in group " + ring.describeGroup();
+        CompletableFuture<Void> future = new CompletableFuture<>();
+        try {
+            comm.commThread().execute(() -> {
+                CollectiveException earlier = comm.broken();
+                if (earlier != null) {
+                    future.completeExceptionally(new CollectiveException(description + " not run: the process group failed"
+                            + " earlier: " + earlier.getMessage(), earlier));
+                    return;
+                }
+                comm.started(ring);
+                try {
+                    task.run(seq);
+                    future.complete(null);
+                } catch (Throwable t) {
+                    future.completeExceptionally(t);
+                } finally {
+                    comm.finished();
+                    // The buffer's owner must stay reachable until the collective is done.
+                    java.lang.ref.Reference.reachabilityFence(keepAlive.owner());
+                }
+            });
+        } catch (RejectedExecutionException e) {
+            throw new IllegalStateException("process group " + ring.describeGroup() + " is closed", e);
+        }
+        return new CollectiveHandle(description, future);
+    }
+
+    @FunctionalInterface
+    private interface SeqTask {
+        void run(long seq);
+    }
+
+    private void checkParts(String op, FlatBuffer part, FlatBuffer whole) {
+        if (part.type() != whole.type()) {
+            throw new IllegalArgumentException(op + ": input is " + part.type() + " but output is " + whole.type());
+        }
+        if (part.elements() * ring.size != whole.elements()) {
+            throw new IllegalArgumentException(op + ": the whole buffer must hold group size (" + ring.size + ") x "
+                    + part.elements() + " = " + part.elements() * ring.size + " elements, it holds " + whole.elements());
+        }
+    }
+
+    /** Grows (never on the steady-state path) the comm thread's scratch buffer. */
+    private UnsafeBuffer scratch(long bytes) {
+        if (scratch.capacity() < bytes) {
+            if (bytes > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException("reduceScatter input of " + bytes + " bytes is over 2 GiB; split it");
+            }
+            scratch = new UnsafeBuffer(ByteBuffer.allocateDirect((int) bytes).order(ByteOrder.nativeOrder()));
+        }
+        return scratch;
+    }
+
+    private static void copy(long from, long to, long bytes) {
+        if (bytes > 0 && from != to) {
+            org.agrona.UnsafeApi.copyMemory(from, to, bytes);
+        }
+    }
+
+    /** Waits for issued collectives, then leaves the group (the world group also leaves the job). */
+    @Override
+    public void close() {
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
+        if (ownsCommunicator) {
+            comm.close();
+            ring.close();
+        } else {
+            try {
+                comm.commThread().submit(() -> { }).get();
+            } catch (Exception e) {
+                // the comm thread is gone: nothing in flight
+            }
+            ring.close();
+        }
+    }
+}

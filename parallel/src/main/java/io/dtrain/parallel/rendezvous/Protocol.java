@@ -1,0 +1,69 @@
+package io.dtrain.parallel.rendezvous;
+
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.GeneralSecurityException;
+import java.security.SecureRandom;
+import java.time.Instant;
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
+
+/**
+ * Wire protocol of the rendezvous store (Java Data streams, big-endian).
+ *
+ * <pre>
+ * server: int MAGIC, int VERSION, byte[32] serverNonce
+ * client: UTF jobId, int rank, byte[32] clientNonce, byte[32] HMAC(secret, "client" serverNonce clientNonce jobId rank)
+ * server: byte 1, byte[32] HMAC(secret, "server" clientNonce serverNonce jobId rank)   accepted (client checks it)
+ *      or byte 0, UTF reason                                                      refused, then closed
+ * then requests: byte op, arguments; replies: byte status (OK, TIMEOUT, ERROR + UTF message), result
+ * </pre>
+ */
+final class Protocol {
+    static final int MAGIC = 0x44545256; // "DTRV"
+    static final int VERSION = 1;
+    static final int NONCE_BYTES = 32;
+
+    static final byte SET = 1;      // UTF key, int n, byte[n] value          -> OK
+    static final byte GET = 2;      // UTF key, long timeoutMs                -> OK int n byte[n] | TIMEOUT
+    static final byte ADD = 3;      // UTF key, long delta                    -> OK long newValue
+    static final byte PREFIX = 4;   // UTF prefix                             -> OK int count, (UTF key, int n, byte[n])*
+    static final byte TIME = 5;     //                                        -> OK long epochNanos
+    static final byte BYE = 6;      //                                        -> OK, then closed
+
+    static final byte OK = 0;
+    static final byte TIMEOUT = 1;
+    static final byte ERROR = 2;
+
+    private static final SecureRandom RANDOM = new SecureRandom();
+
+    private Protocol() {
+    }
+
+    static byte[] nonce() {
+        byte[] nonce = new byte[NONCE_BYTES];
+        RANDOM.nextBytes(nonce);
+        return nonce;
+    }
+
+    static byte[] hmac(byte[] secret, String role, byte[] firstNonce, byte[] secondNonce, String jobId, int rank) {
+        try {
+            Mac mac = Mac.getInstance("HmacSHA256");
+            // An empty secret (single-process worlds) still needs a valid key.
+            mac.init(new SecretKeySpec(secret.length == 0 ? new byte[1] : secret, "HmacSHA256"));
+            mac.update(role.getBytes(StandardCharsets.UTF_8));
+            mac.update(firstNonce);
+            mac.update(secondNonce);
+            mac.update(jobId.getBytes(StandardCharsets.UTF_8));
+            mac.update(ByteBuffer.allocate(4).putInt(rank).array());
+            return mac.doFinal();
+        } catch (GeneralSecurityException e) {
+            throw new IllegalStateException("HmacSHA256 unavailable", e);
+        }
+    }
+
+    static long epochNanos() {
+        Instant now = Instant.now();
+        return now.getEpochSecond() * 1_000_000_000L + now.getNano();
+    }
+}

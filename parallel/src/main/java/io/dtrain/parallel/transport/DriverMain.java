@@ -1,0 +1,113 @@
+package io.dtrain.parallel.transport;
+
+import io.aeron.driver.MediaDriver;
+import io.aeron.driver.ThreadingMode;
+import io.aeron.status.HeartbeatTimestamp;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.concurrent.TimeUnit;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.status.CountersReader;
+
+/**
+ * The per-host Aeron media driver, run as its own process so a worker's death cannot take it down:
+ * {@code java -cp ... io.dtrain.parallel.transport.DriverMain AERON_DIR IDLE_EXIT_SECONDS}.
+ *
+ * <p>Tuned for few cores: one SHARED agent with a backoff idle strategy (busy spinning starved the workers on
+ * 2 cores), 4 MiB socket buffers. It exits, deleting its directory, once no Aeron client has been connected for
+ * IDLE_EXIT_SECONDS: that is how the job's driver is removed when the job ends, even if workers were killed.
+ */
+public final class DriverMain {
+    public static final int SOCKET_BUFFER_BYTES = 4 << 20;
+
+    private DriverMain() {
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length != 2) {
+            System.err.println("usage: DriverMain AERON_DIR IDLE_EXIT_SECONDS");
+            System.exit(2);
+        }
+        Path aeronDir = Path.of(args[0]);
+        long idleExitNs = TimeUnit.SECONDS.toNanos(Long.parseLong(args[1]));
+        Path jobDir = aeronDir.getParent();
+        MediaDriver driver = MediaDriver.launch(context(aeronDir.toString()));
+        // SIGTERM (the launcher ending the job) and the idle exit below both clean up through this hook.
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> shutdown(driver, jobDir), "dtrain-driver-shutdown"));
+        Files.writeString(jobDir.resolve(MediaDriverProcess.PID_FILE), Long.toString(ProcessHandle.current().pid()));
+        System.out.println("dtrain media driver pid " + ProcessHandle.current().pid() + " in " + aeronDir);
+        CountersReader counters = driver.context().countersManager();
+        long idleSince = System.nanoTime();
+        while (true) {
+            Thread.sleep(200);
+            if (clientCount(counters) > 0) {
+                idleSince = System.nanoTime();
+            } else if (System.nanoTime() - idleSince > idleExitNs && exitUnderLock(jobDir, counters)) {
+                System.out.println("dtrain media driver: no clients for " + args[1] + " s, exiting");
+                break;
+            }
+        }
+        System.exit(0);
+    }
+
+    /** Closes the driver (which deletes its Aeron directory) and removes the rest of a dtrain job directory. */
+    private static void shutdown(MediaDriver driver, Path jobDir) {
+        driver.close();
+        try {
+            Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.PID_FILE));
+            Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.LOG_FILE));
+            if (jobDir.getFileName().toString().startsWith("dtrain-")) {
+                Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.LOCK_FILE));
+                Files.deleteIfExists(jobDir);
+            }
+        } catch (java.io.IOException e) {
+            // a worker is starting the next driver in this directory: leave it
+        }
+    }
+
+    static MediaDriver.Context context(String aeronDir) {
+        return new MediaDriver.Context()
+                .aeronDirectoryName(aeronDir)
+                .dirDeleteOnStart(true)
+                .dirDeleteOnShutdown(true)
+                .threadingMode(ThreadingMode.SHARED)
+                .sharedIdleStrategy(new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(200)))
+                .socketSndbufLength(SOCKET_BUFFER_BYTES)
+                .socketRcvbufLength(SOCKET_BUFFER_BYTES)
+                .initialWindowLength(SOCKET_BUFFER_BYTES)
+                // A killed worker's publications and images go away after these; the collectives detect a
+                // death faster through the rendezvous store, so these only bound leaked resources.
+                .clientLivenessTimeoutNs(TimeUnit.SECONDS.toNanos(5))
+                .imageLivenessTimeoutNs(TimeUnit.SECONDS.toNanos(5))
+                .publicationUnblockTimeoutNs(TimeUnit.SECONDS.toNanos(8))
+                .warnIfDirectoryExists(false);
+    }
+
+    /** Re-checks under the job's driver lock so a worker that is just connecting never loses its driver. */
+    private static boolean exitUnderLock(Path jobDir, CountersReader counters) throws Exception {
+        Path lockFile = jobDir.resolve(MediaDriverProcess.LOCK_FILE);
+        try (FileChannel channel = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+             FileLock ignored = channel.lock()) {
+            if (clientCount(counters) > 0) {
+                return false;
+            }
+            Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.PID_FILE));
+            // The lock file stays until the directory goes: a waiter re-checks that it still exists.
+            Files.deleteIfExists(lockFile);
+            return true;
+        }
+    }
+
+    static int clientCount(CountersReader counters) {
+        int[] count = {0};
+        counters.forEach((counterId, typeId, keyBuffer, label) -> {
+            if (typeId == HeartbeatTimestamp.HEARTBEAT_TYPE_ID) {
+                count[0]++;
+            }
+        });
+        return count[0];
+    }
+}

@@ -1,0 +1,125 @@
+package io.dtrain.parallel.transport;
+
+import io.aeron.CommonContext;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.management.ManagementFactory;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Starts the host's media driver process for a job if none runs yet: under a file lock in the job directory
+ * (mode 0700), so of the host's workers (or its launcher) the first starts it and the others share it.
+ */
+public final class MediaDriverProcess {
+    static final String LOCK_FILE = "driver.lock";
+    static final String PID_FILE = "driver.pid";
+    static final String LOG_FILE = "driver.log";
+
+    private static final Logger log = LoggerFactory.getLogger(MediaDriverProcess.class);
+
+    private MediaDriverProcess() {
+    }
+
+    /**
+     * Makes sure a driver runs in {@code aeronDir}, then calls {@code connect} while still holding the lock so
+     * the driver cannot idle out between the check and the connection.
+     *
+     * @param idleExitSeconds the driver exits once it has had no client for this long
+     */
+    public static <T> T ensureRunningAndConnect(Path aeronDir, int idleExitSeconds, Duration startTimeout, Supplier<T> connect) {
+        Path jobDir = aeronDir.toAbsolutePath().getParent();
+        try {
+            createPrivateDirectory(jobDir);
+            while (true) {
+                Path lockFile = jobDir.resolve(LOCK_FILE);
+                try (FileChannel channel = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+                     FileLock ignored = channel.lock()) {
+                    if (!Files.exists(lockFile)) {
+                        continue; // an exiting driver removed the file we locked: lock the new one
+                    }
+                    if (!CommonContext.isDriverActive(aeronDir.toFile(), 2_000, message -> { })) {
+                        start(aeronDir, idleExitSeconds, startTimeout);
+                    }
+                    return connect.get();
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot start the Aeron media driver in " + aeronDir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The driver's pid, if one was started in the job directory of {@code aeronDir} and still runs. */
+    public static java.util.OptionalLong pid(Path aeronDir) {
+        try {
+            Path pidFile = aeronDir.toAbsolutePath().getParent().resolve(PID_FILE);
+            return java.util.OptionalLong.of(Long.parseLong(Files.readString(pidFile).trim()));
+        } catch (IOException | NumberFormatException e) {
+            return java.util.OptionalLong.empty();
+        }
+    }
+
+    private static void start(Path aeronDir, int idleExitSeconds, Duration startTimeout) throws IOException {
+        Path jobDir = aeronDir.toAbsolutePath().getParent();
+        List<String> command = new ArrayList<>();
+        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        // The driver needs the same module opens as the worker (Agrona, sun.nio.ch for UDP); a small heap.
+        for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (arg.startsWith("--add-opens") || arg.startsWith("--add-exports")) {
+                command.add(arg);
+            }
+        }
+        command.add("-Xmx128m");
+        command.add("-XX:+UseSerialGC");
+        command.add("-XX:TieredStopAtLevel=1");
+        command.add("-cp");
+        command.add(System.getProperty("java.class.path"));
+        command.add(DriverMain.class.getName());
+        command.add(aeronDir.toString());
+        command.add(Integer.toString(idleExitSeconds));
+        Path logFile = jobDir.resolve(LOG_FILE);
+        Process process = new ProcessBuilder(command)
+                .redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
+                .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+                .start();
+        log.info("started Aeron media driver pid {} in {} (log {})", process.pid(), aeronDir, logFile);
+        long deadline = System.nanoTime() + startTimeout.toNanos();
+        while (!CommonContext.isDriverActive(aeronDir.toFile(), 1_000, message -> { })) {
+            if (!process.isAlive()) {
+                throw new IOException("the media driver exited with code " + process.exitValue() + "; see " + logFile);
+            }
+            if (System.nanoTime() > deadline) {
+                process.destroyForcibly();
+                throw new IOException("the media driver did not start within " + startTimeout.toSeconds() + " s; see " + logFile);
+            }
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while starting the media driver", e);
+            }
+        }
+    }
+
+    static void createPrivateDirectory(Path dir) throws IOException {
+        if (!Files.isDirectory(dir)) {
+            try {
+                Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+            } catch (java.nio.file.FileAlreadyExistsException e) {
+                // another worker was first
+            }
+        }
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
+    }
+}

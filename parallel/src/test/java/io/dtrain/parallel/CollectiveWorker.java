@@ -1,0 +1,251 @@
+package io.dtrain.parallel;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.SplittableRandom;
+import java.util.zip.CRC32;
+
+/**
+ * A worker process for the multi-process tests: {@code CollectiveWorker SCENARIO}, configured by torchrun-style
+ * environment variables. Prints {@code CRC ...}, {@code BYTES ...}, {@code OK} or {@code FAILED ...} lines on stdout.
+ */
+public final class CollectiveWorker {
+    public static void main(String[] args) throws Exception {
+        String scenario = args[0];
+        long start = System.nanoTime();
+        int code;
+        try (ProcessGroup world = ProcessGroup.fromEnvironment()) {
+            System.out.println("JOINED " + world.rank() + " after " + (System.nanoTime() - start) / 1_000_000 + " ms, clock offset "
+                    + world.clockOffsetToRank0Nanos() + " ns");
+            code = switch (scenario) {
+                case "correctness" -> correctness(world);
+                case "kill" -> loop(world);
+                case "mismatch" -> mismatch(world);
+                case "stall" -> stall(world);
+                case "udp" -> udp(world);
+                default -> throw new IllegalArgumentException("unknown scenario " + scenario);
+            };
+        }
+        System.out.flush();
+        System.exit(code);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+
+    static int correctness(ProcessGroup world) {
+        int n = world.size();
+        for (ElementType type : ElementType.values()) {
+            for (int length : new int[] {1, 2, 3, 5, 7, 1001, 40_001}) {
+                for (ReduceOp op : ReduceOp.values()) {
+                    ByteBuffer buffer = input(type, world.rank(), length, 1);
+                    world.allReduce(FlatBuffer.of(buffer, type), op);
+                    checkReduced(buffer, type, n, length, 1, op, 0, length, "allReduce " + type + " " + length + " " + op);
+                    System.out.println("CRC allReduce " + type + " " + length + " " + op + " " + crc(buffer));
+                }
+            }
+        }
+        // Bytes sent by one AllReduce of 100,000 float32.
+        ByteBuffer big = input(ElementType.FLOAT32, world.rank(), 100_000, 2);
+        long before = world.bytesSent();
+        world.allReduce(FlatBuffer.of(big, ElementType.FLOAT32), ReduceOp.SUM);
+        System.out.println("BYTES " + (world.bytesSent() - before) + " " + 400_000);
+        checkReduced(big, ElementType.FLOAT32, n, 100_000, 2, ReduceOp.SUM, 0, 100_000, "big allReduce");
+
+        // Broadcast from the last rank.
+        int root = n - 1;
+        ByteBuffer b = world.rank() == root ? input(ElementType.FLOAT64, root, 1001, 3) : ByteBuffer.allocateDirect(1001 * 8).order(ByteOrder.nativeOrder());
+        world.broadcast(FlatBuffer.of(b, ElementType.FLOAT64), root);
+        ByteBuffer expected = input(ElementType.FLOAT64, root, 1001, 3);
+        check(b.equals(expected), "broadcast from " + root + " differs");
+        System.out.println("CRC broadcast " + crc(b));
+
+        // AllGather of 3 float32 per rank.
+        ByteBuffer part = input(ElementType.FLOAT32, world.rank(), 3, 4);
+        ByteBuffer gathered = ByteBuffer.allocateDirect(3 * n * 4).order(ByteOrder.nativeOrder());
+        world.allGather(FlatBuffer.of(part, ElementType.FLOAT32), FlatBuffer.of(gathered, ElementType.FLOAT32));
+        for (int r = 0; r < n; r++) {
+            ByteBuffer theirs = input(ElementType.FLOAT32, r, 3, 4);
+            for (int i = 0; i < 3; i++) {
+                check(Float.floatToRawIntBits(gathered.getFloat((r * 3 + i) * 4)) == Float.floatToRawIntBits(theirs.getFloat(i * 4)),
+                        "allGather element " + i + " of rank " + r);
+            }
+        }
+        System.out.println("CRC allGather " + crc(gathered));
+
+        // ReduceScatter of 5 float64 per rank, AVG.
+        ByteBuffer whole = input(ElementType.FLOAT64, world.rank(), 5 * n, 5);
+        ByteBuffer wholeCopy = input(ElementType.FLOAT64, world.rank(), 5 * n, 5);
+        ByteBuffer mine = ByteBuffer.allocateDirect(5 * 8).order(ByteOrder.nativeOrder());
+        world.reduceScatter(FlatBuffer.of(whole, ElementType.FLOAT64), FlatBuffer.of(mine, ElementType.FLOAT64), ReduceOp.AVG);
+        check(whole.equals(wholeCopy), "reduceScatter modified its input");
+        checkReduced(mine, ElementType.FLOAT64, n, 5 * n, 5, ReduceOp.AVG, world.rank() * 5, 5, "reduceScatter");
+
+        world.barrier();
+
+        // Async: three collectives in flight, completed in issue order.
+        ByteBuffer[] buffers = new ByteBuffer[3];
+        CollectiveHandle[] handles = new CollectiveHandle[3];
+        for (int k = 0; k < 3; k++) {
+            buffers[k] = input(ElementType.FLOAT32, world.rank(), 777 + k, 10 + k);
+            handles[k] = world.allReduceAsync(FlatBuffer.of(buffers[k], ElementType.FLOAT32), ReduceOp.SUM, "async" + k);
+        }
+        for (int k = 2; k >= 0; k--) {
+            handles[k].await();
+        }
+        for (int k = 0; k < 3; k++) {
+            checkReduced(buffers[k], ElementType.FLOAT32, n, 777 + k, 10 + k, ReduceOp.SUM, 0, 777 + k, "async " + k);
+        }
+
+        // A sub-group of the even ranks.
+        if (n >= 3) {
+            int[] even = java.util.stream.IntStream.range(0, n).filter(r -> r % 2 == 0).toArray();
+            if (world.rank() % 2 == 0) {
+                try (ProcessGroup sub = world.subGroup(even)) {
+                    ByteBuffer s = input(ElementType.FLOAT32, world.rank(), 333, 6);
+                    sub.allReduce(FlatBuffer.of(s, ElementType.FLOAT32), ReduceOp.SUM);
+                    double tolerance = 0;
+                    for (int i = 0; i < 333; i++) {
+                        double exact = 0;
+                        double magnitude = 0;
+                        for (int r : even) {
+                            float x = input(ElementType.FLOAT32, r, 333, 6).getFloat(i * 4);
+                            exact += x;
+                            magnitude += Math.abs(x);
+                        }
+                        tolerance = 4 * even.length * Math.ulp((float) magnitude);
+                        check(Math.abs(s.getFloat(i * 4) - exact) <= tolerance, "subgroup element " + i);
+                    }
+                    System.out.println("CRC subgroup " + crc(s));
+                }
+            }
+            world.barrier();
+        }
+        System.out.println("OK");
+        return 0;
+    }
+
+    /** Many AllReduces (the kill test SIGKILLs one rank in the middle of one). */
+    static int loop(ProcessGroup world) {
+        ByteBuffer buffer = input(ElementType.FLOAT32, world.rank(), 20_000, 1);
+        for (int i = 0; i < 200; i++) {
+            long start = System.nanoTime();
+            try {
+                world.allReduceAsync(FlatBuffer.of(buffer, ElementType.FLOAT32), ReduceOp.AVG, "step").await();
+            } catch (CollectiveException e) {
+                return failed(e, start);
+            }
+        }
+        System.out.println("OK");
+        return 0;
+    }
+
+    /** Rank 1 calls allGather where the others call allReduce (#2). */
+    static int mismatch(ProcessGroup world) {
+        ByteBuffer buffer = input(ElementType.FLOAT32, world.rank(), 1000, 1);
+        world.allReduce(FlatBuffer.of(buffer, ElementType.FLOAT32), ReduceOp.SUM);
+        world.barrier();
+        long start = System.nanoTime();
+        try {
+            if (world.rank() == 1) {
+                ByteBuffer out = ByteBuffer.allocateDirect(1000 * 4 * world.size()).order(ByteOrder.nativeOrder());
+                world.allGatherAsync(FlatBuffer.of(buffer, ElementType.FLOAT32), FlatBuffer.of(out, ElementType.FLOAT32), "params").await();
+            } else {
+                world.allReduceAsync(FlatBuffer.of(buffer, ElementType.FLOAT32), ReduceOp.SUM, "grads").await();
+            }
+        } catch (CollectiveException e) {
+            return failed(e, start);
+        }
+        System.out.println("OK");
+        return 0;
+    }
+
+    /** Rank 2 does not call AllReduce #1 for a long time (alive, heartbeating, but stuck elsewhere). */
+    static int stall(ProcessGroup world) throws InterruptedException {
+        ByteBuffer buffer = input(ElementType.FLOAT32, world.rank(), 1000, 1);
+        world.allReduce(FlatBuffer.of(buffer, ElementType.FLOAT32), ReduceOp.SUM);
+        if (world.rank() == 2) {
+            Thread.sleep(Long.getLong("stall.ms", 8000));
+        }
+        long start = System.nanoTime();
+        try {
+            world.allReduceAsync(FlatBuffer.of(buffer, ElementType.FLOAT32), ReduceOp.SUM, "grads").await();
+        } catch (CollectiveException e) {
+            return failed(e, start);
+        }
+        System.out.println("OK");
+        return 0;
+    }
+
+    /** A few AllReduces (for the two-host test over UDP). */
+    static int udp(ProcessGroup world) {
+        int n = world.size();
+        for (int length : new int[] {3, 1001, 300_001}) {
+            ByteBuffer buffer = input(ElementType.FLOAT32, world.rank(), length, 7);
+            world.allReduce(FlatBuffer.of(buffer, ElementType.FLOAT32), ReduceOp.SUM);
+            checkReduced(buffer, ElementType.FLOAT32, n, length, 7, ReduceOp.SUM, 0, length, "udp allReduce " + length);
+            System.out.println("CRC udp " + length + " " + crc(buffer));
+        }
+        System.out.println("OK");
+        return 0;
+    }
+
+    private static int failed(CollectiveException e, long startNs) {
+        System.out.println("FAILED after " + (System.nanoTime() - startNs) / 1_000_000 + " ms: " + e.getMessage().replace('\n', ' '));
+        System.out.flush();
+        return 3;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+
+    /** Rank r's test input: values of mixed sign and magnitude, so the order of additions changes the bits. */
+    static ByteBuffer input(ElementType type, int rank, int length, int seed) {
+        ByteBuffer buffer = ByteBuffer.allocateDirect(length * type.bytes()).order(ByteOrder.nativeOrder());
+        SplittableRandom random = new SplittableRandom(seed * 1_000_003L + rank * 7919L + length);
+        for (int i = 0; i < length; i++) {
+            double value = random.nextGaussian() * Math.pow(10, random.nextInt(-3, 4));
+            if (type == ElementType.FLOAT32) {
+                buffer.putFloat(i * 4, (float) value);
+            } else {
+                buffer.putDouble(i * 8, value);
+            }
+        }
+        return buffer;
+    }
+
+    /** Checks {@code result[i]} (for inputs [from, from+count)) element by element against a float64 sum. */
+    static void checkReduced(ByteBuffer result, ElementType type, int n, int length, int seed, ReduceOp op, int from, int count, String what) {
+        ByteBuffer[] inputs = new ByteBuffer[n];
+        for (int r = 0; r < n; r++) {
+            inputs[r] = input(type, r, length, seed);
+        }
+        for (int i = 0; i < count; i++) {
+            double exact = 0;
+            double magnitude = 0;
+            for (int r = 0; r < n; r++) {
+                double x = type == ElementType.FLOAT32 ? inputs[r].getFloat((from + i) * 4) : inputs[r].getDouble((from + i) * 8);
+                exact += x;
+                magnitude += Math.abs(x);
+            }
+            if (op == ReduceOp.AVG) {
+                exact /= n;
+                magnitude /= n;
+            }
+            double got = type == ElementType.FLOAT32 ? result.getFloat(i * 4) : result.getDouble(i * 8);
+            double tolerance = type == ElementType.FLOAT32 ? 2 * n * Math.ulp((float) magnitude) : 2 * n * Math.ulp(magnitude);
+            check(Math.abs(got - exact) <= tolerance, what + ": element " + (from + i) + " is " + got + ", float64 sum "
+                    + exact + " (tolerance " + tolerance + ")");
+        }
+    }
+
+    static long crc(ByteBuffer buffer) {
+        CRC32 crc = new CRC32();
+        crc.update(buffer.duplicate().clear());
+        return crc.getValue();
+    }
+
+    static void check(boolean condition, String message) {
+        if (!condition) {
+            throw new AssertionError(message);
+        }
+    }
+}

@@ -1,0 +1,164 @@
+package io.dtrain.parallel;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.api.Test;
+
+/** Collectives across real worker processes sharing one media driver process. */
+class CollectivesProcessTest {
+    private static Path jobDir;
+    private static Path aeronDir;
+
+    @BeforeAll
+    static void driverDirectory() throws Exception {
+        jobDir = Files.createTempDirectory(Path.of("/dev/shm"), "dtrain-test-");
+        aeronDir = jobDir.resolve("aeron");
+    }
+
+    @AfterAll
+    static void stopDriver() {
+        Workers.cleanUp(jobDir, aeronDir);
+    }
+
+    @ParameterizedTest(name = "world {0}")
+    @ValueSource(ints = {1, 2, 3, 4, 5})
+    void allCollectivesAreCorrectAndBitIdenticalAcrossRanks(int world) {
+        Map<String, String> env = Workers.jobEnv(world, aeronDir, Duration.ofSeconds(20));
+        if (world % 2 == 1) {
+            env.put("DTRAIN_CHUNK_BYTES", "1000"); // many frames per segment, frame sizes not a multiple of 8
+        }
+        List<Workers.Result> results = Workers.run(world, "correctness", env, rank -> List.of(), Duration.ofSeconds(90));
+        for (Workers.Result r : results) {
+            assertEquals(0, r.exitCode(), r::toString);
+            assertTrue(r.stdout().contains("OK"), r::toString);
+        }
+        // Every rank printed the same checksums for the same collectives.
+        List<String> reference = results.get(0).lines("CRC");
+        assertEquals(2 * 7 * 2 + 2 + (world >= 3 ? 1 : 0), reference.size(), results.get(0)::toString);
+        for (Workers.Result r : results) {
+            List<String> crcs = r.lines("CRC").stream().filter(l -> !l.startsWith("CRC subgroup")).toList();
+            assertEquals(reference.stream().filter(l -> !l.startsWith("CRC subgroup")).toList(), crcs, "rank " + r.rank());
+        }
+        // A ring AllReduce sends 2(n-1)/n of the buffer per rank (plus 48-byte frame headers).
+        for (Workers.Result r : results) {
+            String[] bytes = r.lines("BYTES").get(0).split(" ");
+            double sent = Long.parseLong(bytes[1]);
+            double buffer = Long.parseLong(bytes[2]);
+            double ideal = 2.0 * (world - 1) / world * buffer;
+            assertTrue(sent >= ideal && sent <= ideal * 1.06 + 1000,
+                    "rank " + r.rank() + " sent " + sent + " bytes, ideal " + ideal);
+        }
+        assertTrue(Files.isDirectory(aeronDir) || world == 1, "driver directory " + aeronDir);
+        if (world > 1) {
+            assertTrue(PosixFilePermissions.toString(uncheckedPermissions(jobDir)).equals("rwx------"), "job dir mode");
+        }
+    }
+
+    @Test
+    void aPeerKilledInTheMiddleOfAnAllReduceFailsEveryOtherRankWithinTheTimeout() {
+        int world = 4;
+        Duration timeout = Duration.ofSeconds(4);
+        Map<String, String> env = Workers.jobEnv(world, aeronDir, timeout);
+        env.put("DTRAIN_CHUNK_BYTES", "4096");
+        List<Workers.Result> results = Workers.run(world, "kill", env,
+                rank -> rank == 2 ? List.of("-Ddtrain.test.killAfterChunks=100") : List.of(), Duration.ofSeconds(60));
+        Workers.Result killed = results.get(2);
+        assertEquals(137, killed.exitCode(), killed::toString);
+        assertTrue(killed.stderr().contains("killing rank 2"), killed::toString);
+        for (Workers.Result r : results) {
+            if (r.rank() == 2) {
+                continue;
+            }
+            String failure = r.failure();
+            assertNotNull(failure, r::toString);
+            System.out.println("rank " + r.rank() + ": " + failure);
+            assertTrue(failure.matches(".*allReduce 'step' #\\d+ .*"), failure);
+            assertTrue(failure.contains("rank 2"), failure);
+            long ms = Long.parseLong(failure.replaceAll("FAILED after (\\d+) ms.*", "$1"));
+            assertTrue(ms <= timeout.toMillis() + 1000, "failed only after " + ms + " ms: " + failure);
+            assertTrue(r.stderr().contains("dtrain thread dump of rank " + r.rank()), r::toString);
+        }
+        // The media driver is its own process: a worker's death does not take it down.
+        assertTrue(io.dtrain.parallel.transport.MediaDriverProcess.pid(aeronDir).stream()
+                .anyMatch(pid -> ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)), "driver died");
+    }
+
+    @Test
+    void aPeerCallingADifferentCollectiveFailsEveryRankNamingIt() {
+        int world = 3;
+        Duration timeout = Duration.ofSeconds(4);
+        List<Workers.Result> results = Workers.run(world, "mismatch", Workers.jobEnv(world, aeronDir, timeout),
+                rank -> List.of(), Duration.ofSeconds(60));
+        Set<String> failures = new HashSet<>();
+        for (Workers.Result r : results) {
+            String failure = r.failure();
+            assertNotNull(failure, r::toString);
+            System.out.println("rank " + r.rank() + ": " + failure);
+            assertEquals(3, r.exitCode(), r::toString);
+            assertTrue(failure.contains("#2"), failure);
+            assertTrue(failure.contains("allGather") && failure.contains("allReduce"), failure);
+            assertTrue(failure.contains("rank 1"), failure);
+            long ms = Long.parseLong(failure.replaceAll("FAILED after (\\d+) ms.*", "$1"));
+            assertTrue(ms <= timeout.toMillis() + 1000, "failed only after " + ms + " ms: " + failure);
+            failures.add(failure);
+        }
+    }
+
+    @Test
+    void aStalledPeerFailsTheOthersByTheTimeoutNamingIt() {
+        int world = 3;
+        Duration timeout = Duration.ofSeconds(3);
+        List<Workers.Result> results = Workers.run(world, "stall", Workers.jobEnv(world, aeronDir, timeout),
+                rank -> List.of("-Dstall.ms=6000"), Duration.ofSeconds(60));
+        for (Workers.Result r : results) {
+            String failure = r.failure();
+            assertNotNull(failure, r::toString);
+            System.out.println("rank " + r.rank() + ": " + failure);
+            assertTrue(failure.contains("allReduce 'grads' #1"), failure);
+            assertTrue(failure.contains("rank 2"), failure);
+            if (r.rank() != 2) {
+                long ms = Long.parseLong(failure.replaceAll("FAILED after (\\d+) ms.*", "$1"));
+                assertTrue(ms >= timeout.toMillis() - 100 && ms <= timeout.toMillis() + 1500, "failed after " + ms + " ms: " + failure);
+                assertTrue(r.stderr().contains("dtrain thread dump"), r::toString);
+            }
+        }
+    }
+
+    @Test
+    void aWorkerWithAWrongSecretIsRefusedAndLogged() {
+        Map<String, String> env = Workers.jobEnv(2, aeronDir, Duration.ofSeconds(3));
+        env.put("DTRAIN_RENDEZVOUS_TIMEOUT", "3s");
+        String secret = env.get("DTRAIN_JOB_SECRET");
+        List<Workers.Result> results = Workers.run(2, "correctness", env, rank -> List.of(),
+                rank -> rank == 1 ? List.of("env", "DTRAIN_JOB_SECRET=" + secret + "-wrong") : List.of(), Duration.ofSeconds(60));
+        Workers.Result host = results.get(0);
+        Workers.Result intruder = results.get(1);
+        assertTrue(intruder.exitCode() != 0 && intruder.stderr().contains("RendezvousAuthException")
+                && intruder.stderr().contains("refused"), intruder::toString);
+        assertTrue(host.stderr().contains("refused") && host.stderr().contains("wrong job secret"), host::toString);
+        assertTrue(host.exitCode() != 0 && host.stderr().contains("rank 1 did not join"), host::toString);
+        assertTrue(!intruder.stderr().contains(secret) && !host.stderr().contains(secret), "secret leaked into a log");
+    }
+
+    private static Set<java.nio.file.attribute.PosixFilePermission> uncheckedPermissions(Path path) {
+        try {
+            return Files.getPosixFilePermissions(path);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+}

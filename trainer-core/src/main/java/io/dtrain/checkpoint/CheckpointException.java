@@ -1,0 +1,15 @@
+package io.dtrain.checkpoint;
+
+/**
+ * A checkpoint cannot be found, read or matched to the model. The message names the file and says what to do.
+ * Unchecked so a trainer can let it reach the CLI, which prints the message.
+ */
+public final class CheckpointException extends RuntimeException {
+    public CheckpointException(String message) {
+        super(message);
+    }
+
+    public CheckpointException(String message, Throwable cause) {
+        super(message, cause);
+    }
+}

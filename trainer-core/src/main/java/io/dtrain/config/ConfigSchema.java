@@ -1,0 +1,410 @@
+package io.dtrain.config;
+
+import java.lang.reflect.Constructor;
+import java.lang.reflect.RecordComponent;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * The one table of configuration keys: dotted key, type, default, allowed values or range, one-line doc.
+ * It drives validation and defaults ({@link ConfigLoader}), {@code --set} overrides, {@link ConfigLoader#toYaml}
+ * and the generated reference ({@link ConfigReference}, docs/config-reference.md).
+ *
+ * <p>Each section is a record ({@code model} is {@link ModelConfig}, ...); its keys are the record's components
+ * in snake_case and in the same order, checked when this class loads so the table and the records cannot drift.
+ * A new section (parallel, metrics, ...) is a new record, a component of {@link TrainConfig} and its rows here.
+ */
+public final class ConfigSchema {
+
+    public enum ValueType {
+        INT("integer"), LONG("integer"), DOUBLE("number"), BOOLEAN("true/false"), STRING("string"),
+        /** A filesystem path: relative ones resolve against the working directory; URIs (hdfs://...) stay as is. */
+        PATH("path");
+
+        private final String description;
+
+        ValueType(String description) {
+            this.description = description;
+        }
+
+        public String description() {
+            return description;
+        }
+    }
+
+    /** A closed or half-open numeric interval; either end may be absent. */
+    public record Range(Double min, boolean minInclusive, Double max, boolean maxInclusive) {
+        static final Range ANY = new Range(null, true, null, true);
+
+        static Range atLeast(double min) {
+            return new Range(min, true, null, true);
+        }
+
+        static Range greaterThan(double min) {
+            return new Range(min, false, null, true);
+        }
+
+        static Range halfOpen(double min, double max) {
+            return new Range(min, true, max, false);
+        }
+
+        public boolean contains(double v) {
+            if (Double.isNaN(v)) {
+                return false;
+            }
+            boolean aboveMin = min == null || (minInclusive ? v >= min : v > min);
+            boolean belowMax = max == null || (maxInclusive ? v <= max : v < max);
+            return aboveMin && belowMax;
+        }
+
+        /** "any", ">= 1", "> 0", "[0, 1)". */
+        public String describe() {
+            if (min == null && max == null) {
+                return "any";
+            }
+            if (max == null) {
+                return (minInclusive ? ">= " : "> ") + number(min);
+            }
+            if (min == null) {
+                return (maxInclusive ? "<= " : "< ") + number(max);
+            }
+            return (minInclusive ? "[" : "(") + number(min) + ", " + number(max) + (maxInclusive ? "]" : ")");
+        }
+
+        private static String number(double d) {
+            return d == Math.rint(d) ? Long.toString((long) d) : Double.toString(d);
+        }
+    }
+
+    /**
+     * One configuration key.
+     *
+     * @param key          dotted path, e.g. "model.n_head"
+     * @param type         value type
+     * @param defaultValue value used when neither the file nor --set gives the key (Integer, Long, Double, Boolean, String)
+     * @param range        allowed numeric range (numbers only)
+     * @param choices      allowed values (strings only; empty = any)
+     * @param required     a string that must not be empty (no usable default)
+     * @param doc          one line for the reference
+     */
+    public record Entry(String key, ValueType type, Object defaultValue, Range range, List<String> choices,
+                        boolean required, String doc) {
+
+        public String section() {
+            return key.substring(0, key.indexOf('.'));
+        }
+
+        public String name() {
+            return key.substring(key.indexOf('.') + 1);
+        }
+
+        /** "[0, 1)", "pre \| post", "required", or "" when anything of the type goes. */
+        public String describeAllowed() {
+            if (!choices.isEmpty()) {
+                return String.join(" | ", choices);
+            }
+            if (required) {
+                return "required";
+            }
+            return range.equals(Range.ANY) ? "" : range.describe();
+        }
+    }
+
+    /** A top-level section: its name in the YAML file, the record holding its keys and a one-line doc. */
+    public record Section(String name, Class<? extends Record> recordType, String doc) {
+    }
+
+    private static final List<Section> SECTIONS = List.of(
+            new Section("model", ModelConfig.class, "the GPT's shape"),
+            new Section("optimizer", OptimizerConfig.class, "AdamW with decoupled weight decay and gradient clipping"),
+            new Section("schedule", ScheduleConfig.class,
+                    "learning rate: linear warm-up from 0 to optimizer.lr, then decay to optimizer.min_lr"),
+            new Section("data", DataConfig.class, "where training and validation text comes from"),
+            new Section("training", TrainingConfig.class, "run length, batch sizes and cadences"),
+            new Section("output", OutputConfig.class, "where a run writes"),
+            new Section("metrics", MetricsConfig.class,
+                    "utilization metrics, step records, MFU, the trace and the Prometheus endpoint (see `dtrain report`)"));
+
+    private static final List<Entry> ENTRIES = List.of(
+            integer("model.vocab_size", 257, Range.atLeast(1),
+                    "tokens in the vocabulary: >= 257 for the byte tokenizer (256 bytes + end-of-document), >= 50257 for gpt2"),
+            integer("model.seq_len", 64, Range.atLeast(1), "context length T (positions of the learned position embedding)"),
+            integer("model.d_model", 64, Range.atLeast(1), "residual width D"),
+            integer("model.n_layer", 2, Range.atLeast(1), "transformer blocks L"),
+            integer("model.n_head", 4, Range.atLeast(1), "attention heads H; d_model must be divisible by n_head"),
+            integer("model.d_ff", 0, Range.atLeast(0), "feed-forward width (0 = 4 x d_model)"),
+            choice("model.norm", "pre", List.of("pre", "post"),
+                    "pre: x + sublayer(LayerNorm(x)) (GPT-2); post: LayerNorm(x + sublayer(x)) (original Transformer)"),
+            choice("model.activation", "gelu", List.of("gelu", "relu"),
+                    "feed-forward activation; gelu is the tanh approximation, as GPT-2"),
+            number("model.dropout", 0.0, Range.halfOpen(0, 1),
+                    "dropout probability on embeddings, attention probabilities and residual branches"),
+            bool("model.tie_embeddings", true, "the LM head shares the token embedding matrix"),
+            bool("model.bias", true, "linear layers and LayerNorms have biases"),
+            number("model.init_std", 0.02, Range.greaterThan(0),
+                    "std of the normal initialisation of weights (residual projections scaled by 1/sqrt(2 x n_layer))"),
+            number("model.layer_norm_eps", 1e-5, Range.greaterThan(0), "LayerNorm epsilon"),
+            choice("model.dtype", "float32", List.of("float32", "float64"), "floating-point type of parameters and activations"),
+
+            number("optimizer.lr", 6e-4, Range.greaterThan(0), "peak learning rate (after warm-up)"),
+            number("optimizer.min_lr", 6e-5, Range.atLeast(0), "learning rate at the end of the decay; <= lr"),
+            number("optimizer.beta1", 0.9, Range.halfOpen(0, 1), "AdamW beta1"),
+            number("optimizer.beta2", 0.95, Range.halfOpen(0, 1), "AdamW beta2"),
+            number("optimizer.eps", 1e-8, Range.greaterThan(0), "AdamW epsilon"),
+            number("optimizer.weight_decay", 0.1, Range.atLeast(0), "decoupled weight decay of the matrices of linear layers"),
+            bool("optimizer.decay_biases_and_norms", false, "also decay biases and LayerNorm gains/offsets"),
+            bool("optimizer.decay_embeddings", false, "also decay token/position embeddings"),
+            number("optimizer.grad_clip", 1.0, Range.atLeast(0), "clip the global gradient L2 norm to this value (0 = no clipping)"),
+            choice("optimizer.lr_scaling", "none", List.of("none", "linear", "sqrt"),
+                    "scale lr (and min_lr) with the data-parallel world size"),
+            bool("optimizer.shard_state", false, "ZeRO-1: shard AdamW state over data-parallel ranks"),
+
+            integer("schedule.warmup_steps", 0, Range.atLeast(0), "steps of linear warm-up; <= the run's steps"),
+            choice("schedule.decay", "cosine", List.of("cosine", "linear", "constant"), "shape of the decay after warm-up"),
+            longInt("schedule.decay_steps", 0L, Range.atLeast(0),
+                    "step at which the decay reaches min_lr (0 = the run's last step); > warmup_steps"),
+
+            path("data.train", "", true, "training input: a file, a directory or a glob of *.jsonl / *.jsonl.zst (or preprocessed shards)"),
+            path("data.val", "", false, "validation input, same forms (\"\" = none)"),
+            choice("data.tokenizer", "byte", List.of("byte", "gpt2"),
+                    "byte: 256 byte values + end-of-document (id 256); gpt2: GPT-2 BPE from tokenizer_dir"),
+            path("data.tokenizer_dir", "", false, "directory with vocab.json and merges.txt (required when tokenizer is gpt2)"),
+            choice("data.on_bad_record", "skip", List.of("skip", "fail"),
+                    "a malformed record: skip (count and report) or fail (stop, naming file and line)"),
+            longInt("data.seed", 1234L, Range.ANY, "seed of the sample order (shuffle of global sample indices per epoch)"),
+            integer("data.workers", 1, Range.atLeast(1), "background threads preparing batches"),
+
+            integer("training.global_batch", 8, Range.atLeast(1),
+                    "sequences per optimizer step over all data-parallel ranks; a multiple of micro_batch x data-parallel size"),
+            integer("training.micro_batch", 8, Range.atLeast(1), "sequences per forward/backward pass on one rank"),
+            longInt("training.steps", 0L, Range.atLeast(0), "optimizer steps to run; exactly one of steps and tokens is > 0"),
+            longInt("training.tokens", 0L, Range.atLeast(0),
+                    "tokens to train on; steps = ceil(tokens / (global_batch x seq_len)); exactly one of steps and tokens is > 0"),
+            longInt("training.seed", 1337L, Range.ANY, "seed of initialisation and dropout"),
+            integer("training.log_interval", 10, Range.atLeast(1), "console line every N steps"),
+            integer("training.eval_interval", 0, Range.atLeast(0), "evaluate every N steps (0 = only at the end)"),
+            integer("training.eval_batches", 8, Range.atLeast(1), "validation micro-batches per evaluation (a fixed set)"),
+            integer("training.checkpoint_interval", 0, Range.atLeast(0), "checkpoint every N steps (0 = only at the end)"),
+            choice("training.on_non_finite", "stop", List.of("stop", "skip"),
+                    "when loss or gradients are NaN/Inf: stop the run, or skip the step"),
+
+            path("output.dir", "runs/default", true, "run directory (checkpoints, metrics, resolved config)"),
+            integer("output.keep_checkpoints", 3, Range.atLeast(1), "keep the newest K checkpoints"),
+
+            integer("metrics.interval_ms", 500, Range.atLeast(0),
+                    "system sampler period in ms (CPU, memory, network, disk, GPU) into metrics/system-rankN.jsonl; 0 = off"),
+            choice("metrics.device", "cpu", List.of("cpu", "v100", "a100", "h100"),
+                    "device of the MFU's peak: v100 125e12 (fp16), a100 312e12, h100 989e12 (dense bf16); cpu = measured fp32 GEMM rate"),
+            number("metrics.peak_flops", 0.0, Range.atLeast(0),
+                    "peak FLOP/s of one rank's device for the MFU (0 = the device's figure)"),
+            integer("metrics.prometheus_port", 0, new Range(0.0, true, 65535.0, true),
+                    "serve Prometheus text metrics at http://host:(port + rank)/metrics; 0 = off"),
+            bool("metrics.trace", true, "write a Chrome/Perfetto trace of every step's phases (metrics/trace-rankN.json, merged into trace.json)"));
+
+    /** The rules between keys that {@link ConfigLoader} checks, for the reference. */
+    static final List<String> RULES = List.of(
+            "`model.d_model` is divisible by `model.n_head`.",
+            "`model.vocab_size` >= 257 with `data.tokenizer: byte`, >= 50257 with `data.tokenizer: gpt2`.",
+            "`data.tokenizer: gpt2` needs `data.tokenizer_dir`.",
+            "Exactly one of `training.steps` and `training.tokens` is > 0.",
+            "`training.global_batch` is a multiple of `training.micro_batch`; at run time also of"
+                    + " `micro_batch x data-parallel size` (gradient-accumulation steps = global_batch / (micro_batch x DP size)).",
+            "`schedule.warmup_steps` <= the run's steps (`training.steps`, or the steps that cover `training.tokens`).",
+            "`schedule.decay_steps` is 0 or > `schedule.warmup_steps`.",
+            "`optimizer.min_lr` <= `optimizer.lr`.");
+
+    private static final Map<String, Entry> BY_KEY;
+
+    static {
+        Map<String, Entry> byKey = new LinkedHashMap<>();
+        for (Entry e : ENTRIES) {
+            if (byKey.put(e.key(), e) != null) {
+                throw new IllegalStateException("ConfigSchema: duplicate key " + e.key());
+            }
+        }
+        BY_KEY = Collections.unmodifiableMap(byKey);
+        checkMatchesRecords();
+    }
+
+    private ConfigSchema() {
+    }
+
+    public static List<Section> sections() {
+        return SECTIONS;
+    }
+
+    public static List<Entry> entries() {
+        return ENTRIES;
+    }
+
+    /** The entry of a dotted key, or null. */
+    public static Entry entry(String key) {
+        return BY_KEY.get(key);
+    }
+
+    public static List<Entry> entries(String section) {
+        List<Entry> out = new ArrayList<>();
+        for (Entry e : ENTRIES) {
+            if (e.section().equals(section)) {
+                out.add(e);
+            }
+        }
+        return out;
+    }
+
+    public static boolean isSection(String name) {
+        return SECTIONS.stream().anyMatch(s -> s.name().equals(name));
+    }
+
+    /** Every key at its default (not a valid run on its own: data.train is empty and neither steps nor tokens is set). */
+    public static TrainConfig defaults() {
+        Map<String, Object> values = new LinkedHashMap<>();
+        for (Entry e : ENTRIES) {
+            values.put(e.key(), e.defaultValue());
+        }
+        return build(values);
+    }
+
+    /** Builds the records from typed values, one per key (Integer, Long, Double, Boolean or String). */
+    static TrainConfig build(Map<String, Object> values) {
+        Object[] sections = new Object[SECTIONS.size()];
+        for (int i = 0; i < SECTIONS.size(); i++) {
+            Section s = SECTIONS.get(i);
+            List<Entry> keys = entries(s.name());
+            Object[] args = new Object[keys.size()];
+            for (int k = 0; k < keys.size(); k++) {
+                args[k] = values.get(keys.get(k).key());
+            }
+            sections[i] = construct(s.recordType(), args);
+        }
+        return (TrainConfig) construct(TrainConfig.class, sections);
+    }
+
+    /** Every key's value, in schema order. */
+    static Map<String, Object> values(TrainConfig config) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        for (Section s : SECTIONS) {
+            Object section = read(config, TrainConfig.class.getRecordComponents()[SECTIONS.indexOf(s)]);
+            RecordComponent[] components = s.recordType().getRecordComponents();
+            List<Entry> keys = entries(s.name());
+            for (int k = 0; k < keys.size(); k++) {
+                out.put(keys.get(k).key(), read(section, components[k]));
+            }
+        }
+        return out;
+    }
+
+    static String snakeCase(String camel) {
+        return camel.replaceAll("([a-z0-9])([A-Z])", "$1_$2").toLowerCase(Locale.ROOT);
+    }
+
+    private static Entry integer(String key, int def, Range range, String doc) {
+        return new Entry(key, ValueType.INT, def, range, List.of(), false, doc);
+    }
+
+    private static Entry longInt(String key, long def, Range range, String doc) {
+        return new Entry(key, ValueType.LONG, def, range, List.of(), false, doc);
+    }
+
+    private static Entry number(String key, double def, Range range, String doc) {
+        return new Entry(key, ValueType.DOUBLE, def, range, List.of(), false, doc);
+    }
+
+    private static Entry bool(String key, boolean def, String doc) {
+        return new Entry(key, ValueType.BOOLEAN, def, Range.ANY, List.of(), false, doc);
+    }
+
+    private static Entry choice(String key, String def, List<String> choices, String doc) {
+        return new Entry(key, ValueType.STRING, def, Range.ANY, choices, false, doc);
+    }
+
+    private static Entry path(String key, String def, boolean required, String doc) {
+        return new Entry(key, ValueType.PATH, def, Range.ANY, List.of(), required, doc);
+    }
+
+    private static Object construct(Class<? extends Record> type, Object[] args) {
+        RecordComponent[] components = type.getRecordComponents();
+        Class<?>[] types = new Class<?>[components.length];
+        for (int i = 0; i < components.length; i++) {
+            types[i] = components[i].getType();
+        }
+        try {
+            Constructor<? extends Record> c = type.getDeclaredConstructor(types);
+            return c.newInstance(args);
+        } catch (ReflectiveOperationException | IllegalArgumentException e) {
+            throw new IllegalStateException("cannot build " + type.getSimpleName() + " from the schema's values", e);
+        }
+    }
+
+    private static Object read(Object record, RecordComponent component) {
+        try {
+            return component.getAccessor().invoke(record);
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("cannot read " + component.getName(), e);
+        }
+    }
+
+    /** The table must list each record's components, in order, with matching types: a developer error otherwise. */
+    private static void checkMatchesRecords() {
+        RecordComponent[] top = TrainConfig.class.getRecordComponents();
+        if (top.length != SECTIONS.size()) {
+            throw new IllegalStateException("ConfigSchema: TrainConfig has " + top.length + " sections, the schema "
+                    + SECTIONS.size());
+        }
+        for (int i = 0; i < top.length; i++) {
+            Section s = SECTIONS.get(i);
+            if (!top[i].getName().equals(s.name()) || top[i].getType() != s.recordType()) {
+                throw new IllegalStateException("ConfigSchema: section " + i + " is " + s.name() + " but TrainConfig has "
+                        + top[i].getName());
+            }
+            RecordComponent[] components = s.recordType().getRecordComponents();
+            List<Entry> keys = entries(s.name());
+            if (components.length != keys.size()) {
+                throw new IllegalStateException("ConfigSchema: " + s.recordType().getSimpleName() + " has "
+                        + components.length + " components, the schema lists " + keys.size() + " keys under " + s.name());
+            }
+            for (int k = 0; k < components.length; k++) {
+                Entry e = keys.get(k);
+                String expected = s.name() + "." + snakeCase(components[k].getName());
+                if (!e.key().equals(expected) || javaType(e.type()) != components[k].getType()) {
+                    throw new IllegalStateException("ConfigSchema: key " + e.key() + " (" + e.type() + ") does not match "
+                            + s.recordType().getSimpleName() + "." + components[k].getName() + " ("
+                            + components[k].getType().getSimpleName() + ") at position " + k);
+                }
+                if (e.defaultValue() == null || boxed(javaType(e.type())) != e.defaultValue().getClass()) {
+                    throw new IllegalStateException("ConfigSchema: default of " + e.key() + " has the wrong type");
+                }
+            }
+        }
+    }
+
+    private static Class<?> javaType(ValueType t) {
+        return switch (t) {
+            case INT -> int.class;
+            case LONG -> long.class;
+            case DOUBLE -> double.class;
+            case BOOLEAN -> boolean.class;
+            case STRING, PATH -> String.class;
+        };
+    }
+
+    private static Class<?> boxed(Class<?> c) {
+        if (c == int.class) {
+            return Integer.class;
+        }
+        if (c == long.class) {
+            return Long.class;
+        }
+        if (c == double.class) {
+            return Double.class;
+        }
+        if (c == boolean.class) {
+            return Boolean.class;
+        }
+        return c;
+    }
+}

@@ -1,0 +1,42 @@
+package io.dtrain.config;
+
+/**
+ * A validated, fully resolved run configuration: one YAML file plus {@code --set a.b.c=value} overrides,
+ * every key present (defaults filled in). Built by {@link ConfigLoader}; later issues add sections
+ * ({@code parallel}, {@code metrics}) the same way.
+ */
+public record TrainConfig(
+        ModelConfig model,
+        OptimizerConfig optimizer,
+        ScheduleConfig schedule,
+        DataConfig data,
+        TrainingConfig training,
+        OutputConfig output,
+        MetricsConfig metrics) {
+
+    /** Every key at its schema default (not a runnable config by itself: data.train and the run length are unset). */
+    public static TrainConfig defaults() {
+        return ConfigSchema.defaults();
+    }
+
+    /** Gradient-accumulation steps for a data-parallel world of {@code dpSize} ranks (Megatron's rule). */
+    public int accumulationSteps(int dpSize) {
+        int perStep = training.microBatch() * dpSize;
+        if (training.globalBatch() % perStep != 0) {
+            throw new ConfigException(null, -1, "training.global_batch",
+                    "training.global_batch (" + training.globalBatch() + ") is not a multiple of training.micro_batch ("
+                            + training.microBatch() + ") x data-parallel size (" + dpSize + ") = " + perStep
+                            + "; choose a global_batch divisible by " + perStep);
+        }
+        return training.globalBatch() / perStep;
+    }
+
+    /** Optimizer steps this run takes: training.steps, or the steps that cover training.tokens. */
+    public long totalSteps() {
+        if (training.steps() > 0) {
+            return training.steps();
+        }
+        long tokensPerStep = (long) training.globalBatch() * model.seqLen();
+        return (training.tokens() + tokensPerStep - 1) / tokensPerStep;
+    }
+}

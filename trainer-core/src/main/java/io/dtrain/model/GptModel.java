@@ -1,0 +1,272 @@
+package io.dtrain.model;
+
+import io.dtrain.config.ModelConfig;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
+
+import java.util.Arrays;
+
+/**
+ * A GPT decoder (nanoGPT's model.py semantics) split into stage graphs that one process runs in order.
+ *
+ * <p>Pre-norm (GPT-2): x + attn(ln_1(x)), x + mlp(ln_2(x)), final ln_f. Post-norm: x = ln_1(x + attn(x)),
+ * x = ln_2(x + mlp(x)), and no ln_f (the last block's output is already normalised).
+ *
+ * <p>The caller owns the flat parameter and gradient buffers (laid out by {@link #layout()}); the model holds
+ * copies of the parameters taken by {@link #setParams} once per optimizer step, and ADDS gradients into the
+ * caller's gradient buffer.
+ */
+public final class GptModel implements AutoCloseable {
+    private final ModelConfig cfg;
+    private final int[] blocksPerStage;
+    private final ParamLayout layout;
+    private final DataType dtype;
+    private final TokenEmbedding embedding;
+    private final StageGraph[] stages;
+
+    public GptModel(ModelConfig cfg, int[] blocksPerStage) {
+        validate(cfg, blocksPerStage);
+        this.cfg = cfg;
+        this.blocksPerStage = blocksPerStage.clone();
+        this.layout = GptNames.layout(cfg, blocksPerStage);
+        this.dtype = cfg.isDouble() ? DataType.DOUBLE : DataType.FLOAT;
+        this.embedding = new TokenEmbedding(cfg, layout, dtype);
+        this.stages = new StageGraph[blocksPerStage.length];
+        int block = 0;
+        for (int s = 0; s < stages.length; s++) {
+            stages[s] = new StageGraph(cfg, layout, s, stages.length, block, block + blocksPerStage[s]);
+            block += blocksPerStage[s];
+        }
+    }
+
+    /** One stage holding every block. */
+    public GptModel(ModelConfig cfg) {
+        this(cfg, new int[] {cfg.nLayer()});
+    }
+
+    /** Blocks split as evenly as possible, the earlier stages taking the remainder. */
+    public static int[] balancedPartition(ModelConfig cfg, int stages) {
+        if (stages < 1 || stages > cfg.nLayer()) {
+            throw new IllegalArgumentException("cannot split model.n_layer=" + cfg.nLayer() + " blocks into " + stages
+                    + " pipeline stages: use between 1 and n_layer stages");
+        }
+        int[] out = new int[stages];
+        for (int s = 0; s < stages; s++) {
+            out[s] = cfg.nLayer() / stages + (s < cfg.nLayer() % stages ? 1 : 0);
+        }
+        return out;
+    }
+
+    private static void validate(ModelConfig cfg, int[] blocksPerStage) {
+        require(cfg.vocabSize() > 0, "model.vocab_size must be > 0, got " + cfg.vocabSize());
+        require(cfg.seqLen() > 0, "model.seq_len must be > 0, got " + cfg.seqLen());
+        require(cfg.nLayer() > 0, "model.n_layer must be > 0, got " + cfg.nLayer());
+        require(cfg.nHead() > 0 && cfg.dModel() > 0 && cfg.dModel() % cfg.nHead() == 0,
+                "model.d_model (" + cfg.dModel() + ") must be a positive multiple of model.n_head (" + cfg.nHead() + ")");
+        require(cfg.ffWidth() > 0, "model.d_ff must be >= 0 (0 means 4 * d_model), got " + cfg.dFf());
+        require("pre".equals(cfg.norm()) || "post".equals(cfg.norm()), "model.norm must be pre or post, got " + cfg.norm());
+        require("gelu".equals(cfg.activation()) || "relu".equals(cfg.activation()),
+                "model.activation must be gelu or relu, got " + cfg.activation());
+        require(cfg.dropout() >= 0.0 && cfg.dropout() < 1.0, "model.dropout must be in [0, 1), got " + cfg.dropout());
+        require("float32".equals(cfg.dtype()) || "float64".equals(cfg.dtype()),
+                "model.dtype must be float32 or float64, got " + cfg.dtype());
+        require(cfg.layerNormEps() > 0.0, "model.layer_norm_eps must be > 0, got " + cfg.layerNormEps());
+        require(blocksPerStage.length >= 1, "need at least one stage");
+        int sum = 0;
+        for (int b : blocksPerStage) {
+            require(b >= 1, "every pipeline stage needs at least one block, got " + Arrays.toString(blocksPerStage));
+            sum += b;
+        }
+        require(sum == cfg.nLayer(), "blocks per stage " + Arrays.toString(blocksPerStage) + " sum to " + sum
+                + ", but model.n_layer is " + cfg.nLayer());
+    }
+
+    private static void require(boolean ok, String message) {
+        if (!ok) {
+            throw new IllegalArgumentException(message);
+        }
+    }
+
+    public ModelConfig config() {
+        return cfg;
+    }
+
+    public ParamLayout layout() {
+        return layout;
+    }
+
+    public int numStages() {
+        return stages.length;
+    }
+
+    public int[] blocksPerStage() {
+        return blocksPerStage.clone();
+    }
+
+    public DataType dataType() {
+        return dtype;
+    }
+
+    public StageGraph stage(int s) {
+        return stages[s];
+    }
+
+    /** Stage 0's embedding lookup and its scatter-add backward. */
+    public TokenEmbedding embedding() {
+        return embedding;
+    }
+
+    /** Zeros, length layout().size(), model dtype. */
+    public INDArray newFlatBuffer() {
+        return Nd4j.zeros(dtype, layout.size());
+    }
+
+    public void initParams(INDArray flatParams, long seed) {
+        checkFlat(flatParams, "parameter");
+        ParamInit.init(cfg, layout, flatParams, seed);
+    }
+
+    /** Copies flat parameters into the embedding and every stage graph (once per optimizer step). */
+    public void setParams(INDArray flatParams) {
+        checkFlat(flatParams, "parameter");
+        embedding.setParams(flatParams);
+        for (StageGraph s : stages) {
+            s.setParams(flatParams);
+        }
+    }
+
+    /**
+     * Forward + backward of one micro-batch through all stages in order; ADDS the parameter gradients of this
+     * micro-batch's mean loss into flatGrads and returns that mean loss.
+     *
+     * @param windows       [B][seq_len + 1] token ids: inputs are the first seq_len, targets the last seq_len
+     * @param sampleIndices global sample index of each row (keys the dropout masks)
+     */
+    public double forwardBackward(int[][] windows, long[] sampleIndices, long step, long dropoutSeed, INDArray flatGrads) {
+        checkFlat(flatGrads, "gradient");
+        if (sampleIndices.length != windows.length) {
+            throw new IllegalArgumentException(windows.length + " windows but " + sampleIndices.length + " sample indices");
+        }
+        int[][] inputs = new int[windows.length][];
+        int[][] targets = new int[windows.length][];
+        splitWindows(windows, inputs, targets);
+        DropoutKeys keys = cfg.dropout() > 0.0 ? new DropoutKeys(dropoutSeed, step, sampleIndices.clone()) : null;
+
+        INDArray[] stageInputs = new INDArray[stages.length];
+        stageInputs[0] = embedding.forward(inputs);
+        for (int s = 0; s + 1 < stages.length; s++) {
+            stageInputs[s + 1] = stages[s].forward(stageInputs[s], keys);
+        }
+        LastStageResult last = stages[stages.length - 1].lossAndBackward(stageInputs[stages.length - 1], targets, keys);
+        last.addParamGradsInto(layout, flatGrads);
+        INDArray grad = last.gradInput();
+        for (int s = stages.length - 2; s >= 0; s--) {
+            StageBackward b = stages[s].backward(stageInputs[s], grad, keys);
+            b.addParamGradsInto(layout, flatGrads);
+            grad = b.gradInput();
+        }
+        embedding.backward(inputs, grad, flatGrads);
+        return last.loss();
+    }
+
+    /** Mean loss of a micro-batch of windows [B][seq_len + 1], no dropout, no gradients (evaluation). */
+    public double loss(int[][] windows) {
+        return loss(windows, null);
+    }
+
+    /**
+     * Mean loss of a micro-batch without gradients, with the dropout masks of {@code keys} (null: no dropout):
+     * the value forwardBackward returns for the same keys.
+     */
+    public double loss(int[][] windows, DropoutKeys keys) {
+        int[][] inputs = new int[windows.length][];
+        int[][] targets = new int[windows.length][];
+        splitWindows(windows, inputs, targets);
+        if (keys != null && keys.batchSize() != windows.length) {
+            throw new IllegalArgumentException(windows.length + " windows but dropout keys for " + keys.batchSize());
+        }
+        DropoutKeys used = cfg.dropout() > 0.0 ? keys : null;
+        INDArray x = embedding.forward(inputs);
+        for (int s = 0; s + 1 < stages.length; s++) {
+            x = stages[s].forward(x, used);
+        }
+        return stages[stages.length - 1].loss(x, targets, used);
+    }
+
+    /**
+     * Logits [B, T', V] for inputs [B][T'] with 1 <= T' <= seq_len, no dropout. Shorter inputs are padded to
+     * seq_len with token 0 and the padded positions are cut off: causality makes that exact.
+     */
+    public INDArray logits(int[][] inputs) {
+        if (inputs.length == 0) {
+            throw new IllegalArgumentException("logits of an empty batch");
+        }
+        int length = inputs[0].length;
+        int seqLen = cfg.seqLen();
+        if (length < 1 || length > seqLen) {
+            throw new IllegalArgumentException("inputs have " + length + " tokens, need 1.." + seqLen + " (model.seq_len)");
+        }
+        int[][] padded = new int[inputs.length][seqLen];
+        for (int b = 0; b < inputs.length; b++) {
+            if (inputs[b].length != length) {
+                throw new IllegalArgumentException("input row " + b + " has " + inputs[b].length + " tokens, row 0 has " + length);
+            }
+            checkTokens(inputs[b], "input row " + b);
+            System.arraycopy(inputs[b], 0, padded[b], 0, length);
+        }
+        INDArray logits = stages[stages.length - 1].logits(forwardToLastStage(padded));
+        if (length == seqLen) {
+            return logits;
+        }
+        return logits.get(NDArrayIndex.all(), NDArrayIndex.interval(0, length), NDArrayIndex.all()).dup('c');
+    }
+
+    private INDArray forwardToLastStage(int[][] inputs) {
+        INDArray x = embedding.forward(inputs);
+        for (int s = 0; s + 1 < stages.length; s++) {
+            x = stages[s].forward(x, null);
+        }
+        return x;
+    }
+
+    private void splitWindows(int[][] windows, int[][] inputs, int[][] targets) {
+        if (windows.length == 0) {
+            throw new IllegalArgumentException("empty micro-batch");
+        }
+        int seqLen = cfg.seqLen();
+        for (int b = 0; b < windows.length; b++) {
+            if (windows[b].length != seqLen + 1) {
+                throw new IllegalArgumentException("window " + b + " has " + windows[b].length
+                        + " tokens, expected model.seq_len + 1 = " + (seqLen + 1));
+            }
+            checkTokens(windows[b], "window " + b);
+            inputs[b] = Arrays.copyOfRange(windows[b], 0, seqLen);
+            targets[b] = Arrays.copyOfRange(windows[b], 1, seqLen + 1);
+        }
+    }
+
+    private void checkTokens(int[] tokens, String where) {
+        for (int t = 0; t < tokens.length; t++) {
+            if (tokens[t] < 0 || tokens[t] >= cfg.vocabSize()) {
+                throw new IllegalArgumentException(where + " position " + t + ": token " + tokens[t]
+                        + " is outside [0, model.vocab_size=" + cfg.vocabSize() + ")");
+            }
+        }
+    }
+
+    private void checkFlat(INDArray flat, String what) {
+        if (flat.length() != layout.size() || flat.dataType() != dtype) {
+            throw new IllegalArgumentException("flat " + what + " buffer is " + flat.dataType() + "[" + flat.length()
+                    + "], the model needs " + dtype + "[" + layout.size() + "]");
+        }
+    }
+
+    @Override
+    public void close() {
+        for (StageGraph s : stages) {
+            s.close();
+        }
+    }
+}

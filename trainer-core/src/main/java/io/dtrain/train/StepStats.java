@@ -1,0 +1,66 @@
+package io.dtrain.train;
+
+/**
+ * What one optimizer step did and how long its phases took. One JSON line per step per rank in
+ * {@code <run>/metrics/steps-rank<r>.jsonl} (written by {@link io.dtrain.metrics.RunMetrics#step}, which adds the
+ * MFU). Phases not measured are NaN and written as null; later phases (pipeline bubble) are new components here.
+ *
+ * @param step        0-based optimizer step
+ * @param loss        mean training loss over the step's global batch (this rank's share with data parallelism)
+ * @param lr          learning rate used
+ * @param gradNorm    global gradient L2 norm before clipping
+ * @param tokens      tokens this step consumed (all ranks)
+ * @param stepMs      wall time of the whole step
+ * @param dataWaitMs  time waiting for the loader
+ * @param computeMs   forward + backward time
+ * @param optimizerMs clipping + AdamW + copying parameters into the graphs
+ * @param skipped     the update was skipped (non-finite loss or gradient with training.on_non_finite=skip)
+ * @param forwardMs   forward time alone (NaN when forward and backward are timed together)
+ * @param backwardMs  backward time alone (NaN when forward and backward are timed together)
+ * @param commMs      exposed communication: time the step waited for collectives not hidden behind compute
+ */
+public record StepStats(long step, double loss, double lr, double gradNorm, long tokens, double stepMs,
+                        double dataWaitMs, double computeMs, double optimizerMs, boolean skipped,
+                        double forwardMs, double backwardMs, double commMs) {
+
+    /** Forward and backward timed together, no exposed communication (one process). */
+    public StepStats(long step, double loss, double lr, double gradNorm, long tokens, double stepMs,
+                     double dataWaitMs, double computeMs, double optimizerMs, boolean skipped) {
+        this(step, loss, lr, gradNorm, tokens, stepMs, dataWaitMs, computeMs, optimizerMs, skipped, Double.NaN,
+                Double.NaN, 0);
+    }
+
+    public double tokensPerSecond() {
+        return stepMs <= 0 ? 0 : tokens / (stepMs / 1000.0);
+    }
+
+    /** Step time in none of the measured phases (logging, bookkeeping), never negative. */
+    public double otherMs() {
+        return Math.max(0, stepMs - dataWaitMs - computeMs - optimizerMs - commMs);
+    }
+
+    public String toJson(long wallClockMillis, int rank) {
+        return toJson(wallClockMillis, rank, "");
+    }
+
+    /** @param extraFields more fields, each preceded by a comma (e.g. {@code ,"mfu":0.41}), or "" */
+    public String toJson(long wallClockMillis, int rank, String extraFields) {
+        return String.format(java.util.Locale.ROOT,
+                "{\"ts\":%d,\"rank\":%d,\"step\":%d,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens\":%d,"
+                        + "\"step_ms\":%.3f,\"data_wait_ms\":%.3f,\"compute_ms\":%.3f,\"forward_ms\":%s,"
+                        + "\"backward_ms\":%s,\"optimizer_ms\":%.3f,\"comm_ms\":%.3f,\"other_ms\":%.3f,"
+                        + "\"tokens_per_s\":%.1f,\"skipped\":%b%s}",
+                wallClockMillis, rank, step, json(loss), json(lr), json(gradNorm), tokens, stepMs, dataWaitMs,
+                computeMs, millis(forwardMs), millis(backwardMs), optimizerMs, commMs, otherMs(), tokensPerSecond(),
+                skipped, extraFields);
+    }
+
+    /** Full precision so that resume tests can compare losses exactly. */
+    private static String json(double v) {
+        return Double.isFinite(v) ? Double.toString(v) : "\"" + v + "\"";
+    }
+
+    private static String millis(double v) {
+        return Double.isFinite(v) ? String.format(java.util.Locale.ROOT, "%.3f", v) : "null";
+    }
+}

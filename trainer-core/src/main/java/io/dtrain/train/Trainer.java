@@ -1,0 +1,280 @@
+package io.dtrain.train;
+
+import io.dtrain.checkpoint.Checkpoint;
+import io.dtrain.checkpoint.CheckpointWriter;
+import io.dtrain.config.ConfigLoader;
+import io.dtrain.config.TrainConfig;
+import io.dtrain.data.loader.BatchLoader;
+import io.dtrain.data.loader.MicroBatch;
+import io.dtrain.data.loader.PackedTokenDataset;
+import io.dtrain.data.loader.TokenDatasets;
+import io.dtrain.data.reader.BadRecordPolicy;
+import io.dtrain.data.tokenizer.Tokenizer;
+import io.dtrain.model.GptModel;
+import io.dtrain.optim.AdamW;
+import io.dtrain.optim.GradClipper;
+import io.dtrain.optim.LrSchedule;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.io.BufferedWriter;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * The training loop of one rank (one process today; data parallelism plugs in through {@link GradientSync}).
+ *
+ * <p>Per optimizer step: zero the flat gradients; for each micro-batch, forward + backward through all stages,
+ * adding into the flat gradients; average over micro-batches (and ranks); check finiteness; clip the global norm;
+ * AdamW on the flat buffers; copy the new parameters into the stage graphs. Everything that decides the numbers
+ * (initial weights, data order, dropout masks) is a pure function of seeds and the step, so a resumed run repeats
+ * an uninterrupted one exactly.
+ */
+public final class Trainer implements AutoCloseable {
+    private final TrainConfig cfg;
+    private final RunContext run;
+    private final Tokenizer tokenizer;
+    private final GptModel model;
+    private final INDArray params;
+    private final INDArray grads;
+    private final AdamW adamw;
+    private final LrSchedule schedule;
+    private final PackedTokenDataset trainData;
+    private final PackedTokenDataset valData;
+    private final BatchLoader loader;
+    private final Evaluator evaluator;
+    private final int accumulation;
+    private final long totalSteps;
+    private final Path runDir;
+    private final PrintStream out;
+    private long step;
+    private long tokensSeen;
+
+    public Trainer(TrainConfig cfg, RunContext run, PrintStream out) {
+        this.cfg = cfg;
+        this.run = run;
+        this.out = out;
+        this.runDir = Path.of(cfg.output().dir());
+        this.accumulation = cfg.accumulationSteps(run.dataParallelSize());
+        this.totalSteps = cfg.totalSteps();
+        this.tokenizer = TrainTokenizer.forConfig(cfg);
+        int seqLen = cfg.model().seqLen();
+        BadRecordPolicy policy = BadRecordPolicy.parse(cfg.data().onBadRecord());
+        this.trainData = TokenDatasets.open(cfg.data().train(), tokenizer, seqLen, policy);
+        report("train", cfg.data().train(), trainData);
+        if (cfg.data().val() != null && !cfg.data().val().isBlank()) {
+            this.valData = TokenDatasets.open(cfg.data().val(), tokenizer, seqLen, policy);
+            report("val", cfg.data().val(), valData);
+        } else {
+            this.valData = null;
+        }
+        this.loader = new BatchLoader(trainData, cfg.training().globalBatch(), cfg.training().microBatch(),
+                run.dataParallelRank(), run.dataParallelSize(), cfg.data().seed());
+        this.model = new GptModel(cfg.model(), new int[] {cfg.model().nLayer()});
+        this.params = model.newFlatBuffer();
+        this.grads = model.newFlatBuffer();
+        this.adamw = new AdamW(model.layout(), cfg.optimizer(), model.dataType());
+        this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), totalSteps, run.dataParallelSize());
+        this.evaluator = valData == null ? null
+                : new Evaluator(model, valData, cfg.training().microBatch(), cfg.training().evalBatches());
+        model.initParams(params, cfg.training().seed());
+        model.setParams(params);
+    }
+
+    private void report(String split, String path, PackedTokenDataset ds) {
+        if (!run.isLogger()) {
+            return;
+        }
+        out.printf(Locale.ROOT, "data %s: %s: %,d documents, %,d tokens, %,d samples of %d+1 tokens%n", split, path,
+                ds.numDocuments(), ds.numTokens(), ds.numSamples(), cfg.model().seqLen());
+        if (ds.badRecords() != null && ds.badRecords().count() > 0) {
+            out.println("data " + split + ": " + ds.badRecords());
+        }
+    }
+
+    public GptModel model() {
+        return model;
+    }
+
+    public INDArray params() {
+        return params;
+    }
+
+    public long step() {
+        return step;
+    }
+
+    public long totalSteps() {
+        return totalSteps;
+    }
+
+    public int accumulationSteps() {
+        return accumulation;
+    }
+
+    public long parameterCount() {
+        return model.layout().size();
+    }
+
+    /** Restores parameters, optimizer state and data position from a checkpoint (a run dir, checkpoints dir or step dir). */
+    public void resumeFrom(Path checkpoint) {
+        Checkpoint ck = Checkpoint.load(checkpoint);
+        ck.readParams(model.layout(), params);
+        if (!ck.hasOptimizerState()) {
+            throw new TrainingException("checkpoint " + ck.directory() + " has no optimizer state; it cannot be resumed "
+                    + "exactly (use it with generate or eval, or start a new run from scratch)");
+        }
+        ck.readOptimizer(model.layout(), adamw.m(), adamw.v());
+        adamw.setStepCount(ck.adamStep());
+        step = ck.step();
+        Object seen = ck.extra().get("tokens_seen");
+        tokensSeen = seen instanceof Number n ? n.longValue() : step * (long) cfg.training().globalBatch() * cfg.model().seqLen();
+        model.setParams(params);
+        if (run.isLogger()) {
+            out.printf(Locale.ROOT, "resumed from %s at step %d%n", ck.directory(), step);
+        }
+    }
+
+    /** Trains until totalSteps; returns the final evaluation (NaN if there is no validation set). */
+    public double train() {
+        if (run.isLogger()) {
+            out.printf(Locale.ROOT, "model: %,d parameters, %d stage(s); %d micro-batch(es) of %d per step x %d rank(s)"
+                            + " = global batch %d (%,d tokens); %d steps (%d per epoch, %d samples dropped per epoch)%n",
+                    parameterCount(), model.numStages(), accumulation, cfg.training().microBatch(),
+                    run.dataParallelSize(), cfg.training().globalBatch(),
+                    (long) cfg.training().globalBatch() * cfg.model().seqLen(), totalSteps, loader.stepsPerEpoch(),
+                    loader.droppedPerEpoch());
+        }
+        double lastEval = Double.NaN;
+        try (BufferedWriter steps = openStepLog()) {
+            while (step < totalSteps) {
+                StepStats s = trainStep();
+                steps.write(s.toJson(System.currentTimeMillis(), run.rank()));
+                steps.newLine();
+                steps.flush();
+                boolean last = step == totalSteps;
+                if (run.isLogger() && (step % Math.max(1, cfg.training().logInterval()) == 0 || last || step == 1)) {
+                    out.printf(Locale.ROOT, "step %5d/%d | loss %.4f | lr %.3e | grad norm %.4f | %,.0f tok/s | %.0f ms/step%s%n",
+                            s.step() + 1, totalSteps, s.loss(), s.lr(), s.gradNorm(), s.tokensPerSecond(), s.stepMs(),
+                            s.skipped() ? " | SKIPPED (non-finite)" : "");
+                }
+                int evalEvery = cfg.training().evalInterval();
+                if (evaluator != null && ((evalEvery > 0 && step % evalEvery == 0) || last)) {
+                    lastEval = evaluate();
+                }
+                int ckEvery = cfg.training().checkpointInterval();
+                if ((ckEvery > 0 && step % ckEvery == 0) || last) {
+                    saveCheckpoint();
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return lastEval;
+    }
+
+    private BufferedWriter openStepLog() throws IOException {
+        Path dir = runDir.resolve("metrics");
+        Files.createDirectories(dir);
+        return Files.newBufferedWriter(dir.resolve("steps-rank" + run.rank() + ".jsonl"), StandardCharsets.UTF_8,
+                StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+    }
+
+    /** One optimizer step; advances {@link #step()}. */
+    public StepStats trainStep() {
+        long t0 = System.nanoTime();
+        double lr = schedule.lr(step);
+        grads.assign(0);
+        long waitBefore = loader.dataWaitNanos();
+        long computeNanos = 0;
+        double lossSum = 0;
+        for (int j = 0; j < accumulation; j++) {
+            MicroBatch mb = loader.microBatch(step, j);
+            long c0 = System.nanoTime();
+            lossSum += model.forwardBackward(mb.windows(), mb.sampleIndices(), step, cfg.training().seed(), grads);
+            computeNanos += System.nanoTime() - c0;
+        }
+        long dataWait = loader.dataWaitNanos() - waitBefore;
+        long o0 = System.nanoTime();
+        // Mean over micro-batches: the gradient of the global batch's mean loss.
+        double loss = run.gradientSync().averageLossAndGradients(lossSum / accumulation, grads, accumulation);
+        // One pass for the norm; only a non-finite norm pays for the pass that names the offending tensor.
+        double norm = GradClipper.globalNorm(grads);
+        boolean skipped = false;
+        if (!Double.isFinite(loss) || !Double.isFinite(norm)) {
+            Optional<GradClipper.NonFinite> bad = GradClipper.firstNonFinite(model.layout(), grads);
+            String what = bad.isPresent() ? bad.get().message() : "non-finite loss (" + loss + ")";
+            if (!"skip".equals(cfg.training().onNonFinite())) {
+                throw new TrainingException("step " + (step + 1) + ": " + what
+                        + "; stopping (set training.on_non_finite=skip to skip such steps, or lower optimizer.lr)");
+            }
+            skipped = true;
+            if (run.isLogger()) {
+                out.printf(Locale.ROOT, "step %d: %s; update skipped (training.on_non_finite=skip)%n", step + 1, what);
+            }
+        } else {
+            adamw.step(params, grads, lr, GradClipper.clipFactor(norm, cfg.optimizer().gradClip()));
+            model.setParams(params);
+        }
+        long optimizerNanos = System.nanoTime() - o0;
+        long tokens = (long) cfg.training().globalBatch() * cfg.model().seqLen();
+        tokensSeen += tokens;
+        StepStats s = new StepStats(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e6, dataWait / 1e6,
+                computeNanos / 1e6, optimizerNanos / 1e6, skipped);
+        step++;
+        return s;
+    }
+
+    /** Mean validation loss over the fixed evaluation batches; prints loss and perplexity. */
+    public double evaluate() {
+        if (evaluator == null) {
+            return Double.NaN;
+        }
+        double loss = evaluator.meanLoss();
+        if (run.isLogger()) {
+            out.printf(Locale.ROOT, "eval step %d | val loss %.4f | val ppl %.3f | %d batches%n", step, loss,
+                    Math.exp(loss), evaluator.batches());
+        }
+        return loss;
+    }
+
+    /** Writes the checkpoint of the current step (rank 0 only). */
+    public Path saveCheckpoint() {
+        if (!run.isCheckpointWriter()) {
+            return null;
+        }
+        Map<String, Object> extra = new LinkedHashMap<>();
+        extra.put("tokens_seen", tokensSeen);
+        extra.put("rng", Map.of("init_seed", cfg.training().seed(), "dropout_seed", cfg.training().seed(),
+                "data_seed", cfg.data().seed(), "kind", "counter-based, keyed by (seed, step, sample index)"));
+        extra.put("loader", Map.of("next_step", step, "global_batch", cfg.training().globalBatch(),
+                "steps_per_epoch", loader.stepsPerEpoch(), "epoch", loader.epochOf(step)));
+        extra.put("tokenizer", tokenizer.identity());
+        extra.put("config", ConfigLoader.toMap(cfg));
+        extra.put("config_yaml", ConfigLoader.toYaml(cfg));
+        try {
+            Path dir = CheckpointWriter.write(runDir.resolve("checkpoints"), step, model.layout(), params, adamw.m(),
+                    adamw.v(), adamw.stepCount(), extra, cfg.output().keepCheckpoints());
+            if (run.isLogger()) {
+                out.println("checkpoint " + dir);
+            }
+            return dir;
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing the checkpoint of step " + step + " under " + runDir, e);
+        }
+    }
+
+    @Override
+    public void close() {
+        loader.close();
+        model.close();
+    }
+}
