@@ -7,6 +7,7 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.URI;
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Options;
 import org.apache.hadoop.fs.Path;
@@ -65,6 +66,36 @@ public final class DataFiles {
     public static String display(Path path) {
         URI uri = path.toUri();
         return "file".equals(uri.getScheme()) ? uri.getPath() : path.toString();
+    }
+
+    /** The file's status, or null if nothing exists at {@code path}. */
+    public static FileStatus statusOrNull(Path path) {
+        try {
+            return fileSystem(path).getFileStatus(path);
+        } catch (FileNotFoundException e) {
+            return null;
+        } catch (IOException e) {
+            throw new DataException(display(path) + ": cannot stat: " + e.getMessage(), e);
+        }
+    }
+
+    public static boolean isFile(Path path) {
+        FileStatus s = statusOrNull(path);
+        return s != null && s.isFile();
+    }
+
+    public static boolean isDirectory(Path path) {
+        FileStatus s = statusOrNull(path);
+        return s != null && s.isDirectory();
+    }
+
+    /** The whole file (for small files: configs, vocabularies). */
+    public static byte[] readAllBytes(Path path) {
+        try (InputStream in = open(path, 1 << 16)) {
+            return in.readAllBytes();
+        } catch (IOException e) {
+            throw new DataException(display(path) + ": read failed: " + e.getMessage(), e);
+        }
     }
 
     public static InputStream open(Path path, int bufferSize) {

@@ -6,12 +6,10 @@ import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.dtrain.data.DataException;
+import io.dtrain.data.fs.DataFiles;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
@@ -21,6 +19,7 @@ import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.apache.hadoop.fs.Path;
 
 /**
  * GPT-2's byte-level BPE, giving the same ids as OpenAI's tiktoken "gpt2" encoding: text is split by GPT-2's
@@ -102,81 +101,88 @@ public final class Gpt2Tokenizer implements Tokenizer {
 
     // ---- loading -------------------------------------------------------------------------------------------
 
-    /** Loads {@code dir/tokenizer.json} if present, else {@code dir/vocab.json} + {@code dir/merges.txt}; also accepts the path of a tokenizer.json. */
-    public static Gpt2Tokenizer load(Path dirOrFile) {
-        if (Files.isRegularFile(dirOrFile)) {
-            return fromTokenizerJson(dirOrFile);
+    /** {@link #load(String)} for a local path. */
+    public static Gpt2Tokenizer load(java.nio.file.Path dirOrFile) {
+        return load(dirOrFile.toString());
+    }
+
+    /**
+     * Loads {@code dir/vocab.json} + {@code dir/merges.txt} if both exist, else {@code dir/tokenizer.json}; also
+     * accepts the path of a tokenizer.json. A local path or any Hadoop URI.
+     */
+    public static Gpt2Tokenizer load(String dirOrFile) {
+        Path location = new Path(dirOrFile);
+        if (DataFiles.isFile(location)) {
+            return fromTokenizerJson(location);
         }
-        if (!Files.isDirectory(dirOrFile)) {
+        if (!DataFiles.isDirectory(location)) {
             throw new DataException("tokenizer " + dirOrFile + " does not exist (expected a directory with"
                     + " vocab.json + merges.txt or tokenizer.json, or the path of a tokenizer.json)");
         }
-        Path vocab = dirOrFile.resolve("vocab.json");
-        Path merges = dirOrFile.resolve("merges.txt");
-        if (Files.isRegularFile(vocab) && Files.isRegularFile(merges)) {
+        Path vocab = new Path(location, "vocab.json");
+        Path merges = new Path(location, "merges.txt");
+        if (DataFiles.isFile(vocab) && DataFiles.isFile(merges)) {
             return fromVocabAndMerges(vocab, merges);
         }
-        Path json = dirOrFile.resolve("tokenizer.json");
-        if (Files.isRegularFile(json)) {
+        Path json = new Path(location, "tokenizer.json");
+        if (DataFiles.isFile(json)) {
             return fromTokenizerJson(json);
         }
         throw new DataException("tokenizer directory " + dirOrFile + " has neither vocab.json + merges.txt nor tokenizer.json");
     }
 
-    public static Gpt2Tokenizer fromVocabAndMerges(Path vocabJson, Path mergesTxt) {
+    private static Gpt2Tokenizer fromVocabAndMerges(Path vocabJson, Path mergesTxt) {
         Map<String, Integer> vocab = readVocab(vocabJson);
         List<String[]> merges = new ArrayList<>();
-        try {
-            List<String> lines = Files.readAllLines(mergesTxt, StandardCharsets.UTF_8);
-            for (int i = 0; i < lines.size(); i++) {
-                String line = lines.get(i);
-                if ((i == 0 && line.startsWith("#version")) || line.isEmpty()) {
-                    continue;
-                }
-                String[] pair = line.split(" ");
-                if (pair.length != 2) {
-                    throw new DataException(mergesTxt + ":" + (i + 1) + ": expected two tokens separated by one space, got '"
-                            + line + "'");
-                }
-                merges.add(pair);
+        String mergesName = DataFiles.display(mergesTxt);
+        String[] lines = new String(DataFiles.readAllBytes(mergesTxt), StandardCharsets.UTF_8).split("\n", -1);
+        for (int i = 0; i < lines.length; i++) {
+            String line = lines[i].endsWith("\r") ? lines[i].substring(0, lines[i].length() - 1) : lines[i];
+            if ((i == 0 && line.startsWith("#version")) || line.isEmpty()) {
+                continue;
             }
-        } catch (IOException e) {
-            throw new DataException(mergesTxt + ": cannot read: " + e.getMessage(), e);
+            String[] pair = line.split(" ");
+            if (pair.length != 2) {
+                throw new DataException(mergesName + ":" + (i + 1) + ": expected two tokens separated by one space, got '"
+                        + line + "'");
+            }
+            merges.add(pair);
         }
         Map<String, Integer> specials = new LinkedHashMap<>();
         Integer eot = vocab.get(END_OF_TEXT);
         if (eot != null) {
             specials.put(END_OF_TEXT, eot);
         }
-        return new Gpt2Tokenizer(vocab, merges, specials, vocabJson.getParent() + "/{vocab.json,merges.txt}");
+        return new Gpt2Tokenizer(vocab, merges, specials, DataFiles.display(vocabJson.getParent()) + "/{vocab.json,merges.txt}");
     }
 
     private static Map<String, Integer> readVocab(Path vocabJson) {
+        String name = DataFiles.display(vocabJson);
         Map<String, Integer> vocab = new HashMap<>(1 << 17);
-        try (InputStream in = Files.newInputStream(vocabJson);
-             JsonParser p = new JsonFactory().createParser(in)) {
+        try (JsonParser p = new JsonFactory().createParser(DataFiles.readAllBytes(vocabJson))) {
             if (p.nextToken() != JsonToken.START_OBJECT) {
-                throw new DataException(vocabJson + ": expected a JSON object mapping tokens to ids");
+                throw new DataException(name + ": expected a JSON object mapping tokens to ids");
             }
             while (p.nextToken() == JsonToken.FIELD_NAME) {
                 String token = p.currentName();
                 if (p.nextToken() != JsonToken.VALUE_NUMBER_INT) {
-                    throw new DataException(vocabJson + ": line " + p.currentLocation().getLineNr() + ": token '"
+                    throw new DataException(name + ": line " + p.currentLocation().getLineNr() + ": token '"
                             + token + "' maps to " + p.getText() + ", not an integer id");
                 }
                 vocab.put(token, p.getIntValue());
             }
         } catch (IOException e) {
-            throw new DataException(vocabJson + ": not a valid vocab.json: " + e.getMessage(), e);
+            throw new DataException(name + ": not a valid vocab.json: " + e.getMessage(), e);
         }
         return vocab;
     }
 
     /** A Hugging Face {@code tokenizer.json} with a BPE model and the ByteLevel pre-tokenizer (GPT-2 family). */
-    public static Gpt2Tokenizer fromTokenizerJson(Path file) {
+    private static Gpt2Tokenizer fromTokenizerJson(Path path) {
+        String file = DataFiles.display(path);
         JsonNode root;
         try {
-            root = new ObjectMapper().readTree(file.toFile());
+            root = new ObjectMapper().readTree(DataFiles.readAllBytes(path));
         } catch (IOException e) {
             throw new DataException(file + ": not valid JSON: " + e.getMessage(), e);
         }
@@ -212,7 +218,7 @@ public final class Gpt2Tokenizer implements Tokenizer {
             }
         }
         vocab.keySet().removeAll(specials.keySet());
-        return new Gpt2Tokenizer(vocab, merges, specials, file.toString());
+        return new Gpt2Tokenizer(vocab, merges, specials, file);
     }
 
     // ---- encoding ------------------------------------------------------------------------------------------

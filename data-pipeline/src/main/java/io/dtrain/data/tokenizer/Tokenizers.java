@@ -1,7 +1,5 @@
 package io.dtrain.data.tokenizer;
 
-import java.nio.file.Path;
-
 /** Opens a tokenizer from a command-line or config value. */
 public final class Tokenizers {
     private Tokenizers() {}
@@ -14,6 +12,6 @@ public final class Tokenizers {
         if (spec.equalsIgnoreCase("byte")) {
             return new ByteTokenizer();
         }
-        return Gpt2Tokenizer.load(Path.of(spec));
+        return Gpt2Tokenizer.load(spec);
     }
 }

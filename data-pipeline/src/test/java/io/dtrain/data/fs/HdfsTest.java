@@ -35,13 +35,14 @@ class HdfsTest {
         System.setProperty("org.slf4j.simpleLogger.log.org.apache.hadoop", "off");
     }
 
+    private static File base;
     private static MiniDFSCluster cluster;
     private static FileSystem hdfs;
     private static String root;
 
     @BeforeAll
     static void startHdfs() throws Exception {
-        File base = Files.createTempDirectory("dtrain-minidfs").toFile();
+        base = Files.createTempDirectory("dtrain-minidfs").toFile();
         Configuration conf = new Configuration();
         conf.set(MiniDFSCluster.HDFS_MINIDFS_BASEDIR, base.getAbsolutePath());
         cluster = new MiniDFSCluster.Builder(conf, base).numDataNodes(1).build();
@@ -56,9 +57,12 @@ class HdfsTest {
     }
 
     @AfterAll
-    static void stopHdfs() {
+    static void stopHdfs() throws Exception {
         if (cluster != null) {
             cluster.shutdown(true);
+        }
+        if (base != null) {
+            org.apache.hadoop.fs.FileUtil.fullyDelete(base);
         }
     }
 

@@ -1,0 +1,39 @@
+package io.dtrain.launcher;
+
+import io.dtrain.parallel.bench.AllReduceBench;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code dtrain bench allreduce}: ring AllReduce bandwidth between worker processes on this host. */
+@Command(name = "allreduce",
+        mixinStandardHelpOptions = true,
+        description = {"Measure AllReduce between worker processes on this host (like nccl-tests' all_reduce_perf).",
+                "Prints per size the median time, algbw = size / time and busbw = algbw x 2(n-1)/n."})
+public final class BenchAllreduceCommand implements Callable<Integer> {
+
+    @Option(names = "--world", defaultValue = "2", description = "Number of worker processes (default: ${DEFAULT-VALUE}).")
+    int world;
+
+    @Option(names = "--sizes", defaultValue = "1MiB,16MiB,64MiB,256MiB",
+            description = "Comma-separated buffer sizes, with optional KiB/MiB/GiB (default: ${DEFAULT-VALUE}).")
+    String sizes;
+
+    @Option(names = "--transport", defaultValue = "ipc",
+            description = "ipc (shared memory through the host's media driver) or udp (loopback) (default: ${DEFAULT-VALUE}).")
+    String transport;
+
+    @Option(names = "--iterations", defaultValue = "10", description = "Timed iterations per size (default: ${DEFAULT-VALUE}).")
+    int iterations;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!transport.equals("ipc") && !transport.equals("udp")) {
+            throw new IllegalArgumentException("--transport must be ipc or udp, got '" + transport + "'");
+        }
+        if (iterations < 1) {
+            throw new IllegalArgumentException("--iterations must be >= 1");
+        }
+        return AllReduceBench.launch(world, AllReduceBench.parseSizes(sizes), transport, iterations, System.out);
+    }
+}

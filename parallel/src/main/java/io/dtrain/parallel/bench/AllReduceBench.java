@@ -1,0 +1,142 @@
+package io.dtrain.parallel.bench;
+
+import io.dtrain.parallel.ElementType;
+import io.dtrain.parallel.FlatBuffer;
+import io.dtrain.parallel.ParallelConfig;
+import io.dtrain.parallel.ProcessGroup;
+import io.dtrain.parallel.ReduceOp;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.lang.management.ManagementFactory;
+import java.net.ServerSocket;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.UUID;
+
+/**
+ * AllReduce benchmark like nccl-tests: {@link #launch} starts {@code world} worker processes on this host; each runs
+ * {@link #main} as one rank, and rank 0 prints per size the median time, algbw = bytes / time and
+ * busbw = algbw x 2(n-1)/n (the bandwidth each link carries in a ring).
+ */
+public final class AllReduceBench {
+    private AllReduceBench() {
+    }
+
+    /** Parses sizes like "1MiB,16MiB,64MiB,256MiB,4KiB,1000". */
+    public static long[] parseSizes(String sizes) {
+        return Arrays.stream(sizes.split(",")).map(String::trim).filter(s -> !s.isEmpty()).mapToLong(s -> {
+            String v = s.toLowerCase(Locale.ROOT);
+            long unit = 1;
+            if (v.endsWith("gib")) {
+                unit = 1L << 30;
+            } else if (v.endsWith("mib")) {
+                unit = 1L << 20;
+            } else if (v.endsWith("kib")) {
+                unit = 1L << 10;
+            }
+            String number = v.replaceAll("[a-z]+$", "");
+            try {
+                return Long.parseLong(number) * unit;
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("size '" + s + "' is not a number with an optional KiB/MiB/GiB suffix");
+            }
+        }).toArray();
+    }
+
+    /** Starts the workers, forwards rank 0's table to {@code out}; returns 0 if every worker succeeded. */
+    public static int launch(int world, long[] sizes, String transport, int iterations, PrintStream out)
+            throws IOException, InterruptedException {
+        if (world < 1) {
+            throw new IllegalArgumentException("--world must be >= 1");
+        }
+        int port;
+        try (ServerSocket socket = new ServerSocket(0)) {
+            port = socket.getLocalPort();
+        }
+        String job = "bench-" + UUID.randomUUID().toString().substring(0, 8);
+        List<Process> processes = new ArrayList<>();
+        for (int rank = 0; rank < world; rank++) {
+            List<String> command = new ArrayList<>();
+            command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+            for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+                if (arg.startsWith("--add-opens") || arg.startsWith("--add-exports") || arg.startsWith("-Dorg.slf4j")) {
+                    command.add(arg);
+                }
+            }
+            long largest = Arrays.stream(sizes).max().orElse(0);
+            command.add("-Xmx" + Math.max(256, 3 * largest / (1 << 20) + 128) + "m");
+            command.add("-XX:MaxDirectMemorySize=" + Math.max(256, 3 * largest / (1 << 20) + 128) + "m");
+            command.add("-cp");
+            command.add(System.getProperty("java.class.path"));
+            command.add(AllReduceBench.class.getName());
+            command.add(Integer.toString(iterations));
+            for (long size : sizes) {
+                command.add(Long.toString(size));
+            }
+            ProcessBuilder builder = new ProcessBuilder(command);
+            builder.environment().put("RANK", Integer.toString(rank));
+            builder.environment().put("LOCAL_RANK", Integer.toString(rank));
+            builder.environment().put("WORLD_SIZE", Integer.toString(world));
+            builder.environment().put("MASTER_ADDR", "127.0.0.1");
+            builder.environment().put("MASTER_PORT", Integer.toString(port));
+            builder.environment().put("DTRAIN_JOB_ID", job);
+            builder.environment().put("DTRAIN_JOB_SECRET", UUID.randomUUID().toString());
+            builder.environment().put("DTRAIN_TRANSPORT", transport);
+            builder.environment().put("DTRAIN_DRIVER_IDLE_EXIT", "2");
+            builder.redirectError(ProcessBuilder.Redirect.INHERIT);
+            builder.redirectOutput(rank == 0 ? ProcessBuilder.Redirect.PIPE : ProcessBuilder.Redirect.DISCARD);
+            processes.add(builder.start());
+        }
+        processes.get(0).getInputStream().transferTo(out);
+        int failed = 0;
+        for (Process p : processes) {
+            if (p.waitFor() != 0) {
+                failed++;
+            }
+        }
+        return failed == 0 ? 0 : 1;
+    }
+
+    /** One rank: {@code AllReduceBench ITERATIONS SIZE_BYTES...}, configured by the environment. */
+    public static void main(String[] args) {
+        int iterations = Integer.parseInt(args[0]);
+        try (ProcessGroup world = ProcessGroup.init(ParallelConfig.fromEnvironment(System.getenv()))) {
+            int n = world.size();
+            if (world.rank() == 0) {
+                System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median), transport %s%n",
+                        n, iterations, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"));
+                System.out.printf(Locale.ROOT, "%14s %12s %12s %12s%n", "size (B)", "time (ms)", "algbw (GB/s)", "busbw (GB/s)");
+            }
+            for (int a = 1; a < args.length; a++) {
+                long bytes = Long.parseLong(args[a]) / 4 * 4;
+                ByteBuffer buffer = ByteBuffer.allocateDirect((int) bytes).order(ByteOrder.nativeOrder());
+                for (int i = 0; i < bytes / 4; i++) {
+                    buffer.putFloat(i * 4, 1e-3f * (i % 1000));
+                }
+                FlatBuffer flat = FlatBuffer.of(buffer, ElementType.FLOAT32);
+                world.allReduce(flat, ReduceOp.SUM); // warm-up
+                double[] seconds = new double[iterations];
+                for (int it = 0; it < iterations; it++) {
+                    world.barrier();
+                    long t0 = System.nanoTime();
+                    world.allReduce(flat, ReduceOp.SUM);
+                    seconds[it] = (System.nanoTime() - t0) / 1e9;
+                }
+                Arrays.sort(seconds);
+                double median = seconds[iterations / 2];
+                double algbw = bytes / median / 1e9;
+                double busbw = algbw * 2.0 * (n - 1) / n;
+                if (world.rank() == 0) {
+                    System.out.printf(Locale.ROOT, "%14d %12.3f %12.3f %12.3f%n", bytes, median * 1e3, algbw, busbw);
+                    System.out.flush();
+                }
+            }
+        }
+        System.exit(0);
+    }
+}
