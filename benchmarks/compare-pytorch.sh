@@ -44,7 +44,7 @@ echo "torch: $("$PYTHON" -c 'import torch; print(torch.__version__)')"
 run() {
   # OMP_NUM_THREADS: ND4J's (libnd4j's) OpenMP pool and its BLAS take the same thread count as torch.
   # shellcheck disable=SC2086  # the JVM options are a space-separated list by design
-  OMP_NUM_THREADS="$THREADS" java $JVM_OPTS -Xmx6g ${DTRAIN_JAVA_OPTS:-} -Ddtrain.home="$ROOT" \
+  OMP_NUM_THREADS="$THREADS" java $JVM_OPTS -Xmx2g ${DTRAIN_JAVA_OPTS:-} -Ddtrain.home="$ROOT" \
     -cp "$CLASSES:$JAR" io.dtrain.bench.TorchComparison --threads "$THREADS" --python "$PYTHON" "$@"
 }
 

@@ -23,6 +23,8 @@ import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -101,6 +103,7 @@ public final class TorchComparison implements Callable<Integer> {
     Double tolLoss;
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    private static final PrintStream DISCARD = new PrintStream(OutputStream.nullOutputStream());
 
     public static void main(String[] args) {
         System.exit(new CommandLine(new TorchComparison()).execute(args));
@@ -141,11 +144,20 @@ public final class TorchComparison implements Callable<Integer> {
         try (Trainer trainer = new Trainer(cfg, RunContext.single(), System.out)) {
             checkpoint = trainer.saveCheckpoint();
             writeBatches(cfg, trainer.model().layout(), dtrainSteps, batches);
+            PrintStream console = System.out;
             for (int s = 0; s < dtrainSteps; s++) {
-                StepStats st = trainer.trainStep();
+                // SameDiff M2.1 prints a line per op to System.out when it first builds the gradient graph.
+                System.setOut(DISCARD);
+                StepStats st;
+                try {
+                    st = trainer.trainStep();
+                } finally {
+                    System.setOut(console);
+                }
                 dtrain.add(st);
-                System.out.printf(Locale.ROOT, "dtrain step %d: loss %.6f grad norm %.6f lr %.3e %.0f ms%n",
+                console.printf(Locale.ROOT, "dtrain step %d: loss %.6f grad norm %.6f lr %.3e %.0f ms%n",
                         s + 1, st.loss(), st.gradNorm(), st.lr(), st.stepMs());
+                console.flush();
             }
         }
         System.gc();
@@ -237,9 +249,10 @@ public final class TorchComparison implements Callable<Integer> {
         }
         String loadAfter = loadAverage();
         System.out.println("machine: " + cpuModel() + ", " + Runtime.getRuntime().availableProcessors()
-                + " cores; load average before " + loadBefore + ", after " + loadAfter);
+                + " cores; load average before " + loadBefore + ", after " + loadAfter + "; dtrain JVM peak RSS "
+                + peakRss());
         summary.put("machine", Map.of("cpu", cpuModel(), "cores", Runtime.getRuntime().availableProcessors(),
-                "load_average_before", loadBefore, "load_average_after", loadAfter));
+                "load_average_before", loadBefore, "load_average_after", loadAfter, "dtrain_peak_rss", peakRss()));
         summary.put("passed", failures.isEmpty());
         summary.put("failures", failures);
         writeAtomically(dir.resolve("comparison.json"), JSON.writeValueAsBytes(summary));
@@ -349,6 +362,15 @@ public final class TorchComparison implements Callable<Integer> {
             String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
             return f[0] + " " + f[1] + " " + f[2];
         } catch (IOException e) {
+            return "unknown";
+        }
+    }
+
+    /** VmHWM of this JVM (heap + ND4J's off-heap arrays). */
+    private static String peakRss() {
+        try (Stream<String> lines = Files.lines(Path.of("/proc/self/status"))) {
+            return lines.filter(l -> l.startsWith("VmHWM:")).map(l -> l.substring(6).trim()).findFirst().orElse("unknown");
+        } catch (IOException | UncheckedIOException e) {
             return "unknown";
         }
     }

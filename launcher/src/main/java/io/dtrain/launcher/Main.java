@@ -15,6 +15,9 @@ import picocli.CommandLine.Command;
                 EvalCommand.class,
                 GenerateCommand.class,
                 TokenizeCommand.class,
+                PreprocessCommand.class,
+                ReportCommand.class,
+                BenchCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 

@@ -62,6 +62,9 @@ public final class TrainCommand implements Callable<Integer> {
         if (resume == null && overwrite) {
             RunFiles.deleteRecursively(checkpoints);
             RunFiles.deleteRecursively(runDir.resolve("metrics"));
+            for (String f : new String[] {"trace.json", "report.html", "report.md"}) {
+                Files.deleteIfExists(runDir.resolve(f));
+            }
         }
         Files.createDirectories(runDir);
         String resolved = ConfigLoader.toYaml(cfg);

@@ -141,6 +141,7 @@ final class Communicator implements AutoCloseable {
         String dir = config.resolvedAeronDir().toString();
         Aeron.Context context = new Aeron.Context()
                 .aeronDirectoryName(dir)
+                .driverTimeoutMs(30_000) // tolerate a driver starved of CPU; deaths are detected by the store
                 .errorHandler(t -> log.warn("Aeron client error: {}", t.toString()));
         if (config.externalDriver()) {
             return Aeron.connect(context);
@@ -376,6 +377,11 @@ final class Communicator implements AutoCloseable {
 
     @Override
     public void close() {
+        close(null);
+    }
+
+    /** Closes {@code worldRing} after the last collective and before the Aeron client. */
+    void close(Ring worldRing) {
         commThread.shutdown();
         try {
             if (!commThread.awaitTermination(config.timeout().toMillis() + 5_000, TimeUnit.MILLISECONDS)) {
@@ -410,6 +416,7 @@ final class Communicator implements AutoCloseable {
                 log.debug("close barrier: {}", e.toString());
             }
         }
+        closeQuietly(worldRing);
         closeQuietly(aeron);
         closeQuietly(heartbeatStore);
         closeQuietly(store);

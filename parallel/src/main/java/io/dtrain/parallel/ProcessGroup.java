@@ -297,8 +297,7 @@ public final class ProcessGroup implements AutoCloseable {
             closed = true;
         }
         if (ownsCommunicator) {
-            comm.close();
-            ring.close();
+            comm.close(ring);
         } else {
             try {
                 comm.commThread().submit(() -> { }).get();

@@ -89,7 +89,7 @@ class CollectivesProcessTest {
             assertTrue(failure.matches(".*allReduce 'step' #\\d+ .*"), failure);
             assertTrue(failure.contains("rank 2"), failure);
             long ms = Long.parseLong(failure.replaceAll("FAILED after (\\d+) ms.*", "$1"));
-            assertTrue(ms <= timeout.toMillis() + 1000, "failed only after " + ms + " ms: " + failure);
+            assertTrue(ms <= timeout.toMillis() + 2000, "failed only after " + ms + " ms: " + failure);
             assertTrue(r.stderr().contains("dtrain thread dump of rank " + r.rank()), r::toString);
         }
         // The media driver is its own process: a worker's death does not take it down.
@@ -113,7 +113,7 @@ class CollectivesProcessTest {
             assertTrue(failure.contains("allGather") && failure.contains("allReduce"), failure);
             assertTrue(failure.contains("rank 1"), failure);
             long ms = Long.parseLong(failure.replaceAll("FAILED after (\\d+) ms.*", "$1"));
-            assertTrue(ms <= timeout.toMillis() + 1000, "failed only after " + ms + " ms: " + failure);
+            assertTrue(ms <= timeout.toMillis() + 2000, "failed only after " + ms + " ms: " + failure);
             failures.add(failure);
         }
     }
@@ -132,7 +132,7 @@ class CollectivesProcessTest {
             assertTrue(failure.contains("rank 2"), failure);
             if (r.rank() != 2) {
                 long ms = Long.parseLong(failure.replaceAll("FAILED after (\\d+) ms.*", "$1"));
-                assertTrue(ms >= timeout.toMillis() - 100 && ms <= timeout.toMillis() + 1500, "failed after " + ms + " ms: " + failure);
+                assertTrue(ms >= timeout.toMillis() - 100 && ms <= timeout.toMillis() + 3000, "failed after " + ms + " ms: " + failure);
                 assertTrue(r.stderr().contains("dtrain thread dump"), r::toString);
             }
         }

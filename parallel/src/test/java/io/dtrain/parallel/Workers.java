@@ -70,7 +70,7 @@ final class Workers {
         env.put("DTRAIN_COLLECTIVE_TIMEOUT", timeout.toMillis() + "ms");
         env.put("DTRAIN_RENDEZVOUS_TIMEOUT", "60s");
         env.put("DTRAIN_AERON_DIR", aeronDir.toString());
-        env.put("DTRAIN_DRIVER_IDLE_EXIT", "3");
+        env.put("DTRAIN_DRIVER_IDLE_EXIT", "5");
         return env;
     }
 

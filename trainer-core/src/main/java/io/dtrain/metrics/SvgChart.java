@@ -50,7 +50,7 @@ final class SvgChart {
         if (yMax == yMin) {
             yMax = yMin + 1;
         }
-        StringBuilder sb = open(title);
+        StringBuilder sb = open(title, yUnit);
         axes(sb, xMin, xMax, yMin, yMax, xLabel, yUnit);
         for (int k = 0; k < series.size(); k++) {
             Series s = series.get(k);
@@ -89,7 +89,7 @@ final class SvgChart {
         }
         double xMin = x.length == 0 ? 0 : x[0];
         double xMax = x.length == 0 ? 1 : x[x.length - 1] + 1;
-        StringBuilder sb = open(title);
+        StringBuilder sb = open(title, yUnit);
         axes(sb, xMin, xMax, 0, yMax, xLabel, yUnit);
         double barWidth = Math.max(0.5, (WIDTH - LEFT - RIGHT) / (double) Math.max(1, x.length) * 0.9);
         for (int k = 0; k < layers.length; k++) {
@@ -115,12 +115,12 @@ final class SvgChart {
         return sb.append("</svg>\n").toString();
     }
 
-    private static StringBuilder open(String title) {
+    private static StringBuilder open(String title, String yUnit) {
         StringBuilder sb = new StringBuilder();
         sb.append("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"").append(WIDTH).append("\" height=\"")
                 .append(HEIGHT).append("\" viewBox=\"0 0 ").append(WIDTH).append(' ').append(HEIGHT)
                 .append("\" role=\"img\" aria-label=\"").append(esc(title)).append("\">\n");
-        sb.append("<text x=\"").append(LEFT).append("\" y=\"16\" class=\"title\">").append(esc(title)).append("</text>\n");
+        sb.append("<text x=\"").append(LEFT).append("\" y=\"16\" class=\"title\">").append(esc(title)).append(" [").append(esc(yUnit)).append("]</text>\n");
         return sb;
     }
 
@@ -145,7 +145,6 @@ final class SvgChart {
         }
         sb.append("<text x=\"").append(WIDTH - RIGHT).append("\" y=\"").append(HEIGHT - 2)
                 .append("\" class=\"tick\" text-anchor=\"end\">").append(esc(xLabel)).append("</text>\n");
-        sb.append("<text x=\"4\" y=\"").append(TOP - 8).append("\" class=\"tick\">").append(esc(yUnit)).append("</text>\n");
     }
 
     private static void legend(StringBuilder sb, int k, String name, String color) {

@@ -237,11 +237,16 @@ public final class StageGraph implements AutoCloseable {
     }
 
     /**
-     * LayerNorm over the last dimension, written out: SameDiff's fused {@code sd.nn.layerNorm} (libnd4j
-     * standardize) divides by the bare standard deviation with no epsilon, so it does not match PyTorch's
-     * LayerNorm(eps) and a checkpoint would not transfer.
+     * LayerNorm over the last dimension. SameDiff's fused {@code sd.nn.layerNorm} (libnd4j standardize) divides
+     * by the bare standard deviation, with no epsilon: it is used only when model.layer_norm_eps is 0; otherwise
+     * the LayerNorm is written out with the epsilon, as PyTorch's, so checkpoints transfer.
      */
     private SDVariable layerNorm(SDVariable x, String prefix) {
+        if (cfg.layerNormEps() == 0.0) {
+            return cfg.bias()
+                    ? sd.nn.layerNorm(x, param(prefix + ".weight"), param(prefix + ".bias"), false, 1)
+                    : sd.nn.layerNorm(x, param(prefix + ".weight"), false, 1);
+        }
         SDVariable centered = x.sub(x.mean(true, 1));
         SDVariable variance = centered.mul(centered).mean(true, 1);
         SDVariable y = centered.mul(sd.math.rsqrt(variance.add(cfg.layerNormEps())));

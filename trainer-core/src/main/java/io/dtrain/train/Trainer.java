@@ -10,20 +10,18 @@ import io.dtrain.data.loader.PackedTokenDataset;
 import io.dtrain.data.loader.TokenDatasets;
 import io.dtrain.data.reader.BadRecordPolicy;
 import io.dtrain.data.tokenizer.Tokenizer;
+import io.dtrain.metrics.RunMetrics;
+import io.dtrain.metrics.Tracer;
 import io.dtrain.model.GptModel;
 import io.dtrain.optim.AdamW;
 import io.dtrain.optim.GradClipper;
 import io.dtrain.optim.LrSchedule;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
-import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
@@ -57,6 +55,8 @@ public final class Trainer implements AutoCloseable {
     private final PrintStream out;
     private long step;
     private long tokensSeen;
+    /** Spans of each step's phases while {@link #train()} runs (trace.json). */
+    private Tracer tracer = Tracer.NOOP;
 
     public Trainer(TrainConfig cfg, RunContext run, PrintStream out) {
         this.cfg = cfg;
@@ -154,12 +154,14 @@ public final class Trainer implements AutoCloseable {
                     loader.droppedPerEpoch());
         }
         double lastEval = Double.NaN;
-        try (BufferedWriter steps = openStepLog()) {
+        try (RunMetrics metrics = RunMetrics.start(cfg, run, parameterCount())) {
+            tracer = metrics.tracer();
+            if (run.isLogger()) {
+                out.println(metrics.describe());
+            }
             while (step < totalSteps) {
                 StepStats s = trainStep();
-                steps.write(s.toJson(System.currentTimeMillis(), run.rank()));
-                steps.newLine();
-                steps.flush();
+                metrics.step(s);
                 boolean last = step == totalSteps;
                 if (run.isLogger() && (step % Math.max(1, cfg.training().logInterval()) == 0 || last || step == 1)) {
                     out.printf(Locale.ROOT, "step %5d/%d | loss %.4f | lr %.3e | grad norm %.4f | %,.0f tok/s | %.0f ms/step%s%n",
@@ -175,17 +177,10 @@ public final class Trainer implements AutoCloseable {
                     saveCheckpoint();
                 }
             }
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+        } finally {
+            tracer = Tracer.NOOP;
         }
         return lastEval;
-    }
-
-    private BufferedWriter openStepLog() throws IOException {
-        Path dir = runDir.resolve("metrics");
-        Files.createDirectories(dir);
-        return Files.newBufferedWriter(dir.resolve("steps-rank" + run.rank() + ".jsonl"), StandardCharsets.UTF_8,
-                StandardOpenOption.CREATE, StandardOpenOption.APPEND);
     }
 
     /** One optimizer step; advances {@link #step()}. */
@@ -197,10 +192,14 @@ public final class Trainer implements AutoCloseable {
         long computeNanos = 0;
         double lossSum = 0;
         for (int j = 0; j < accumulation; j++) {
+            long d0 = System.nanoTime();
             MicroBatch mb = loader.microBatch(step, j);
             long c0 = System.nanoTime();
+            tracer.span("data_wait", "data", d0, c0);
             lossSum += model.forwardBackward(mb.windows(), mb.sampleIndices(), step, cfg.training().seed(), grads);
-            computeNanos += System.nanoTime() - c0;
+            long c1 = System.nanoTime();
+            tracer.span("forward_backward", "compute", c0, c1);
+            computeNanos += c1 - c0;
         }
         long dataWait = loader.dataWaitNanos() - waitBefore;
         long o0 = System.nanoTime();
@@ -224,7 +223,10 @@ public final class Trainer implements AutoCloseable {
             adamw.step(params, grads, lr, GradClipper.clipFactor(norm, cfg.optimizer().gradClip()));
             model.setParams(params);
         }
-        long optimizerNanos = System.nanoTime() - o0;
+        long o1 = System.nanoTime();
+        long optimizerNanos = o1 - o0;
+        tracer.span("optimizer", "optimizer", o0, o1);
+        tracer.span("step " + (step + 1), "step", t0, o1);
         long tokens = (long) cfg.training().globalBatch() * cfg.model().seqLen();
         tokensSeen += tokens;
         StepStats s = new StepStats(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e6, dataWait / 1e6,

@@ -1,6 +1,7 @@
 package io.dtrain.model;
 
 import io.dtrain.config.ModelConfig;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -19,6 +20,11 @@ class CausalityTest {
     @BeforeAll
     static void singleThreaded() {
         TestModels.singleThreaded();
+    }
+
+    @AfterAll
+    static void restoreThreads() {
+        TestModels.restoreThreads();
     }
 
     @ParameterizedTest(name = "{0}-norm stages={1}")

@@ -1,6 +1,7 @@
 package io.dtrain.model;
 
 import io.dtrain.config.ModelConfig;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -17,6 +18,11 @@ class DropoutTest {
     @BeforeAll
     static void singleThreaded() {
         TestModels.singleThreaded();
+    }
+
+    @AfterAll
+    static void restoreThreads() {
+        TestModels.restoreThreads();
     }
 
     @Test

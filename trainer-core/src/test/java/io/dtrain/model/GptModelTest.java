@@ -1,6 +1,8 @@
 package io.dtrain.model;
 
 import io.dtrain.config.ModelConfig;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -14,9 +16,14 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class GptModelTest {
-    @org.junit.jupiter.api.BeforeAll
+    @BeforeAll
     static void singleThreaded() {
         TestModels.singleThreaded();
+    }
+
+    @AfterAll
+    static void restoreThreads() {
+        TestModels.restoreThreads();
     }
 
     @Test

@@ -1,6 +1,8 @@
 package io.dtrain.model;
 
 import io.dtrain.config.ModelConfig;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -21,9 +23,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * function of the parameters).
  */
 class GradientCheckTest {
-    @org.junit.jupiter.api.BeforeAll
+    @BeforeAll
     static void singleThreaded() {
         TestModels.singleThreaded();
+    }
+
+    @AfterAll
+    static void restoreThreads() {
+        TestModels.restoreThreads();
     }
     private static final double H = 1e-4;
     private static final double MAX_RELATIVE_ERROR = 1e-6;
@@ -33,16 +40,18 @@ class GradientCheckTest {
     /** Tokens are drawn below this, so wte rows >= it never occur in the inputs. */
     private static final int MAX_TOKEN = VOCAB - 2;
 
-    @ParameterizedTest(name = "{0}-norm tied={1} {2} bias={3} dropout={4} stages={5}")
+    @ParameterizedTest(name = "{0}-norm tied={1} {2} bias={3} dropout={4} stages={5} eps={6}")
     @CsvSource({
-            "pre,  true,  gelu, true,  0.0, 2",
-            "post, false, relu, true,  0.1, 1-1",
-            "pre,  false, gelu, false, 0.1, 1-1-1",
-            "post, true,  gelu, true,  0.1, 1-2"})
+            "pre,  true,  gelu, true,  0.0, 2,     1e-5",
+            "post, false, relu, true,  0.1, 1-1,   1e-5",
+            "pre,  false, gelu, false, 0.1, 1-1-1, 1e-5",
+            "post, true,  gelu, true,  0.1, 1-2,   1e-5",
+            "pre,  true,  gelu, true,  0.0, 1-1,   0.0"})
     void parameterGradientsMatchFiniteDifferences(String norm, boolean tied, String activation, boolean bias,
-                                                  double dropout, String stages) {
+                                                  double dropout, String stages, double layerNormEps) {
         int[] blocks = parseBlocks(stages);
-        ModelConfig cfg = TestModels.config(VOCAB, SEQ, 8, sum(blocks), 2, norm, activation, dropout, tied, bias, 0.3, "float64");
+        ModelConfig cfg = TestModels.config(VOCAB, SEQ, 8, sum(blocks), 2, norm, activation, dropout, tied, bias, 0.3,
+                layerNormEps, "float64");
         try (GptModel model = new GptModel(cfg, blocks)) {
             INDArray params = model.newFlatBuffer();
             model.initParams(params, 11);

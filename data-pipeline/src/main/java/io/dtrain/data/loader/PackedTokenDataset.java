@@ -51,20 +51,24 @@ public final class PackedTokenDataset implements TokenDataset {
         return seqLen;
     }
 
+    @Override
     public long numTokens() {
         return numTokens;
     }
 
+    @Override
     public long numDocuments() {
         return numDocuments;
     }
 
     /** Records the reader skipped while building this dataset. */
+    @Override
     public BadRecordReport badRecords() {
         return badRecords;
     }
 
     /** Token at position {@code i} of the packed stream. */
+    @Override
     public int token(long i) {
         return small != null ? small[(int) i] : large[(int) i];
     }

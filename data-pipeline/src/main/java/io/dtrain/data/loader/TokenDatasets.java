@@ -1,19 +1,43 @@
 package io.dtrain.data.loader;
 
+import io.dtrain.data.DataException;
 import io.dtrain.data.reader.BadRecordPolicy;
 import io.dtrain.data.reader.Document;
 import io.dtrain.data.reader.PileReader;
+import io.dtrain.data.shards.Manifest;
 import io.dtrain.data.tokenizer.Tokenizer;
 
-/** Builds the in-memory packed dataset from Pile shards. */
+/** Opens training data: a preprocessed directory (Arrow shards) or raw Pile-format input (packed in memory). */
 public final class TokenDatasets {
     private TokenDatasets() {}
 
     /**
+     * A directory with a {@code manifest.json} (made by {@code dtrain preprocess}) opens as an
+     * {@link ArrowTokenDataset}; anything else is read as raw input by {@link #open}. Both give the same windows
+     * for the same documents and tokenizer.
+     */
+    public static TokenDataset load(String pathOrGlob, Tokenizer tok, int seqLen, BadRecordPolicy policy) {
+        if (isPreprocessed(pathOrGlob)) {
+            return ArrowTokenDataset.open(pathOrGlob, tok, seqLen);
+        }
+        return open(pathOrGlob, tok, seqLen, policy);
+    }
+
+    /** True when {@code path} is a directory holding a token-shard manifest. */
+    public static boolean isPreprocessed(String path) {
+        return path != null && !path.isBlank() && !hasGlob(path) && Manifest.existsIn(path);
+    }
+
+    /**
      * Reads every document of {@code pathOrGlob} (file, directory or glob of {@code .jsonl}/{@code .jsonl.zst}),
      * tokenizes it, appends the tokenizer's end-of-document id, and packs all of it in reader order.
+     * A preprocessed directory is refused here (it has no jsonl files); {@link #load} opens both.
      */
     public static PackedTokenDataset open(String pathOrGlob, Tokenizer tok, int seqLen, BadRecordPolicy policy) {
+        if (isPreprocessed(pathOrGlob)) {
+            throw new DataException(pathOrGlob + " is a preprocessed (Arrow token shard) directory; open it with"
+                    + " TokenDatasets.load, which memory-maps the shards");
+        }
         PackedTokenDataset.Builder builder = new PackedTokenDataset.Builder(tok.vocabSize());
         try (PileReader reader = PileReader.open(pathOrGlob, policy)) {
             while (reader.hasNext()) {
@@ -22,5 +46,9 @@ public final class TokenDatasets {
             }
             return builder.build(seqLen, reader.badRecords());
         }
+    }
+
+    private static boolean hasGlob(String s) {
+        return s.indexOf('*') >= 0 || s.indexOf('?') >= 0 || s.indexOf('[') >= 0 || s.indexOf('{') >= 0;
     }
 }

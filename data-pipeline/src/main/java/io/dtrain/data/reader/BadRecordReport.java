@@ -22,6 +22,14 @@ public final class BadRecordReport {
     private final List<BadRecord> kept = new ArrayList<>();
     private long count;
 
+    /** A report restored from stored counts (e.g. a token-shard manifest): {@code count} in total, {@code kept} listed. */
+    public static BadRecordReport restored(long count, List<BadRecord> kept) {
+        BadRecordReport r = new BadRecordReport();
+        r.count = count;
+        r.kept.addAll(kept.subList(0, Math.min(kept.size(), MAX_KEPT)));
+        return r;
+    }
+
     synchronized void add(BadRecord record) {
         count++;
         if (kept.size() < MAX_KEPT) {

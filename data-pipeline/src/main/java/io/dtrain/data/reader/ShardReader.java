@@ -36,6 +36,7 @@ public final class ShardReader implements AutoCloseable {
     private final BadRecordReport report;
     private final InputStream in;
     private final Map<String, String> setNames = new HashMap<>();
+    private final long[] fileBytesRead = new long[1];
 
     private byte[] buf = new byte[1 << 16];
     private int pos;
@@ -61,7 +62,8 @@ public final class ShardReader implements AutoCloseable {
     }
 
     private InputStream open(Path path) throws IOException {
-        InputStream raw = new BufferedInputStream(DataFiles.open(path, 1 << 16), 1 << 16);
+        InputStream raw = new BufferedInputStream(new CountingInputStream(DataFiles.open(path, 1 << 16), fileBytesRead),
+                1 << 16);
         if (!zstd) {
             return raw;
         }
@@ -84,6 +86,11 @@ public final class ShardReader implements AutoCloseable {
 
     public Path file() {
         return file;
+    }
+
+    /** Bytes read from the file itself so far (compressed bytes for .zst; read ahead by up to 128 KiB): progress. */
+    public long fileBytesRead() {
+        return fileBytesRead[0];
     }
 
     /** Documents returned so far. */
@@ -279,6 +286,41 @@ public final class ShardReader implements AutoCloseable {
             in.close();
         } catch (IOException e) {
             throw new DataException(fileName + ": close failed: " + e.getMessage(), e);
+        }
+    }
+
+    /** Counts the bytes read through it into {@code counter[0]}. */
+    private static final class CountingInputStream extends java.io.FilterInputStream {
+        private final long[] counter;
+
+        CountingInputStream(InputStream in, long[] counter) {
+            super(in);
+            this.counter = counter;
+        }
+
+        @Override
+        public int read() throws IOException {
+            int b = in.read();
+            if (b >= 0) {
+                counter[0]++;
+            }
+            return b;
+        }
+
+        @Override
+        public int read(byte[] b, int off, int len) throws IOException {
+            int n = in.read(b, off, len);
+            if (n > 0) {
+                counter[0] += n;
+            }
+            return n;
+        }
+
+        @Override
+        public long skip(long n) throws IOException {
+            long skipped = in.skip(n);
+            counter[0] += skipped;
+            return skipped;
         }
     }
 }

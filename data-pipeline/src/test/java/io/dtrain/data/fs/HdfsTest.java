@@ -6,7 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.dtrain.data.DataException;
 import io.dtrain.data.SharedData;
+import io.dtrain.data.loader.ArrowTokenDataset;
 import io.dtrain.data.loader.PackedTokenDataset;
+import io.dtrain.data.shards.PreprocessTest;
+import io.dtrain.data.shards.Preprocessor;
+import io.dtrain.data.shards.Progress;
 import io.dtrain.data.loader.TokenDatasets;
 import io.dtrain.data.reader.BadRecordPolicy;
 import io.dtrain.data.reader.Document;
@@ -90,6 +94,29 @@ class HdfsTest {
         assertEquals(44 + 15, read(root + "/pile-tiny/*.zst").size());
         PackedTokenDataset ds = TokenDatasets.open(root + "/pile-tiny", new ByteTokenizer(), 32, BadRecordPolicy.FAIL);
         assertEquals(323_900 + 71, ds.numTokens());
+    }
+
+    @Test
+    void preprocessFromAndToHdfsAndTheLoaderReadsTheShardsThere() throws Exception {
+        ByteTokenizer tok = new ByteTokenizer();
+        String out = root + "/tiny-shards";
+        Preprocessor.Options options = new Preprocessor.Options(root + "/pile-tiny", out, tok, 64_000, 2,
+                BadRecordPolicy.FAIL, 3000);
+        Preprocessor.Result first = Preprocessor.run(options, Progress.off());
+        assertEquals(71, first.manifest().documents());
+        assertTrue(first.shardsWritten() > 3, "shards: " + first.shardsWritten());
+        assertEquals(root + "/pile-tiny/00.jsonl.zst", first.manifest().shards().get(0).source());
+        PackedTokenDataset local = TokenDatasets.open(SharedData.path("pile-tiny").toString(), tok, 37, BadRecordPolicy.FAIL);
+        try (ArrowTokenDataset remote = (ArrowTokenDataset) TokenDatasets.load(out, tok, 37, BadRecordPolicy.FAIL)) {
+            PreprocessTest.assertSameWindows(local, remote, 41);  // one positioned read per window piece: keep it short
+        }
+        Preprocessor.Result again = Preprocessor.run(options, Progress.off());
+        assertEquals(0, again.shardsWritten());
+        assertEquals(first.manifest(), again.manifest());
+        for (FileStatus st : hdfs.listStatus(new Path("/tiny-shards"))) {
+            String name = st.getPath().getName();
+            assertTrue(name.endsWith(".arrow") || name.equals("manifest.json"), "left behind: " + name);
+        }
     }
 
     @Test

@@ -32,6 +32,7 @@ public final class AllReduceBench {
         return Arrays.stream(sizes.split(",")).map(String::trim).filter(s -> !s.isEmpty()).mapToLong(s -> {
             String v = s.toLowerCase(Locale.ROOT);
             long unit = 1;
+            String number = v;
             if (v.endsWith("gib")) {
                 unit = 1L << 30;
             } else if (v.endsWith("mib")) {
@@ -39,7 +40,9 @@ public final class AllReduceBench {
             } else if (v.endsWith("kib")) {
                 unit = 1L << 10;
             }
-            String number = v.replaceAll("[a-z]+$", "");
+            if (unit > 1) {
+                number = v.substring(0, v.length() - 3);
+            }
             try {
                 return Long.parseLong(number) * unit;
             } catch (NumberFormatException e) {
@@ -59,6 +62,7 @@ public final class AllReduceBench {
             port = socket.getLocalPort();
         }
         String job = "bench-" + UUID.randomUUID().toString().substring(0, 8);
+        String secret = UUID.randomUUID().toString();
         List<Process> processes = new ArrayList<>();
         for (int rank = 0; rank < world; rank++) {
             List<String> command = new ArrayList<>();
@@ -85,9 +89,10 @@ public final class AllReduceBench {
             builder.environment().put("MASTER_ADDR", "127.0.0.1");
             builder.environment().put("MASTER_PORT", Integer.toString(port));
             builder.environment().put("DTRAIN_JOB_ID", job);
-            builder.environment().put("DTRAIN_JOB_SECRET", UUID.randomUUID().toString());
+            builder.environment().put("DTRAIN_JOB_SECRET", secret);
             builder.environment().put("DTRAIN_TRANSPORT", transport);
             builder.environment().put("DTRAIN_DRIVER_IDLE_EXIT", "2");
+            builder.environment().put("DTRAIN_RENDEZVOUS_TIMEOUT", "60s");
             builder.redirectError(ProcessBuilder.Redirect.INHERIT);
             builder.redirectOutput(rank == 0 ? ProcessBuilder.Redirect.PIPE : ProcessBuilder.Redirect.DISCARD);
             processes.add(builder.start());

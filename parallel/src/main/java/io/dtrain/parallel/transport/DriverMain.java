@@ -78,11 +78,12 @@ public final class DriverMain {
                 .socketSndbufLength(SOCKET_BUFFER_BYTES)
                 .socketRcvbufLength(SOCKET_BUFFER_BYTES)
                 .initialWindowLength(SOCKET_BUFFER_BYTES)
-                // A killed worker's publications and images go away after these; the collectives detect a
-                // death faster through the rendezvous store, so these only bound leaked resources.
-                .clientLivenessTimeoutNs(TimeUnit.SECONDS.toNanos(5))
-                .imageLivenessTimeoutNs(TimeUnit.SECONDS.toNanos(5))
-                .publicationUnblockTimeoutNs(TimeUnit.SECONDS.toNanos(8))
+                // A killed worker's publications and images go away after these. The collectives detect a death
+                // faster through the rendezvous store, so these stay generous: a worker starved of CPU for a few
+                // seconds (overloaded host, long GC) must not be declared dead by its driver.
+                .clientLivenessTimeoutNs(TimeUnit.SECONDS.toNanos(20))
+                .imageLivenessTimeoutNs(TimeUnit.SECONDS.toNanos(20))
+                .publicationUnblockTimeoutNs(TimeUnit.SECONDS.toNanos(30))
                 .warnIfDirectoryExists(false);
     }
 

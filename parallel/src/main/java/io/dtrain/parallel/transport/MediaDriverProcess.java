@@ -59,6 +59,11 @@ public final class MediaDriverProcess {
         }
     }
 
+    /** For a launcher: makes sure the host's driver for a job runs (it exits idleExitSeconds after its last client). */
+    public static void ensureRunning(Path aeronDir, int idleExitSeconds, Duration startTimeout) {
+        ensureRunningAndConnect(aeronDir, idleExitSeconds, startTimeout, () -> null);
+    }
+
     /** The driver's pid, if one was started in the job directory of {@code aeronDir} and still runs. */
     public static java.util.OptionalLong pid(Path aeronDir) {
         try {

@@ -1,0 +1,20 @@
+package io.dtrain.launcher;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** Groups the micro-benchmarks; each subcommand prints a table of medians. */
+@Command(name = "bench",
+        mixinStandardHelpOptions = true,
+        description = {"Measure this machine: GEMM FLOP/s through ND4J (the CPU peak MFU is computed against),",
+                "and later collectives. Full comparisons against other tools live in benchmarks/."},
+        subcommands = {BenchGemmCommand.class})
+public final class BenchCommand implements Runnable {
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+}
