@@ -7,8 +7,8 @@ import picocli.CommandLine.Command;
 @Command(name = "bench",
         mixinStandardHelpOptions = true,
         description = {"Measure this machine: GEMM FLOP/s through ND4J (the CPU peak MFU is computed against),",
-                "and later collectives. Full comparisons against other tools live in benchmarks/."},
-        subcommands = {BenchGemmCommand.class})
+                "and collectives (ring AllReduce over Aeron). Full comparisons against other tools live in benchmarks/."},
+        subcommands = {BenchGemmCommand.class, BenchAllreduceCommand.class})
 public final class BenchCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
