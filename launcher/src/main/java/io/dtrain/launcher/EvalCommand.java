@@ -2,7 +2,7 @@ package io.dtrain.launcher;
 
 import io.dtrain.checkpoint.Checkpoint;
 import io.dtrain.config.TrainConfig;
-import io.dtrain.data.loader.PackedTokenDataset;
+import io.dtrain.data.loader.TokenDataset;
 import io.dtrain.data.loader.TokenDatasets;
 import io.dtrain.data.reader.BadRecordPolicy;
 import io.dtrain.data.tokenizer.Tokenizer;
@@ -40,7 +40,7 @@ public final class EvalCommand implements Callable<Integer> {
             throw new UserError("no validation data: the checkpoint's configuration has no data.val; pass --set data.val=PATH");
         }
         Tokenizer tok = TrainTokenizer.forConfig(cfg);
-        PackedTokenDataset val = TokenDatasets.open(cfg.data().val(), tok, cfg.model().seqLen(),
+        TokenDataset val = TokenDatasets.load(cfg.data().val(), tok, cfg.model().seqLen(),
                 BadRecordPolicy.parse(cfg.data().onBadRecord()));
         try (GptModel model = new GptModel(cfg.model())) {
             var params = model.newFlatBuffer();

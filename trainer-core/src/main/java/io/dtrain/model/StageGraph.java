@@ -148,6 +148,7 @@ public final class StageGraph implements AutoCloseable {
             SDVariable gOut = sd.placeHolder(G_OUT, dtype, -1, dModel);
             sd.sum(BACKWARD_LOSS, out.mul(gOut));
             sd.setLossVariables(BACKWARD_LOSS);
+            createGradFunctionQuietly();
             return;
         }
         if (cfg.preNorm()) {
@@ -164,6 +165,23 @@ public final class StageGraph implements AutoCloseable {
         // gradient is exactly 1 per token, and scale the gradients by 1/N afterwards (see lossAndBackward).
         sd.sum(LOSS_SUM, perToken);
         sd.setLossVariables(LOSS_SUM);
+        createGradFunctionQuietly();
+    }
+
+    /**
+     * SameDiff M2.1 prints an "Added differentiated op" line per op to System.out while it builds the gradient
+     * graph. Build it once here, with System.out muted, so that a run's console shows only dtrain's own lines.
+     */
+    private void createGradFunctionQuietly() {
+        java.io.PrintStream console = System.out;
+        synchronized (System.class) {
+            System.setOut(new java.io.PrintStream(java.io.OutputStream.nullOutputStream()));
+            try {
+                sd.createGradFunction();
+            } finally {
+                System.setOut(console);
+            }
+        }
     }
 
     /** Additive causal mask [T, T]: 0 on and below the diagonal, -1e9 above (exp underflows to exactly 0). */

@@ -6,7 +6,7 @@ import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.TrainConfig;
 import io.dtrain.data.loader.BatchLoader;
 import io.dtrain.data.loader.MicroBatch;
-import io.dtrain.data.loader.PackedTokenDataset;
+import io.dtrain.data.loader.TokenDataset;
 import io.dtrain.data.loader.TokenDatasets;
 import io.dtrain.data.reader.BadRecordPolicy;
 import io.dtrain.data.tokenizer.Tokenizer;
@@ -45,8 +45,8 @@ public final class Trainer implements AutoCloseable {
     private final INDArray grads;
     private final AdamW adamw;
     private final LrSchedule schedule;
-    private final PackedTokenDataset trainData;
-    private final PackedTokenDataset valData;
+    private final TokenDataset trainData;
+    private final TokenDataset valData;
     private final BatchLoader loader;
     private final Evaluator evaluator;
     private final int accumulation;
@@ -68,10 +68,10 @@ public final class Trainer implements AutoCloseable {
         this.tokenizer = TrainTokenizer.forConfig(cfg);
         int seqLen = cfg.model().seqLen();
         BadRecordPolicy policy = BadRecordPolicy.parse(cfg.data().onBadRecord());
-        this.trainData = TokenDatasets.open(cfg.data().train(), tokenizer, seqLen, policy);
+        this.trainData = TokenDatasets.load(cfg.data().train(), tokenizer, seqLen, policy);
         report("train", cfg.data().train(), trainData);
         if (cfg.data().val() != null && !cfg.data().val().isBlank()) {
-            this.valData = TokenDatasets.open(cfg.data().val(), tokenizer, seqLen, policy);
+            this.valData = TokenDatasets.load(cfg.data().val(), tokenizer, seqLen, policy);
             report("val", cfg.data().val(), valData);
         } else {
             this.valData = null;
@@ -89,7 +89,7 @@ public final class Trainer implements AutoCloseable {
         model.setParams(params);
     }
 
-    private void report(String split, String path, PackedTokenDataset ds) {
+    private void report(String split, String path, TokenDataset ds) {
         if (!run.isLogger()) {
             return;
         }
@@ -278,5 +278,18 @@ public final class Trainer implements AutoCloseable {
     public void close() {
         loader.close();
         model.close();
+        closeQuietly(trainData);
+        closeQuietly(valData);
+    }
+
+    /** Memory-mapped Arrow shards hold their mappings until closed; in-memory datasets hold nothing. */
+    private static void closeQuietly(TokenDataset ds) {
+        if (ds instanceof AutoCloseable c) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("closing dataset " + ds, e);
+            }
+        }
     }
 }
