@@ -14,6 +14,7 @@ checkpoint whose config has model.dropout > 0 is refused.
 
   check: run N steps, print one JSON object with per-step loss, grad norm (before clipping) and lr.
   speed: time full training steps (forward, backward, clip, AdamW), warm-up steps first, print median tokens/s.
+  grads: per-tensor norms of step 1's gradient, to locate a disagreement.
 
 Use the system python that has torch: /usr/bin/python3 gpt_reference.py check --checkpoint DIR --batches FILE.json
 """
@@ -260,6 +261,17 @@ def run_check(args):
     print(json.dumps({"mode": "check", **environment(args, ref), "steps": out}))
 
 
+def run_grads(args):
+    """Per-tensor L2 norms of step 1's gradient (before clipping): to locate a disagreement."""
+    ref = Reference(args.checkpoint, args.dtype)
+    _, batches = load_batches(args.batches)
+    micro_batches = batches[0]
+    for j in range(micro_batches.shape[0]):
+        (gpt_loss(ref.params, micro_batches[j], ref.cfg, ref.causal) / micro_batches.shape[0]).backward()
+    norms = {name: t.grad.double().norm().item() for name, t in ref.params.items()}
+    print(json.dumps({"mode": "grads", **environment(args, ref), "norms": norms}))
+
+
 def run_speed(args):
     ref = Reference(args.checkpoint, args.dtype)
     _, batches = load_batches(args.batches)
@@ -281,7 +293,7 @@ def run_speed(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["check", "speed"])
+    parser.add_argument("mode", choices=["check", "speed", "grads"])
     parser.add_argument("--checkpoint", required=True, help="dtrain checkpoint step directory (manifest.json)")
     parser.add_argument("--batches", required=True, help="batches .json written by TorchComparison")
     parser.add_argument("--steps", type=int, default=0,
@@ -294,6 +306,8 @@ def main():
     torch.manual_seed(0)
     if args.mode == "check":
         run_check(args)
+    elif args.mode == "grads":
+        run_grads(args)
     else:
         args.steps = args.steps or 10
         run_speed(args)

@@ -12,6 +12,7 @@ import picocli.CommandLine.Command;
                 "Run 'dtrain COMMAND --help' for a command's options."},
         subcommands = {
                 TrainCommand.class,
+                LaunchCommand.class,
                 EvalCommand.class,
                 GenerateCommand.class,
                 TokenizeCommand.class,

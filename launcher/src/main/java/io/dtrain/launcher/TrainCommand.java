@@ -2,6 +2,7 @@ package io.dtrain.launcher;
 
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.TrainConfig;
+import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.Trainer;
 import picocli.CommandLine.Command;
@@ -13,6 +14,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "train",
@@ -23,7 +25,11 @@ import java.util.concurrent.Callable;
                 "Prints the resolved configuration, then one line every training.log_interval steps (step, loss, lr,",
                 "gradient norm, tokens/s, ms/step), evaluations every training.eval_interval steps, and writes",
                 "checkpoints (named tensors + manifest) under OUTPUT_DIR/checkpoints. Per-step records go to",
-                "OUTPUT_DIR/metrics/steps-rank0.jsonl.",
+                "OUTPUT_DIR/metrics/steps-rank<r>.jsonl.",
+                "",
+                "Data parallel: with WORLD_SIZE > 1 in the environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT,",
+                "DTRAIN_JOB_SECRET, as 'dtrain launch' or a torchrun-style wrapper sets them) the process joins the job",
+                "as one replica: gradients are averaged by AllReduce, rank 0 prints and writes checkpoints.",
                 "",
                 "Examples:",
                 "  dtrain train --config configs/gpt-tiny.yaml",
@@ -52,12 +58,20 @@ public final class TrainCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         PrintStream out = System.out;
         TrainConfig cfg = ConfigLoader.load(config, overrides);
+        Map<String, String> env = System.getenv();
+        int worldSize = intEnv(env, "WORLD_SIZE", 1);
+        int rank = intEnv(env, "RANK", 0);
         Path runDir = Path.of(cfg.output().dir());
         Path checkpoints = runDir.resolve("checkpoints");
         boolean hasCheckpoints = Files.isDirectory(checkpoints) && Files.exists(checkpoints.resolve("latest"));
+        // Every rank checks (same answer on a shared output.dir), so all fail at once instead of waiting at rendezvous.
         if (resume == null && hasCheckpoints && !overwrite) {
             throw new UserError("output.dir " + runDir + " already holds checkpoints: pass --resume to continue "
                     + "from the latest one, --overwrite to start again from scratch, or choose another output.dir");
+        }
+        if (rank != 0) {
+            // Rank 0 prepares the run directory before it joins; joining waits for it, so nothing races.
+            return train(cfg, runDir, checkpoints, worldSize, out);
         }
         if (resume == null && overwrite) {
             RunFiles.deleteRecursively(checkpoints);
@@ -71,7 +85,13 @@ public final class TrainCommand implements Callable<Integer> {
         RunFiles.writeAtomically(runDir.resolve("config.resolved.yaml"), resolved);
         out.println("resolved config (" + config + (overrides.isEmpty() ? "" : " + " + overrides) + "):");
         out.print(resolved.indent(2));
-        try (Trainer trainer = new Trainer(cfg, RunContext.single(), out)) {
+        return train(cfg, runDir, checkpoints, worldSize, out);
+    }
+
+    private int train(TrainConfig cfg, Path runDir, Path checkpoints, int worldSize, PrintStream out) {
+        // WORLD_SIZE > 1 (set by dtrain launch, torchrun-style wrappers, Slurm scripts): join as a data-parallel rank.
+        try (ProcessGroup world = worldSize > 1 ? ProcessGroup.fromEnvironment() : null;
+             Trainer trainer = new Trainer(cfg, world == null ? RunContext.single() : RunContext.dataParallel(world), out)) {
             if (resume != null) {
                 trainer.resumeFrom(resume.isEmpty() ? checkpoints : Path.of(resume));
             }
@@ -79,11 +99,26 @@ public final class TrainCommand implements Callable<Integer> {
             long startStep = trainer.step();
             double val = trainer.train();
             double secs = (System.nanoTime() - t0) / 1e9;
+            if (world != null && world.rank() != 0) {
+                return 0;
+            }
             out.printf(java.util.Locale.ROOT, "done: %d steps in %.1f s%s; run directory %s%n",
                     trainer.step() - startStep, secs,
                     Double.isNaN(val) ? "" : String.format(java.util.Locale.ROOT, ", final val loss %.4f", val),
                     runDir.toAbsolutePath());
         }
         return 0;
+    }
+
+    private static int intEnv(Map<String, String> env, String name, int defaultValue) {
+        String v = env.get(name);
+        if (v == null || v.isBlank()) {
+            return defaultValue;
+        }
+        try {
+            return Integer.parseInt(v.trim());
+        } catch (NumberFormatException e) {
+            throw new UserError("environment variable " + name + "='" + v + "' is not an integer");
+        }
     }
 }

@@ -5,7 +5,8 @@ import io.dtrain.model.GptModel;
 
 /**
  * Mean next-token loss over a fixed set of validation micro-batches: samples spread evenly over the validation
- * set (the same every evaluation, so evaluations are comparable), no dropout.
+ * set (the same every evaluation, so evaluations are comparable), no dropout; token-weighted, so the value does
+ * not depend on how the batches are shared out over data-parallel ranks.
  */
 public final class Evaluator {
     private final GptModel model;
@@ -36,10 +37,22 @@ public final class Evaluator {
     }
 
     public double meanLoss() {
-        double sum = 0;
-        for (int[][] b : batches) {
-            sum += model.loss(b);
+        return meanLoss(0, 1, GradientSync.LOCAL);
+    }
+
+    /**
+     * The same mean with the batches shared out over data-parallel ranks (batch b on rank b % ranks): each rank
+     * sums loss x tokens and tokens over its batches, the sums are added across ranks, and their ratio is the
+     * one-rank value whatever the number of ranks (or batches per rank, zero included).
+     */
+    public double meanLoss(int rank, int ranks, GradientSync sync) {
+        double[] totals = new double[2];
+        for (int b = rank; b < batches.length; b += ranks) {
+            double tokens = (double) batches[b].length * (batches[b][0].length - 1);
+            totals[0] += model.loss(batches[b]) * tokens;
+            totals[1] += tokens;
         }
-        return sum / batches.length;
+        sync.sumAcrossRanks(totals);
+        return totals[0] / totals[1];
     }
 }

@@ -3,8 +3,10 @@ package io.dtrain.train;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * How a rank turns its summed micro-batch gradients into the gradient of the global batch's mean loss.
- * One process: divide by the number of micro-batches. Data parallelism replaces this with an AllReduce (AVG).
+ * How a rank turns its summed micro-batch gradients into the gradient of the global batch's mean loss, and how
+ * the ranks of a data-parallel group agree on everything else (start state, evaluation totals).
+ * One process: divide by the number of micro-batches, nothing to agree on. Data parallelism
+ * ({@link io.dtrain.train.dp.DataParallelSync}) replaces this with an AllReduce (AVG) and broadcasts from rank 0.
  */
 public interface GradientSync {
     /**
@@ -14,6 +16,19 @@ public interface GradientSync {
      * @return the global batch's mean loss
      */
     double averageLossAndGradients(double meanLocalLoss, INDArray gradSum, int microBatches);
+
+    /** Overwrites {@code flat} (1-D, contiguous) on every rank with rank 0's values. One process: nothing to do. */
+    default void broadcastFromRank0(INDArray flat, String what) {
+    }
+
+    /** Replaces each element of {@code values} by its sum over the ranks. One process: nothing to do. */
+    default void sumAcrossRanks(double[] values) {
+    }
+
+    /** Bytes this rank sent averaging gradients so far (0 for one process). */
+    default long gradientBytesSent() {
+        return 0;
+    }
 
     /** The single-process case. */
     GradientSync LOCAL = (meanLocalLoss, gradSum, microBatches) -> {

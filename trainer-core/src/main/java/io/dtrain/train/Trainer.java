@@ -55,6 +55,9 @@ public final class Trainer implements AutoCloseable {
     private final PrintStream out;
     private long step;
     private long tokensSeen;
+    private long stepsRun;
+    private long samplesServed;
+    private long sampleDigest;
     /** Spans of each step's phases while {@link #train()} runs (trace.json). */
     private Tracer tracer = Tracer.NOOP;
 
@@ -86,6 +89,8 @@ public final class Trainer implements AutoCloseable {
         this.evaluator = valData == null ? null
                 : new Evaluator(model, valData, cfg.training().microBatch(), cfg.training().evalBatches());
         model.initParams(params, cfg.training().seed());
+        // Every rank initialises from the same seed; the broadcast makes "replicas start equal" a fact, not a hope.
+        run.gradientSync().broadcastFromRank0(params, "initial parameters");
         model.setParams(params);
     }
 
@@ -137,10 +142,37 @@ public final class Trainer implements AutoCloseable {
         step = ck.step();
         Object seen = ck.extra().get("tokens_seen");
         tokensSeen = seen instanceof Number n ? n.longValue() : step * (long) cfg.training().globalBatch() * cfg.model().seqLen();
+        synchronizeResumedState(ck.directory());
         model.setParams(params);
         if (run.isLogger()) {
             out.printf(Locale.ROOT, "resumed from %s at step %d%n", ck.directory(), step);
         }
+    }
+
+    /**
+     * Data parallelism: every rank read the checkpoint itself; rank 0's parameters and AdamW moments are then
+     * broadcast (as DDP and Horovod do) and the counters compared, so a rank that read another checkpoint fails
+     * here instead of silently training a different model.
+     */
+    private void synchronizeResumedState(Path checkpointDir) {
+        if (run.dataParallelSize() == 1) {
+            return;
+        }
+        GradientSync sync = run.gradientSync();
+        double[] mine = {step, adamw.stepCount(), tokensSeen};
+        INDArray counters = org.nd4j.linalg.factory.Nd4j.createFromArray(mine.clone());
+        sync.broadcastFromRank0(counters, "resume counters");
+        double[] rank0 = counters.toDoubleVector();
+        if (!java.util.Arrays.equals(mine, rank0)) {
+            throw new TrainingException(String.format(Locale.ROOT, "rank %d resumed from %s at step %d (AdamW step %d,"
+                            + " %d tokens) but rank 0 at step %d (AdamW step %d, %d tokens): all ranks must resume from the"
+                            + " same checkpoint; put output.dir on a file system every node sees, or pass the same --resume",
+                    run.rank(), checkpointDir, step, adamw.stepCount(), tokensSeen, (long) rank0[0], (long) rank0[1],
+                    (long) rank0[2]));
+        }
+        sync.broadcastFromRank0(params, "resumed parameters");
+        sync.broadcastFromRank0(adamw.m(), "resumed AdamW m");
+        sync.broadcastFromRank0(adamw.v(), "resumed AdamW v");
     }
 
     /** Trains until totalSteps; returns the final evaluation (NaN if there is no validation set). */
@@ -177,6 +209,7 @@ public final class Trainer implements AutoCloseable {
                     saveCheckpoint();
                 }
             }
+            writeDataParallelSummary(lastEval);
         } finally {
             tracer = Tracer.NOOP;
         }
@@ -196,15 +229,18 @@ public final class Trainer implements AutoCloseable {
             MicroBatch mb = loader.microBatch(step, j);
             long c0 = System.nanoTime();
             tracer.span("data_wait", "data", d0, c0);
+            countSamples(step, mb.sampleIndices());
             lossSum += model.forwardBackward(mb.windows(), mb.sampleIndices(), step, cfg.training().seed(), grads);
             long c1 = System.nanoTime();
             tracer.span("forward_backward", "compute", c0, c1);
             computeNanos += c1 - c0;
         }
         long dataWait = loader.dataWaitNanos() - waitBefore;
-        long o0 = System.nanoTime();
-        // Mean over micro-batches: the gradient of the global batch's mean loss.
+        long s0 = System.nanoTime();
+        // Mean over micro-batches (and ranks): the gradient of the global batch's mean loss.
         double loss = run.gradientSync().averageLossAndGradients(lossSum / accumulation, grads, accumulation);
+        long o0 = System.nanoTime();
+        tracer.span("gradient_sync", "comm", s0, o0);
         // One pass for the norm; only a non-finite norm pays for the pass that names the offending tensor.
         double norm = GradClipper.globalNorm(grads);
         boolean skipped = false;
@@ -230,8 +266,9 @@ public final class Trainer implements AutoCloseable {
         long tokens = (long) cfg.training().globalBatch() * cfg.model().seqLen();
         tokensSeen += tokens;
         StepStats s = new StepStats(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e6, dataWait / 1e6,
-                computeNanos / 1e6, optimizerNanos / 1e6, skipped);
+                computeNanos / 1e6, optimizerNanos / 1e6, skipped, Double.NaN, Double.NaN, (o0 - s0) / 1e6);
         step++;
+        stepsRun++;
         return s;
     }
 
@@ -240,7 +277,7 @@ public final class Trainer implements AutoCloseable {
         if (evaluator == null) {
             return Double.NaN;
         }
-        double loss = evaluator.meanLoss();
+        double loss = evaluator.meanLoss(run.dataParallelRank(), run.dataParallelSize(), run.gradientSync());
         if (run.isLogger()) {
             out.printf(Locale.ROOT, "eval step %d | val loss %.4f | val ppl %.3f | %d batches%n", step, loss,
                     Math.exp(loss), evaluator.batches());
@@ -271,6 +308,53 @@ public final class Trainer implements AutoCloseable {
             return dir;
         } catch (IOException e) {
             throw new UncheckedIOException("writing the checkpoint of step " + step + " under " + runDir, e);
+        }
+    }
+
+    /** Order-independent digest of the (step, sample) pairs this rank trained on: the ranks' digests add up. */
+    private void countSamples(long atStep, long[] sampleIndices) {
+        for (long sample : sampleIndices) {
+            samplesServed++;
+            sampleDigest += mix(mix(atStep) + sample);
+        }
+    }
+
+    private static long mix(long z) {
+        z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
+        z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
+        return z ^ (z >>> 31);
+    }
+
+    /** Samples this rank trained on since it started (resumed runs count from the resume). */
+    public long samplesServed() {
+        return samplesServed;
+    }
+
+    /** Sum (mod 2^64) of a hash of each (step, sample index) this rank trained on. */
+    public long sampleDigest() {
+        return sampleDigest;
+    }
+
+    /**
+     * {@code metrics/dp-rank<r>.json}: what this rank's loader served and what its gradient AllReduce sent, so
+     * that "each rank trained on its 1/N of the global batch" can be checked from the outside.
+     */
+    private void writeDataParallelSummary(double lastEval) {
+        Path file = runDir.resolve("metrics").resolve("dp-rank" + run.rank() + ".json");
+        String json = String.format(Locale.ROOT, "{\"rank\":%d,\"data_parallel_size\":%d,\"steps\":%d,"
+                        + "\"samples\":%d,\"sample_digest\":\"%016x\",\"gradient_buffer_bytes\":%d,"
+                        + "\"gradient_allreduce_bytes_sent\":%d,\"last_val_loss\":%s}%n", run.rank(),
+                run.dataParallelSize(), stepsRun, samplesServed, sampleDigest,
+                grads.length() * grads.dataType().width(), run.gradientSync().gradientBytesSent(),
+                Double.isFinite(lastEval) ? Double.toString(lastEval) : "null");
+        try {
+            java.nio.file.Files.createDirectories(file.getParent());
+            Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+            java.nio.file.Files.writeString(tmp, json);
+            java.nio.file.Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                    java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing " + file, e);
         }
     }
 

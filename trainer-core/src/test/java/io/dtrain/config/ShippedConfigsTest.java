@@ -64,7 +64,7 @@ class ShippedConfigsTest {
         assertEquals(repoRoot().resolve("data/pile-tiny/val").toString(), c.data().val());
         assertTrue(Files.isDirectory(Path.of(c.data().train())), "the built-in sample exists");
         assertEquals(List.of(16, 16, 1), List.of(c.training().globalBatch(), c.training().microBatch(), c.accumulationSteps(1)));
-        assertTrue(c.totalSteps() >= 100 && c.totalSteps() <= 150);
+        assertTrue(c.totalSteps() >= 50 && c.totalSteps() <= 150);
         assertEquals(List.of(2e-3, 2e-4), List.of(c.optimizer().lr(), c.optimizer().minLr()));
         assertEquals(10, c.schedule().warmupSteps());
         assertEquals(List.of(50, 8, 10), List.of(c.training().evalInterval(), c.training().evalBatches(), c.training().logInterval()));

@@ -1,0 +1,63 @@
+package io.dtrain.train.dp;
+
+import io.dtrain.parallel.FlatBuffer;
+import io.dtrain.parallel.ProcessGroup;
+import io.dtrain.parallel.ReduceOp;
+import io.dtrain.train.GradientSync;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * Synchronous data parallelism (Horovod / DDP without buckets): once per step, after the last micro-batch, the
+ * flat gradient buffer is AllReduced (AVG) as one collective, then the scalar loss. The ring AllReduce gives every
+ * rank the same bits, so the replicas never drift apart and a rerun repeats itself exactly.
+ *
+ * <p>Averaging the ranks' micro-batch means equals the one-process mean over all micro-batches because every rank
+ * runs the same number of equally sized micro-batches (the loader guarantees it).
+ */
+public final class DataParallelSync implements GradientSync {
+    private final ProcessGroup group;
+    private final INDArray scalar = Nd4j.zeros(DataType.DOUBLE, 1);
+    private long gradientBytes;
+
+    public DataParallelSync(ProcessGroup group) {
+        this.group = group;
+    }
+
+    public ProcessGroup group() {
+        return group;
+    }
+
+    @Override
+    public double averageLossAndGradients(double meanLocalLoss, INDArray gradSum, int microBatches) {
+        if (microBatches > 1) {
+            gradSum.divi(microBatches);
+        }
+        long before = group.bytesSent();
+        group.allReduceAsync(FlatBuffer.of(gradSum), ReduceOp.AVG, "gradients").await();
+        gradientBytes += group.bytesSent() - before;
+        scalar.putScalar(0, meanLocalLoss);
+        group.allReduceAsync(FlatBuffer.of(scalar), ReduceOp.AVG, "loss").await();
+        return scalar.getDouble(0);
+    }
+
+    @Override
+    public void broadcastFromRank0(INDArray flat, String what) {
+        group.broadcastAsync(FlatBuffer.of(flat), group.worldRanks()[0], what).await();
+    }
+
+    @Override
+    public void sumAcrossRanks(double[] values) {
+        INDArray buf = Nd4j.createFromArray(values.clone());
+        group.allReduceAsync(FlatBuffer.of(buf), ReduceOp.SUM, "totals").await();
+        for (int i = 0; i < values.length; i++) {
+            values[i] = buf.getDouble(i);
+        }
+    }
+
+    @Override
+    public long gradientBytesSent() {
+        return gradientBytes;
+    }
+}
