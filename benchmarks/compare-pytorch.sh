@@ -36,6 +36,7 @@ if [ ! -f "$JAR" ] || [ ! -f "$CLASSES/io/dtrain/bench/TorchComparison.class" ] 
   mvn -B -q -o -Dmaven.test.skip=true -pl benchmarks -am install >&2
 fi
 
+DEFAULT_MEMORY="-Dorg.bytedeco.javacpp.maxphysicalbytes=6G -Dorg.bytedeco.javacpp.maxbytes=4G"
 JVM_OPTS="$(sed -n 's/^dtrain\.jvm\.options=//p' "$ROOT/jvm.properties")"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg); threads $THREADS"
@@ -43,8 +44,12 @@ echo "torch: $("$PYTHON" -c 'import torch; print(torch.__version__)')"
 
 run() {
   # OMP_NUM_THREADS: ND4J's (libnd4j's) OpenMP pool and its BLAS take the same thread count as torch.
-  # shellcheck disable=SC2086  # the JVM options are a space-separated list by design
-  OMP_NUM_THREADS="$THREADS" java $JVM_OPTS -Xmx2g ${DTRAIN_JAVA_OPTS:-} -Ddtrain.home="$ROOT" \
+  # Memory: a gpt-cpu-small step leaves GBs of dead off-heap arrays that only a GC frees; with jvm.properties'
+  # maxphysicalbytes=12G the JVM grows to ~12 GB and was OOM-killed on a shared 23 GB machine. 6G/4G caps it
+  # (javacpp then collects earlier); BENCH_JAVA_MEMORY="" restores the project defaults.
+  # shellcheck disable=SC2086  # option lists are space-separated by design
+  OMP_NUM_THREADS="$THREADS" java $JVM_OPTS -Xmx2g ${BENCH_JAVA_MEMORY-$DEFAULT_MEMORY} ${DTRAIN_JAVA_OPTS:-} \
+    -Ddtrain.home="$ROOT" \
     -cp "$CLASSES:$JAR" io.dtrain.bench.TorchComparison --threads "$THREADS" --python "$PYTHON" "$@"
 }
 

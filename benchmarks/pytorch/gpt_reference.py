@@ -210,8 +210,14 @@ class Reference:
             fail("parameter kinds differ from dtrain's for " + ", ".join(
                 f"{n} (reference {mine.get(n)}, dtrain {expected.get(n)})" for n in diff[:5]))
 
-    def train_step(self, step, micro_batches):
-        """One optimizer step over micro_batches [A, B, T + 1]; returns (mean loss, grad norm before clipping, lr)."""
+    def train_step(self, step, micro_batches, exact_norm=True):
+        """
+        One optimizer step over micro_batches [A, B, T + 1]; returns (mean loss, grad norm before clipping,
+        clip_grad_norm_'s norm, lr). The grad norm is accumulated in float64 from the gradients (as dtrain's
+        GradClipper does): torch 1.13's float32 Tensor.norm() on CPU accumulates in float32 and is off by up to
+        ~5e-5 relative on a 442k-element tensor (8e-6 on the whole gpt-cpu-small gradient), which would hide
+        whether the gradients agree. Clipping itself is clip_grad_norm_, as a PyTorch user runs it.
+        """
         self.optimizer.zero_grad(set_to_none=True)
         count = micro_batches.shape[0]
         loss_sum = 0.0
@@ -219,15 +225,17 @@ class Reference:
             loss = gpt_loss(self.params, micro_batches[j], self.cfg, self.causal)
             (loss / count).backward()
             loss_sum += loss.item()
+        params = list(self.params.values())
+        norm = math.sqrt(sum(p.grad.double().square().sum().item() for p in params)) if exact_norm else None
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), max_norm).item()
-        if not (math.isfinite(loss_sum) and math.isfinite(norm)):
-            fail(f"step {step + 1}: non-finite loss {loss_sum / count} or gradient norm {norm}")
+        clip_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+        if not (math.isfinite(loss_sum) and math.isfinite(clip_norm)):
+            fail(f"step {step + 1}: non-finite loss {loss_sum / count} or gradient norm {clip_norm}")
         lr = self.cfg.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
-        return loss_sum / count, norm, lr
+        return loss_sum / count, norm, clip_norm, lr
 
 
 def blas_library():
@@ -255,8 +263,8 @@ def run_check(args):
         fail(f"{args.batches} holds {batches.shape[0]} steps, {steps} requested")
     out = []
     for step in range(steps):
-        loss, norm, lr = ref.train_step(step, batches[step])
-        out.append({"step": step, "loss": loss, "grad_norm": norm, "lr": lr})
+        loss, norm, clip_norm, lr = ref.train_step(step, batches[step])
+        out.append({"step": step, "loss": loss, "grad_norm": norm, "clip_grad_norm": clip_norm, "lr": lr})
         print(f"torch step {step + 1}: loss {loss:.6f} grad norm {norm:.6f} lr {lr:.3e}", file=sys.stderr)
     print(json.dumps({"mode": "check", **environment(args, ref), "steps": out}))
 
@@ -279,7 +287,7 @@ def run_speed(args):
     times = []
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        ref.train_step(step, batches[step % batches.shape[0]])
+        ref.train_step(step, batches[step % batches.shape[0]], exact_norm=False)
         dt = time.perf_counter() - t0
         if step >= args.warmup:
             times.append(dt)

@@ -38,8 +38,8 @@ class DpFailureTest {
         List<String> sets = microOverrides(run, 8, 400, "training.checkpoint_interval=2", "output.keep_checkpoints=2");
         CompletableFuture<Cli> launched = CompletableFuture.supplyAsync(
                 () -> Cli.run(launchArgs(2, trainArgs(sets)).toArray(String[]::new)));
-        ProcessHandle rank1;
-        long killedAt;
+        ProcessHandle rank1 = null;
+        long killedAt = 0;
         try {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
             while (latestStep(run) < 4) {
@@ -52,10 +52,9 @@ class DpFailureTest {
             killedAt = System.nanoTime();
             assertTrue(rank1.destroyForcibly(), "SIGKILL rank 1");
         } finally {
-            if (!launched.isDone() && !ProcessHandle.current().descendants().anyMatch(p -> !p.isAlive())) {
-                // only on a failed assertion above: do not leave a 400-step job running behind the next test
-                workers().stream().filter(p -> !commandLine(p).contains("-Ddtrain.rank=1") || true)
-                        .filter(p -> latestStep(run) < 4).forEach(ProcessHandle::destroyForcibly);
+            if (killedAt == 0) {
+                // a failed assertion above: do not leave a 400-step job running behind the next test
+                workers().forEach(ProcessHandle::destroyForcibly);
             }
         }
         Cli cli = launched.get(60, TimeUnit.SECONDS);

@@ -1,69 +1,48 @@
 package io.dtrain.parallel;
 
-import org.agrona.DirectBuffer;
-import org.agrona.MutableDirectBuffer;
+import org.agrona.UnsafeApi;
 
 /**
- * The add loops: {@code dst[i] = dst[i] + src[i]} (then {@code / n} for AVG at a segment's owner), unrolled by
- * four. Plain IEEE float/double arithmetic, so a fixed reduction order gives the same bits everywhere.
+ * The add loops: {@code dst[i] = dst[i] + src[i]} (then {@code / n} for AVG at a segment's owner) between two
+ * off-heap regions given by absolute address (the caller's buffer and Aeron's term buffer). Plain IEEE float/double
+ * arithmetic, so a fixed reduction order gives the same bits everywhere.
+ *
+ * <p>Why raw addresses: these are simple counted loops over {@code Unsafe} accesses, which C2 compiles to SIMD code
+ * running at memory speed (~10 GB/s on one core here). The same loop through {@code UnsafeBuffer.getFloat/putFloat}
+ * (bounds checks on every access) or unrolled by hand ran at 1.8 GB/s and was the bottleneck of AllReduce. Callers
+ * check the bounds once per frame instead: {@code count} elements must lie inside both regions.
  */
 final class Reduce {
     private Reduce() {
     }
 
-    static void addFloats(MutableDirectBuffer dst, DirectBuffer src, int srcOffset, int count) {
-        int i = 0;
-        for (; i + 4 <= count; i += 4) {
-            int d = i << 2;
-            int s = srcOffset + d;
-            float a0 = dst.getFloat(d) + src.getFloat(s);
-            float a1 = dst.getFloat(d + 4) + src.getFloat(s + 4);
-            float a2 = dst.getFloat(d + 8) + src.getFloat(s + 8);
-            float a3 = dst.getFloat(d + 12) + src.getFloat(s + 12);
-            dst.putFloat(d, a0);
-            dst.putFloat(d + 4, a1);
-            dst.putFloat(d + 8, a2);
-            dst.putFloat(d + 12, a3);
-        }
-        for (; i < count; i++) {
-            int d = i << 2;
-            dst.putFloat(d, dst.getFloat(d) + src.getFloat(srcOffset + d));
+    static void addFloats(long dst, long src, int count) {
+        for (int i = 0; i < count; i++) {
+            long at = (long) i << 2;
+            UnsafeApi.putFloat(dst + at, UnsafeApi.getFloat(dst + at) + UnsafeApi.getFloat(src + at));
         }
     }
 
-    static void addFloatsDivide(MutableDirectBuffer dst, DirectBuffer src, int srcOffset, int count, int divisor) {
+    static void addFloatsDivide(long dst, long src, int count, int divisor) {
         float n = divisor;
         for (int i = 0; i < count; i++) {
-            int d = i << 2;
-            dst.putFloat(d, (dst.getFloat(d) + src.getFloat(srcOffset + d)) / n);
+            long at = (long) i << 2;
+            UnsafeApi.putFloat(dst + at, (UnsafeApi.getFloat(dst + at) + UnsafeApi.getFloat(src + at)) / n);
         }
     }
 
-    static void addDoubles(MutableDirectBuffer dst, DirectBuffer src, int srcOffset, int count) {
-        int i = 0;
-        for (; i + 4 <= count; i += 4) {
-            int d = i << 3;
-            int s = srcOffset + d;
-            double a0 = dst.getDouble(d) + src.getDouble(s);
-            double a1 = dst.getDouble(d + 8) + src.getDouble(s + 8);
-            double a2 = dst.getDouble(d + 16) + src.getDouble(s + 16);
-            double a3 = dst.getDouble(d + 24) + src.getDouble(s + 24);
-            dst.putDouble(d, a0);
-            dst.putDouble(d + 8, a1);
-            dst.putDouble(d + 16, a2);
-            dst.putDouble(d + 24, a3);
-        }
-        for (; i < count; i++) {
-            int d = i << 3;
-            dst.putDouble(d, dst.getDouble(d) + src.getDouble(srcOffset + d));
+    static void addDoubles(long dst, long src, int count) {
+        for (int i = 0; i < count; i++) {
+            long at = (long) i << 3;
+            UnsafeApi.putDouble(dst + at, UnsafeApi.getDouble(dst + at) + UnsafeApi.getDouble(src + at));
         }
     }
 
-    static void addDoublesDivide(MutableDirectBuffer dst, DirectBuffer src, int srcOffset, int count, int divisor) {
+    static void addDoublesDivide(long dst, long src, int count, int divisor) {
         double n = divisor;
         for (int i = 0; i < count; i++) {
-            int d = i << 3;
-            dst.putDouble(d, (dst.getDouble(d) + src.getDouble(srcOffset + d)) / n);
+            long at = (long) i << 3;
+            UnsafeApi.putDouble(dst + at, (UnsafeApi.getDouble(dst + at) + UnsafeApi.getDouble(src + at)) / n);
         }
     }
 }

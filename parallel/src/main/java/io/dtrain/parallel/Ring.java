@@ -451,20 +451,23 @@ final class Ring implements AutoCloseable {
                 return Action.CONTINUE;
             }
             int payload = offset + Frame.HEADER_LENGTH;
-            local.wrap(baseAddress + elementOffset * type.bytes(), count * type.bytes());
             if (!reduce) {
+                local.wrap(baseAddress + elementOffset * type.bytes(), count * type.bytes());
                 local.putBytes(0, buffer, payload, count * type.bytes());
-            } else if (type == ElementType.FLOAT32) {
-                if (average) {
-                    Reduce.addFloatsDivide(local, buffer, payload, count, size);
-                } else {
-                    Reduce.addFloats(local, buffer, payload, count);
-                }
             } else {
-                if (average) {
-                    Reduce.addDoublesDivide(local, buffer, payload, count, size);
+                // Bounds were checked above (length matches count) and by FlatBuffer (the buffer holds the range).
+                long dst = baseAddress + elementOffset * type.bytes();
+                long src = buffer.addressOffset() + payload;
+                if (type == ElementType.FLOAT32) {
+                    if (average) {
+                        Reduce.addFloatsDivide(dst, src, count, size);
+                    } else {
+                        Reduce.addFloats(dst, src, count);
+                    }
+                } else if (average) {
+                    Reduce.addDoublesDivide(dst, src, count, size);
                 } else {
-                    Reduce.addDoubles(local, buffer, payload, count);
+                    Reduce.addDoubles(dst, src, count);
                 }
             }
             received = true;

@@ -240,7 +240,9 @@ public final class Trainer implements AutoCloseable {
         // Mean over micro-batches (and ranks): the gradient of the global batch's mean loss.
         double loss = run.gradientSync().averageLossAndGradients(lossSum / accumulation, grads, accumulation);
         long o0 = System.nanoTime();
-        tracer.span("gradient_sync", "comm", s0, o0);
+        if (run.dataParallelSize() > 1) {
+            tracer.span("gradient_allreduce", "comm", s0, o0);
+        }
         // One pass for the norm; only a non-finite norm pays for the pass that names the offending tensor.
         double norm = GradClipper.globalNorm(grads);
         boolean skipped = false;
@@ -260,13 +262,16 @@ public final class Trainer implements AutoCloseable {
             model.setParams(params);
         }
         long o1 = System.nanoTime();
-        long optimizerNanos = o1 - o0;
+        // One process has no communication: its division by the micro-batch count is optimizer work.
+        boolean communicated = run.dataParallelSize() > 1;
+        long commNanos = communicated ? o0 - s0 : 0;
+        long optimizerNanos = o1 - (communicated ? o0 : s0);
         tracer.span("optimizer", "optimizer", o0, o1);
         tracer.span("step " + (step + 1), "step", t0, o1);
         long tokens = (long) cfg.training().globalBatch() * cfg.model().seqLen();
         tokensSeen += tokens;
         StepStats s = new StepStats(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e6, dataWait / 1e6,
-                computeNanos / 1e6, optimizerNanos / 1e6, skipped, Double.NaN, Double.NaN, (o0 - s0) / 1e6);
+                computeNanos / 1e6, optimizerNanos / 1e6, skipped, Double.NaN, Double.NaN, commNanos / 1e6);
         step++;
         stepsRun++;
         return s;
