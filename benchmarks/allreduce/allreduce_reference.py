@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
 """AllReduce reference numbers to compare with `dtrain bench allreduce` (same sizes, float32 SUM, median).
 
-PyTorch gloo:  torchrun --standalone --nproc-per-node 2 allreduce_reference.py --backend gloo
-Open MPI:      mpirun -n 2 python3 allreduce_reference.py --backend mpi   (needs mpi4py and numpy)
+PyTorch gloo:  /usr/bin/python3 allreduce_reference.py --backend gloo --world 2
+Open MPI:      /usr/bin/python3 allreduce_reference.py --backend mpi --world 2     (needs mpi4py and numpy)
+
+With --world the script starts the ranks itself: gloo workers get RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT like
+torchrun sets them (Debian's torch 1.13 torchrun fails on Python 3.11 in its elastic agent), MPI ranks are started
+with mpirun. Without --world it is one rank of an already launched job (torchrun or mpirun).
 
 Prints size, median time, algbw = size / time and busbw = algbw * 2(n-1)/n, like dtrain and nccl-tests.
 """
 import argparse
+import os
+import socket
+import subprocess
+import sys
 import time
 
 
@@ -18,12 +26,37 @@ def parse_size(text):
     return int(text)
 
 
+def launch(args):
+    """Starts args.world ranks of this script on this host; returns the exit code (0 if all succeeded)."""
+    rank_args = [os.path.abspath(__file__), "--backend", args.backend, "--sizes", args.sizes,
+                 "--iterations", str(args.iterations)]
+    if args.backend == "mpi":
+        command = ["mpirun", "-n", str(args.world), "--oversubscribe", "--bind-to", "none"]
+        if os.geteuid() == 0:
+            command.append("--allow-run-as-root")
+        return subprocess.call(command + [sys.executable] + rank_args)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workers = []
+    for rank in range(args.world):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                   LOCAL_RANK=str(rank), WORLD_SIZE=str(args.world), OMP_NUM_THREADS="1")
+        workers.append(subprocess.Popen([sys.executable] + rank_args, env=env,
+                                        stdout=None if rank == 0 else subprocess.DEVNULL))
+    codes = [w.wait() for w in workers]
+    return 0 if all(c == 0 for c in codes) else 1
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", choices=["gloo", "mpi"], required=True)
     parser.add_argument("--sizes", default="1MiB,16MiB,64MiB,256MiB")
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--world", type=int, help="start this many ranks on this host (else: be one rank)")
     args = parser.parse_args()
+    if args.world is not None:
+        sys.exit(launch(args))
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
 
     if args.backend == "gloo":
@@ -35,6 +68,7 @@ def main():
         make = lambda n: torch.ones(n, dtype=torch.float32)
         allreduce = lambda buf: dist.all_reduce(buf)
         barrier = dist.barrier
+        finish = dist.destroy_process_group
     else:
         import numpy as np
         from mpi4py import MPI
@@ -44,6 +78,7 @@ def main():
         make = lambda n: np.ones(n, dtype=np.float32)
         allreduce = lambda buf: comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
         barrier = comm.Barrier
+        finish = lambda: None
 
     if rank == 0:
         print(f"# {args.backend} allreduce: {world} ranks, float32 SUM, {args.iterations} iterations (median)")
@@ -62,6 +97,7 @@ def main():
         busbw = algbw * 2 * (world - 1) / world
         if rank == 0:
             print(f"{size:>14} {median * 1e3:>12.3f} {algbw:>12.3f} {busbw:>12.3f}", flush=True)
+    finish()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import org.agrona.concurrent.UnsafeBuffer;
  * its owner and then only copied around, so every member gets the same bits on every run.
  */
 final class Ring implements AutoCloseable {
-    static final String IPC_TERM_LENGTH = "8m";
+    static final String IPC_TERM_LENGTH = System.getProperty("dtrain.ipcTerm", "8m");
     static final String UDP_TERM_LENGTH = "8m";
     static final int LOOPBACK_MTU = 65504;
     static final int NETWORK_MTU = 8192;
@@ -49,7 +49,7 @@ final class Ring implements AutoCloseable {
     private final int maxPayloadBytes;
     private final BufferClaim claim = new BufferClaim();
     private final UnsafeBuffer local = new UnsafeBuffer(0, 0);
-    private final IdleStrategy idle = new BackoffIdleStrategy(20, 50, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(100));
+    private final IdleStrategy idle = new BackoffIdleStrategy(Long.getLong("dtrain.spins", 20), Long.getLong("dtrain.yields", 50), TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(Long.getLong("dtrain.park", 100)));
     private final FrameReceiver receiver = new FrameReceiver();
     final AtomicLong bytesSent = new AtomicLong();
     private final long[] segmentStart;
@@ -281,7 +281,9 @@ final class Ring implements AutoCloseable {
                 int segment = sendSegment(sendStep);
                 long offset = segmentStart[segment] + (long) sendFrame * frameElements;
                 int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
+                long p0 = System.nanoTime();
                 if (offer(sendStep, offset, count)) {
+                    PROF[0] += System.nanoTime() - p0; PROF[3]++;
                     work++;
                     sendFrame++;
                     while (sendStep < steps && sendFrame >= framesIn(sendSegment(sendStep))) {
@@ -296,7 +298,9 @@ final class Ring implements AutoCloseable {
                 int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
                 boolean reduce = recvStep < reduceSteps;
                 boolean average = reduceOp == ReduceOp.AVG && recvStep == reduceSteps - 1;
+                long p0 = System.nanoTime();
                 if (poll(recvStep, offset, count, reduce, average)) {
+                    PROF[1] += System.nanoTime() - p0; PROF[4]++;
                     work++;
                     recvFrame++;
                     while (recvStep < steps && recvFrame >= framesIn(recvSegment(recvStep))) {
@@ -331,8 +335,11 @@ final class Ring implements AutoCloseable {
             throw comm.fail(this, "no progress for " + comm.config().timeout().toMillis() + " ms: "
                     + comm.diagnose(this), true);
         }
+        long p0 = System.nanoTime();
         idle.idle();
+        PROF[2] += System.nanoTime() - p0; PROF[5]++;
     }
+    static final long[] PROF = new long[6];
 
     /** A neighbour went away: if it (or another member) reported why, that report is the better error. */
     private CollectiveException failLost(String reason) {
@@ -499,6 +506,7 @@ final class Ring implements AutoCloseable {
 
     @Override
     public void close() {
+        if (Boolean.getBoolean("dtrain.prof")) System.err.printf("PROF rank %d offer %.1f ms (%d) poll %.1f ms (%d) idle %.1f ms (%d)%n", comm.rank(), PROF[0]/1e6, PROF[3], PROF[1]/1e6, PROF[4], PROF[2]/1e6, PROF[5]);
         if (publication != null) {
             publication.close();
         }

@@ -68,7 +68,7 @@ public final class AllReduceBench {
             List<String> command = new ArrayList<>();
             command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
             for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-                if (arg.startsWith("--add-opens") || arg.startsWith("--add-exports") || arg.startsWith("-Dorg.slf4j")) {
+                if (arg.startsWith("--add-opens") || arg.startsWith("--add-exports") || arg.startsWith("-Dorg.slf4j") || arg.startsWith("-Ddtrain.") || arg.startsWith("-Daeron.")) {
                     command.add(arg);
                 }
             }

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""AllReduce side by side: dtrain (Aeron ipc and udp) vs PyTorch gloo vs Open MPI, in one run, one Markdown table.
+
+    benchmarks/allreduce/run.sh [--worlds 2,4] [--sizes 1MiB,16MiB,64MiB,256MiB] [--rounds 3] [--iterations 10]
+
+Every system runs the same float32 SUM AllReduce with a barrier before each timed call and reports the median of
+--iterations calls per size (after one warm-up call). The systems are interleaved round by round (dtrain ipc, dtrain
+udp, gloo, MPI, then again) so a change in machine load hits all of them alike; the table gives, per cell, the median
+over the rounds of busbw = size / time x 2(n-1)/n in GB/s (nccl-tests' definition). The load average is sampled
+before every run and reported. Per-run tables go to stderr as they come.
+
+DTRAIN_BENCH_CMD overrides how dtrain is started (default: bin/dtrain bench allreduce); extra words are appended.
+"""
+import argparse
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+
+
+def parse_size(text):
+    text = text.strip().lower()
+    for suffix, unit in (("gib", 1 << 30), ("mib", 1 << 20), ("kib", 1 << 10)):
+        if text.endswith(suffix):
+            return int(text[: -len(suffix)]) * unit
+    return int(text)
+
+
+def size_name(size):
+    for unit, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit} {name}"
+    return f"{size} B"
+
+
+def load_average():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def systems(args):
+    """name -> function(world) returning the command that prints one result table, or None if unavailable."""
+    dtrain = shlex.split(os.environ.get("DTRAIN_BENCH_CMD", os.path.join(ROOT, "bin", "dtrain") + " bench allreduce"))
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    reference = [python, os.path.join(HERE, "allreduce_reference.py")]
+    common = ["--sizes", args.sizes, "--iterations", str(args.iterations)]
+    found = {
+        "dtrain ipc": lambda w: dtrain + ["--world", str(w), "--transport", "ipc"] + common,
+        "dtrain udp": lambda w: dtrain + ["--world", str(w), "--transport", "udp"] + common,
+        "gloo": lambda w: reference + ["--backend", "gloo", "--world", str(w)] + common,
+        "Open MPI": lambda w: reference + ["--backend", "mpi", "--world", str(w)] + common,
+    }
+    if subprocess.call([python, "-c", "import torch.distributed"], stderr=subprocess.DEVNULL) != 0:
+        print("gloo skipped: PyTorch is missing (apt-get install -y python3-torch)", file=sys.stderr)
+        found["gloo"] = None
+    if shutil.which("mpirun") is None or subprocess.call([python, "-c", "import mpi4py, numpy"], stderr=subprocess.DEVNULL) != 0:
+        print("Open MPI skipped: apt-get install -y openmpi-bin libopenmpi-dev python3-mpi4py", file=sys.stderr)
+        found["Open MPI"] = None
+    return found
+
+
+def run(command, timeout):
+    """Runs one benchmark; returns {size: busbw} from its table (empty if it failed)."""
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
+                              cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        print(f"  timed out after {timeout} s: {' '.join(command)}", file=sys.stderr)
+        return {}
+    table = {int(m.group(1)): float(m.group(4)) for m in map(ROW.match, done.stdout.splitlines()) if m}
+    if done.returncode != 0 or not table:
+        print(f"  failed ({done.returncode}): {' '.join(command)}\n{done.stdout}{done.stderr[-3000:]}", file=sys.stderr)
+    return table
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worlds", default="2,4")
+    parser.add_argument("--sizes", default="1MiB,16MiB,64MiB,256MiB")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--only", help="comma-separated subset of: dtrain ipc, dtrain udp, gloo, Open MPI")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per benchmark run")
+    args = parser.parse_args()
+    worlds = [int(w) for w in args.worlds.split(",")]
+    sizes = [parse_size(s) // 4 * 4 for s in args.sizes.split(",") if s.strip()]
+    commands = systems(args)
+    if args.only:
+        wanted = [s.strip() for s in args.only.split(",")]
+        unknown = [s for s in wanted if s not in commands]
+        if unknown:
+            sys.exit(f"--only: unknown system(s) {unknown}; known: {list(commands)}")
+        commands = {name: commands[name] for name in wanted}
+    names = [name for name, command in commands.items() if command is not None]
+
+    results = {(w, name, s): [] for w in worlds for name in names for s in sizes}
+    loads = []
+    started = time.time()
+    for r in range(args.rounds):
+        for world in worlds:
+            for name in names:
+                load = load_average()
+                loads.append(load)
+                command = commands[name](world)
+                t0 = time.time()
+                table = run(command, args.timeout)
+                print(f"round {r + 1}/{args.rounds} world {world} {name:10s} load {load:5.2f} ({time.time() - t0:4.1f} s): "
+                      + "  ".join(f"{size_name(s)} {table[s]:.3f}" for s in sizes if s in table), file=sys.stderr, flush=True)
+                for size, busbw in table.items():
+                    if (world, name, size) in results:
+                        results[(world, name, size)].append(busbw)
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"AllReduce float32 SUM on one host ({os.cpu_count()} cores, {cpu}); {time.strftime('%Y-%m-%d %H:%M')}; "
+          f"busbw in GB/s = size / time x 2(n-1)/n, median over {args.rounds} interleaved rounds of the median of "
+          f"{args.iterations} calls; 1-min load average during the runs {min(loads):.1f}-{max(loads):.1f} "
+          f"(median {statistics.median(loads):.1f}); {time.time() - started:.0f} s in all.\n")
+    header = ["world", "size"] + [f"{name}" for name in names]
+    ratios = [name for name in names if name.startswith("dtrain")] if "gloo" in names else []
+    header += [f"{name.split()[1]} / gloo" for name in ratios]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+
+    def median(key):
+        values = results[key]
+        return statistics.median(values) if values else None
+
+    for world in worlds:
+        for size in sizes:
+            cells = [str(world), size_name(size)]
+            for name in names:
+                value = median((world, name, size))
+                cells.append("n/a" if value is None else f"{value:.2f}")
+            gloo = median((world, "gloo", size)) if ratios else None
+            for name in ratios:
+                value = median((world, name, size))
+                cells.append("n/a" if value is None or not gloo else f"{value / gloo:.2f}x")
+            print("| " + " | ".join(cells) + " |")
+    failed = [key for key, values in results.items() if len(values) < args.rounds]
+    if failed:
+        print(f"\n{len(failed)} cells are missing rounds (a run failed or timed out; see stderr)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
