@@ -66,8 +66,8 @@ class ShippedConfigsTest {
         assertEquals(List.of(16, 16, 1), List.of(c.training().globalBatch(), c.training().microBatch(), c.accumulationSteps(1)));
         assertTrue(c.totalSteps() >= 50 && c.totalSteps() <= 150);
         assertEquals(List.of(2e-3, 2e-4), List.of(c.optimizer().lr(), c.optimizer().minLr()));
-        assertEquals(10, c.schedule().warmupSteps());
-        assertEquals(List.of(50, 8, 10), List.of(c.training().evalInterval(), c.training().evalBatches(), c.training().logInterval()));
+        assertEquals(6, c.schedule().warmupSteps());
+        assertEquals(List.of(30, 8, 10), List.of(c.training().evalInterval(), c.training().evalBatches(), c.training().logInterval()));
         assertEquals(repoRoot().resolve("runs/gpt-tiny").toString(), c.output().dir());
     }
 
