@@ -97,7 +97,7 @@ final class Ring implements AutoCloseable {
         String senderChannel;
         if (ipc) {
             subscription = aeron.addSubscription("aeron:ipc?session-id=" + sessionId, streamBase + index);
-            senderChannel = "aeron:ipc?term-length=" + IPC_TERM_LENGTH + "|mtu=" + LOOPBACK_MTU + "|session-id=" + sessionId;
+            senderChannel = "aeron:ipc?term-length=" + IPC_TERM_LENGTH + "|mtu=" + Integer.getInteger("dtrain.ipcMtu", LOOPBACK_MTU) + "|session-id=" + sessionId;
         } else {
             InetAddress address = comm.advertiseAddress();
             int mtu = address.isLoopbackAddress() ? LOOPBACK_MTU : NETWORK_MTU;
@@ -277,7 +277,8 @@ final class Ring implements AutoCloseable {
         while (sendStep < steps || recvStep < steps) {
             int work = 0;
             if (sendStep < steps
-                    && (sendStep == 0 || recvStep > sendStep - 1 || (recvStep == sendStep - 1 && recvFrame > sendFrame))) {
+                    && (sendStep == 0 ? recvStep > 0 || sendFrame < recvFrame + AHEAD
+                        : recvStep > sendStep - 1 || (recvStep == sendStep - 1 && recvFrame > sendFrame))) {
                 int segment = sendSegment(sendStep);
                 long offset = segmentStart[segment] + (long) sendFrame * frameElements;
                 int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
@@ -339,7 +340,9 @@ final class Ring implements AutoCloseable {
         idle.idle();
         PROF[2] += System.nanoTime() - p0; PROF[5]++;
     }
-    static final long[] PROF = new long[6];
+    static final int AHEAD = Integer.getInteger("dtrain.ahead", 1 << 30);
+    private long bpSince;
+    static final long[] PROF = new long[10];
 
     /** A neighbour went away: if it (or another member) reported why, that report is the better error. */
     private CollectiveException failLost(String reason) {
@@ -368,12 +371,15 @@ final class Ring implements AutoCloseable {
             local.wrap(baseAddress + elementOffset * type.bytes(), payloadBytes);
             buffer.putBytes(at + Frame.HEADER_LENGTH, local, 0, payloadBytes);
             claim.commit();
+            if (bpSince != 0) { PROF[1+7] += System.nanoTime() - bpSince; bpSince = 0; }
             bytesSent.addAndGet(Frame.HEADER_LENGTH + payloadBytes);
             notConnectedSinceNs = 0;
             comm.frameSent();
             return true;
         }
         if (result == Publication.BACK_PRESSURED || result == Publication.ADMIN_ACTION) {
+            PROF[6]++;
+            if (bpSince == 0) { bpSince = System.nanoTime(); PROF[7]++; }
             return false;
         }
         if (result == Publication.NOT_CONNECTED) {
@@ -506,7 +512,7 @@ final class Ring implements AutoCloseable {
 
     @Override
     public void close() {
-        if (Boolean.getBoolean("dtrain.prof")) System.err.printf("PROF rank %d offer %.1f ms (%d) poll %.1f ms (%d) idle %.1f ms (%d)%n", comm.rank(), PROF[0]/1e6, PROF[3], PROF[1]/1e6, PROF[4], PROF[2]/1e6, PROF[5]);
+        if (Boolean.getBoolean("dtrain.prof")) System.err.printf("PROF rank %d offer %.1f ms (%d) poll %.1f ms (%d) idle %.1f ms (%d) backpressured %d in %d periods, %.1f ms%n", comm.rank(), PROF[0]/1e6, PROF[3], PROF[1]/1e6, PROF[4], PROF[2]/1e6, PROF[5], PROF[6], PROF[7], PROF[8] / 1e6);
         if (publication != null) {
             publication.close();
         }

@@ -127,7 +127,9 @@ public final class ConfigSchema {
             new Section("training", TrainingConfig.class, "run length, batch sizes and cadences"),
             new Section("output", OutputConfig.class, "where a run writes"),
             new Section("metrics", MetricsConfig.class,
-                    "utilization metrics, step records, MFU, the trace and the Prometheus endpoint (see `dtrain report`)"));
+                    "utilization metrics, step records, MFU, the trace and the Prometheus endpoint (see `dtrain report`)"),
+            new Section("parallel", ParallelRunConfig.class,
+                    "how data-parallel ranks average gradients: buckets and their overlap with the backward pass"));
 
     private static final List<Entry> ENTRIES = List.of(
             integer("model.vocab_size", 257, Range.atLeast(1),
@@ -203,7 +205,12 @@ public final class ConfigSchema {
                     "peak FLOP/s of one rank's device for the MFU (0 = the device's figure)"),
             integer("metrics.prometheus_port", 0, new Range(0.0, true, 65535.0, true),
                     "serve Prometheus text metrics at http://host:(port + rank)/metrics; 0 = off"),
-            bool("metrics.trace", true, "write a Chrome/Perfetto trace of every step's phases (metrics/trace-rankN.json, merged into trace.json)"));
+            bool("metrics.trace", true, "write a Chrome/Perfetto trace of every step's phases (metrics/trace-rankN.json, merged into trace.json)"),
+
+            number("parallel.dp_bucket_mb", 25.0, Range.greaterThan(0),
+                    "data parallelism: AllReduce gradients in buckets of at most this many MiB (as PyTorch DDP's bucket_cap_mb)"),
+            integer("parallel.dp_overlap_stages", 1, Range.atLeast(1),
+                    "data parallelism: split the model into this many stage graphs (<= model.n_layer) so buckets AllReduce while earlier blocks run backward; 1 = no overlap"));
 
     /** The rules between keys that {@link ConfigLoader} checks, for the reference. */
     static final List<String> RULES = List.of(

@@ -12,7 +12,8 @@ public record TrainConfig(
         DataConfig data,
         TrainingConfig training,
         OutputConfig output,
-        MetricsConfig metrics) {
+        MetricsConfig metrics,
+        ParallelRunConfig parallel) {
 
     /** Every key at its schema default (not a runnable config by itself: data.train and the run length are unset). */
     public static TrainConfig defaults() {

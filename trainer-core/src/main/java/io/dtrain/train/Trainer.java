@@ -12,7 +12,14 @@ import io.dtrain.data.reader.BadRecordPolicy;
 import io.dtrain.data.tokenizer.Tokenizer;
 import io.dtrain.metrics.RunMetrics;
 import io.dtrain.metrics.Tracer;
+import io.dtrain.config.ConfigException;
+import io.dtrain.model.DropoutKeys;
 import io.dtrain.model.GptModel;
+import io.dtrain.model.LastStageResult;
+import io.dtrain.model.StageBackward;
+import io.dtrain.train.dp.DataParallelSync;
+import io.dtrain.train.dp.GradientBuckets;
+import io.dtrain.train.dp.ZeroOneSharding;
 import io.dtrain.optim.AdamW;
 import io.dtrain.optim.GradClipper;
 import io.dtrain.optim.LrSchedule;
@@ -53,6 +60,10 @@ public final class Trainer implements AutoCloseable {
     private final long totalSteps;
     private final Path runDir;
     private final PrintStream out;
+    /** Data parallelism: the gradient buckets launched during the backward pass; null for one process. */
+    private final GradientBuckets buckets;
+    /** ZeRO-1 (optimizer.shard_state with data parallelism): this rank's shard of the AdamW state; else null. */
+    private final ZeroOneSharding zero;
     private long step;
     private long tokensSeen;
     private long stepsRun;
@@ -81,17 +92,38 @@ public final class Trainer implements AutoCloseable {
         }
         this.loader = new BatchLoader(trainData, cfg.training().globalBatch(), cfg.training().microBatch(),
                 run.dataParallelRank(), run.dataParallelSize(), cfg.data().seed());
-        this.model = new GptModel(cfg.model(), new int[] {cfg.model().nLayer()});
+        int overlapStages = cfg.parallel().dpOverlapStages();
+        if (overlapStages > cfg.model().nLayer()) {
+            throw new ConfigException(null, -1, "parallel.dp_overlap_stages", "parallel.dp_overlap_stages ("
+                    + overlapStages + ") exceeds model.n_layer (" + cfg.model().nLayer() + "): each overlap stage needs"
+                    + " at least one block; use 1.." + cfg.model().nLayer());
+        }
+        this.model = new GptModel(cfg.model(), GptModel.balancedPartition(cfg.model(), overlapStages));
         this.params = model.newFlatBuffer();
         this.grads = model.newFlatBuffer();
-        this.adamw = new AdamW(model.layout(), cfg.optimizer(), model.dataType());
+        DataParallelSync dp = run.gradientSync() instanceof DataParallelSync d ? d : null;
+        this.zero = dp != null && cfg.optimizer().shardState()
+                ? new ZeroOneSharding(dp.group(), model.layout().size(), model.dataType()) : null;
+        this.adamw = zero == null ? new AdamW(model.layout(), cfg.optimizer(), model.dataType())
+                : new AdamW(model.layout(), cfg.optimizer(), model.dataType(), zero.from(), zero.to());
         this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), totalSteps, run.dataParallelSize());
         this.evaluator = valData == null ? null
                 : new Evaluator(model, valData, cfg.training().microBatch(), cfg.training().evalBatches());
+        this.buckets = dp != null && zero == null ? dp.useBuckets(stageRanges(model),
+                model.layout().size(), GradientBuckets.elementsPerBucket(cfg.parallel().dpBucketMb(),
+                        model.dataType().width())) : null;
         model.initParams(params, cfg.training().seed());
         // Every rank initialises from the same seed; the broadcast makes "replicas start equal" a fact, not a hope.
         run.gradientSync().broadcastFromRank0(params, "initial parameters");
         model.setParams(params);
+    }
+
+    private static long[][] stageRanges(GptModel model) {
+        long[][] ranges = new long[model.numStages()][];
+        for (int s = 0; s < ranges.length; s++) {
+            ranges[s] = model.layout().stageRange(s);
+        }
+        return ranges;
     }
 
     private void report(String split, String path, TokenDataset ds) {
@@ -137,7 +169,11 @@ public final class Trainer implements AutoCloseable {
             throw new TrainingException("checkpoint " + ck.directory() + " has no optimizer state; it cannot be resumed "
                     + "exactly (use it with generate or eval, or start a new run from scratch)");
         }
-        ck.readOptimizer(model.layout(), adamw.m(), adamw.v());
+        if (zero == null) {
+            ck.readOptimizer(model.layout(), adamw.m(), adamw.v());
+        } else {
+            ck.readOptimizerShard(model.layout(), zero.from(), zero.to(), adamw.m(), adamw.v());
+        }
         adamw.setStepCount(ck.adamStep());
         step = ck.step();
         Object seen = ck.extra().get("tokens_seen");
@@ -171,8 +207,11 @@ public final class Trainer implements AutoCloseable {
                     (long) rank0[2]));
         }
         sync.broadcastFromRank0(params, "resumed parameters");
-        sync.broadcastFromRank0(adamw.m(), "resumed AdamW m");
-        sync.broadcastFromRank0(adamw.v(), "resumed AdamW v");
+        if (zero == null) {
+            // With ZeRO-1 each rank read its own shard of the moments: there is nothing common to broadcast.
+            sync.broadcastFromRank0(adamw.m(), "resumed AdamW m");
+            sync.broadcastFromRank0(adamw.v(), "resumed AdamW v");
+        }
     }
 
     /** Trains until totalSteps; returns the final evaluation (NaN if there is no validation set). */
@@ -230,7 +269,11 @@ public final class Trainer implements AutoCloseable {
             long c0 = System.nanoTime();
             tracer.span("data_wait", "data", d0, c0);
             countSamples(step, mb.sampleIndices());
-            lossSum += model.forwardBackward(mb.windows(), mb.sampleIndices(), step, cfg.training().seed(), grads);
+            if (buckets == null) {
+                lossSum += model.forwardBackward(mb.windows(), mb.sampleIndices(), step, cfg.training().seed(), grads);
+            } else {
+                lossSum += forwardBackwardLaunchingBuckets(mb, j == accumulation - 1);
+            }
             long c1 = System.nanoTime();
             tracer.span("forward_backward", "compute", c0, c1);
             computeNanos += c1 - c0;
@@ -238,17 +281,30 @@ public final class Trainer implements AutoCloseable {
         long dataWait = loader.dataWaitNanos() - waitBefore;
         long s0 = System.nanoTime();
         // Mean over micro-batches (and ranks): the gradient of the global batch's mean loss.
-        double loss = run.gradientSync().averageLossAndGradients(lossSum / accumulation, grads, accumulation);
+        double loss;
+        if (zero != null) {
+            zero.reduceScatterGradients(grads, accumulation);
+            loss = ((DataParallelSync) run.gradientSync()).averageLoss(lossSum / accumulation);
+        } else if (buckets == null) {
+            loss = run.gradientSync().averageLossAndGradients(lossSum / accumulation, grads, accumulation);
+        } else {
+            // Exposed communication: from the end of the backward until the last bucket and the loss are averaged.
+            buckets.awaitAll();
+            loss = ((DataParallelSync) run.gradientSync()).averageLoss(lossSum / accumulation);
+        }
         long o0 = System.nanoTime();
         if (run.dataParallelSize() > 1) {
             tracer.span("gradient_allreduce", "comm", s0, o0);
         }
         // One pass for the norm; only a non-finite norm pays for the pass that names the offending tensor.
-        double norm = GradClipper.globalNorm(grads);
+        double norm = zero != null ? zero.globalNorm(grads) : GradClipper.globalNorm(grads);
         boolean skipped = false;
         if (!Double.isFinite(loss) || !Double.isFinite(norm)) {
-            Optional<GradClipper.NonFinite> bad = GradClipper.firstNonFinite(model.layout(), grads);
-            String what = bad.isPresent() ? bad.get().message() : "non-finite loss (" + loss + ")";
+            Optional<GradClipper.NonFinite> bad = zero == null ? GradClipper.firstNonFinite(model.layout(), grads)
+                    : GradClipper.firstNonFinite(model.layout(), grads, zero.from(), zero.to());
+            String what = bad.isPresent() ? bad.get().message() : !Double.isFinite(loss)
+                    ? "non-finite loss (" + loss + ")"
+                    : "non-finite gradient norm (" + norm + ") from another rank's ZeRO-1 shard (see its log)";
             if (!"skip".equals(cfg.training().onNonFinite())) {
                 throw new TrainingException("step " + (step + 1) + ": " + what
                         + "; stopping (set training.on_non_finite=skip to skip such steps, or lower optimizer.lr)");
@@ -259,6 +315,9 @@ public final class Trainer implements AutoCloseable {
             }
         } else {
             adamw.step(params, grads, lr, GradClipper.clipFactor(norm, cfg.optimizer().gradClip()));
+            if (zero != null) {
+                zero.allGatherParameters(params);
+            }
             model.setParams(params);
         }
         long o1 = System.nanoTime();
@@ -277,6 +336,52 @@ public final class Trainer implements AutoCloseable {
         return s;
     }
 
+    /**
+     * {@link GptModel#forwardBackward} stage by stage, with the same arithmetic in the same order; on the step's
+     * last micro-batch each stage's gradient buckets start their AllReduce as soon as that stage's backward is
+     * done (stage 0 after the embedding backward, which also completes the tied head's wte gradient), so the
+     * later stages' communication overlaps the earlier stages' backward.
+     */
+    private double forwardBackwardLaunchingBuckets(MicroBatch mb, boolean lastMicroBatch) {
+        int[][] windows = mb.windows();
+        int seqLen = cfg.model().seqLen();
+        int[][] inputs = new int[windows.length][];
+        int[][] targets = new int[windows.length][];
+        for (int b = 0; b < windows.length; b++) {
+            if (windows[b].length != seqLen + 1) {
+                throw new IllegalArgumentException("window " + b + " has " + windows[b].length
+                        + " tokens, expected model.seq_len + 1 = " + (seqLen + 1));
+            }
+            inputs[b] = java.util.Arrays.copyOfRange(windows[b], 0, seqLen);
+            targets[b] = java.util.Arrays.copyOfRange(windows[b], 1, seqLen + 1);
+        }
+        DropoutKeys keys = cfg.model().dropout() > 0.0
+                ? new DropoutKeys(cfg.training().seed(), step, mb.sampleIndices().clone()) : null;
+        int n = model.numStages();
+        INDArray[] stageInputs = new INDArray[n];
+        stageInputs[0] = model.embedding().forward(inputs);
+        for (int s = 0; s + 1 < n; s++) {
+            stageInputs[s + 1] = model.stage(s).forward(stageInputs[s], keys);
+        }
+        LastStageResult last = model.stage(n - 1).lossAndBackward(stageInputs[n - 1], targets, keys);
+        last.addParamGradsInto(model.layout(), grads);
+        INDArray grad = last.gradInput();
+        for (int s = n - 2; s >= 0; s--) {
+            // Stage s + 1's gradients are final once its backward (and, for the last stage, the head) is added in.
+            if (lastMicroBatch) {
+                buckets.launchStage(s + 1, grads, accumulation, tracer);
+            }
+            StageBackward b = model.stage(s).backward(stageInputs[s], grad, keys);
+            b.addParamGradsInto(model.layout(), grads);
+            grad = b.gradInput();
+        }
+        model.embedding().backward(inputs, grad, grads);
+        if (lastMicroBatch) {
+            buckets.launchStage(0, grads, accumulation, tracer);
+        }
+        return last.loss();
+    }
+
     /** Mean validation loss over the fixed evaluation batches; prints loss and perplexity. */
     public double evaluate() {
         if (evaluator == null) {
@@ -292,6 +397,14 @@ public final class Trainer implements AutoCloseable {
 
     /** Writes the checkpoint of the current step (rank 0 only). */
     public Path saveCheckpoint() {
+        INDArray m = adamw.m();
+        INDArray v = adamw.v();
+        if (zero != null) {
+            // Consolidated on every rank (as torch's ZeroRedundancyOptimizer.consolidate_state_dict), so the
+            // checkpoint is the same as an unsharded run's and resumes with any data-parallel size.
+            m = zero.gatherState(m, "AdamW m shards");
+            v = zero.gatherState(v, "AdamW v shards");
+        }
         if (!run.isCheckpointWriter()) {
             return null;
         }
@@ -305,8 +418,8 @@ public final class Trainer implements AutoCloseable {
         extra.put("config", ConfigLoader.toMap(cfg));
         extra.put("config_yaml", ConfigLoader.toYaml(cfg));
         try {
-            Path dir = CheckpointWriter.write(runDir.resolve("checkpoints"), step, model.layout(), params, adamw.m(),
-                    adamw.v(), adamw.stepCount(), extra, cfg.output().keepCheckpoints());
+            Path dir = CheckpointWriter.write(runDir.resolve("checkpoints"), step, model.layout(), params, m, v,
+                    adamw.stepCount(), extra, cfg.output().keepCheckpoints());
             if (run.isLogger()) {
                 out.println("checkpoint " + dir);
             }
@@ -348,9 +461,12 @@ public final class Trainer implements AutoCloseable {
         Path file = runDir.resolve("metrics").resolve("dp-rank" + run.rank() + ".json");
         String json = String.format(Locale.ROOT, "{\"rank\":%d,\"data_parallel_size\":%d,\"steps\":%d,"
                         + "\"samples\":%d,\"sample_digest\":\"%016x\",\"gradient_buffer_bytes\":%d,"
-                        + "\"gradient_allreduce_bytes_sent\":%d,\"last_val_loss\":%s}%n", run.rank(),
+                        + "\"gradient_allreduce_bytes_sent\":%d,\"optimizer_state_elements\":%d,"
+                        + "\"last_val_loss\":%s}%n", run.rank(),
                 run.dataParallelSize(), stepsRun, samplesServed, sampleDigest,
-                grads.length() * grads.dataType().width(), run.gradientSync().gradientBytesSent(),
+                grads.length() * grads.dataType().width(),
+                run.gradientSync().gradientBytesSent() + (zero == null ? 0 : zero.gradientBytesSent()),
+                adamw.m().length(),
                 Double.isFinite(lastEval) ? Double.toString(lastEval) : "null");
         try {
             java.nio.file.Files.createDirectories(file.getParent());

@@ -147,7 +147,7 @@ class ConfigLoaderTest {
     void unknownSection() {
         assertError(error(MINIMAL + "modle:\n  n_head: 4\n"), "test.yaml", 5, "modle",
                 "test.yaml:5: modle: unknown section; did you mean model?");
-        assertEquals("test.yaml:5: zzz: unknown section; sections are model, optimizer, schedule, data, training, output, metrics",
+        assertEquals("test.yaml:5: zzz: unknown section; sections are model, optimizer, schedule, data, training, output, metrics, parallel",
                 error(MINIMAL + "zzz: 1\n").getMessage());
     }
 
@@ -275,11 +275,11 @@ class ConfigLoaderTest {
 
     @Test
     void documentThatIsNotAMapping() {
-        assertEquals("test.yaml:1: expected a mapping of sections (model, optimizer, schedule, data, training, output, metrics), got a list",
+        assertEquals("test.yaml:1: expected a mapping of sections (model, optimizer, schedule, data, training, output, metrics, parallel), got a list",
                 error("- model\n- data\n").getMessage());
-        assertEquals("test.yaml:1: expected a mapping of sections (model, optimizer, schedule, data, training, output, metrics), got 'hello'",
+        assertEquals("test.yaml:1: expected a mapping of sections (model, optimizer, schedule, data, training, output, metrics, parallel), got 'hello'",
                 error("hello\n").getMessage());
-        assertEquals("test.yaml: the file is empty; expected sections model, optimizer, schedule, data, training, output, metrics"
+        assertEquals("test.yaml: the file is empty; expected sections model, optimizer, schedule, data, training, output, metrics, parallel"
                 + " (see docs/config-reference.md)", error("# only a comment\n").getMessage());
     }
 
@@ -390,7 +390,7 @@ class ConfigLoaderTest {
     @Test
     void toMapNestsSectionsInSchemaOrder() {
         Map<String, Object> m = ConfigLoader.toMap(load(MINIMAL));
-        assertEquals(List.of("model", "optimizer", "schedule", "data", "training", "output", "metrics"), List.copyOf(m.keySet()));
+        assertEquals(List.of("model", "optimizer", "schedule", "data", "training", "output", "metrics", "parallel"), List.copyOf(m.keySet()));
         @SuppressWarnings("unchecked")
         Map<String, Object> model = (Map<String, Object>) m.get("model");
         assertEquals(257, model.get("vocab_size"));

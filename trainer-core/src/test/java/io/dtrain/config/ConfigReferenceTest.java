@@ -45,7 +45,7 @@ class ConfigReferenceTest {
         assertEquals(defaults.optimizer(), d.optimizer());
         assertEquals(defaults.schedule(), d.schedule());
         assertEquals(ModelConfig.defaults(), defaults.model());
-        assertEquals(List.of("model", "optimizer", "schedule", "data", "training", "output", "metrics"),
+        assertEquals(List.of("model", "optimizer", "schedule", "data", "training", "output", "metrics", "parallel"),
                 ConfigSchema.sections().stream().map(ConfigSchema.Section::name).toList());
         assertEquals("d_model", ConfigSchema.snakeCase("dModel"));
         assertEquals("decay_biases_and_norms", ConfigSchema.snakeCase("decayBiasesAndNorms"));

@@ -9,8 +9,9 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * Synchronous data parallelism (Horovod / DDP without buckets): once per step, after the last micro-batch, the
- * flat gradient buffer is AllReduced (AVG) as one collective, then the scalar loss. The ring AllReduce gives every
+ * Synchronous data parallelism: once per step, after the last micro-batch, the flat gradient buffer is AllReduced
+ * (AVG) as one collective, then the scalar loss; or, after {@link #useBuckets}, in buckets that the trainer
+ * launches during the backward pass (DDP's overlap), then the loss. The ring AllReduce gives every
  * rank the same bits, so the replicas never drift apart and a rerun repeats itself exactly.
  *
  * <p>Averaging the ranks' micro-batch means equals the one-process mean over all micro-batches because every rank
@@ -20,6 +21,7 @@ public final class DataParallelSync implements GradientSync {
     private final ProcessGroup group;
     private final INDArray scalar = Nd4j.zeros(DataType.DOUBLE, 1);
     private long gradientBytes;
+    private GradientBuckets buckets;
 
     public DataParallelSync(ProcessGroup group) {
         this.group = group;
@@ -42,6 +44,22 @@ public final class DataParallelSync implements GradientSync {
         return scalar.getDouble(0);
     }
 
+    /**
+     * Switches gradient averaging to buckets (see {@link GradientBuckets}): the trainer launches them during the
+     * backward pass and then calls {@link #averageLoss}; their bytes count in {@link #gradientBytesSent()}.
+     */
+    public GradientBuckets useBuckets(long[][] stageRanges, long bufferLength, long maxBucketElements) {
+        buckets = new GradientBuckets(group, stageRanges, bufferLength, maxBucketElements);
+        return buckets;
+    }
+
+    /** The mean over the ranks of their mean micro-batch losses (the gradients went separately, in buckets). */
+    public double averageLoss(double meanLocalLoss) {
+        scalar.putScalar(0, meanLocalLoss);
+        group.allReduceAsync(FlatBuffer.of(scalar), ReduceOp.AVG, "loss").await();
+        return scalar.getDouble(0);
+    }
+
     @Override
     public void broadcastFromRank0(INDArray flat, String what) {
         group.broadcastAsync(FlatBuffer.of(flat), group.worldRanks()[0], what).await();
@@ -58,6 +76,6 @@ public final class DataParallelSync implements GradientSync {
 
     @Override
     public long gradientBytesSent() {
-        return gradientBytes;
+        return gradientBytes + (buckets == null ? 0 : buckets.bytesSent());
     }
 }

@@ -1,0 +1,131 @@
+package io.dtrain.launcher;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.dtrain.checkpoint.Checkpoint;
+import io.dtrain.config.ConfigLoader;
+import io.dtrain.config.TrainConfig;
+import io.dtrain.model.GptModel;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+
+import static io.dtrain.launcher.DpRuns.REPO;
+import static io.dtrain.launcher.DpRuns.assertClose;
+import static io.dtrain.launcher.DpRuns.microOverrides;
+import static io.dtrain.launcher.DpRuns.steps;
+import static io.dtrain.launcher.DpRuns.summary;
+import static io.dtrain.launcher.DpRuns.trainArgs;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * ZeRO-1 ({@code optimizer.shard_state: true}) over 2 worker processes equals one unsharded process (gpt-micro,
+ * float64, dropout): losses, gradient norms, final parameters and the checkpointed AdamW moments within 1e-9;
+ * each rank held half of the optimizer state; and a sharded run resumed from its step-2 checkpoint repeats the
+ * uninterrupted run's last step bit for bit.
+ */
+class DpZeroTest {
+    static final int STEPS = 3;
+    @TempDir
+    static Path tmp;
+    static Path oneRank;
+    static Path sharded;
+    static List<String> setsOne;
+    static List<String> setsSharded;
+
+    @BeforeAll
+    static void train() {
+        oneRank = tmp.resolve("one");
+        sharded = tmp.resolve("zero1");
+        setsOne = microOverrides(oneRank, 8, STEPS);
+        setsSharded = microOverrides(sharded, 8, STEPS, "optimizer.shard_state=true", "training.checkpoint_interval=2");
+        Cli one = Cli.run(trainArgs(setsOne).toArray(String[]::new));
+        assertEquals(0, one.exitCode(), one.toString());
+        launch(trainArgs(setsSharded));
+    }
+
+    static void launch(List<String> trainArgs) {
+        List<String> args = new ArrayList<>(List.of("launch", "--nproc-per-node", "2", "--memory-per-worker", "1g",
+                "--stop-grace", "2", "--"));
+        args.addAll(trainArgs);
+        Cli cli = Cli.run(args.toArray(String[]::new));
+        assertEquals(0, cli.exitCode(), cli.toString());
+    }
+
+    @Test
+    void shardedTwoRanksEqualOneUnshardedRank() {
+        List<JsonNode> one = steps(oneRank, 0);
+        for (int r = 0; r < 2; r++) {
+            List<JsonNode> dp = steps(sharded, r);
+            assertEquals(STEPS, dp.size());
+            for (int i = 0; i < STEPS; i++) {
+                assertClose(one.get(i).get("loss").asDouble(), dp.get(i).get("loss").asDouble(), 1e-9,
+                        "loss of step " + (i + 1) + " on rank " + r);
+                assertClose(one.get(i).get("grad_norm").asDouble(), dp.get(i).get("grad_norm").asDouble(), 1e-9,
+                        "gradient norm of step " + (i + 1) + " on rank " + r);
+            }
+        }
+        TrainConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
+        try (GptModel model = new GptModel(cfg.model())) {
+            long size = model.layout().size();
+            assertEquals((size + 1) / 2, summary(sharded, 0).get("optimizer_state_elements").asLong(),
+                    "rank 0 holds the first half of the AdamW state");
+            assertEquals(size / 2, summary(sharded, 1).get("optimizer_state_elements").asLong(),
+                    "rank 1 holds the rest");
+            assertEquals(size, summary(oneRank, 0).get("optimizer_state_elements").asLong());
+            double[][] a = state(model, oneRank);
+            double[][] b = state(model, sharded);
+            String[] what = {"parameter", "AdamW m", "AdamW v"};
+            for (int k = 0; k < 3; k++) {
+                assertEquals(a[k].length, b[k].length);
+                for (int i = 0; i < a[k].length; i++) {
+                    assertEquals(a[k][i], b[k][i], 1e-9 * Math.max(1e-6, Math.abs(a[k][i])), what[k] + " element " + i);
+                }
+            }
+        }
+    }
+
+    @Test
+    void shardedRunResumedFromItsCheckpointRepeatsTheUninterruptedRun() throws IOException {
+        Path stepTwo;
+        try (Stream<Path> dirs = Files.list(sharded.resolve("checkpoints"))) {
+            stepTwo = dirs.filter(Files::isDirectory).filter(d -> Checkpoint.load(d).step() == 2).findFirst()
+                    .orElseThrow(() -> new AssertionError("no step-2 checkpoint in " + sharded));
+        }
+        Path resumed = tmp.resolve("zero1-resumed");
+        List<String> sets = microOverrides(resumed, 8, STEPS, "optimizer.shard_state=true",
+                "training.checkpoint_interval=2");
+        launch(trainArgs(sets, "--resume", stepTwo.toString()));
+        List<JsonNode> again = steps(resumed, 0);
+        assertEquals(1, again.size(), "the resumed run trains only step 3");
+        assertEquals(steps(sharded, 0).get(STEPS - 1).get("loss").asDouble(), again.get(0).get("loss").asDouble(), 0.0);
+        TrainConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
+        try (GptModel model = new GptModel(cfg.model())) {
+            double[][] a = state(model, sharded);
+            double[][] b = state(model, resumed);
+            for (int k = 0; k < 3; k++) {
+                assertArrayEquals(a[k], b[k], 0.0, "parameters and AdamW moments after the resumed step, bit for bit");
+            }
+        }
+    }
+
+    /** Parameters, AdamW m and v of a run's latest checkpoint. */
+    private static double[][] state(GptModel model, Path runDir) {
+        Checkpoint ck = Checkpoint.load(runDir);
+        INDArray p = model.newFlatBuffer();
+        INDArray m = model.newFlatBuffer();
+        INDArray v = model.newFlatBuffer();
+        ck.readParams(model.layout(), p);
+        ck.readOptimizer(model.layout(), m, v);
+        return new double[][] {p.data().asDouble(), m.data().asDouble(), v.data().asDouble()};
+    }
+}
