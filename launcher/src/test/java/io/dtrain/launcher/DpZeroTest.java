@@ -87,8 +87,11 @@ class DpZeroTest {
             String[] what = {"parameter", "AdamW m", "AdamW v"};
             for (int k = 0; k < 3; k++) {
                 assertEquals(a[k].length, b[k].length);
+                // Relative 1e-9, with a floor of 1e-3 of the tensor's largest magnitude for elements that cancel to ~0
+                // (the sharded norm sums its squares in another order, which moves the last bits of every update).
+                double floor = 1e-3 * java.util.Arrays.stream(a[k]).map(Math::abs).max().orElse(0);
                 for (int i = 0; i < a[k].length; i++) {
-                    assertEquals(a[k][i], b[k][i], 1e-9 * Math.max(1e-6, Math.abs(a[k][i])), what[k] + " element " + i);
+                    assertEquals(a[k][i], b[k][i], 1e-9 * Math.max(floor, Math.abs(a[k][i])), what[k] + " element " + i);
                 }
             }
         }

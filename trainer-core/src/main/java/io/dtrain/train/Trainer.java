@@ -35,7 +35,10 @@ import java.util.Map;
 import java.util.Optional;
 
 /**
- * The training loop of one rank (one process today; data parallelism plugs in through {@link GradientSync}).
+ * The training loop of one rank. Data parallelism plugs in through {@link GradientSync}: gradients are averaged
+ * in buckets launched during the backward pass ({@link GradientBuckets}; {@code parallel.dp_overlap_stages > 1}
+ * splits the model so later blocks' buckets overlap earlier blocks' backward), or, with
+ * {@code optimizer.shard_state}, reduce-scattered to ZeRO-1 optimizer shards ({@link ZeroOneSharding}).
  *
  * <p>Per optimizer step: zero the flat gradients; for each micro-batch, forward + backward through all stages,
  * adding into the flat gradients; average over micro-batches (and ranks); check finiteness; clip the global norm;
