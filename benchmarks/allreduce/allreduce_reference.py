@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+WARMUP_CALLS = 5  # untimed calls per size, as in dtrain's benchmark and nccl-tests
+
 
 def parse_size(text):
     text = text.strip().lower()
@@ -81,11 +83,12 @@ def main():
         finish = lambda: None
 
     if rank == 0:
-        print(f"# {args.backend} allreduce: {world} ranks, float32 SUM, {args.iterations} iterations (median)")
+        print(f"# {args.backend} allreduce: {world} ranks, float32 SUM, {args.iterations} iterations (median) after {WARMUP_CALLS} warm-up calls")
         print(f"{'size (B)':>14} {'time (ms)':>12} {'algbw (GB/s)':>12} {'busbw (GB/s)':>12}")
     for size in sizes:
         buf = make(size // 4)
-        allreduce(buf)  # warm-up
+        for _ in range(WARMUP_CALLS):
+            allreduce(buf)
         times = []
         for _ in range(args.iterations):
             barrier()

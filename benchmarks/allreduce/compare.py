@@ -4,7 +4,7 @@
     benchmarks/allreduce/run.sh [--worlds 2,4] [--sizes 1MiB,16MiB,64MiB,256MiB] [--rounds 3] [--iterations 10]
 
 Every system runs the same float32 SUM AllReduce with a barrier before each timed call and reports the median of
---iterations calls per size (after one warm-up call). The systems are interleaved round by round (dtrain ipc, dtrain
+--iterations calls per size (after 5 warm-up calls). The systems are interleaved round by round (dtrain ipc, dtrain
 udp, gloo, MPI, then again) so a change in machine load hits all of them alike; the table gives, per cell, the median
 over the rounds of busbw = size / time x 2(n-1)/n in GB/s (nccl-tests' definition). The load average is sampled
 before every run and reported. Per-run tables go to stderr as they come.

@@ -30,7 +30,11 @@ import org.agrona.concurrent.UnsafeBuffer;
  * its owner and then only copied around, so every member gets the same bits on every run.
  */
 final class Ring implements AutoCloseable {
-    static final String IPC_TERM_LENGTH = System.getProperty("dtrain.ipcTerm", "8m");
+    // Small on purpose: the three terms of an ipc publication (12 MiB) stay in the last-level cache, so writing a frame
+    // does not first read a cold line from memory and the receiver reduces out of cache. A 32 MiB term doubled the
+    // copy and add time per frame on the 2-core test machine. The price: an ipc publication may run at most
+    // term/2 = 2 MiB ahead of its subscriber, and only the driver's conductor moves that limit (see DriverMain).
+    static final String IPC_TERM_LENGTH = "4m";
     static final String UDP_TERM_LENGTH = "8m";
     static final int LOOPBACK_MTU = 65504;
     static final int NETWORK_MTU = 8192;
@@ -49,7 +53,7 @@ final class Ring implements AutoCloseable {
     private final int maxPayloadBytes;
     private final BufferClaim claim = new BufferClaim();
     private final UnsafeBuffer local = new UnsafeBuffer(0, 0);
-    private final IdleStrategy idle = new BackoffIdleStrategy(Long.getLong("dtrain.spins", 20), Long.getLong("dtrain.yields", 50), TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(Long.getLong("dtrain.park", 100)));
+    private final IdleStrategy idle = new BackoffIdleStrategy(20, 50, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(100));
     private final FrameReceiver receiver = new FrameReceiver();
     final AtomicLong bytesSent = new AtomicLong();
     private final long[] segmentStart;
@@ -97,7 +101,7 @@ final class Ring implements AutoCloseable {
         String senderChannel;
         if (ipc) {
             subscription = aeron.addSubscription("aeron:ipc?session-id=" + sessionId, streamBase + index);
-            senderChannel = "aeron:ipc?term-length=" + IPC_TERM_LENGTH + "|mtu=" + Integer.getInteger("dtrain.ipcMtu", LOOPBACK_MTU) + "|session-id=" + sessionId;
+            senderChannel = "aeron:ipc?term-length=" + IPC_TERM_LENGTH + "|mtu=" + LOOPBACK_MTU + "|session-id=" + sessionId;
         } else {
             InetAddress address = comm.advertiseAddress();
             int mtu = address.isLoopbackAddress() ? LOOPBACK_MTU : NETWORK_MTU;
@@ -277,14 +281,11 @@ final class Ring implements AutoCloseable {
         while (sendStep < steps || recvStep < steps) {
             int work = 0;
             if (sendStep < steps
-                    && (sendStep == 0 ? recvStep > 0 || sendFrame < recvFrame + AHEAD
-                        : recvStep > sendStep - 1 || (recvStep == sendStep - 1 && recvFrame > sendFrame))) {
+                    && (sendStep == 0 || recvStep > sendStep - 1 || (recvStep == sendStep - 1 && recvFrame > sendFrame))) {
                 int segment = sendSegment(sendStep);
                 long offset = segmentStart[segment] + (long) sendFrame * frameElements;
                 int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
-                long p0 = System.nanoTime();
                 if (offer(sendStep, offset, count)) {
-                    PROF[0] += System.nanoTime() - p0; PROF[3]++;
                     work++;
                     sendFrame++;
                     while (sendStep < steps && sendFrame >= framesIn(sendSegment(sendStep))) {
@@ -299,9 +300,7 @@ final class Ring implements AutoCloseable {
                 int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
                 boolean reduce = recvStep < reduceSteps;
                 boolean average = reduceOp == ReduceOp.AVG && recvStep == reduceSteps - 1;
-                long p0 = System.nanoTime();
                 if (poll(recvStep, offset, count, reduce, average)) {
-                    PROF[1] += System.nanoTime() - p0; PROF[4]++;
                     work++;
                     recvFrame++;
                     while (recvStep < steps && recvFrame >= framesIn(recvSegment(recvStep))) {
@@ -336,13 +335,8 @@ final class Ring implements AutoCloseable {
             throw comm.fail(this, "no progress for " + comm.config().timeout().toMillis() + " ms: "
                     + comm.diagnose(this), true);
         }
-        long p0 = System.nanoTime();
         idle.idle();
-        PROF[2] += System.nanoTime() - p0; PROF[5]++;
     }
-    static final int AHEAD = Integer.getInteger("dtrain.ahead", 1 << 30);
-    private long bpSince;
-    static final long[] PROF = new long[10];
 
     /** A neighbour went away: if it (or another member) reported why, that report is the better error. */
     private CollectiveException failLost(String reason) {
@@ -371,15 +365,12 @@ final class Ring implements AutoCloseable {
             local.wrap(baseAddress + elementOffset * type.bytes(), payloadBytes);
             buffer.putBytes(at + Frame.HEADER_LENGTH, local, 0, payloadBytes);
             claim.commit();
-            if (bpSince != 0) { PROF[1+7] += System.nanoTime() - bpSince; bpSince = 0; }
             bytesSent.addAndGet(Frame.HEADER_LENGTH + payloadBytes);
             notConnectedSinceNs = 0;
             comm.frameSent();
             return true;
         }
         if (result == Publication.BACK_PRESSURED || result == Publication.ADMIN_ACTION) {
-            PROF[6]++;
-            if (bpSince == 0) { bpSince = System.nanoTime(); PROF[7]++; }
             return false;
         }
         if (result == Publication.NOT_CONNECTED) {
@@ -512,7 +503,6 @@ final class Ring implements AutoCloseable {
 
     @Override
     public void close() {
-        if (Boolean.getBoolean("dtrain.prof")) System.err.printf("PROF rank %d offer %.1f ms (%d) poll %.1f ms (%d) idle %.1f ms (%d) backpressured %d in %d periods, %.1f ms%n", comm.rank(), PROF[0]/1e6, PROF[3], PROF[1]/1e6, PROF[4], PROF[2]/1e6, PROF[5], PROF[6], PROF[7], PROF[8] / 1e6);
         if (publication != null) {
             publication.close();
         }

@@ -24,6 +24,9 @@ import java.util.UUID;
  * busbw = algbw x 2(n-1)/n (the bandwidth each link carries in a ring).
  */
 public final class AllReduceBench {
+    /** Untimed calls per size first (as nccl-tests' default): they let the JIT compile the copy and add loops. */
+    public static final int WARMUP_CALLS = 5;
+
     private AllReduceBench() {
     }
 
@@ -113,8 +116,8 @@ public final class AllReduceBench {
         try (ProcessGroup world = ProcessGroup.init(ParallelConfig.fromEnvironment(System.getenv()))) {
             int n = world.size();
             if (world.rank() == 0) {
-                System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median), transport %s%n",
-                        n, iterations, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"));
+                System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after %d warm-up calls, transport %s%n",
+                        n, iterations, WARMUP_CALLS, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"));
                 System.out.printf(Locale.ROOT, "%14s %12s %12s %12s%n", "size (B)", "time (ms)", "algbw (GB/s)", "busbw (GB/s)");
             }
             for (int a = 1; a < args.length; a++) {
@@ -124,7 +127,9 @@ public final class AllReduceBench {
                     buffer.putFloat(i * 4, 1e-3f * (i % 1000));
                 }
                 FlatBuffer flat = FlatBuffer.of(buffer, ElementType.FLOAT32);
-                world.allReduce(flat, ReduceOp.SUM); // warm-up
+                for (int w = 0; w < WARMUP_CALLS; w++) {
+                    world.allReduce(flat, ReduceOp.SUM);
+                }
                 double[] seconds = new double[iterations];
                 for (int it = 0; it < iterations; it++) {
                     world.barrier();

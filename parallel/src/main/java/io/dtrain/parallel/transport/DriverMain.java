@@ -17,8 +17,9 @@ import org.agrona.concurrent.status.CountersReader;
  * {@code java -cp ... io.dtrain.parallel.transport.DriverMain AERON_DIR IDLE_EXIT_SECONDS}.
  *
  * <p>Tuned for few cores: one SHARED agent with a backoff idle strategy (busy spinning starved the workers on
- * 2 cores), 4 MiB socket buffers. It exits, deleting its directory, once no Aeron client has been connected for
- * IDLE_EXIT_SECONDS: that is how the job's driver is removed when the job ends, even if workers were killed.
+ * 2 cores; DEDICATED and SHARED_NETWORK threads were no faster for udp on loopback there, under load), 4 MiB
+ * socket buffers. It exits, deleting its directory, once no Aeron client has been connected for IDLE_EXIT_SECONDS:
+ * that is how the job's driver is removed when the job ends, even if workers were killed.
  */
 public final class DriverMain {
     public static final int SOCKET_BUFFER_BYTES = 4 << 20;
@@ -73,12 +74,10 @@ public final class DriverMain {
                 .aeronDirectoryName(aeronDir)
                 .dirDeleteOnStart(true)
                 .dirDeleteOnShutdown(true)
-                .threadingMode(ThreadingMode.valueOf(System.getProperty("dtrain.driverThreading", "SHARED")))
-                .sharedIdleStrategy(new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(Long.getLong("dtrain.driverPark", 200))))
-                .conductorIdleStrategy(new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(Long.getLong("dtrain.driverPark", 200))))
-                .senderIdleStrategy(new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(Long.getLong("dtrain.driverPark", 200))))
-                .receiverIdleStrategy(new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(Long.getLong("dtrain.driverPark", 200))))
-                .sharedNetworkIdleStrategy(new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(Long.getLong("dtrain.driverPark", 200))))
+                .threadingMode(ThreadingMode.SHARED)
+                // The conductor moves each ipc publication's limit (its subscriber's position + term/2), so a parked
+                // conductor stalls the sender: at most 50 us (was 200 us; the timer slack adds ~50 us more).
+                .sharedIdleStrategy(new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(50)))
                 .socketSndbufLength(SOCKET_BUFFER_BYTES)
                 .socketRcvbufLength(SOCKET_BUFFER_BYTES)
                 .initialWindowLength(SOCKET_BUFFER_BYTES)

@@ -80,7 +80,7 @@ public final class MediaDriverProcess {
         command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         // The driver needs the same module opens as the worker (Agrona, sun.nio.ch for UDP); a small heap.
         for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-            if (arg.startsWith("--add-opens") || arg.startsWith("--add-exports") || arg.startsWith("-Ddtrain.")) {
+            if (arg.startsWith("--add-opens") || arg.startsWith("--add-exports")) {
                 command.add(arg);
             }
         }
