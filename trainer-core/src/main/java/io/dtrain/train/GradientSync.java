@@ -26,6 +26,11 @@ public interface GradientSync {
     }
 
     /** Bytes this rank sent averaging gradients so far (0 for one process). */
+    /** This host's wall clock minus rank 0's, in milliseconds, as measured at rendezvous (0 for one process). */
+    default double clockOffsetToRank0Ms() {
+        return 0;
+    }
+
     default long gradientBytesSent() {
         return 0;
     }

@@ -229,6 +229,7 @@ public final class Trainer implements AutoCloseable {
         }
         double lastEval = Double.NaN;
         try (RunMetrics metrics = RunMetrics.start(cfg, run, parameterCount())) {
+            metrics.setClockOffsetMs(run.gradientSync().clockOffsetToRank0Ms());
             tracer = metrics.tracer();
             if (run.isLogger()) {
                 out.println(metrics.describe());

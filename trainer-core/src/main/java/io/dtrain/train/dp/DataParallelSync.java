@@ -27,6 +27,12 @@ public final class DataParallelSync implements GradientSync {
         this.group = group;
     }
 
+    @Override
+    public double clockOffsetToRank0Ms() {
+        // ProcessGroup reports rank 0's clock minus ours; the metrics want ours minus rank 0's.
+        return -group.clockOffsetToRank0Nanos() / 1e6;
+    }
+
     public ProcessGroup group() {
         return group;
     }
