@@ -25,6 +25,7 @@ public final class GptModel implements AutoCloseable {
     private final DataType dtype;
     private final TokenEmbedding embedding;
     private final StageGraph[] stages;
+    private final PhaseClock clock = new PhaseClock();
 
     public GptModel(ModelConfig cfg, int[] blocksPerStage) {
         validate(cfg, blocksPerStage);
@@ -36,7 +37,7 @@ public final class GptModel implements AutoCloseable {
         this.stages = new StageGraph[blocksPerStage.length];
         int block = 0;
         for (int s = 0; s < stages.length; s++) {
-            stages[s] = new StageGraph(cfg, layout, s, stages.length, block, block + blocksPerStage[s]);
+            stages[s] = new StageGraph(cfg, layout, s, stages.length, block, block + blocksPerStage[s], clock);
             block += blocksPerStage[s];
         }
     }
@@ -88,6 +89,26 @@ public final class GptModel implements AutoCloseable {
         if (!ok) {
             throw new IllegalArgumentException(message);
         }
+    }
+
+    /** Forward/backward time since its last reset (the trainer resets it every step). */
+    public PhaseClock phaseClock() {
+        return clock;
+    }
+
+    /** Embedding lookup, timed as forward. */
+    public INDArray embed(int[][] inputs) {
+        long t0 = System.nanoTime();
+        INDArray x = embedding.forward(inputs);
+        clock.addForward(System.nanoTime() - t0);
+        return x;
+    }
+
+    /** Embedding scatter-add into the flat gradients, timed as backward. */
+    public void embedBackward(int[][] inputs, INDArray gradX0, INDArray flatGrads) {
+        long t0 = System.nanoTime();
+        embedding.backward(inputs, gradX0, flatGrads);
+        clock.addBackward(System.nanoTime() - t0);
     }
 
     public ModelConfig config() {
@@ -156,7 +177,7 @@ public final class GptModel implements AutoCloseable {
         DropoutKeys keys = cfg.dropout() > 0.0 ? new DropoutKeys(dropoutSeed, step, sampleIndices.clone()) : null;
 
         INDArray[] stageInputs = new INDArray[stages.length];
-        stageInputs[0] = embedding.forward(inputs);
+        stageInputs[0] = embed(inputs);
         for (int s = 0; s + 1 < stages.length; s++) {
             stageInputs[s + 1] = stages[s].forward(stageInputs[s], keys);
         }
@@ -168,7 +189,7 @@ public final class GptModel implements AutoCloseable {
             b.addParamGradsInto(layout, flatGrads);
             grad = b.gradInput();
         }
-        embedding.backward(inputs, grad, flatGrads);
+        embedBackward(inputs, grad, flatGrads);
         return last.loss();
     }
 

@@ -52,6 +52,8 @@ public final class StageGraph implements AutoCloseable {
     private final int seqLen;
     private final int dModel;
     private SameDiff sd;
+    private final PhaseClock clock;
+    private final BackwardStartListener backwardStart = new BackwardStartListener();
     /** Checkpoint names of the parameters this stage owns and its graph uses (not wte/wpe: they are outside). */
     private final List<String> ownedParams = new ArrayList<>();
     /** Variables to differentiate: owned parameters, the tied head replica, x_in. */
@@ -61,7 +63,9 @@ public final class StageGraph implements AutoCloseable {
     private Map<String, INDArray> cachedMasks;
     private boolean paramsSet;
 
-    StageGraph(ModelConfig cfg, ParamLayout layout, int stage, int numStages, int firstBlock, int endBlock) {
+    StageGraph(ModelConfig cfg, ParamLayout layout, int stage, int numStages, int firstBlock, int endBlock,
+               PhaseClock clock) {
+        this.clock = clock;
         this.cfg = cfg;
         this.layout = layout;
         this.stage = stage;
@@ -165,7 +169,42 @@ public final class StageGraph implements AutoCloseable {
         // gradient is exactly 1 per token, and scale the gradients by 1/N afterwards (see lossAndBackward).
         sd.sum(LOSS_SUM, perToken);
         sd.setLossVariables(LOSS_SUM);
+        sd.setListeners(backwardStart);
         createGradFunctionQuietly();
+    }
+
+    /**
+     * Marks when the first backward op of a fused forward + backward call starts (ops of the gradient graph are
+     * named {@code *_bp}; the first one is the loss's), so the call's time can be split into forward and backward.
+     */
+    private static final class BackwardStartListener extends org.nd4j.autodiff.listeners.BaseListener {
+        private boolean armed;
+        private long firstBackwardOp;
+
+        void arm() {
+            armed = true;
+            firstBackwardOp = 0;
+        }
+
+        /** The start of the first backward op, or {@code end} if none was seen. */
+        long disarm(long end) {
+            armed = false;
+            return firstBackwardOp == 0 ? end : firstBackwardOp;
+        }
+
+        @Override
+        public boolean isActive(org.nd4j.autodiff.listeners.Operation operation) {
+            return true;
+        }
+
+        @Override
+        public void preOpExecution(SameDiff sd, org.nd4j.autodiff.listeners.At at,
+                                   org.nd4j.autodiff.samediff.internal.SameDiffOp op,
+                                   org.nd4j.linalg.api.ops.OpContext opContext) {
+            if (armed && firstBackwardOp == 0 && op.getOp().opName().endsWith("_bp")) {
+                firstBackwardOp = System.nanoTime();
+            }
+        }
     }
 
     /**
@@ -313,8 +352,10 @@ public final class StageGraph implements AutoCloseable {
     /** Non-last stages: x_out [B, T, D] of x_in [B, T, D]; {@code keys} null means no dropout. */
     public INDArray forward(INDArray xIn, DropoutKeys keys) {
         requireNotLast("forward");
+        long t0 = System.nanoTime();
         Map<String, INDArray> ph = placeholders(xIn, keys);
         INDArray out = sd.output(ph, X_OUT).get(X_OUT);
+        clock.addForward(System.nanoTime() - t0);
         return out.reshape(batchOf(xIn), seqLen, dModel);
     }
 
@@ -324,18 +365,26 @@ public final class StageGraph implements AutoCloseable {
      */
     public StageBackward backward(INDArray xIn, INDArray gOut, DropoutKeys keys) {
         requireNotLast("backward");
+        long t0 = System.nanoTime();
         Map<String, INDArray> ph = placeholders(xIn, keys);
         ph.put(G_OUT, flat2d(gOut));
         Map<String, INDArray> grads = sd.calculateGradients(ph, gradVariables);
+        clock.addBackward(System.nanoTime() - t0);
         return new StageBackward(grads.get(X_IN).reshape(batchOf(xIn), seqLen, dModel), paramGrads(grads));
     }
 
     /** Last stage: mean cross-entropy of targets [B][T], dL/dx_in and the parameter gradients, in one pass. */
     public LastStageResult lossAndBackward(INDArray xIn, int[][] targets, DropoutKeys keys) {
         requireLast("lossAndBackward");
+        long t0 = System.nanoTime();
         Map<String, INDArray> ph = placeholders(xIn, keys);
         ph.put(TARGETS, targetArray(targets, batchOf(xIn)));
+        backwardStart.arm();
         OutAndGrad r = sd.calculateGradientsAndOutputs(ph, List.of(LOSS), gradVariables);
+        long t1 = System.nanoTime();
+        long tb = backwardStart.disarm(t1);
+        clock.addForward(tb - t0);
+        clock.addBackward(t1 - tb);
         Map<String, INDArray> grads = r.getGradients();
         double perToken = 1.0 / ((long) targets.length * seqLen);
         for (INDArray g : grads.values()) {

@@ -267,6 +267,7 @@ public final class Trainer implements AutoCloseable {
         long waitBefore = loader.dataWaitNanos();
         long computeNanos = 0;
         double lossSum = 0;
+        model.phaseClock().reset();
         for (int j = 0; j < accumulation; j++) {
             long d0 = System.nanoTime();
             MicroBatch mb = loader.microBatch(step, j);
@@ -334,7 +335,8 @@ public final class Trainer implements AutoCloseable {
         long tokens = (long) cfg.training().globalBatch() * cfg.model().seqLen();
         tokensSeen += tokens;
         StepStats s = new StepStats(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e6, dataWait / 1e6,
-                computeNanos / 1e6, optimizerNanos / 1e6, skipped, Double.NaN, Double.NaN, commNanos / 1e6);
+                computeNanos / 1e6, optimizerNanos / 1e6, skipped, model.phaseClock().forwardMs(),
+                model.phaseClock().backwardMs(), commNanos / 1e6);
         step++;
         stepsRun++;
         return s;
@@ -363,7 +365,7 @@ public final class Trainer implements AutoCloseable {
                 ? new DropoutKeys(cfg.training().seed(), step, mb.sampleIndices().clone()) : null;
         int n = model.numStages();
         INDArray[] stageInputs = new INDArray[n];
-        stageInputs[0] = model.embedding().forward(inputs);
+        stageInputs[0] = model.embed(inputs);
         for (int s = 0; s + 1 < n; s++) {
             stageInputs[s + 1] = model.stage(s).forward(stageInputs[s], keys);
         }
@@ -379,7 +381,7 @@ public final class Trainer implements AutoCloseable {
             b.addParamGradsInto(model.layout(), grads);
             grad = b.gradInput();
         }
-        model.embedding().backward(inputs, grad, grads);
+        model.embedBackward(inputs, grad, grads);
         if (lastMicroBatch) {
             buckets.launchStage(0, grads, accumulation, tracer);
         }

@@ -124,6 +124,15 @@ class TrainerTest {
         List<String> steps = Files.readAllLines(tmp.resolve("run/metrics/steps-rank0.jsonl"));
         assertEquals(4, steps.size());
         assertTrue(steps.get(3).contains("\"step\":3"), steps.get(3));
+        for (String line : steps) {
+            // forward and backward are timed apart (the fused last-stage call is split at its first backward op)
+            double compute = jsonNumber(line, "compute_ms");
+            double forward = jsonNumber(line, "forward_ms");
+            double backward = jsonNumber(line, "backward_ms");
+            assertTrue(forward > 0 && backward > 0, line);
+            assertTrue(forward + backward <= compute + 0.5, "forward + backward within compute: " + line);
+            assertTrue(forward + backward >= 0.8 * compute, "they account for the compute time: " + line);
+        }
         Checkpoint ck = Checkpoint.load(tmp.resolve("run"));
         assertEquals(4, ck.step());
         try (var files = Files.list(tmp.resolve("run/checkpoints"))) {
@@ -133,6 +142,12 @@ class TrainerTest {
         // The resolved config travels with the checkpoint and reloads to the same config.
         TrainConfig stored = ConfigLoader.fromResolvedYaml((String) ck.extra().get("config_yaml"));
         assertEquals(cfg, stored);
+    }
+
+    static double jsonNumber(String line, String key) {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"" + key + "\":([-0-9.eE]+)").matcher(line);
+        assertTrue(m.find(), key + " in " + line);
+        return Double.parseDouble(m.group(1));
     }
 
     @Test
