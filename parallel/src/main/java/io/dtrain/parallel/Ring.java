@@ -39,6 +39,31 @@ final class Ring implements AutoCloseable {
     static final int LOOPBACK_MTU = 65504;
     static final int NETWORK_MTU = 8192;
     private static final long NOT_CONNECTED_GRACE_NS = TimeUnit.SECONDS.toNanos(1);
+    /**
+     * Benchmark/diagnosis option: cap what this process sends per ring at DTRAIN_TRANSPORT_THROTTLE bytes/s (0 =
+     * off), to make communication comparable to compute on a fast local transport. A throttled frame is retried
+     * like a back-pressured one, so timeouts and failure handling stay the same.
+     */
+    static final long THROTTLE_BYTES_PER_S = parseThrottle(System.getenv("DTRAIN_TRANSPORT_THROTTLE"));
+
+    static long parseThrottle(String value) {
+        if (value == null || value.isBlank()) {
+            return 0;
+        }
+        try {
+            long v = Long.parseLong(value.strip());
+            if (v < 0) {
+                throw new NumberFormatException();
+            }
+            return v;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("DTRAIN_TRANSPORT_THROTTLE must be a byte rate per second >= 0 (0 = off), got '"
+                    + value + "'");
+        }
+    }
+
+    private long throttleStartNs;
+    private long throttledBytes;
 
     final Communicator comm;
     final String groupKey;
@@ -264,6 +289,8 @@ final class Ring implements AutoCloseable {
      * same position, so a copy never overwrites data that still has to go out.
      */
     private void runRing(int steps, int reduceSteps, int shift) {
+        throttleStartNs = 0;
+        throttledBytes = 0;
         this.steps = steps;
         this.reduceSteps = reduceSteps;
         this.shift = shift;
@@ -347,8 +374,24 @@ final class Ring implements AutoCloseable {
     // ---------------------------------------------------------------------------------------------------------
     // Frames
 
+    /**
+     * Per collective, as a link of that bandwidth would behave: a frame may go once the time since the collective
+     * started has paid for the bytes sent so far (plus one frame of burst).
+     */
+    private boolean throttleAllows(int frameBytes) {
+        long now = System.nanoTime();
+        if (throttleStartNs == 0) {
+            throttleStartNs = now;
+        }
+        double paidBytes = (now - throttleStartNs) / 1e9 * THROTTLE_BYTES_PER_S;
+        return throttledBytes <= paidBytes;
+    }
+
     private boolean offer(int step, long elementOffset, int count) {
         int payloadBytes = count * type.bytes();
+        if (THROTTLE_BYTES_PER_S > 0 && !throttleAllows(Frame.HEADER_LENGTH + payloadBytes)) {
+            return false;
+        }
         long result = publication.tryClaim(Frame.HEADER_LENGTH + payloadBytes, claim);
         if (result > 0) {
             MutableDirectBuffer buffer = claim.buffer();
@@ -366,6 +409,7 @@ final class Ring implements AutoCloseable {
             buffer.putBytes(at + Frame.HEADER_LENGTH, local, 0, payloadBytes);
             claim.commit();
             bytesSent.addAndGet(Frame.HEADER_LENGTH + payloadBytes);
+            throttledBytes += Frame.HEADER_LENGTH + payloadBytes;
             notConnectedSinceNs = 0;
             comm.frameSent();
             return true;
