@@ -167,6 +167,17 @@ public final class GptModel implements AutoCloseable {
      * @param sampleIndices global sample index of each row (keys the dropout masks)
      */
     public double forwardBackward(int[][] windows, long[] sampleIndices, long step, long dropoutSeed, INDArray flatGrads) {
+        return forwardBackward(windows, sampleIndices, step, dropoutSeed, flatGrads, stage -> { });
+    }
+
+    /**
+     * As {@link #forwardBackward(int[][], long[], long, long, INDArray)}, calling {@code gradientsFinal} with a
+     * stage index as soon as that stage's parameter gradients of this micro-batch are all added into flatGrads
+     * (last stage first; stage 0 after the embedding backward, which completes a tied wte): data parallelism starts
+     * that stage's AllReduce there, overlapping the rest of the backward pass.
+     */
+    public double forwardBackward(int[][] windows, long[] sampleIndices, long step, long dropoutSeed, INDArray flatGrads,
+                                  java.util.function.IntConsumer gradientsFinal) {
         checkFlat(flatGrads, "gradient");
         if (sampleIndices.length != windows.length) {
             throw new IllegalArgumentException(windows.length + " windows but " + sampleIndices.length + " sample indices");
@@ -185,11 +196,13 @@ public final class GptModel implements AutoCloseable {
         last.addParamGradsInto(layout, flatGrads);
         INDArray grad = last.gradInput();
         for (int s = stages.length - 2; s >= 0; s--) {
+            gradientsFinal.accept(s + 1);
             StageBackward b = stages[s].backward(stageInputs[s], grad, keys);
             b.addParamGradsInto(layout, flatGrads);
             grad = b.gradInput();
         }
         embedBackward(inputs, grad, flatGrads);
+        gradientsFinal.accept(0);
         return last.loss();
     }
 

@@ -13,10 +13,7 @@ import io.dtrain.data.tokenizer.Tokenizer;
 import io.dtrain.metrics.RunMetrics;
 import io.dtrain.metrics.Tracer;
 import io.dtrain.config.ConfigException;
-import io.dtrain.model.DropoutKeys;
 import io.dtrain.model.GptModel;
-import io.dtrain.model.LastStageResult;
-import io.dtrain.model.StageBackward;
 import io.dtrain.train.dp.DataParallelSync;
 import io.dtrain.train.dp.GradientBuckets;
 import io.dtrain.train.dp.ZeroOneSharding;
@@ -274,11 +271,15 @@ public final class Trainer implements AutoCloseable {
             long c0 = System.nanoTime();
             tracer.span("data_wait", "data", d0, c0);
             countSamples(step, mb.sampleIndices());
-            if (buckets == null) {
-                lossSum += model.forwardBackward(mb.windows(), mb.sampleIndices(), step, cfg.training().seed(), grads);
-            } else {
-                lossSum += forwardBackwardLaunchingBuckets(mb, j == accumulation - 1);
-            }
+            // With bucketed data parallelism, on the step's last micro-batch each stage's buckets start their
+            // AllReduce as soon as that stage's gradients are final, overlapping the earlier stages' backward.
+            boolean launch = buckets != null && j == accumulation - 1;
+            lossSum += model.forwardBackward(mb.windows(), mb.sampleIndices(), step, cfg.training().seed(), grads,
+                    stage -> {
+                        if (launch) {
+                            buckets.launchStage(stage, grads, accumulation, tracer);
+                        }
+                    });
             long c1 = System.nanoTime();
             tracer.span("forward_backward", "compute", c0, c1);
             computeNanos += c1 - c0;
@@ -342,51 +343,6 @@ public final class Trainer implements AutoCloseable {
         return s;
     }
 
-    /**
-     * {@link GptModel#forwardBackward} stage by stage, with the same arithmetic in the same order; on the step's
-     * last micro-batch each stage's gradient buckets start their AllReduce as soon as that stage's backward is
-     * done (stage 0 after the embedding backward, which also completes the tied head's wte gradient), so the
-     * later stages' communication overlaps the earlier stages' backward.
-     */
-    private double forwardBackwardLaunchingBuckets(MicroBatch mb, boolean lastMicroBatch) {
-        int[][] windows = mb.windows();
-        int seqLen = cfg.model().seqLen();
-        int[][] inputs = new int[windows.length][];
-        int[][] targets = new int[windows.length][];
-        for (int b = 0; b < windows.length; b++) {
-            if (windows[b].length != seqLen + 1) {
-                throw new IllegalArgumentException("window " + b + " has " + windows[b].length
-                        + " tokens, expected model.seq_len + 1 = " + (seqLen + 1));
-            }
-            inputs[b] = java.util.Arrays.copyOfRange(windows[b], 0, seqLen);
-            targets[b] = java.util.Arrays.copyOfRange(windows[b], 1, seqLen + 1);
-        }
-        DropoutKeys keys = cfg.model().dropout() > 0.0
-                ? new DropoutKeys(cfg.training().seed(), step, mb.sampleIndices().clone()) : null;
-        int n = model.numStages();
-        INDArray[] stageInputs = new INDArray[n];
-        stageInputs[0] = model.embed(inputs);
-        for (int s = 0; s + 1 < n; s++) {
-            stageInputs[s + 1] = model.stage(s).forward(stageInputs[s], keys);
-        }
-        LastStageResult last = model.stage(n - 1).lossAndBackward(stageInputs[n - 1], targets, keys);
-        last.addParamGradsInto(model.layout(), grads);
-        INDArray grad = last.gradInput();
-        for (int s = n - 2; s >= 0; s--) {
-            // Stage s + 1's gradients are final once its backward (and, for the last stage, the head) is added in.
-            if (lastMicroBatch) {
-                buckets.launchStage(s + 1, grads, accumulation, tracer);
-            }
-            StageBackward b = model.stage(s).backward(stageInputs[s], grad, keys);
-            b.addParamGradsInto(model.layout(), grads);
-            grad = b.gradInput();
-        }
-        model.embedBackward(inputs, grad, grads);
-        if (lastMicroBatch) {
-            buckets.launchStage(0, grads, accumulation, tracer);
-        }
-        return last.loss();
-    }
 
     /** Mean validation loss over the fixed evaluation batches; prints loss and perplexity. */
     public double evaluate() {
