@@ -90,8 +90,17 @@ public final class TrainCommand implements Callable<Integer> {
 
     private int train(TrainConfig cfg, Path runDir, Path checkpoints, int worldSize, PrintStream out) {
         // WORLD_SIZE > 1 (set by dtrain launch, torchrun-style wrappers, Slurm scripts): join as a data-parallel rank.
-        try (ProcessGroup world = worldSize > 1 ? ProcessGroup.fromEnvironment() : null;
-             Trainer trainer = new Trainer(cfg, world == null ? RunContext.single() : RunContext.dataParallel(world), out)) {
+        // With parallel.pipeline.stages = P > 1 the world is P stages x D replicas.
+        try (ProcessGroup world = worldSize > 1 ? ProcessGroup.fromEnvironment() : null) {
+            RunContext context = world == null ? RunContext.single()
+                    : RunContext.of(world, cfg.parallel().pipelineStages(), cfg.model().tieEmbeddings());
+            return train(cfg, runDir, checkpoints, context, world, out);
+        }
+    }
+
+    private int train(TrainConfig cfg, Path runDir, Path checkpoints, RunContext context, ProcessGroup world, PrintStream out) {
+        try (io.dtrain.pipeline.PipelineGroups pipeline = context.pipeline();
+             Trainer trainer = new Trainer(cfg, context, out)) {
             if (resume != null) {
                 trainer.resumeFrom(resume.isEmpty() ? checkpoints : Path.of(resume));
             }

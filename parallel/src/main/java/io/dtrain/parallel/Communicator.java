@@ -284,6 +284,46 @@ final class Communicator implements AutoCloseable {
         return error;
     }
 
+    /** Like {@link #fail} for a point-to-point link ({@link PeerLinks}), which has no collective to name. */
+    CollectiveException failPeerLink(String message, boolean firstHand) {
+        CollectiveException error = new CollectiveException(message);
+        if (broken == null) {
+            broken = error;
+        }
+        log.error(message);
+        System.err.println(threadDump("dtrain thread dump of rank " + rank() + " after: " + message));
+        System.err.flush();
+        if (firstHand && heartbeatStore != null) {
+            try {
+                heartbeatStore.set(RendezvousServer.FAIL_PREFIX + rank(), message);
+            } catch (RuntimeException e) {
+                log.warn("could not report the failure to the rendezvous store: {}", e.getMessage());
+            }
+        }
+        return error;
+    }
+
+    /** What the store's heartbeats say about one rank: alive and where, stalled, or never seen. */
+    String describeRank(int member) {
+        Map<String, byte[]> statuses;
+        try {
+            statuses = heartbeatStore.getPrefix(STATUS_PREFIX);
+        } catch (RuntimeException e) {
+            return "the rendezvous store is unreachable (" + e.getMessage() + ")";
+        }
+        byte[] raw = statuses.get(STATUS_PREFIX + member);
+        if (raw == null) {
+            return "rank " + member + " never reported a heartbeat";
+        }
+        String[] f = new String(raw, StandardCharsets.UTF_8).split("\\|", 6);
+        long age = System.currentTimeMillis() - Long.parseLong(f[4]);
+        if (age > STALE_HEARTBEAT_MS) {
+            return "rank " + member + " has sent no heartbeat for " + age + " ms (stalled or dead)";
+        }
+        return "rank " + member + " is alive (heartbeat " + age + " ms ago) but did not send: stalled in its own work,"
+                + " or its program differs from this rank's";
+    }
+
     /** Explains a timeout from the other members' heartbeats in the store: who is dead, stalled or elsewhere. */
     String diagnose(Ring ring) {
         Map<String, byte[]> statuses;

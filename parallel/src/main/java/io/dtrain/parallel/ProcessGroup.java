@@ -87,6 +87,15 @@ public final class ProcessGroup implements AutoCloseable {
         return new ProcessGroup(comm, new Ring(comm, key, ranks, streamBase), false);
     }
 
+    /**
+     * Point-to-point links from this rank to {@code peerWorldRanks} (e.g. the neighbouring pipeline stages). Each
+     * peer must open its links under the same name at the same time, listing this rank. Close them before the
+     * world group.
+     */
+    public PeerLinks peerLinks(String name, int... peerWorldRanks) {
+        return PeerLinks.open(comm, name, peerWorldRanks);
+    }
+
     /** This process's rank within the group. */
     public int rank() {
         return ring.index;

@@ -23,6 +23,8 @@ public final class CollectiveWorker {
                 case "mismatch" -> mismatch(world);
                 case "stall" -> stall(world);
                 case "udp" -> udp(world);
+                case "peers" -> peers(world);
+                case "peers-stall" -> peersStall(world);
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             };
         }
@@ -171,6 +173,73 @@ public final class CollectiveWorker {
             world.allReduceAsync(FlatBuffer.of(buffer, ElementType.FLOAT32), ReduceOp.SUM, "grads").await();
         } catch (CollectiveException e) {
             return failed(e, start);
+        }
+        System.out.println("OK");
+        return 0;
+    }
+
+    /**
+     * A chain 0 - 1 - ... - (n-1), like pipeline stages: every rank first sends all its messages to both
+     * neighbours (more than the streams can hold, so only a receiver that drains while nobody waits makes this
+     * finish), then receives and checks them bit for bit. Prints the bytes each link moved.
+     */
+    static int peers(ProcessGroup world) {
+        int me = world.rank();
+        int n = world.size();
+        int[] neighbours = java.util.stream.IntStream.of(me - 1, me + 1).filter(r -> r >= 0 && r < n).toArray();
+        int messages = 6;
+        long[] shape = {4, 300, 256}; // 2.4 MiB as float64: several chunks per message
+        try (PeerLinks links = world.peerLinks("chain", neighbours)) {
+            for (int m = 0; m < messages; m++) {
+                for (int peer : neighbours) {
+                    org.nd4j.linalg.api.ndarray.INDArray t = org.nd4j.linalg.factory.Nd4j.rand(
+                            org.nd4j.linalg.api.buffer.DataType.DOUBLE, shape).muli(1000 * me + 10 * peer + m);
+                    t.putScalar(0, 0, 0, me * 100 + m);
+                    links.send(peer, m, t);
+                }
+            }
+            for (int m = 0; m < messages; m++) {
+                for (int peer : neighbours) {
+                    PeerLinks.Message msg = links.await(peer, "message " + m + " from rank " + peer);
+                    check(msg.tag() == m, "tag " + msg.tag() + " != " + m);
+                    check(java.util.Arrays.equals(msg.tensor().shape(), shape), "shape");
+                    check(msg.tensor().getDouble(0, 0, 0) == peer * 100 + m, "first element of message " + m + " from " + peer);
+                }
+            }
+            // float32, a single element, and a strided view are sent as contiguous copies
+            for (int peer : neighbours) {
+                links.send(peer, 99, org.nd4j.linalg.factory.Nd4j.createFromArray(new float[] {me + 0.5f}).reshape(1, 1));
+                links.send(peer, 100, org.nd4j.linalg.factory.Nd4j.arange(12).reshape(3, 4).castTo(
+                        org.nd4j.linalg.api.buffer.DataType.FLOAT).transpose());
+            }
+            for (int peer : neighbours) {
+                PeerLinks.Message one = links.await(peer, "scalar");
+                check(one.tag() == 99 && one.tensor().getFloat(0, 0) == peer + 0.5f, "scalar from " + peer);
+                PeerLinks.Message view = links.await(peer, "view");
+                check(view.tensor().getFloat(1, 2) == 9f && view.tensor().rows() == 4, "transposed view from " + peer);
+            }
+            System.out.println("BYTES " + links.bytesSent() + " " + links.bytesReceived());
+        }
+        world.barrier();
+        System.out.println("OK");
+        return 0;
+    }
+
+    /** Rank 1 never sends: rank 0 fails within the timeout naming rank 1 and what it waited for. */
+    static int peersStall(ProcessGroup world) throws InterruptedException {
+        int me = world.rank();
+        try (PeerLinks links = world.peerLinks("stall", me == 0 ? 1 : 0)) {
+            if (me == 1) {
+                Thread.sleep(Long.getLong("stall.ms", 8000));
+                System.out.println("OK");
+                return 0;
+            }
+            long start = System.nanoTime();
+            try {
+                links.await(1, "activation of micro-batch 0 from stage 1");
+            } catch (CollectiveException e) {
+                return failed(e, start);
+            }
         }
         System.out.println("OK");
         return 0;

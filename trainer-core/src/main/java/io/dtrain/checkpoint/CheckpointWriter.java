@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.dtrain.model.ParamLayout;
 import io.dtrain.model.ParamSpec;
 import io.dtrain.optim.FlatBuffers;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 import java.io.IOException;
@@ -47,7 +48,7 @@ public final class CheckpointWriter {
     static final Set<String> RESERVED = Set.of("format_version", "step", "dtype", "tensors", "optimizer",
             "written_at", "dtrain_version");
 
-    private static final ObjectMapper JSON = new ObjectMapper()
+    static final ObjectMapper JSON = new ObjectMapper()
             .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
             .enable(SerializationFeature.INDENT_OUTPUT);
 
@@ -81,14 +82,7 @@ public final class CheckpointWriter {
             checkBuffer("adamM", adamM, layout);
             checkBuffer("adamV", adamV, layout);
         }
-        if (extra != null) {
-            for (String k : extra.keySet()) {
-                if (RESERVED.contains(k)) {
-                    throw new IllegalArgumentException("extra manifest entry '" + k + "' clashes with a reserved key "
-                            + RESERVED);
-                }
-            }
-        }
+        checkExtra(extra);
 
         Files.createDirectories(checkpointsDir);
         String name = CheckpointFiles.stepDirName(step);
@@ -97,13 +91,10 @@ public final class CheckpointWriter {
         try {
             Files.createDirectory(tmp);
             Files.createDirectory(tmp.resolve("params"));
-            ObjectNode manifest = JSON.createObjectNode();
-            manifest.put("format_version", CheckpointFiles.FORMAT_VERSION);
-            manifest.put("step", step);
-            manifest.put("dtype", CheckpointFiles.dtypeName(params.dataType()));
+            ObjectNode manifest = newManifest(step, params.dataType());
             ObjectNode tensors = manifest.putObject("tensors");
             for (ParamSpec s : layout.specs()) {
-                String file = "params/" + CheckpointFiles.fileStem(s.name()) + ".bin";
+                String file = paramsFile(s);
                 tensors.set(s.name(), writeEntry(tmp, file, params, s));
             }
             if (adamM != null) {
@@ -113,19 +104,12 @@ public final class CheckpointWriter {
                 opt.put("step", adamStep);
                 ObjectNode optTensors = opt.putObject("tensors");
                 for (ParamSpec s : layout.specs()) {
-                    String stem = "optim/" + CheckpointFiles.fileStem(s.name());
                     ObjectNode e = optTensors.putObject(s.name());
-                    e.set("m", writeEntry(tmp, stem + ".m.bin", adamM, s));
-                    e.set("v", writeEntry(tmp, stem + ".v.bin", adamV, s));
+                    e.set("m", writeEntry(tmp, momentFile(s, "m"), adamM, s));
+                    e.set("v", writeEntry(tmp, momentFile(s, "v"), adamV, s));
                 }
             }
-            if (extra != null) {
-                for (Map.Entry<String, ?> e : extra.entrySet()) {
-                    manifest.set(e.getKey(), JSON.valueToTree(e.getValue()));
-                }
-            }
-            manifest.put("written_at", Instant.now().toString());
-            manifest.put("dtrain_version", version());
+            finishManifest(manifest, extra);
             CheckpointFiles.writeNew(tmp.resolve(CheckpointFiles.MANIFEST), JSON.writeValueAsBytes(manifest));
             CheckpointFiles.fsyncDirectory(tmp.resolve("params"));
             if (adamM != null) {
@@ -136,29 +120,78 @@ public final class CheckpointWriter {
         } finally {
             CheckpointFiles.deleteRecursively(tmp);   // only left if the write failed before the rename
         }
-        CheckpointFiles.writeAtomically(checkpointsDir.resolve(CheckpointFiles.LATEST),
-                (name + "\n").getBytes(StandardCharsets.UTF_8));
-        pruneOld(checkpointsDir, target, keepLast);
-        cleanStaleTemporaries(checkpointsDir);
+        publish(checkpointsDir, target, keepLast);
         return target;
     }
 
-    private static ObjectNode writeEntry(Path dir, String file, INDArray flat, ParamSpec s) throws IOException {
-        long crc = CheckpointFiles.writeTensor(dir.resolve(file), flat, s.offset(), s.end());
+    // Package-private pieces of the write, shared with ShardedCheckpointWriter so both write the same format.
+
+    static void checkExtra(Map<String, ?> extra) {
+        if (extra != null) {
+            for (String k : extra.keySet()) {
+                if (RESERVED.contains(k)) {
+                    throw new IllegalArgumentException("extra manifest entry '" + k + "' clashes with a reserved key "
+                            + RESERVED);
+                }
+            }
+        }
+    }
+
+    /** The manifest's leading keys; tensors and optimizer follow, then {@link #finishManifest}. */
+    static ObjectNode newManifest(long step, DataType dtype) {
+        ObjectNode manifest = JSON.createObjectNode();
+        manifest.put("format_version", CheckpointFiles.FORMAT_VERSION);
+        manifest.put("step", step);
+        manifest.put("dtype", CheckpointFiles.dtypeName(dtype));
+        return manifest;
+    }
+
+    static void finishManifest(ObjectNode manifest, Map<String, ?> extra) {
+        if (extra != null) {
+            for (Map.Entry<String, ?> e : extra.entrySet()) {
+                manifest.set(e.getKey(), JSON.valueToTree(e.getValue()));
+            }
+        }
+        manifest.put("written_at", Instant.now().toString());
+        manifest.put("dtrain_version", version());
+    }
+
+    static String paramsFile(ParamSpec s) {
+        return "params/" + CheckpointFiles.fileStem(s.name()) + ".bin";
+    }
+
+    static String momentFile(ParamSpec s, String moment) {
+        return "optim/" + CheckpointFiles.fileStem(s.name()) + "." + moment + ".bin";
+    }
+
+    static ObjectNode tensorEntry(String file, ParamSpec s, DataType dtype, long crc) {
         ObjectNode e = JSON.createObjectNode();
         e.put("file", file);
         ArrayNode shape = e.putArray("shape");
         for (long d : s.shape()) {
             shape.add(d);
         }
-        e.put("dtype", CheckpointFiles.dtypeName(flat.dataType()));
-        e.put("bytes", s.size() * CheckpointFiles.elementBytes(flat.dataType()));
+        e.put("dtype", CheckpointFiles.dtypeName(dtype));
+        e.put("bytes", s.size() * CheckpointFiles.elementBytes(dtype));
         e.put("crc32c", CheckpointFiles.crcHex(crc));
         return e;
     }
 
+    /** After the rename: points {@code latest} at the new checkpoint, prunes old ones, removes leftovers. */
+    static void publish(Path checkpointsDir, Path target, int keepLast) throws IOException {
+        CheckpointFiles.writeAtomically(checkpointsDir.resolve(CheckpointFiles.LATEST),
+                (target.getFileName() + "\n").getBytes(StandardCharsets.UTF_8));
+        pruneOld(checkpointsDir, target, keepLast);
+        cleanStaleTemporaries(checkpointsDir);
+    }
+
+    private static ObjectNode writeEntry(Path dir, String file, INDArray flat, ParamSpec s) throws IOException {
+        long crc = CheckpointFiles.writeTensor(dir.resolve(file), flat, s.offset(), s.end());
+        return tensorEntry(file, s, flat.dataType(), crc);
+    }
+
     /** Renames tmp to target; an existing checkpoint of the same step is replaced (moved aside, then deleted). */
-    private static void commit(Path checkpointsDir, Path tmp, Path target) throws IOException {
+    static void commit(Path checkpointsDir, Path tmp, Path target) throws IOException {
         Path aside = null;
         if (Files.exists(target)) {
             aside = checkpointsDir.resolve(CheckpointFiles.TMP_PREFIX + "replaced-" + target.getFileName() + "-"
@@ -216,7 +249,7 @@ public final class CheckpointWriter {
         }
     }
 
-    private static String randomSuffix() {
+    static String randomSuffix() {
         return UUID.randomUUID().toString().substring(0, 8);
     }
 

@@ -129,7 +129,7 @@ public final class ConfigSchema {
             new Section("metrics", MetricsConfig.class,
                     "utilization metrics, step records, MFU, the trace and the Prometheus endpoint (see `dtrain report`)"),
             new Section("parallel", ParallelRunConfig.class,
-                    "how data-parallel ranks average gradients: buckets and their overlap with the backward pass"));
+                    "how data-parallel ranks average gradients (buckets, overlap) and how the model is split into pipeline stages"));
 
     private static final List<Entry> ENTRIES = List.of(
             integer("model.vocab_size", 257, Range.atLeast(1),
@@ -210,7 +210,13 @@ public final class ConfigSchema {
             number("parallel.dp_bucket_mb", 25.0, Range.greaterThan(0),
                     "data parallelism: AllReduce gradients in buckets of at most this many MiB (as PyTorch DDP's bucket_cap_mb)"),
             integer("parallel.dp_overlap_stages", 1, Range.atLeast(1),
-                    "data parallelism: split the model into this many stage graphs (<= model.n_layer) so buckets AllReduce while earlier blocks run backward; 1 = no overlap"));
+                    "data parallelism: split the model into this many stage graphs (<= model.n_layer) so buckets AllReduce while earlier blocks run backward; 1 = no overlap"),
+            integer("parallel.pipeline.stages", 1, Range.atLeast(1),
+                    "pipeline parallelism: P stages, each a contiguous run of blocks in its own process; world size = P x data-parallel size; micro-batches per step M = global_batch / (micro_batch x DP size)"),
+            choice("parallel.pipeline.schedule", "1f1b", List.of("1f1b", "gpipe"),
+                    "1f1b: one forward one backward (at most P micro-batches' activations held); gpipe: all forwards, then all backwards (M held)"),
+            text("parallel.pipeline.partition", "",
+                    "blocks per stage, comma-separated (e.g. 3,2,2,1; sums to model.n_layer); empty = balanced by estimated cost, embedding on the first stage and LM head on the last"));
 
     /** The rules between keys that {@link ConfigLoader} checks, for the reference. */
     static final List<String> RULES = List.of(
@@ -329,6 +335,10 @@ public final class ConfigSchema {
         return new Entry(key, ValueType.STRING, def, Range.ANY, choices, false, doc);
     }
 
+    private static Entry text(String key, String def, String doc) {
+        return new Entry(key, ValueType.STRING, def, Range.ANY, List.of(), false, doc);
+    }
+
     private static Entry path(String key, String def, boolean required, String doc) {
         return new Entry(key, ValueType.PATH, def, Range.ANY, List.of(), required, doc);
     }
@@ -376,8 +386,9 @@ public final class ConfigSchema {
             }
             for (int k = 0; k < components.length; k++) {
                 Entry e = keys.get(k);
+                // a nested key (parallel.pipeline.stages) matches the component pipelineStages
                 String expected = s.name() + "." + snakeCase(components[k].getName());
-                if (!e.key().equals(expected) || javaType(e.type()) != components[k].getType()) {
+                if (!(s.name() + "." + e.name().replace('.', '_')).equals(expected) || javaType(e.type()) != components[k].getType()) {
                     throw new IllegalStateException("ConfigSchema: key " + e.key() + " (" + e.type() + ") does not match "
                             + s.recordType().getSimpleName() + "." + components[k].getName() + " ("
                             + components[k].getType().getSimpleName() + ") at position " + k);

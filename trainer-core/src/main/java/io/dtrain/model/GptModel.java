@@ -27,18 +27,53 @@ public final class GptModel implements AutoCloseable {
     private final StageGraph[] stages;
     private final PhaseClock clock = new PhaseClock();
 
+    /** -1 when this process holds every stage, else the one pipeline stage it holds. */
+    private final int onlyStage;
+
     public GptModel(ModelConfig cfg, int[] blocksPerStage) {
+        this(cfg, blocksPerStage, -1);
+    }
+
+    private GptModel(ModelConfig cfg, int[] blocksPerStage, int onlyStage) {
         validate(cfg, blocksPerStage);
         this.cfg = cfg;
         this.blocksPerStage = blocksPerStage.clone();
-        this.layout = GptNames.layout(cfg, blocksPerStage);
+        this.onlyStage = onlyStage;
+        this.layout = onlyStage < 0 ? GptNames.layout(cfg, blocksPerStage) : GptNames.stageLayout(cfg, blocksPerStage, onlyStage);
         this.dtype = cfg.isDouble() ? DataType.DOUBLE : DataType.FLOAT;
-        this.embedding = new TokenEmbedding(cfg, layout, dtype);
+        this.embedding = onlyStage <= 0 ? new TokenEmbedding(cfg, layout, dtype) : null;
         this.stages = new StageGraph[blocksPerStage.length];
         int block = 0;
         for (int s = 0; s < stages.length; s++) {
-            stages[s] = new StageGraph(cfg, layout, s, stages.length, block, block + blocksPerStage[s], clock);
+            if (onlyStage < 0 || s == onlyStage) {
+                stages[s] = new StageGraph(cfg, layout, s, stages.length, block, block + blocksPerStage[s], clock);
+            }
             block += blocksPerStage[s];
+        }
+    }
+
+    /**
+     * One pipeline stage of a model split as {@code blocksPerStage}, as a stage's process holds it: only that
+     * stage's graph (and the embedding on stage 0), and flat buffers of only its parameters
+     * ({@link GptNames#stageLayout}). Run it with a pipeline executor; the whole-model methods
+     * (forwardBackward, loss, logits) need every stage and refuse.
+     */
+    public static GptModel forStage(ModelConfig cfg, int[] blocksPerStage, int stage) {
+        if (stage < 0 || stage >= blocksPerStage.length) {
+            throw new IllegalArgumentException("stage " + stage + " outside 0.." + (blocksPerStage.length - 1));
+        }
+        return new GptModel(cfg, blocksPerStage, stage);
+    }
+
+    /** True when this process holds every stage (not one stage of a pipeline). */
+    public boolean isWhole() {
+        return onlyStage < 0;
+    }
+
+    private void requireWhole(String what) {
+        if (onlyStage >= 0) {
+            throw new IllegalStateException(what + " needs the whole model, but this process holds only pipeline stage "
+                    + onlyStage + " of " + stages.length);
         }
     }
 
@@ -132,11 +167,17 @@ public final class GptModel implements AutoCloseable {
     }
 
     public StageGraph stage(int s) {
+        if (stages[s] == null) {
+            throw new IllegalStateException("this process holds pipeline stage " + onlyStage + ", not stage " + s);
+        }
         return stages[s];
     }
 
     /** Stage 0's embedding lookup and its scatter-add backward. */
     public TokenEmbedding embedding() {
+        if (embedding == null) {
+            throw new IllegalStateException("this process holds pipeline stage " + onlyStage + ": the embedding is on stage 0");
+        }
         return embedding;
     }
 
@@ -153,9 +194,13 @@ public final class GptModel implements AutoCloseable {
     /** Copies flat parameters into the embedding and every stage graph (once per optimizer step). */
     public void setParams(INDArray flatParams) {
         checkFlat(flatParams, "parameter");
-        embedding.setParams(flatParams);
+        if (embedding != null) {
+            embedding.setParams(flatParams);
+        }
         for (StageGraph s : stages) {
-            s.setParams(flatParams);
+            if (s != null) {
+                s.setParams(flatParams);
+            }
         }
     }
 
@@ -178,6 +223,7 @@ public final class GptModel implements AutoCloseable {
      */
     public double forwardBackward(int[][] windows, long[] sampleIndices, long step, long dropoutSeed, INDArray flatGrads,
                                   java.util.function.IntConsumer gradientsFinal) {
+        requireWhole("forwardBackward");
         checkFlat(flatGrads, "gradient");
         if (sampleIndices.length != windows.length) {
             throw new IllegalArgumentException(windows.length + " windows but " + sampleIndices.length + " sample indices");
@@ -216,6 +262,7 @@ public final class GptModel implements AutoCloseable {
      * the value forwardBackward returns for the same keys.
      */
     public double loss(int[][] windows, DropoutKeys keys) {
+        requireWhole("loss");
         int[][] inputs = new int[windows.length][];
         int[][] targets = new int[windows.length][];
         splitWindows(windows, inputs, targets);
@@ -235,6 +282,7 @@ public final class GptModel implements AutoCloseable {
      * seq_len with token 0 and the padded positions are cut off: causality makes that exact.
      */
     public INDArray logits(int[][] inputs) {
+        requireWhole("logits");
         if (inputs.length == 0) {
             throw new IllegalArgumentException("logits of an empty batch");
         }
@@ -301,7 +349,9 @@ public final class GptModel implements AutoCloseable {
     @Override
     public void close() {
         for (StageGraph s : stages) {
-            s.close();
+            if (s != null) {
+                s.close();
+            }
         }
     }
 }

@@ -56,6 +56,28 @@ public final class GptNames {
         return b.build();
     }
 
+    /**
+     * The layout of one pipeline stage's process: that stage's parameters of {@link #layout} (same names, kinds and
+     * order, offsets from 0), and on the last stage of a tied model split into several stages a replica of wte at
+     * the end, which its LM head reads (kept equal to stage 0's wte by summing their gradients every step).
+     */
+    public static ParamLayout stageLayout(ModelConfig cfg, int[] blocksPerStage, int stage) {
+        ParamLayout full = layout(cfg, blocksPerStage);
+        ParamLayout.Builder b = ParamLayout.builder();
+        for (ParamSpec s : full.stageSpecs(stage)) {
+            b.add(s.name(), s.kind(), stage, s.shape());
+        }
+        if (hasTiedReplica(cfg, blocksPerStage.length, stage)) {
+            b.add(WTE, ParamKind.EMBEDDING, stage, cfg.vocabSize(), cfg.dModel());
+        }
+        return b.build();
+    }
+
+    /** True for the last stage of a tied model split into more than one stage: it holds a replica of wte. */
+    public static boolean hasTiedReplica(ModelConfig cfg, int stages, int stage) {
+        return cfg.tieEmbeddings() && stages > 1 && stage == stages - 1;
+    }
+
     private static void addNorm(ParamLayout.Builder b, ModelConfig cfg, String prefix, int stage) {
         b.add(prefix + ".weight", ParamKind.NORM, stage, cfg.dModel());
         if (cfg.bias()) {

@@ -84,6 +84,10 @@ public final class StageWorker {
         return done() ? null : program.get(pc);
     }
 
+    public ActivationRegistry registry() {
+        return registry;
+    }
+
     public int programCounter() {
         return pc;
     }

@@ -55,4 +55,26 @@ public final class Evaluator {
         sync.sumAcrossRanks(totals);
         return totals[0] / totals[1];
     }
+
+    /**
+     * The same mean with this process holding one pipeline stage: replica {@code rank}'s batches (b % ranks == rank)
+     * run forward-only through the pipeline as micro-batches; the last stage's totals, added over the world by
+     * {@code sumOverWorld} (every other rank contributes zeros), give every rank the one-process value.
+     */
+    public double meanLoss(int rank, int ranks, io.dtrain.pipeline.StageExecutor stage,
+                           java.util.function.Consumer<double[]> sumOverWorld) {
+        java.util.List<io.dtrain.pipeline.MicroBatch> mine = new java.util.ArrayList<>();
+        for (int b = rank; b < batches.length; b += ranks) {
+            mine.add(new io.dtrain.pipeline.MicroBatch(batches[b], new long[batches[b].length]));
+        }
+        double[] totals = new double[2];
+        if (!mine.isEmpty()) {
+            io.dtrain.pipeline.StageExecutor.StageResult r = stage.evaluate(mine);
+            double tokensPerBatch = (double) batches[0].length * (batches[0][0].length - 1);
+            totals[0] = r.lossSum() * tokensPerBatch;
+            totals[1] = r.losses() * tokensPerBatch;
+        }
+        sumOverWorld.accept(totals);
+        return totals[0] / totals[1];
+    }
 }

@@ -1,14 +1,23 @@
 package io.dtrain.train;
 
 import io.dtrain.parallel.ProcessGroup;
+import io.dtrain.pipeline.PipelineGroups;
 import io.dtrain.train.dp.DataParallelSync;
 
 /**
- * Where this process sits in the job: its rank, the data-parallel group, and how gradients are synchronised.
- * A single process is rank 0 of 1 with {@link GradientSync#LOCAL}; {@link #dataParallel} makes every member of
- * a process group one data-parallel replica.
+ * Where this process sits in the job: its rank, its data-parallel group, how gradients are synchronised, and
+ * (with pipeline parallelism) its stage and the groups around it. A single process is rank 0 of 1 with
+ * {@link GradientSync#LOCAL}; {@link #dataParallel} makes every member of a process group one data-parallel
+ * replica; {@link #of} splits the world into pipeline stages x replicas.
+ *
+ * @param pipeline null without pipeline parallelism (P = 1)
  */
-public record RunContext(int rank, int worldSize, int dataParallelRank, int dataParallelSize, GradientSync gradientSync) {
+public record RunContext(int rank, int worldSize, int dataParallelRank, int dataParallelSize, GradientSync gradientSync,
+                         PipelineGroups pipeline) {
+
+    public RunContext(int rank, int worldSize, int dataParallelRank, int dataParallelSize, GradientSync gradientSync) {
+        this(rank, worldSize, dataParallelRank, dataParallelSize, gradientSync, null);
+    }
 
     public static RunContext single() {
         return new RunContext(0, 1, 0, 1, GradientSync.LOCAL);
@@ -20,6 +29,19 @@ public record RunContext(int rank, int worldSize, int dataParallelRank, int data
             return single();
         }
         return new RunContext(world.worldRank(), world.size(), world.rank(), world.size(), new DataParallelSync(world));
+    }
+
+    /**
+     * {@code pipelineStages} = 1: {@link #dataParallel}. Otherwise world = P stages x D replicas: gradients are
+     * averaged over the D ranks of this rank's stage; close the pipeline groups (before the world) when done.
+     */
+    public static RunContext of(ProcessGroup world, int pipelineStages, boolean tiedEmbeddings) {
+        if (pipelineStages <= 1) {
+            return dataParallel(world);
+        }
+        PipelineGroups p = PipelineGroups.create(world, pipelineStages, tiedEmbeddings);
+        GradientSync sync = p.dataParallel() == null ? GradientSync.LOCAL : new DataParallelSync(p.dataParallel());
+        return new RunContext(world.worldRank(), world.size(), p.replica(), p.replicas(), sync, p);
     }
 
     /** Prints the console lines (rank 0; other ranks only warn). */

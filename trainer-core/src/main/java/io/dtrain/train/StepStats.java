@@ -18,10 +18,20 @@ package io.dtrain.train;
  * @param forwardMs   forward time alone (NaN when forward and backward are timed together)
  * @param backwardMs  backward time alone (NaN when forward and backward are timed together)
  * @param commMs      exposed communication: time the step waited for collectives not hidden behind compute
+ * @param bubbleMs    pipeline parallelism: time this stage waited for its neighbours' activations and gradients
+ *                    (NaN without a pipeline)
  */
 public record StepStats(long step, double loss, double lr, double gradNorm, long tokens, double stepMs,
                         double dataWaitMs, double computeMs, double optimizerMs, boolean skipped,
-                        double forwardMs, double backwardMs, double commMs) {
+                        double forwardMs, double backwardMs, double commMs, double bubbleMs) {
+
+    /** No pipeline: no bubble. */
+    public StepStats(long step, double loss, double lr, double gradNorm, long tokens, double stepMs,
+                     double dataWaitMs, double computeMs, double optimizerMs, boolean skipped,
+                     double forwardMs, double backwardMs, double commMs) {
+        this(step, loss, lr, gradNorm, tokens, stepMs, dataWaitMs, computeMs, optimizerMs, skipped, forwardMs,
+                backwardMs, commMs, Double.NaN);
+    }
 
     /** Forward and backward timed together, no exposed communication (one process). */
     public StepStats(long step, double loss, double lr, double gradNorm, long tokens, double stepMs,
@@ -36,7 +46,8 @@ public record StepStats(long step, double loss, double lr, double gradNorm, long
 
     /** Step time in none of the measured phases (logging, bookkeeping), never negative. */
     public double otherMs() {
-        return Math.max(0, stepMs - dataWaitMs - computeMs - optimizerMs - commMs);
+        return Math.max(0, stepMs - dataWaitMs - computeMs - optimizerMs - commMs
+                - (Double.isNaN(bubbleMs) ? 0 : bubbleMs));
     }
 
     public String toJson(long wallClockMillis, int rank) {
@@ -49,9 +60,10 @@ public record StepStats(long step, double loss, double lr, double gradNorm, long
                 "{\"ts\":%d,\"rank\":%d,\"step\":%d,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens\":%d,"
                         + "\"step_ms\":%.3f,\"data_wait_ms\":%.3f,\"compute_ms\":%.3f,\"forward_ms\":%s,"
                         + "\"backward_ms\":%s,\"optimizer_ms\":%.3f,\"comm_ms\":%.3f,\"other_ms\":%.3f,"
-                        + "\"tokens_per_s\":%.1f,\"skipped\":%b%s}",
+                        + "\"bubble_ms\":%s,\"tokens_per_s\":%.1f,\"skipped\":%b%s}",
                 wallClockMillis, rank, step, json(loss), json(lr), json(gradNorm), tokens, stepMs, dataWaitMs,
-                computeMs, millis(forwardMs), millis(backwardMs), optimizerMs, commMs, otherMs(), tokensPerSecond(),
+                computeMs, millis(forwardMs), millis(backwardMs), optimizerMs, commMs, otherMs(), millis(bubbleMs),
+                tokensPerSecond(),
                 skipped, extraFields);
     }
 

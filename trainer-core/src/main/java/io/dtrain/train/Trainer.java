@@ -2,6 +2,9 @@ package io.dtrain.train;
 
 import io.dtrain.checkpoint.Checkpoint;
 import io.dtrain.checkpoint.CheckpointWriter;
+import io.dtrain.checkpoint.ShardedCheckpointWriter;
+import io.dtrain.model.ParamLayout;
+import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.TrainConfig;
 import io.dtrain.data.loader.BatchLoader;
@@ -14,6 +17,14 @@ import io.dtrain.metrics.RunMetrics;
 import io.dtrain.metrics.Tracer;
 import io.dtrain.config.ConfigException;
 import io.dtrain.model.GptModel;
+import io.dtrain.model.GptNames;
+import io.dtrain.model.StagePartition;
+import io.dtrain.parallel.pipeline.PipelineSchedule;
+import io.dtrain.pipeline.PipelineGroups;
+import io.dtrain.pipeline.StageExecutor;
+import org.nd4j.linalg.indexing.NDArrayIndex;
+import java.util.ArrayList;
+import java.util.List;
 import io.dtrain.train.dp.DataParallelSync;
 import io.dtrain.train.dp.GradientBuckets;
 import io.dtrain.train.dp.ZeroOneSharding;
@@ -64,6 +75,14 @@ public final class Trainer implements AutoCloseable {
     private final GradientBuckets buckets;
     /** ZeRO-1 (optimizer.shard_state with data parallelism): this rank's shard of the AdamW state; else null. */
     private final ZeroOneSharding zero;
+    /** Pipeline parallelism: this rank's stage and its groups; null for P = 1. */
+    private final PipelineGroups pipe;
+    /** Runs this rank's stage of each step's pipeline schedule; null for P = 1. */
+    private final StageExecutor stageExecutor;
+    private StageExecutor.StageResult lastStage;
+    private int peakLiveActivations;
+    /** Checkpoints with several writers (ZeRO-1 shards, pipeline stages); made on first use. */
+    private ShardedCheckpointWriter shardedWriter;
     private long step;
     private long tokensSeen;
     private long stepsRun;
@@ -98,7 +117,23 @@ public final class Trainer implements AutoCloseable {
                     + overlapStages + ") exceeds model.n_layer (" + cfg.model().nLayer() + "): each overlap stage needs"
                     + " at least one block; use 1.." + cfg.model().nLayer());
         }
-        this.model = new GptModel(cfg.model(), GptModel.balancedPartition(cfg.model(), overlapStages));
+        this.pipe = run.pipeline();
+        int stages = cfg.parallel().pipelineStages();
+        if (stages > 1) {
+            checkPipelineSetup(stages, overlapStages);
+            int[] partition = StagePartition.blocksPerStage(cfg.model(), stages, cfg.parallel().pipelinePartition());
+            this.model = GptModel.forStage(cfg.model(), partition, pipe.stage());
+            this.stageExecutor = new StageExecutor(model, pipe.stage(),
+                    PipelineSchedule.byName(cfg.parallel().pipelineSchedule()), pipe.transport());
+            if (run.isLogger()) {
+                out.printf(Locale.ROOT, "pipeline: %d stages x %d replicas, blocks per stage %s, schedule %s, %d micro-batches"
+                                + " per step%n", stages, pipe.replicas(), java.util.Arrays.toString(partition),
+                        cfg.parallel().pipelineSchedule(), accumulation);
+            }
+        } else {
+            this.model = new GptModel(cfg.model(), GptModel.balancedPartition(cfg.model(), overlapStages));
+            this.stageExecutor = null;
+        }
         this.params = model.newFlatBuffer();
         this.grads = model.newFlatBuffer();
         DataParallelSync dp = run.gradientSync() instanceof DataParallelSync d ? d : null;
@@ -109,6 +144,9 @@ public final class Trainer implements AutoCloseable {
         this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), totalSteps, run.dataParallelSize());
         this.evaluator = valData == null ? null
                 : new Evaluator(model, valData, cfg.training().microBatch(), cfg.training().evalBatches());
+        if (stages > 1 && (dp == null) != (pipe.replicas() == 1)) {
+            throw new IllegalStateException("pipeline context without its data-parallel sync");
+        }
         this.buckets = dp != null && zero == null ? dp.useBuckets(stageRanges(model),
                 model.layout().size(), GradientBuckets.elementsPerBucket(cfg.parallel().dpBucketMb(),
                         model.dataType().width())) : null;
@@ -116,6 +154,23 @@ public final class Trainer implements AutoCloseable {
         // Every rank initialises from the same seed; the broadcast makes "replicas start equal" a fact, not a hope.
         run.gradientSync().broadcastFromRank0(params, "initial parameters");
         model.setParams(params);
+    }
+
+    private void checkPipelineSetup(int stages, int overlapStages) {
+        if (pipe == null || pipe.stages() != stages) {
+            throw new ConfigException(null, -1, "parallel.pipeline.stages", "parallel.pipeline.stages=" + stages
+                    + " needs " + stages + " x D processes, one per stage and replica; this process "
+                    + (pipe == null ? "runs alone: start the job with dtrain launch --nproc-per-node " + stages
+                    : "was placed in a pipeline of " + pipe.stages() + " stages"));
+        }
+        if (cfg.optimizer().shardState()) {
+            throw new ConfigException(null, -1, "optimizer.shard_state", "optimizer.shard_state (ZeRO-1) is not"
+                    + " supported together with parallel.pipeline.stages > 1 yet; set one of them off");
+        }
+        if (overlapStages > 1) {
+            throw new ConfigException(null, -1, "parallel.dp_overlap_stages", "parallel.dp_overlap_stages splits a"
+                    + " whole model inside one process; with parallel.pipeline.stages > 1 leave it at 1");
+        }
     }
 
     private static long[][] stageRanges(GptModel model) {
@@ -258,6 +313,9 @@ public final class Trainer implements AutoCloseable {
 
     /** One optimizer step; advances {@link #step()}. */
     public StepStats trainStep() {
+        if (stageExecutor != null) {
+            return pipelineStep();
+        }
         long t0 = System.nanoTime();
         double lr = schedule.lr(step);
         grads.assign(0);
@@ -344,12 +402,95 @@ public final class Trainer implements AutoCloseable {
     }
 
 
+    /**
+     * One optimizer step of this rank's pipeline stage: the step's M micro-batches run through the stage by the
+     * schedule's program; then the stage's gradients are averaged over its D replicas, the tied wte gradient is
+     * summed between stage 0 and the last stage, and one world AllReduce gives every rank the loss (known only to
+     * the last stage) and the squared gradient norm (each stage's share, the wte replica not counted twice), so
+     * all stages clip by the same global norm and take the same decision on non-finite values.
+     */
+    private StepStats pipelineStep() {
+        long t0 = System.nanoTime();
+        double lr = schedule.lr(step);
+        grads.assign(0);
+        model.phaseClock().reset();
+        long waitBefore = loader.dataWaitNanos();
+        List<io.dtrain.pipeline.MicroBatch> microbatches = new ArrayList<>(accumulation);
+        for (int j = 0; j < accumulation; j++) {
+            MicroBatch mb = loader.microBatch(step, j);
+            countSamples(step, mb.sampleIndices());
+            microbatches.add(new io.dtrain.pipeline.MicroBatch(mb.windows(), mb.sampleIndices()));
+        }
+        long c0 = System.nanoTime();
+        tracer.span("data_wait", "data", t0, c0);
+        long dataWait = loader.dataWaitNanos() - waitBefore;
+        StageExecutor.StageResult r = stageExecutor.trainStep(microbatches, step, cfg.training().seed(), grads);
+        long s0 = System.nanoTime();
+        tracer.span("pipeline " + cfg.parallel().pipelineSchedule(), "compute", c0, s0);
+        if (pipe.dataParallel() != null) {
+            run.gradientSync().averageLossAndGradients(0, grads, 1);
+        }
+        boolean tiedReplica = GptNames.hasTiedReplica(cfg.model(), pipe.stages(), pipe.stage());
+        if (pipe.tiedEmbedding() != null) {
+            io.dtrain.model.ParamSpec wte = model.layout().spec(GptNames.WTE);
+            pipe.sumTiedEmbeddingGradient(grads.get(NDArrayIndex.interval(wte.offset(), wte.end())));
+        }
+        long owned = tiedReplica ? model.layout().spec(GptNames.WTE).offset() : grads.length();
+        double stageNorm = GradClipper.globalNorm(grads.get(NDArrayIndex.interval(0, owned)));
+        double[] totals = {pipe.isLastStage() ? r.lossSum() / r.losses() / pipe.replicas() : 0,
+                pipe.replica() == 0 ? stageNorm * stageNorm : 0};
+        pipe.sumOverWorld(totals, "loss and squared gradient norm");
+        double loss = totals[0];
+        double norm = Math.sqrt(totals[1]);
+        long o0 = System.nanoTime();
+        tracer.span("gradient_sync", "comm", s0, o0);
+        boolean skipped = false;
+        if (!Double.isFinite(loss) || !Double.isFinite(norm)) {
+            Optional<GradClipper.NonFinite> bad = GradClipper.firstNonFinite(model.layout(), grads);
+            String what = bad.isPresent() ? bad.get().message() : !Double.isFinite(loss)
+                    ? "non-finite loss (" + loss + ")"
+                    : "non-finite gradient norm (" + norm + ") from another pipeline stage (see its log)";
+            if (!"skip".equals(cfg.training().onNonFinite())) {
+                throw new TrainingException("step " + (step + 1) + ": " + what
+                        + "; stopping (set training.on_non_finite=skip to skip such steps, or lower optimizer.lr)");
+            }
+            skipped = true;
+            if (run.isLogger()) {
+                out.printf(Locale.ROOT, "step %d: %s; update skipped (training.on_non_finite=skip)%n", step + 1, what);
+            }
+        } else {
+            adamw.step(params, grads, lr, GradClipper.clipFactor(norm, cfg.optimizer().gradClip()));
+            model.setParams(params);
+        }
+        long o1 = System.nanoTime();
+        tracer.span("optimizer", "optimizer", o0, o1);
+        tracer.span("step " + (step + 1), "step", t0, o1);
+        long tokens = (long) cfg.training().globalBatch() * cfg.model().seqLen();
+        tokensSeen += tokens;
+        lastStage = r;
+        peakLiveActivations = Math.max(peakLiveActivations, r.peakLiveActivations());
+        StepStats s = new StepStats(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e6, dataWait / 1e6,
+                (r.totalNanos() - r.idleNanos()) / 1e6, (o1 - o0) / 1e6, skipped, model.phaseClock().forwardMs(),
+                model.phaseClock().backwardMs(), (o0 - s0) / 1e6, r.idleNanos() / 1e6);
+        step++;
+        stepsRun++;
+        return s;
+    }
+
+    /** This rank's stage in the last pipelined step (peak live activations, bubble); null without a pipeline. */
+    public StageExecutor.StageResult lastStageResult() {
+        return lastStage;
+    }
+
     /** Mean validation loss over the fixed evaluation batches; prints loss and perplexity. */
     public double evaluate() {
         if (evaluator == null) {
             return Double.NaN;
         }
-        double loss = evaluator.meanLoss(run.dataParallelRank(), run.dataParallelSize(), run.gradientSync());
+        double loss = stageExecutor == null
+                ? evaluator.meanLoss(run.dataParallelRank(), run.dataParallelSize(), run.gradientSync())
+                : evaluator.meanLoss(run.dataParallelRank(), run.dataParallelSize(), stageExecutor,
+                        totals -> pipe.sumOverWorld(totals, "evaluation totals"));
         if (run.isLogger()) {
             out.printf(Locale.ROOT, "eval step %d | val loss %.4f | val ppl %.3f | %d batches%n", step, loss,
                     Math.exp(loss), evaluator.batches());
@@ -357,19 +498,14 @@ public final class Trainer implements AutoCloseable {
         return loss;
     }
 
-    /** Writes the checkpoint of the current step (rank 0 only). */
+    /**
+     * Writes the checkpoint of the current step: named tensors + manifest, the same files whatever the layout of
+     * ranks. One process or plain data parallelism: rank 0 writes it all. ZeRO-1: rank 0 writes the parameters and
+     * every rank its shard of the AdamW moments. Pipeline: replica 0 of each stage writes that stage's tensors (the
+     * last stage's wte replica is stage 0's wte). With several writers rank 0 checks the parts cover every tensor
+     * exactly once and commits the manifest last ({@link ShardedCheckpointWriter}).
+     */
     public Path saveCheckpoint() {
-        INDArray m = adamw.m();
-        INDArray v = adamw.v();
-        if (zero != null) {
-            // Consolidated on every rank (as torch's ZeroRedundancyOptimizer.consolidate_state_dict), so the
-            // checkpoint is the same as an unsharded run's and resumes with any data-parallel size.
-            m = zero.gatherState(m, "AdamW m shards");
-            v = zero.gatherState(v, "AdamW v shards");
-        }
-        if (!run.isCheckpointWriter()) {
-            return null;
-        }
         Map<String, Object> extra = new LinkedHashMap<>();
         extra.put("tokens_seen", tokensSeen);
         extra.put("rng", Map.of("init_seed", cfg.training().seed(), "dropout_seed", cfg.training().seed(),
@@ -379,9 +515,18 @@ public final class Trainer implements AutoCloseable {
         extra.put("tokenizer", tokenizer.identity());
         extra.put("config", ConfigLoader.toMap(cfg));
         extra.put("config_yaml", ConfigLoader.toYaml(cfg));
+        Path checkpoints = runDir.resolve("checkpoints");
         try {
-            Path dir = CheckpointWriter.write(runDir.resolve("checkpoints"), step, model.layout(), params, m, v,
-                    adamw.stepCount(), extra, cfg.output().keepCheckpoints());
+            Path dir;
+            if (zero == null && pipe == null) {
+                if (!run.isCheckpointWriter()) {
+                    return null;
+                }
+                dir = CheckpointWriter.write(checkpoints, step, model.layout(), params, adamw.m(), adamw.v(),
+                        adamw.stepCount(), extra, cfg.output().keepCheckpoints());
+            } else {
+                dir = shardedWriter().write(step, true, adamw.stepCount(), extra, checkpointPieces());
+            }
             if (run.isLogger()) {
                 out.println("checkpoint " + dir);
             }
@@ -389,6 +534,43 @@ public final class Trainer implements AutoCloseable {
         } catch (IOException e) {
             throw new UncheckedIOException("writing the checkpoint of step " + step + " under " + runDir, e);
         }
+    }
+
+    private ShardedCheckpointWriter shardedWriter() {
+        if (shardedWriter == null) {
+            ProcessGroup world = pipe != null ? pipe.world() : ((DataParallelSync) run.gradientSync()).group();
+            ParamLayout global = pipe != null ? GptNames.layout(cfg.model(), model.blocksPerStage()) : model.layout();
+            shardedWriter = new ShardedCheckpointWriter(runDir.resolve("checkpoints"), global, model.dataType(),
+                    cfg.output().keepCheckpoints(), world.rank(), world.size(), what -> world.barrierAsync(what).await());
+        }
+        return shardedWriter;
+    }
+
+    /** The tensor ranges this rank writes into a checkpoint shared by several writers. */
+    private List<ShardedCheckpointWriter.Piece> checkpointPieces() {
+        List<ShardedCheckpointWriter.Piece> mine = new ArrayList<>();
+        ParamLayout layout = model.layout();
+        if (pipe != null) {
+            if (pipe.replica() == 0) {
+                List<String> names = new ArrayList<>();
+                for (io.dtrain.model.ParamSpec s : layout.specs()) {
+                    if (!(pipe.isLastStage() && pipe.stage() > 0 && GptNames.WTE.equals(s.name()))) {
+                        names.add(s.name());
+                    }
+                }
+                mine.addAll(ShardedCheckpointWriter.wholeTensors(ShardedCheckpointWriter.Part.PARAMS, layout, params, names));
+                mine.addAll(ShardedCheckpointWriter.wholeTensors(ShardedCheckpointWriter.Part.ADAM_M, layout, adamw.m(), names));
+                mine.addAll(ShardedCheckpointWriter.wholeTensors(ShardedCheckpointWriter.Part.ADAM_V, layout, adamw.v(), names));
+            }
+            return mine;
+        }
+        if (run.isCheckpointWriter()) {
+            List<String> all = layout.specs().stream().map(io.dtrain.model.ParamSpec::name).toList();
+            mine.addAll(ShardedCheckpointWriter.wholeTensors(ShardedCheckpointWriter.Part.PARAMS, layout, params, all));
+        }
+        mine.addAll(ShardedCheckpointWriter.shardOf(ShardedCheckpointWriter.Part.ADAM_M, layout, adamw.m(), zero.from(), zero.to()));
+        mine.addAll(ShardedCheckpointWriter.shardOf(ShardedCheckpointWriter.Part.ADAM_V, layout, adamw.v(), zero.from(), zero.to()));
+        return mine;
     }
 
     /** Order-independent digest of the (step, sample) pairs this rank trained on: the ranks' digests add up. */
@@ -424,12 +606,16 @@ public final class Trainer implements AutoCloseable {
         String json = String.format(Locale.ROOT, "{\"rank\":%d,\"data_parallel_size\":%d,\"steps\":%d,"
                         + "\"samples\":%d,\"sample_digest\":\"%016x\",\"gradient_buffer_bytes\":%d,"
                         + "\"gradient_allreduce_bytes_sent\":%d,\"optimizer_state_elements\":%d,"
-                        + "\"last_val_loss\":%s}%n", run.rank(),
+                        + "\"last_val_loss\":%s%s}%n", run.rank(),
                 run.dataParallelSize(), stepsRun, samplesServed, sampleDigest,
                 grads.length() * grads.dataType().width(),
                 run.gradientSync().gradientBytesSent() + (zero == null ? 0 : zero.gradientBytesSent()),
                 adamw.m().length(),
-                Double.isFinite(lastEval) ? Double.toString(lastEval) : "null");
+                Double.isFinite(lastEval) ? Double.toString(lastEval) : "null",
+                pipe == null ? "" : String.format(Locale.ROOT, ",\"pipeline_stage\":%d,\"pipeline_stages\":%d,"
+                                + "\"stage_parameters\":%d,\"pipeline_bytes_sent\":%d,\"pipeline_bytes_received\":%d,"
+                                + "\"peak_live_activations\":%d", pipe.stage(), pipe.stages(), model.layout().size(),
+                        pipe.transport().bytesSent(), pipe.transport().bytesReceived(), peakLiveActivations));
         try {
             java.nio.file.Files.createDirectories(file.getParent());
             Path tmp = file.resolveSibling(file.getFileName() + ".tmp");

@@ -77,19 +77,6 @@ public final class ZeroOneSharding {
         gather(params, "parameter shards");
     }
 
-    /**
-     * The full-length AdamW moment {@code stateShard} (length {@code to - from}) assembled from every rank's
-     * shard, for the checkpoint; a collective: every rank calls it.
-     */
-    public INDArray gatherState(INDArray stateShard, String what) {
-        INDArray full = Nd4j.zeros(stateShard.dataType(), size);
-        if (to > from) {
-            full.get(NDArrayIndex.interval(from, to)).assign(stateShard);
-        }
-        gather(full, what);
-        return full;
-    }
-
     private void gather(INDArray flat, String what) {
         slice.assign(0);
         if (to > from) {

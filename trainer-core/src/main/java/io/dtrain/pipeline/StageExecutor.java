@@ -1,0 +1,86 @@
+package io.dtrain.pipeline;
+
+import io.dtrain.model.DropoutKeys;
+import io.dtrain.model.GptModel;
+import io.dtrain.model.GptNames;
+import io.dtrain.parallel.pipeline.Op;
+import io.dtrain.parallel.pipeline.PipelineSchedule;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.util.List;
+
+/**
+ * Runs this process's pipeline stage: a {@link StageWorker} over a {@link PeerPipeTransport}, one op after the
+ * other, waiting (with the collective timeout) whenever the next op is a receive whose message has not arrived.
+ * The time spent waiting is the stage's bubble.
+ */
+public final class StageExecutor {
+    private final GptModel model;
+    private final int stage;
+    private final PipelineSchedule schedule;
+    private final PeerPipeTransport transport;
+
+    /** What one step (or evaluation) did on this stage. */
+    public record StageResult(double lossSum, int losses, long idleNanos, long totalNanos, int peakLiveActivations) {
+        public double bubbleFraction() {
+            return totalNanos == 0 ? 0 : (double) idleNanos / totalNanos;
+        }
+    }
+
+    public StageExecutor(GptModel model, int stage, PipelineSchedule schedule, PeerPipeTransport transport) {
+        this.model = model;
+        this.stage = stage;
+        this.schedule = schedule;
+        this.transport = transport;
+    }
+
+    /**
+     * Forward and backward of M micro-batches through this stage; ADDS this stage's gradients of the mean loss
+     * over micro-batches into flatGrads (on the last stage of a tied model, the LM head's part goes into the wte
+     * replica's slot). Only the last stage gets losses.
+     */
+    public StageResult trainStep(List<MicroBatch> microbatches, long step, long dropoutSeed, INDArray flatGrads) {
+        int count = microbatches.size();
+        DropoutKeys[] keys = null;
+        if (model.config().dropout() > 0.0) {
+            keys = new DropoutKeys[count];
+            for (int m = 0; m < count; m++) {
+                keys[m] = new DropoutKeys(dropoutSeed, step, microbatches.get(m).sampleIndices());
+            }
+        }
+        List<Op> program = schedule.ops(model.numStages(), count, stage);
+        StageWorker worker = new StageWorker(model, stage, program, microbatches, keys, flatGrads, 1.0 / count, transport,
+                new ActivationRegistry(model.numStages()));
+        StageResult r = run(worker);
+        if (worker.headGradSum() != null) {
+            model.layout().view(flatGrads, GptNames.WTE).addi(worker.headGradSum());
+        }
+        return r;
+    }
+
+    /** Forward-only pass of micro-batches without dropout (evaluation); the last stage sums their mean losses. */
+    public StageResult evaluate(List<MicroBatch> microbatches) {
+        List<Op> program = PipelineSchedule.forwardOnly().ops(model.numStages(), microbatches.size(), stage);
+        return run(new StageWorker(model, stage, program, microbatches, null, null, 1.0, transport,
+                new ActivationRegistry(model.numStages())));
+    }
+
+    private StageResult run(StageWorker worker) {
+        ActivationRegistry registry = worker.registry();
+        long start = System.nanoTime();
+        long idle = 0;
+        while (!worker.done()) {
+            if (!worker.tryStep()) {
+                Op waitingFor = worker.nextOp();
+                long w0 = System.nanoTime();
+                transport.await(waitingFor.peer(), (waitingFor.kind() == Op.Kind.RECV_ACTIVATION ? "the activation"
+                        : "the gradient") + " of micro-batch " + waitingFor.microbatch() + " (stage " + stage + " op #"
+                        + worker.programCounter() + ")");
+                idle += System.nanoTime() - w0;
+            }
+        }
+        worker.checkFinished();
+        return new StageResult(worker.lossSum(), worker.lossCount(), idle, System.nanoTime() - start,
+                registry.peak(stage));
+    }
+}
