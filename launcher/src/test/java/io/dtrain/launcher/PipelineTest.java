@@ -169,4 +169,45 @@ class PipelineTest {
         assertEquals(0, gen.exitCode(), gen.toString());
         assertTrue(Files.isDirectory(twoStages1f1b.resolve("checkpoints/step-000004")));
     }
+
+    /**
+     * A stalled stage (SIGSTOP: alive, connected, silent) fails the job within the collective timeout: stage 0 gives
+     * up waiting for it, naming it, and the launcher stops every worker and exits non-zero. No hang.
+     */
+    @Test
+    void aStalledStageFailsTheJobWithinTheTimeoutNamingIt() throws Exception {
+        Path run = tmp.resolve("stalled");
+        List<String> args = new ArrayList<>(List.of("launch", "--nproc-per-node", "2", "--memory-per-worker", "768m",
+                "--stop-grace", "2", "--env", "DTRAIN_COLLECTIVE_TIMEOUT=4s", "--"));
+        args.addAll(trainArgs(microOverrides(run, 8, 400, "model.n_layer=4", "parallel.pipeline.stages=2")));
+        java.util.concurrent.CompletableFuture<Cli> launched = java.util.concurrent.CompletableFuture.supplyAsync(
+                () -> Cli.run(args.toArray(String[]::new)));
+        long stoppedAt = 0;
+        ProcessHandle stage1 = null;
+        try {
+            long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(120);
+            while (!Files.exists(run.resolve("metrics/steps-rank1.jsonl"))
+                    || Files.readAllLines(run.resolve("metrics/steps-rank1.jsonl")).size() < 2) {
+                assertTrue(System.nanoTime() < deadline && !launched.isDone(), "no second step within 120 s"
+                        + (launched.isDone() ? ":\n" + launched.get() : ""));
+                Thread.sleep(100);
+            }
+            stage1 = DpFailureTest.workers().stream()
+                    .filter(p -> DpFailureTest.commandLine(p).contains("-Ddtrain.rank=1")).findFirst().orElseThrow();
+            stoppedAt = System.nanoTime();
+            assertEquals(0, new ProcessBuilder("kill", "-STOP", Long.toString(stage1.pid())).start().waitFor());
+            Cli cli = launched.get(60, java.util.concurrent.TimeUnit.SECONDS);
+            double seconds = (System.nanoTime() - stoppedAt) / 1e9;
+            assertTrue(cli.exitCode() != 0, cli.toString());
+            assertTrue(seconds < 4 + 12, "the job took " + seconds + " s to fail after stage 1 stalled");
+            String all = cli.out() + cli.err();
+            assertTrue(all.contains("rank 1") && all.contains("no heartbeat"), all);
+            assertTrue(DpFailureTest.workers().isEmpty(), "no worker outlives the launcher");
+        } finally {
+            if (stage1 != null) {
+                stage1.destroyForcibly();
+            }
+            DpFailureTest.workers().forEach(ProcessHandle::destroyForcibly);
+        }
+    }
 }

@@ -29,6 +29,7 @@ public final class Diagnosis {
     public static final double DATA_WAIT_SHARE = 0.10;
     public static final double COMM_SHARE = 0.20;
     public static final double OPTIMIZER_SHARE = 0.30;
+    public static final double BUBBLE_SHARE = 0.25;
     public static final double GPU_UTIL_LOW = 50;
     public static final double CPU_SATURATED = 90;
     public static final double IOWAIT_HIGH = 10;
@@ -43,7 +44,7 @@ public final class Diagnosis {
                               double computeShare, double optimizerShare, double commShare, double otherShare,
                               double tokensPerSecond, double mfu, int skippedSteps, int samples, double meanCpuPercent,
                               double meanProcessCpuPercent, double meanIowaitPercent, double maxMemoryUsedShare,
-                              double meanGpuUtilPercent, int gpus) {
+                              double meanGpuUtilPercent, int gpus, double bubbleShare) {
     }
 
     /** One finding; the report lists them by decreasing weight. */
@@ -83,7 +84,7 @@ public final class Diagnosis {
                 mean(s.stream().mapToDouble(n -> RunData.num(n, "cpu_pct")).toArray()),
                 mean(s.stream().mapToDouble(n -> RunData.num(n, "proc_cpu_pct")).toArray()),
                 mean(s.stream().mapToDouble(n -> RunData.num(n, "iowait_pct")).toArray()), memUsed,
-                gpuCount == 0 ? Double.NaN : gpuSum / gpuCount, gpus);
+                gpuCount == 0 ? Double.NaN : gpuSum / gpuCount, gpus, share(steps, RunData.Step::bubbleMs, total));
     }
 
     public static List<RankSummary> summarize(RunData run) {
@@ -105,6 +106,13 @@ public final class Diagnosis {
                         "rank %d: exposed communication %.0f%% of step time (rule: >= %.0f%%): use larger gradient "
                                 + "buckets so more of it overlaps the backward pass, and check the network (bandwidth, "
                                 + "congestion, a slow link)", r.rank(), 100 * r.commShare(), 100 * COMM_SHARE)));
+            }
+            if (r.bubbleShare() >= BUBBLE_SHARE) {
+                out.add(new Finding(r.rank(), r.bubbleShare(), String.format(Locale.ROOT,
+                        "rank %d: pipeline bubble %.0f%% of step time (rule: >= %.0f%%): more micro-batches per step "
+                                + "(smaller training.micro_batch; the bubble is about (P-1)/(M+P-1)), fewer stages, or a "
+                                + "parallel.pipeline.partition that evens out the stages", r.rank(), 100 * r.bubbleShare(),
+                        100 * BUBBLE_SHARE)));
             }
             if (r.optimizerShare() >= OPTIMIZER_SHARE) {
                 out.add(new Finding(r.rank(), r.optimizerShare(), String.format(Locale.ROOT,

@@ -27,10 +27,11 @@ public final class RunData {
     /** One step record (fields absent in older files are NaN). */
     public record Step(long step, long wallMillis, double loss, double lr, double stepMs, double dataWaitMs,
                        double computeMs, double forwardMs, double backwardMs, double optimizerMs, double commMs,
-                       double tokensPerSecond, double mfu, boolean skipped) {
+                       double tokensPerSecond, double mfu, boolean skipped, double bubbleMs) {
 
         public double otherMs() {
-            return Math.max(0, stepMs - dataWaitMs - computeMs - optimizerMs - (Double.isNaN(commMs) ? 0 : commMs));
+            return Math.max(0, stepMs - dataWaitMs - computeMs - optimizerMs - (Double.isNaN(commMs) ? 0 : commMs)
+                    - (Double.isNaN(bubbleMs) ? 0 : bubbleMs));
         }
     }
 
@@ -143,7 +144,7 @@ public final class RunData {
         return new Step(n.path("step").asLong(), n.path("ts").asLong(), num(n, "loss"), num(n, "lr"),
                 num(n, "step_ms"), num(n, "data_wait_ms"), num(n, "compute_ms"), num(n, "forward_ms"),
                 num(n, "backward_ms"), num(n, "optimizer_ms"), num(n, "comm_ms"), num(n, "tokens_per_s"),
-                num(n, "mfu"), n.path("skipped").asBoolean(false));
+                num(n, "mfu"), n.path("skipped").asBoolean(false), num(n, "bubble_ms"));
     }
 
     /** A number field; NaN when absent, null or a string such as "NaN". */

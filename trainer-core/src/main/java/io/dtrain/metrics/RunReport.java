@@ -66,13 +66,13 @@ public final class RunReport {
             sb.append("- warning: ").append(w).append('\n');
         }
         sb.append("\n## Step time per rank\n\nShares of the summed step time over the steps after the first.\n\n")
-                .append("| rank | steps | mean step ms | data wait | compute | optimizer | comm (exposed) | other | tokens/s (median) | MFU |\n")
-                .append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                .append("| rank | steps | mean step ms | data wait | compute | optimizer | comm (exposed) | pipeline bubble | other | tokens/s (median) | MFU |\n")
+                .append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (Diagnosis.RankSummary r : summaries) {
-            sb.append(String.format(Locale.ROOT, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |%n", r.rank(),
+            sb.append(String.format(Locale.ROOT, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |%n", r.rank(),
                     r.steps(), num(r.meanStepMs(), "%.1f"), pct(r.dataWaitShare()), pct(r.computeShare()),
-                    pct(r.optimizerShare()), pct(r.commShare()), pct(r.otherShare()), num(r.tokensPerSecond(), "%,.0f"),
-                    pct(r.mfu())));
+                    pct(r.optimizerShare()), pct(r.commShare()), pct(r.bubbleShare()), pct(r.otherShare()),
+                    num(r.tokensPerSecond(), "%,.0f"), pct(r.mfu())));
         }
         sb.append("\n## System per rank\n\n")
                 .append("| rank | samples | host CPU % (mean) | process CPU % (mean) | I/O wait % | max host memory used | GPUs | GPU util % (mean) |\n")
@@ -202,6 +202,12 @@ public final class RunReport {
                 RunData.Step::optimizerMs, RunData.Step::commMs, RunData.Step::otherMs)
                 : List.of(RunData.Step::dataWaitMs, RunData.Step::computeMs, RunData.Step::optimizerMs,
                 RunData.Step::commMs, RunData.Step::otherMs);
+        if (steps.stream().anyMatch(s -> Double.isFinite(s.bubbleMs()))) {
+            names = new ArrayList<>(names);
+            phases = new ArrayList<>(phases);
+            names.add(names.size() - 1, "pipeline bubble");
+            phases.add(phases.size() - 1, RunData.Step::bubbleMs);
+        }
         int bins = Math.min(steps.size(), MAX_BARS);
         double[] x = new double[bins];
         double[][] layers = new double[phases.size()][bins];

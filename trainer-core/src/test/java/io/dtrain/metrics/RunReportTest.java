@@ -156,7 +156,7 @@ class RunReportTest {
         assertFalse(v.stream().anyMatch(s -> s.contains("GPU utilisation")), v.toString());
         assertEquals(58.8, report.summaries().get(0).meanGpuUtilPercent(), 0.5);
         Diagnosis.RankSummary starved = new Diagnosis.RankSummary(5, 10, 100, 100, 0.02, 0.9, 0.05, 0, 0.03, 1000,
-                0.3, 0, 20, 97, 90, 0, 0.5, 6.5, 8);
+                0.3, 0, 20, 97, 90, 0, 0.5, 6.5, 8, 0);
         assertEquals(List.of("rank 5: GPU utilisation 7% (below 50%) while the CPU is saturated (97%, rule: >= 90%): "
                         + "the host cannot feed the GPUs; pre-tokenize the data, raise data.workers only if cores are "
                         + "free, or use a host with more cores"),
