@@ -11,6 +11,8 @@ import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /** Point-to-point links between real worker processes (the pipeline's transport). */
 class PeerLinksProcessTest {
@@ -28,11 +30,13 @@ class PeerLinksProcessTest {
         Workers.cleanUp(jobDir, aeronDir);
     }
 
-    @Test
-    void aChainOfRanksExchangesTensorsBothWaysAtOnceWithoutDeadlock() {
+    @ParameterizedTest(name = "over {0}")
+    @ValueSource(strings = {"ipc", "udp"})
+    void aChainOfRanksExchangesTensorsBothWaysAtOnceWithoutDeadlock(String transport) {
         int world = 3;
-        List<Workers.Result> results = Workers.run(world, "peers", Workers.jobEnv(world, aeronDir, Duration.ofSeconds(20)),
-                rank -> List.of(), Duration.ofSeconds(90));
+        java.util.Map<String, String> env = Workers.jobEnv(world, aeronDir, Duration.ofSeconds(20));
+        env.put("DTRAIN_TRANSPORT", transport);
+        List<Workers.Result> results = Workers.run(world, "peers", env, rank -> List.of(), Duration.ofSeconds(90));
         long payload = 6L * 4 * 300 * 256 * 8 + 4 + 48;
         for (Workers.Result r : results) {
             assertEquals(0, r.exitCode(), r::toString);
