@@ -3,8 +3,6 @@ package io.dtrain.train;
 import io.dtrain.checkpoint.Checkpoint;
 import io.dtrain.checkpoint.CheckpointWriter;
 import io.dtrain.checkpoint.ShardedCheckpointWriter;
-import io.dtrain.model.ParamLayout;
-import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.TrainConfig;
 import io.dtrain.data.loader.BatchLoader;
@@ -18,13 +16,12 @@ import io.dtrain.metrics.Tracer;
 import io.dtrain.config.ConfigException;
 import io.dtrain.model.GptModel;
 import io.dtrain.model.GptNames;
+import io.dtrain.model.ParamLayout;
 import io.dtrain.model.StagePartition;
+import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.parallel.pipeline.PipelineSchedule;
 import io.dtrain.pipeline.PipelineGroups;
 import io.dtrain.pipeline.StageExecutor;
-import org.nd4j.linalg.indexing.NDArrayIndex;
-import java.util.ArrayList;
-import java.util.List;
 import io.dtrain.train.dp.DataParallelSync;
 import io.dtrain.train.dp.GradientBuckets;
 import io.dtrain.train.dp.ZeroOneSharding;
@@ -32,12 +29,15 @@ import io.dtrain.optim.AdamW;
 import io.dtrain.optim.GradClipper;
 import io.dtrain.optim.LrSchedule;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
@@ -144,9 +144,6 @@ public final class Trainer implements AutoCloseable {
         this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), totalSteps, run.dataParallelSize());
         this.evaluator = valData == null ? null
                 : new Evaluator(model, valData, cfg.training().microBatch(), cfg.training().evalBatches());
-        if (stages > 1 && (dp == null) != (pipe.replicas() == 1)) {
-            throw new IllegalStateException("pipeline context without its data-parallel sync");
-        }
         this.buckets = dp != null && zero == null ? dp.useBuckets(stageRanges(model),
                 model.layout().size(), GradientBuckets.elementsPerBucket(cfg.parallel().dpBucketMb(),
                         model.dataType().width())) : null;
@@ -362,28 +359,9 @@ public final class Trainer implements AutoCloseable {
         }
         // One pass for the norm; only a non-finite norm pays for the pass that names the offending tensor.
         double norm = zero != null ? zero.globalNorm(grads) : GradClipper.globalNorm(grads);
-        boolean skipped = false;
-        if (!Double.isFinite(loss) || !Double.isFinite(norm)) {
-            Optional<GradClipper.NonFinite> bad = zero == null ? GradClipper.firstNonFinite(model.layout(), grads)
-                    : GradClipper.firstNonFinite(model.layout(), grads, zero.from(), zero.to());
-            String what = bad.isPresent() ? bad.get().message() : !Double.isFinite(loss)
-                    ? "non-finite loss (" + loss + ")"
-                    : "non-finite gradient norm (" + norm + ") from another rank's ZeRO-1 shard (see its log)";
-            if (!"skip".equals(cfg.training().onNonFinite())) {
-                throw new TrainingException("step " + (step + 1) + ": " + what
-                        + "; stopping (set training.on_non_finite=skip to skip such steps, or lower optimizer.lr)");
-            }
-            skipped = true;
-            if (run.isLogger()) {
-                out.printf(Locale.ROOT, "step %d: %s; update skipped (training.on_non_finite=skip)%n", step + 1, what);
-            }
-        } else {
-            adamw.step(params, grads, lr, GradClipper.clipFactor(norm, cfg.optimizer().gradClip()));
-            if (zero != null) {
-                zero.allGatherParameters(params);
-            }
-            model.setParams(params);
-        }
+        boolean skipped = !updateOrSkip(loss, norm, lr, () -> zero == null
+                ? GradClipper.firstNonFinite(model.layout(), grads)
+                : GradClipper.firstNonFinite(model.layout(), grads, zero.from(), zero.to()), "another rank's ZeRO-1 shard");
         long o1 = System.nanoTime();
         // One process has no communication: its division by the micro-batch count is optimizer work.
         boolean communicated = run.dataParallelSize() > 1;
@@ -444,24 +422,8 @@ public final class Trainer implements AutoCloseable {
         double norm = Math.sqrt(totals[1]);
         long o0 = System.nanoTime();
         tracer.span("gradient_sync", "comm", s0, o0);
-        boolean skipped = false;
-        if (!Double.isFinite(loss) || !Double.isFinite(norm)) {
-            Optional<GradClipper.NonFinite> bad = GradClipper.firstNonFinite(model.layout(), grads);
-            String what = bad.isPresent() ? bad.get().message() : !Double.isFinite(loss)
-                    ? "non-finite loss (" + loss + ")"
-                    : "non-finite gradient norm (" + norm + ") from another pipeline stage (see its log)";
-            if (!"skip".equals(cfg.training().onNonFinite())) {
-                throw new TrainingException("step " + (step + 1) + ": " + what
-                        + "; stopping (set training.on_non_finite=skip to skip such steps, or lower optimizer.lr)");
-            }
-            skipped = true;
-            if (run.isLogger()) {
-                out.printf(Locale.ROOT, "step %d: %s; update skipped (training.on_non_finite=skip)%n", step + 1, what);
-            }
-        } else {
-            adamw.step(params, grads, lr, GradClipper.clipFactor(norm, cfg.optimizer().gradClip()));
-            model.setParams(params);
-        }
+        boolean skipped = !updateOrSkip(loss, norm, lr, () -> GradClipper.firstNonFinite(model.layout(), grads),
+                "another pipeline stage");
         long o1 = System.nanoTime();
         tracer.span("optimizer", "optimizer", o0, o1);
         tracer.span("step " + (step + 1), "step", t0, o1);
@@ -475,6 +437,35 @@ public final class Trainer implements AutoCloseable {
         step++;
         stepsRun++;
         return s;
+    }
+
+    /**
+     * AdamW on the clipped gradients and the new parameters into the graphs; or, when the loss or the gradient norm
+     * is not finite, stop or skip the update as training.on_non_finite says, naming the first offending tensor this
+     * rank holds ({@code culprit}) or else {@code elsewhere}. Returns true when the update was applied.
+     */
+    private boolean updateOrSkip(double loss, double norm, double lr,
+                                 java.util.function.Supplier<Optional<GradClipper.NonFinite>> culprit, String elsewhere) {
+        if (Double.isFinite(loss) && Double.isFinite(norm)) {
+            adamw.step(params, grads, lr, GradClipper.clipFactor(norm, cfg.optimizer().gradClip()));
+            if (zero != null) {
+                zero.allGatherParameters(params);
+            }
+            model.setParams(params);
+            return true;
+        }
+        Optional<GradClipper.NonFinite> bad = culprit.get();
+        String what = bad.isPresent() ? bad.get().message() : !Double.isFinite(loss)
+                ? "non-finite loss (" + loss + ")"
+                : "non-finite gradient norm (" + norm + ") from " + elsewhere + " (see its log)";
+        if (!"skip".equals(cfg.training().onNonFinite())) {
+            throw new TrainingException("step " + (step + 1) + ": " + what
+                    + "; stopping (set training.on_non_finite=skip to skip such steps, or lower optimizer.lr)");
+        }
+        if (run.isLogger()) {
+            out.printf(Locale.ROOT, "step %d: %s; update skipped (training.on_non_finite=skip)%n", step + 1, what);
+        }
+        return false;
     }
 
     /** This rank's stage in the last pipelined step (peak live activations, bubble); null without a pipeline. */
