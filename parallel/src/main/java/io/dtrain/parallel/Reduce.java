@@ -3,8 +3,9 @@ package io.dtrain.parallel;
 import org.agrona.UnsafeApi;
 
 /**
- * The add loops: {@code dst[i] = dst[i] + src[i]} (then {@code / n} for AVG at a segment's owner) between two
- * off-heap regions given by absolute address (the caller's buffer and Aeron's term buffer). Plain IEEE float/double
+ * The add loops: {@code dst[i] = dst[i] + src[i]} (then {@code / n} for AVG at a segment's owner), or
+ * {@code out[i] = a[i] + b[i]}, between off-heap regions given by absolute address (the caller's buffer and Aeron's
+ * term buffers). Plain IEEE float/double
  * arithmetic, so a fixed reduction order gives the same bits everywhere.
  *
  * <p>Why raw addresses: these are simple counted loops over {@code Unsafe} accesses, which C2 compiles to SIMD code
@@ -14,6 +15,25 @@ import org.agrona.UnsafeApi;
  */
 final class Reduce {
     private Reduce() {
+    }
+
+    /** {@code out[i] = a[i] + b[i]}: reduces a received frame straight into the claim of the frame that forwards it. */
+    static void addFloatsTo(long out, long a, long b, int count) {
+        for (int i = 0; i < count; i++) {
+            long at = (long) i << 2;
+            UnsafeApi.putFloat(out + at, UnsafeApi.getFloat(a + at) + UnsafeApi.getFloat(b + at));
+        }
+    }
+
+    static void addDoublesTo(long out, long a, long b, int count) {
+        for (int i = 0; i < count; i++) {
+            long at = (long) i << 3;
+            UnsafeApi.putDouble(out + at, UnsafeApi.getDouble(a + at) + UnsafeApi.getDouble(b + at));
+        }
+    }
+
+    static void copy(long dst, long src, long bytes) {
+        UnsafeApi.copyMemory(src, dst, bytes);
     }
 
     static void addFloats(long dst, long src, int count) {

@@ -18,16 +18,17 @@ import org.agrona.DirectBuffer;
 import org.agrona.MutableDirectBuffer;
 import org.agrona.concurrent.BackoffIdleStrategy;
 import org.agrona.concurrent.IdleStrategy;
-import org.agrona.concurrent.UnsafeBuffer;
 
 /**
  * The ring of one process group: a publication to the next member and a subscription from the previous one, and
  * the collectives on top. Runs on the communication thread only (one op at a time), allocation-free per frame.
  *
- * <p>All collectives are pipelined ring passes over frames: the frame a member sends at ring step g is the one it
- * received (and reduced) at step g-1, so sending, receiving and adding overlap at frame granularity. A segment is
- * reduced along the ring in a fixed order, its final value (divided by the group size for AVG) is computed once by
- * its owner and then only copied around, so every member gets the same bits on every run.
+ * <p>All collectives are pipelined ring passes over frames, slice by slice (1 MiB chunks of every segment): the
+ * frame a member sends at ring step g > 0 is the one it received at step g-1, reduced or copied straight from the
+ * incoming term buffer into the outgoing one in the same pass, so sending, receiving and adding overlap at frame
+ * granularity and each byte is touched as few times as the ring allows. A segment is reduced along the ring in a
+ * fixed order, its final value (divided by the group size for AVG) is computed once by its owner and then only
+ * copied around, so every member gets the same bits on every run.
  */
 final class Ring implements AutoCloseable {
     // Small on purpose: the three terms of an ipc publication (12 MiB) stay in the last-level cache, so writing a frame
@@ -38,6 +39,11 @@ final class Ring implements AutoCloseable {
     static final String UDP_TERM_LENGTH = "8m";
     static final int LOOPBACK_MTU = 65504;
     static final int NETWORK_MTU = 8192;
+    /**
+     * Frames per chunk of a slice (see {@link #runRing}): 16 x 64 KiB = 1 MiB, half the smallest publication window
+     * (ipc: term/2 = 2 MiB; udp: 4 MiB), so a received frame waiting for room to forward it always gets it.
+     */
+    static final int CHUNK_FRAMES = 16;
     private static final long NOT_CONNECTED_GRACE_NS = TimeUnit.SECONDS.toNanos(1);
     /**
      * Benchmark/diagnosis option: cap what this process sends per ring at DTRAIN_TRANSPORT_THROTTLE bytes/s (0 =
@@ -77,7 +83,6 @@ final class Ring implements AutoCloseable {
     private Image image;
     private final int maxPayloadBytes;
     private final BufferClaim claim = new BufferClaim();
-    private final UnsafeBuffer local = new UnsafeBuffer(0, 0);
     private final IdleStrategy idle = new BackoffIdleStrategy(20, 50, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(100));
     private final FrameReceiver receiver = new FrameReceiver();
     final AtomicLong bytesSent = new AtomicLong();
@@ -94,9 +99,13 @@ final class Ring implements AutoCloseable {
     private int misc;
     private long baseAddress;
     private int frameElements;
+    private long chunkElements;
+    private int slices;
     private int steps;
     private int reduceSteps;
     private int shift;
+    private final Cursor send = new Cursor();
+    private final Cursor recv = new Cursor();
     private long lastProgressNs;
     private long notConnectedSinceNs;
 
@@ -239,7 +248,7 @@ final class Ring implements AutoCloseable {
             }
             if (received < frames) {
                 long offset = received * frameElements;
-                if (poll(0, offset, (int) Math.min(frameElements, totalElements - offset), false, false)) {
+                if (poll(0, offset, (int) Math.min(frameElements, totalElements - offset), false, false, false)) {
                     received++;
                     work++;
                 }
@@ -259,6 +268,7 @@ final class Ring implements AutoCloseable {
         this.misc = Frame.misc(buffer.type(), op);
         this.baseAddress = buffer.address();
         this.frameElements = Math.max(1, maxPayloadBytes / type.bytes());
+        this.chunkElements = (long) CHUNK_FRAMES * frameElements;
         this.notConnectedSinceNs = 0;
     }
 
@@ -277,66 +287,113 @@ final class Ring implements AutoCloseable {
         return sendSegment(step + 1);
     }
 
-    private int framesIn(int segment) {
-        long length = segmentStart[segment + 1] - segmentStart[segment];
-        return (int) ((length + frameElements - 1) / frameElements);
+    private long chunkStart(int slice, int segment) {
+        return segmentStart[segment] + (long) slice * chunkElements;
+    }
+
+    /** Frames of the chunk of {@code segment} in {@code slice}; 0 past the segment's end (short segments, tails). */
+    private int framesIn(int slice, int segment) {
+        long start = chunkStart(slice, segment);
+        long end = Math.min(segmentStart[segment + 1], start + chunkElements);
+        return start >= end ? 0 : (int) ((end - start + frameElements - 1) / frameElements);
     }
 
     /**
-     * Ring steps 0..steps-1: at step g send segment (index - g + shift) and receive segment (index - g - 1 + shift),
-     * reducing for g < reduceSteps (dividing by size at the last reduce step for AVG), copying after. A frame is sent
-     * once it was received at the previous step; a frame is received only after this member sent the frame at the
-     * same position, so a copy never overwrites data that still has to go out.
+     * The ring over slices: every segment is cut into chunks of {@link #CHUNK_FRAMES} frames, and slice l (chunk l of
+     * every segment) goes through ring steps 0..steps-1: at step g send chunk (index - g + shift) and receive chunk
+     * (index - g - 1 + shift), reducing for g < reduceSteps (dividing by size at the last reduce step for AVG),
+     * copying after. Slices follow each other without a pause: the wire order is (slice, step, frame) on every link.
+     *
+     * <p>Only step 0 sends from the caller's buffer. Every later frame is sent by the receive of the same chunk one
+     * step earlier, in one pass over the received frame (see {@link FrameReceiver}): reduce (or copy) it straight into
+     * the claim of the frame that forwards it. So a received frame must wait until the sender is exactly at its
+     * forward; with chunks of at most a quarter of a publication's window, every link always has room for that,
+     * whatever the other members do (no cycle of full links), which the whole-segment ring of before could not
+     * give. The last step's frames are only copied, once this member sent what it overwrites.
      */
     private void runRing(int steps, int reduceSteps, int shift) {
+        if (steps == 0) {
+            return; // a group of one
+        }
         throttleStartNs = 0;
         throttledBytes = 0;
         this.steps = steps;
         this.reduceSteps = reduceSteps;
         this.shift = shift;
-        int sendStep = 0;
-        int sendFrame = 0;
-        int recvStep = 0;
-        int recvFrame = 0;
-        while (sendStep < steps && sendFrame >= framesIn(sendSegment(sendStep))) {
-            sendStep++;
+        long longestSegment = 0;
+        for (int s = 0; s < size; s++) {
+            longestSegment = Math.max(longestSegment, segmentStart[s + 1] - segmentStart[s]);
         }
-        while (recvStep < steps && recvFrame >= framesIn(recvSegment(recvStep))) {
-            recvStep++;
-        }
+        slices = (int) ((longestSegment + chunkElements - 1) / chunkElements);
+        send.start();
+        recv.start();
         lastProgressNs = System.nanoTime();
-        while (sendStep < steps || recvStep < steps) {
+        while (!send.done() || !recv.done()) {
             int work = 0;
-            if (sendStep < steps
-                    && (sendStep == 0 || recvStep > sendStep - 1 || (recvStep == sendStep - 1 && recvFrame > sendFrame))) {
-                int segment = sendSegment(sendStep);
-                long offset = segmentStart[segment] + (long) sendFrame * frameElements;
+            if (!send.done() && send.step == 0) {
+                int segment = sendSegment(0);
+                long offset = chunkStart(send.slice, segment) + (long) send.frame * frameElements;
                 int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
-                if (offer(sendStep, offset, count)) {
+                if (offer(0, offset, count)) {
                     work++;
-                    sendFrame++;
-                    while (sendStep < steps && sendFrame >= framesIn(sendSegment(sendStep))) {
-                        sendStep++;
-                        sendFrame = 0;
-                    }
+                    send.advance();
                 }
             }
-            if (recvStep < steps && (sendStep > recvStep || (sendStep == recvStep && sendFrame > recvFrame))) {
-                int segment = recvSegment(recvStep);
-                long offset = segmentStart[segment] + (long) recvFrame * frameElements;
-                int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
-                boolean reduce = recvStep < reduceSteps;
-                boolean average = reduceOp == ReduceOp.AVG && recvStep == reduceSteps - 1;
-                if (poll(recvStep, offset, count, reduce, average)) {
-                    work++;
-                    recvFrame++;
-                    while (recvStep < steps && recvFrame >= framesIn(recvSegment(recvStep))) {
-                        recvStep++;
-                        recvFrame = 0;
+            if (!recv.done()) {
+                boolean forward = recv.step + 1 < steps;
+                if (forward ? send.isAt(recv.slice, recv.step + 1, recv.frame) : send.isAfter(recv.slice, recv.step, recv.frame)) {
+                    int segment = recvSegment(recv.step);
+                    long offset = chunkStart(recv.slice, segment) + (long) recv.frame * frameElements;
+                    int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
+                    boolean reduce = recv.step < reduceSteps;
+                    boolean last = recv.step == reduceSteps - 1;
+                    if (poll(recv.step, offset, count, reduce, last, forward)) {
+                        work++;
+                        recv.advance();
+                        if (forward) {
+                            send.advance();
+                        }
                     }
                 }
             }
             progress(work);
+        }
+    }
+
+    /** A position (slice, step, frame) in the order frames go over a link; never at an empty chunk. */
+    private final class Cursor {
+        int slice;
+        int step;
+        int frame;
+
+        void start() {
+            slice = 0;
+            step = 0;
+            frame = -1;
+            advance();
+        }
+
+        void advance() {
+            frame++;
+            while (slice < slices && frame >= framesIn(slice, this == send ? sendSegment(step) : recvSegment(step))) {
+                frame = 0;
+                if (++step == steps) {
+                    step = 0;
+                    slice++;
+                }
+            }
+        }
+
+        boolean done() {
+            return slice >= slices;
+        }
+
+        boolean isAt(int slice, int step, int frame) {
+            return this.slice == slice && this.step == step && this.frame == frame;
+        }
+
+        boolean isAfter(int slice, int step, int frame) {
+            return this.slice != slice ? this.slice > slice : this.step != step ? this.step > step : this.frame > frame;
         }
     }
 
@@ -387,10 +444,26 @@ final class Ring implements AutoCloseable {
         return throttledBytes <= paidBytes;
     }
 
+    /** Sends one frame of the caller's buffer (ring step 0). */
     private boolean offer(int step, long elementOffset, int count) {
+        long result = claimFrame(step, elementOffset, count);
+        if (result <= 0) {
+            return checkNotSent(result);
+        }
+        int bytes = count * type.bytes();
+        Reduce.copy(claimedPayload(), baseAddress + elementOffset * type.bytes(), bytes);
+        commitFrame(bytes);
+        return true;
+    }
+
+    /**
+     * Claims the next frame on the publication and writes its header: the new position (> 0), or Aeron's reason it
+     * cannot go now (< 0), or 0 while throttled. The payload follows at {@link #claimedPayload}.
+     */
+    private long claimFrame(int step, long elementOffset, int count) {
         int payloadBytes = count * type.bytes();
         if (THROTTLE_BYTES_PER_S > 0 && !throttleAllows(Frame.HEADER_LENGTH + payloadBytes)) {
-            return false;
+            return 0;
         }
         long result = publication.tryClaim(Frame.HEADER_LENGTH + payloadBytes, claim);
         if (result > 0) {
@@ -405,16 +478,25 @@ final class Ring implements AutoCloseable {
             buffer.putLong(at + Frame.TOTAL_OFFSET, totalElements);
             buffer.putInt(at + Frame.COUNT_OFFSET, count);
             buffer.putInt(at + Frame.MISC_OFFSET, misc);
-            local.wrap(baseAddress + elementOffset * type.bytes(), payloadBytes);
-            buffer.putBytes(at + Frame.HEADER_LENGTH, local, 0, payloadBytes);
-            claim.commit();
-            bytesSent.addAndGet(Frame.HEADER_LENGTH + payloadBytes);
-            throttledBytes += Frame.HEADER_LENGTH + payloadBytes;
-            notConnectedSinceNs = 0;
-            comm.frameSent();
-            return true;
         }
-        if (result == Publication.BACK_PRESSURED || result == Publication.ADMIN_ACTION) {
+        return result;
+    }
+
+    private long claimedPayload() {
+        return claim.buffer().addressOffset() + claim.offset() + Frame.HEADER_LENGTH;
+    }
+
+    private void commitFrame(int payloadBytes) {
+        claim.commit();
+        bytesSent.addAndGet(Frame.HEADER_LENGTH + payloadBytes);
+        throttledBytes += Frame.HEADER_LENGTH + payloadBytes;
+        notConnectedSinceNs = 0;
+        comm.frameSent();
+    }
+
+    /** A claim that failed: false if the frame may go later (back pressure, throttle), else the failure. */
+    private boolean checkNotSent(long result) {
+        if (result == 0 || result == Publication.BACK_PRESSURED || result == Publication.ADMIN_ACTION) {
             return false;
         }
         if (result == Publication.NOT_CONNECTED) {
@@ -436,33 +518,52 @@ final class Ring implements AutoCloseable {
         throw comm.fail(this, "unexpected Aeron offer result " + result, true);
     }
 
-    /** Consumes the next frame if it is there; it must be the one expected at (step, elementOffset, count). */
-    private boolean poll(int step, long elementOffset, int count, boolean reduce, boolean average) {
-        receiver.expect(step, elementOffset, count, reduce, average);
+    /**
+     * Consumes the next frame if it is there; it must be the one expected at (step, elementOffset, count). With
+     * {@code forward}, only together with sending its content on at step + 1 (which may have to wait).
+     */
+    private boolean poll(int step, long elementOffset, int count, boolean reduce, boolean last, boolean forward) {
+        receiver.expect(step, elementOffset, count, reduce, reduce && last && reduceOp == ReduceOp.AVG, reduce && !last, forward);
         int fragments = image.controlledPoll(receiver, 1);
         if (receiver.error != null) {
             String error = receiver.error;
             receiver.error = null;
             throw comm.fail(this, error, true);
         }
+        if (receiver.notForwarded != 1) {
+            long result = receiver.notForwarded;
+            receiver.notForwarded = 1;
+            return checkNotSent(result);
+        }
         return fragments > 0 && receiver.received;
     }
 
+    /**
+     * Takes one frame out of the term buffer in one pass: a frame that goes on at the next step is reduced (or copied)
+     * straight into the claim of that next frame, so the partial sums of intermediate steps never touch the caller's
+     * buffer (it is overwritten by the final values later); the caller's buffer gets only final values and copies.
+     */
     private final class FrameReceiver implements ControlledFragmentHandler {
         private int step;
         private long elementOffset;
         private int count;
         private boolean reduce;
         private boolean average;
+        private boolean partial;
+        private boolean forward;
         boolean received;
+        /** The claim result that kept a frame to forward in the term buffer (1 = none). */
+        long notForwarded = 1;
         String error;
 
-        void expect(int step, long elementOffset, int count, boolean reduce, boolean average) {
+        void expect(int step, long elementOffset, int count, boolean reduce, boolean average, boolean partial, boolean forward) {
             this.step = step;
             this.elementOffset = elementOffset;
             this.count = count;
             this.reduce = reduce;
             this.average = average;
+            this.partial = partial;
+            this.forward = forward;
             this.received = false;
         }
 
@@ -498,28 +599,57 @@ final class Ring implements AutoCloseable {
                         + " (a different chunk size, DTRAIN_CHUNK_BYTES, or transport MTU on that rank?)";
                 return Action.CONTINUE;
             }
-            int payload = offset + Frame.HEADER_LENGTH;
-            if (!reduce) {
-                local.wrap(baseAddress + elementOffset * type.bytes(), count * type.bytes());
-                local.putBytes(0, buffer, payload, count * type.bytes());
-            } else {
-                // Bounds were checked above (length matches count) and by FlatBuffer (the buffer holds the range).
-                long dst = baseAddress + elementOffset * type.bytes();
-                long src = buffer.addressOffset() + payload;
-                if (type == ElementType.FLOAT32) {
-                    if (average) {
-                        Reduce.addFloatsDivide(dst, src, count, size);
-                    } else {
-                        Reduce.addFloats(dst, src, count);
-                    }
-                } else if (average) {
-                    Reduce.addDoublesDivide(dst, src, count, size);
-                } else {
-                    Reduce.addDoubles(dst, src, count);
+            int bytes = count * type.bytes();
+            // Bounds were checked above (length matches count) and by FlatBuffer (the buffer holds the range).
+            long own = baseAddress + elementOffset * type.bytes();
+            long src = buffer.addressOffset() + offset + Frame.HEADER_LENGTH;
+            if (forward) {
+                long result = claimFrame(step + 1, elementOffset, count);
+                if (result <= 0) {
+                    notForwarded = result;
+                    return Action.ABORT; // stays in the term buffer until the next frame can go
                 }
+                long out = claimedPayload();
+                if (partial) {
+                    addTo(out, own, src);
+                } else {
+                    if (reduce) {
+                        add(own, src);
+                    } else {
+                        Reduce.copy(own, src, bytes);
+                    }
+                    Reduce.copy(out, reduce ? own : src, bytes);
+                }
+                commitFrame(bytes);
+            } else if (reduce) {
+                add(own, src);
+            } else {
+                Reduce.copy(own, src, bytes);
             }
             received = true;
             return Action.CONTINUE;
+        }
+
+        private void add(long dst, long src) {
+            if (type == ElementType.FLOAT32) {
+                if (average) {
+                    Reduce.addFloatsDivide(dst, src, count, size);
+                } else {
+                    Reduce.addFloats(dst, src, count);
+                }
+            } else if (average) {
+                Reduce.addDoublesDivide(dst, src, count, size);
+            } else {
+                Reduce.addDoubles(dst, src, count);
+            }
+        }
+
+        private void addTo(long out, long a, long b) {
+            if (type == ElementType.FLOAT32) {
+                Reduce.addFloatsTo(out, a, b, count);
+            } else {
+                Reduce.addDoublesTo(out, a, b, count);
+            }
         }
     }
 

@@ -27,6 +27,8 @@ class ReduceTest {
             Reduce.addFloatsDivide(a.addressOffset(), b.addressOffset(), 1 << 14, 2);
             Reduce.addDoubles(a.addressOffset(), b.addressOffset(), 1 << 13);
             Reduce.addDoublesDivide(a.addressOffset(), b.addressOffset(), 1 << 13, 2);
+            Reduce.addFloatsTo(a.addressOffset(), a.addressOffset(), b.addressOffset(), 1 << 14);
+            Reduce.addDoublesTo(a.addressOffset(), a.addressOffset(), b.addressOffset(), 1 << 13);
         }
     }
 
@@ -83,6 +85,47 @@ class ReduceTest {
                     assertEquals(Double.doubleToRawLongBits(expected[i]), Double.doubleToRawLongBits(dst.getDouble(i * 8)),
                             "count " + count + " divisor " + divisor + " element " + i);
                 }
+            }
+        }
+    }
+
+    /** The fused ring reduces a received frame into the claim of the next one: {@code out = own + received}. */
+    @Test
+    void sumsIntoAThirdRegionMatchScalarArithmeticBitForBit() {
+        Random random = new Random(3);
+        for (int count : COUNTS) {
+            UnsafeBuffer a = direct(count * 8 + 64, 0);
+            UnsafeBuffer b = direct(count * 8 + 64, 4);
+            UnsafeBuffer out = direct(count * 8 + 64, 12);
+            float[] fa = new float[count + 4];
+            float[] fb = new float[count + 4];
+            for (int i = 0; i < count + 4; i++) {
+                fa[i] = (float) (random.nextGaussian() * Math.pow(10, random.nextInt(9) - 4));
+                fb[i] = (float) (random.nextGaussian() * Math.pow(10, random.nextInt(9) - 4));
+                a.putFloat(i * 4, fa[i]);
+                b.putFloat(i * 4, fb[i]);
+                out.putFloat(i * 4, -1f);
+            }
+            Reduce.addFloatsTo(out.addressOffset(), a.addressOffset(), b.addressOffset(), count);
+            for (int i = 0; i < count + 4; i++) {
+                float expected = i >= count ? -1f : fa[i] + fb[i];
+                assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(out.getFloat(i * 4)),
+                        "float count " + count + " element " + i);
+            }
+            double[] da = new double[count + 2];
+            double[] db = new double[count + 2];
+            for (int i = 0; i < count + 2; i++) {
+                da[i] = random.nextGaussian() * Math.pow(10, random.nextInt(17) - 8);
+                db[i] = random.nextGaussian() * Math.pow(10, random.nextInt(17) - 8);
+                a.putDouble(i * 8, da[i]);
+                b.putDouble(i * 8, db[i]);
+                out.putDouble(i * 8, -1d);
+            }
+            Reduce.addDoublesTo(out.addressOffset(), a.addressOffset(), b.addressOffset(), count);
+            for (int i = 0; i < count + 2; i++) {
+                double expected = i >= count ? -1d : da[i] + db[i];
+                assertEquals(Double.doubleToRawLongBits(expected), Double.doubleToRawLongBits(out.getDouble(i * 8)),
+                        "double count " + count + " element " + i);
             }
         }
     }

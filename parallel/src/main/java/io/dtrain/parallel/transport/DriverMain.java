@@ -16,8 +16,8 @@ import org.agrona.concurrent.status.CountersReader;
  * The per-host Aeron media driver, run as its own process so a worker's death cannot take it down:
  * {@code java -cp ... io.dtrain.parallel.transport.DriverMain AERON_DIR IDLE_EXIT_SECONDS}.
  *
- * <p>Tuned for few cores: one SHARED agent with a backoff idle strategy (busy spinning starved the workers on
- * 2 cores; DEDICATED and SHARED_NETWORK threads were no faster for udp on loopback there, under load), 4 MiB
+ * <p>Tuned for few cores: SHARED_NETWORK threads (conductor; sender + receiver) with backoff idle strategies
+ * (busy spinning starved the workers on 2 cores; DEDICATED, three threads, was slower than SHARED there), 4 MiB
  * socket buffers. It exits, deleting its directory, once no Aeron client has been connected for IDLE_EXIT_SECONDS:
  * that is how the job's driver is removed when the job ends, even if workers were killed.
  */
@@ -74,10 +74,14 @@ public final class DriverMain {
                 .aeronDirectoryName(aeronDir)
                 .dirDeleteOnStart(true)
                 .dirDeleteOnShutdown(true)
-                .threadingMode(ThreadingMode.SHARED)
+                // Conductor on one thread, sender + receiver on another: over udp both network directions of every local
+                // rank go through the driver, and sharing one thread with the conductor (which also zeroes every
+                // consumed term byte, see README "Performance") made it the bottleneck at 4 ranks (+40% busbw A/B).
+                .threadingMode(ThreadingMode.SHARED_NETWORK)
                 // The conductor moves each ipc publication's limit (its subscriber's position + term/2), so a parked
                 // conductor stalls the sender: at most 50 us (was 200 us; the timer slack adds ~50 us more).
-                .sharedIdleStrategy(new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(50)))
+                .conductorIdleStrategy(backoff())
+                .sharedNetworkIdleStrategy(backoff())
                 .socketSndbufLength(SOCKET_BUFFER_BYTES)
                 .socketRcvbufLength(SOCKET_BUFFER_BYTES)
                 .initialWindowLength(SOCKET_BUFFER_BYTES)
@@ -88,6 +92,10 @@ public final class DriverMain {
                 .imageLivenessTimeoutNs(TimeUnit.SECONDS.toNanos(20))
                 .publicationUnblockTimeoutNs(TimeUnit.SECONDS.toNanos(30))
                 .warnIfDirectoryExists(false);
+    }
+
+    private static BackoffIdleStrategy backoff() {
+        return new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(50));
     }
 
     /** Re-checks under the job's driver lock so a worker that is just connecting never loses its driver. */

@@ -48,7 +48,9 @@ public final class MediaDriverProcess {
                     if (!Files.exists(lockFile)) {
                         continue; // an exiting driver removed the file we locked: lock the new one
                     }
-                    if (!CommonContext.isDriverActive(aeronDir.toFile(), 2_000, message -> { })) {
+                    // A driver starved of CPU on a busy host can miss its heartbeat for seconds; judging it dead too
+                    // early would start a second driver over the live one's files.
+                    if (!CommonContext.isDriverActive(aeronDir.toFile(), 10_000, message -> { })) {
                         start(aeronDir, idleExitSeconds, startTimeout);
                     }
                     return connect.get();
