@@ -7,7 +7,7 @@ import java.util.Map;
 
 /**
  * The activation buffers each stage keeps between a micro-batch's forward and its backward (the stage's input,
- * from which the backward recomputes the forward; on the last stage the input gradient, computed at the forward). Counts live buffers per stage and remembers the peak, which
+ * from which the backward recomputes the forward). Counts live buffers per stage and remembers the peak, which
  * is what a schedule's memory claim is about: GPipe M, 1F1B at most P - rank.
  */
 public final class ActivationRegistry {

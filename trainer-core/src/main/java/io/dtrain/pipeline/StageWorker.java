@@ -21,8 +21,7 @@ import java.util.Map;
  * <p>Which micro-batches keep their activations follows from the program: a forward whose micro-batch has a
  * backward later stores its input in the {@link ActivationRegistry}; without one (evaluation) nothing is kept
  * and the last stage computes the loss at the forward. In training the last stage computes loss and gradients in
- * one pass at the forward, scaled by {@code lossScale} (1/M: the step's loss is the mean over micro-batches), and
- * keeps the input gradient until its backward op passes it upstream.
+ * one pass at the backward, scaled by {@code lossScale} (1/M: the step's loss is the mean over micro-batches).
  */
 public final class StageWorker {
     private final GptModel model;
@@ -132,13 +131,8 @@ public final class StageWorker {
         INDArray x = first ? model.embedding().forward(mb.inputs()) : take(receivedActivations, op, "received activation");
         DropoutKeys k = keys == null ? null : keys[m];
         if (withBackward.get(m)) {
-            if (last) {
-                // The last stage computes loss and gradients in one pass as soon as the activation arrives (its
-                // backward op then only hands the input gradient on), so under GPipe it works during the forward
-                // phase instead of idling until the first backward. Same additions in the same order as at the op.
-                registry.store(stage, m, lossAndBackward(m, mb, x, k));
-            } else {
-                registry.store(stage, m, x);
+            registry.store(stage, m, x);
+            if (!last) {
                 activationsToSend.put(m, graph.forward(x, k));
             }
         } else if (last) {
@@ -156,7 +150,20 @@ public final class StageWorker {
         INDArray x = registry.release(stage, m);
         INDArray gradInput;
         if (last) {
-            gradInput = x; // computed at the forward op
+            LastStageResult r = graph.lossAndBackward(x, mb.targets(), k);
+            lossSum += r.loss();
+            losses++;
+            for (INDArray g : r.paramGrads().values()) {
+                g.muli(lossScale);
+            }
+            new StageBackward(r.gradInput(), r.paramGrads()).addParamGradsInto(model.layout(), flatGrads);
+            if (r.headWeightGrad() != null) {
+                // kept apart: in a pipeline the tied head's wte replica lives on the last stage and its gradient
+                // is summed into stage 0's wte gradient by the embedding group (see PipelineResult)
+                INDArray scaled = r.headWeightGrad().mul(lossScale);
+                headGradSum = headGradSum == null ? scaled : headGradSum.addi(scaled);
+            }
+            gradInput = r.gradInput().muli(lossScale);
         } else {
             StageBackward b = graph.backward(x, take(receivedGrads, op, "received gradient"), k);
             b.addParamGradsInto(model.layout(), flatGrads);
@@ -167,24 +174,6 @@ public final class StageWorker {
         } else {
             gradsToSend.put(m, gradInput);
         }
-    }
-
-    /** Loss and gradients of the last stage for micro-batch m; adds the parameter gradients, returns dL/d(input). */
-    private INDArray lossAndBackward(int m, MicroBatch mb, INDArray x, DropoutKeys k) {
-        LastStageResult r = graph.lossAndBackward(x, mb.targets(), k);
-        lossSum += r.loss();
-        losses++;
-        for (INDArray g : r.paramGrads().values()) {
-            g.muli(lossScale);
-        }
-        new StageBackward(r.gradInput(), r.paramGrads()).addParamGradsInto(model.layout(), flatGrads);
-        if (r.headWeightGrad() != null) {
-            // kept apart: in a pipeline the tied head's wte replica lives on the last stage and its gradient
-            // is summed into stage 0's wte gradient by the embedding group (see PipelineResult)
-            INDArray scaled = r.headWeightGrad().mul(lossScale);
-            headGradSum = headGradSum == null ? scaled : headGradSum.addi(scaled);
-        }
-        return r.gradInput().muli(lossScale);
     }
 
     private MicroBatch microbatch(Op op) {
