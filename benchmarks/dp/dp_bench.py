@@ -31,8 +31,8 @@ def parse_args():
                    help="sequences per step, both layouts (default 16: one micro-batch of 8 per rank at 2 ranks)")
     p.add_argument("--micro-batch", type=int, default=8, help="sequences per forward/backward (default 8, the config's)")
     p.add_argument("--overlap-stages", type=int, default=6,
-                   help="parallel.dp_overlap_stages of the overlap-on runs (default 6 = one block per stage)")
-    p.add_argument("--bucket-mb", type=float, default=25.0, help="parallel.dp_bucket_mb (default 25)")
+                   help="parallel.dp.overlap_stages of the overlap-on runs (default 6 = one block per stage)")
+    p.add_argument("--bucket-mb", type=float, default=25.0, help="parallel.dp.bucket_mb (default 25)")
     p.add_argument("--comm-share", type=float, default=0.30,
                    help="throttled runs: AllReduce time / compute time to calibrate for (default 0.30)")
     p.add_argument("--throttle", type=int, default=0,
@@ -92,8 +92,8 @@ def train_sets(a, run_dir, overlap):
         "data.val": "",                        # no evaluation
         "metrics.peak_flops": "1e11",          # MFU's peak given: skips the GEMM measurement at start
         "output.dir": run_dir,
-        "parallel.dp_overlap_stages": overlap,
-        "parallel.dp_bucket_mb": a.bucket_mb,
+        "parallel.dp.overlap_stages": overlap,
+        "parallel.dp.bucket_mb": a.bucket_mb,
     }
     out = []
     for k, v in sets.items():

@@ -69,7 +69,7 @@ class ReportCommandTest {
         assertEquals(0, run(new ReportCommand(), runDir.toString(), "--format", "md"), err.toString());
         String md = Files.readString(runDir.resolve("report.md"));
         assertTrue(md.contains("- rank 1 waits for data 40% of step time (rule: >= 10%): raise data.workers"), md);
-        assertTrue(md.contains("| 0 | 29 | 100.0 | 1.0% | 89.0% | 9.0% | 0.0% | 1.0% |"), md);
+        assertTrue(md.contains("| 0 | 29 | 100.0 | 1.0% | 89.0% | 9.0% | 0.0% | 0.0% | 1.0% |"), md);
         assertTrue(out.toString().startsWith("rank 1 waits for data 40%"), out.toString());
         assertTrue(out.toString().contains("trace: " + runDir.resolve("trace.json")), out.toString());
         assertTrue(Files.size(runDir.resolve("trace.json")) > 0);

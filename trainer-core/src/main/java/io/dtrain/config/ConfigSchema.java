@@ -207,9 +207,9 @@ public final class ConfigSchema {
                     "serve Prometheus text metrics at http://host:(port + rank)/metrics; 0 = off"),
             bool("metrics.trace", true, "write a Chrome/Perfetto trace of every step's phases (metrics/trace-rankN.json, merged into trace.json)"),
 
-            number("parallel.dp_bucket_mb", 25.0, Range.greaterThan(0),
+            number("parallel.dp.bucket_mb", 25.0, Range.greaterThan(0),
                     "data parallelism: AllReduce gradients in buckets of at most this many MiB (as PyTorch DDP's bucket_cap_mb)"),
-            integer("parallel.dp_overlap_stages", 1, Range.atLeast(1),
+            integer("parallel.dp.overlap_stages", 1, Range.atLeast(1),
                     "data parallelism: split the model into this many stage graphs (<= model.n_layer) so buckets AllReduce while earlier blocks run backward; 1 = no overlap"),
             integer("parallel.pipeline.stages", 1, Range.atLeast(1),
                     "pipeline parallelism: P stages, each a contiguous run of blocks in its own process; world size = P x data-parallel size; micro-batches per step M = global_batch / (micro_batch x DP size)"),

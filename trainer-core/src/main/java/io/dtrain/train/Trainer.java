@@ -44,7 +44,7 @@ import java.util.Optional;
 
 /**
  * The training loop of one rank. Data parallelism plugs in through {@link GradientSync}: gradients are averaged
- * in buckets launched during the backward pass ({@link GradientBuckets}; {@code parallel.dp_overlap_stages > 1}
+ * in buckets launched during the backward pass ({@link GradientBuckets}; {@code parallel.dp.overlap_stages > 1}
  * splits the model so later blocks' buckets overlap earlier blocks' backward), or, with
  * {@code optimizer.shard_state}, reduce-scattered to ZeRO-1 optimizer shards ({@link ZeroOneSharding}).
  *
@@ -113,7 +113,7 @@ public final class Trainer implements AutoCloseable {
                 run.dataParallelRank(), run.dataParallelSize(), cfg.data().seed());
         int overlapStages = cfg.parallel().dpOverlapStages();
         if (overlapStages > cfg.model().nLayer()) {
-            throw new ConfigException(null, -1, "parallel.dp_overlap_stages", "parallel.dp_overlap_stages ("
+            throw new ConfigException(null, -1, "parallel.dp.overlap_stages", "parallel.dp.overlap_stages ("
                     + overlapStages + ") exceeds model.n_layer (" + cfg.model().nLayer() + "): each overlap stage needs"
                     + " at least one block; use 1.." + cfg.model().nLayer());
         }
@@ -165,7 +165,7 @@ public final class Trainer implements AutoCloseable {
                     + " supported together with parallel.pipeline.stages > 1 yet; set one of them off");
         }
         if (overlapStages > 1) {
-            throw new ConfigException(null, -1, "parallel.dp_overlap_stages", "parallel.dp_overlap_stages splits a"
+            throw new ConfigException(null, -1, "parallel.dp.overlap_stages", "parallel.dp.overlap_stages splits a"
                     + " whole model inside one process; with parallel.pipeline.stages > 1 leave it at 1");
         }
     }

@@ -132,6 +132,21 @@ class ConfigLoaderTest {
     }
 
     @Test
+    void nestedKeysReadFromNestedMappingsDottedKeysAndOverrides() {
+        TrainConfig c = load(MINIMAL + "parallel:\n  dp:\n    bucket_mb: 4\n  pipeline:\n    stages: 2\n    schedule: gpipe\n",
+                "parallel.pipeline.partition=1,1");
+        assertEquals(4.0, c.parallel().dpBucketMb());
+        assertEquals(2, c.parallel().pipelineStages());
+        assertEquals("gpipe", c.parallel().pipelineSchedule());
+        assertEquals("1,1", c.parallel().pipelinePartition());
+        // the resolved YAML writes them as dotted keys under their section, and reads back the same
+        TrainConfig again = ConfigLoader.fromResolvedYaml(ConfigLoader.toYaml(c));
+        assertEquals(c.parallel(), again.parallel());
+        assertError(error(MINIMAL + "parallel:\n  dp_bucket_mb: 4\n"), "test.yaml", 6, "parallel.dp_bucket_mb",
+                "test.yaml:6: parallel.dp_bucket_mb: unknown key; did you mean dp.bucket_mb?");
+    }
+
+    @Test
     void unknownKeyFoundInAnotherSectionIsNamedWithItsSection() {
         assertError(error("data:\n  train: corpus\ntraining:\n  steps: 10\n  lr: 0.1\n"), "test.yaml", 5, "training.lr",
                 "test.yaml:5: training.lr: unknown key; did you mean optimizer.lr?");

@@ -14,7 +14,7 @@ import java.util.concurrent.CompletableFuture;
 
 /**
  * Gradient averaging in buckets, as PyTorch DDP does: the flat gradient buffer is cut into buckets of at most
- * {@code parallel.dp_bucket_mb}, none straddling two stage ranges, and a stage's buckets are AllReduced (AVG,
+ * {@code parallel.dp.bucket_mb}, none straddling two stage ranges, and a stage's buckets are AllReduced (AVG,
  * asynchronously) as soon as that stage's backward of the step's last micro-batch has finished, while the earlier
  * stages still compute. Every rank issues the buckets in the same order (last stage first), so the rings agree.
  *
