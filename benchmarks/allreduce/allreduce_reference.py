@@ -17,15 +17,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import parse_size  # noqa: E402
+
 WARMUP_CALLS = 5  # untimed calls per size, as in dtrain's benchmark and nccl-tests
-
-
-def parse_size(text):
-    text = text.strip().lower()
-    for suffix, unit in (("gib", 1 << 30), ("mib", 1 << 20), ("kib", 1 << 10)):
-        if text.endswith(suffix):
-            return int(text[: -len(suffix)]) * unit
-    return int(text)
 
 
 def launch(args):

@@ -23,15 +23,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from benchlib import load1, parse_size  # noqa: E402
 ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
-
-
-def parse_size(text):
-    text = text.strip().lower()
-    for suffix, unit in (("gib", 1 << 30), ("mib", 1 << 20), ("kib", 1 << 10)):
-        if text.endswith(suffix):
-            return int(text[: -len(suffix)]) * unit
-    return int(text)
 
 
 def size_name(size):
@@ -39,11 +33,6 @@ def size_name(size):
         if size >= unit and size % unit == 0:
             return f"{size // unit} {name}"
     return f"{size} B"
-
-
-def load_average():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
 
 
 def systems(args):
@@ -107,7 +96,7 @@ def main():
     for r in range(args.rounds):
         for world in worlds:
             for name in names:
-                load = load_average()
+                load = load1()
                 loads.append(load)
                 command = commands[name](world)
                 t0 = time.time()

@@ -15,10 +15,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import LoadSampler, load1  # noqa: E402
 DTRAIN = os.path.join(ROOT, "bin", "dtrain")
 CONFIG = "configs/gpt-cpu-small.yaml"
 
@@ -46,31 +47,6 @@ def parse_args():
     if a.steps <= a.warmup:
         p.error(f"--steps ({a.steps}) must exceed --warmup ({a.warmup})")
     return a
-
-
-def load1():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-class LoadSampler:
-    """The 1-minute load average every 5 s while a run is going."""
-
-    def __init__(self):
-        self.samples = [load1()]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self):
-        while not self._stop.wait(5):
-            self.samples.append(load1())
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        self.samples.append(load1())
-        return statistics.median(self.samples)
 
 
 def java_command():

@@ -116,12 +116,7 @@ class DpEquivalenceTest {
         assertEquals(Long.parseUnsignedLong(oneSummary.get("sample_digest").asText(), 16), digestSum,
                 "together the ranks trained on exactly the one-rank run's (step, sample) pairs");
 
-        double[] p1 = finalParams(oneDir, oneSets);
-        double[] pn = finalParams(dpDir, dpSets);
-        assertEquals(p1.length, pn.length);
-        for (int i = 0; i < p1.length; i++) {
-            assertEquals(p1[i], pn[i], 1e-9 * Math.max(1e-3, Math.abs(p1[i])), "parameter element " + i);
-        }
+        DpRuns.assertSameFinalParams(oneDir, oneSets, dpDir, dpSets);
     }
 
     /** The same two-rank job, started by hand as a Slurm or Kubernetes wrapper would, repeats the launched run exactly. */

@@ -68,12 +68,7 @@ class DpOverlapTest {
             assertTrue(sent >= expected && sent < expected * 1.03, "rank " + r + " sent " + sent
                     + " bytes in gradient buckets, expected about " + expected);
         }
-        double[] p1 = DpRuns.finalParams(oneRank, setsOne);
-        double[] p2 = DpRuns.finalParams(twoRanks, setsTwo);
-        assertEquals(p1.length, p2.length);
-        for (int i = 0; i < p1.length; i++) {
-            assertEquals(p1[i], p2[i], 1e-9 * Math.max(1e-3, Math.abs(p1[i])), "parameter element " + i);
-        }
+        DpRuns.assertSameFinalParams(oneRank, setsOne, twoRanks, setsTwo);
     }
 
     @Test

@@ -82,12 +82,7 @@ class DpReshardResumeTest {
         assertEquals(Long.parseUnsignedLong(summary(oneRank, 0).get("sample_digest").asText(), 16), digestSum,
                 "together the 3 ranks trained on exactly the 1-rank run's (step, sample) pairs of steps 3-4");
 
-        double[] p1 = finalParams(oneRank, setsOne);
-        double[] p3 = finalParams(threeRanks, setsThree);
-        assertEquals(p1.length, p3.length);
-        for (int i = 0; i < p1.length; i++) {
-            assertEquals(p1[i], p3[i], 1e-9 * Math.max(1e-3, Math.abs(p1[i])), "parameter element " + i);
-        }
+        DpRuns.assertSameFinalParams(oneRank, setsOne, threeRanks, setsThree);
     }
 
     private static void launch(int ranks, List<String> trainArgs) {

@@ -74,6 +74,19 @@ final class DpRuns {
         }
     }
 
+    /** The final parameters of two runs agree element by element within 1e-9 relative (1e-12 absolute near 0). */
+    static void assertSameFinalParams(Path expectedRun, List<String> expectedSets, Path actualRun, List<String> actualSets) {
+        double[] expected = finalParams(expectedRun, expectedSets);
+        double[] actual = finalParams(actualRun, actualSets);
+        if (expected.length != actual.length) {
+            throw new AssertionError("final parameters: " + expected.length + " vs " + actual.length + " elements");
+        }
+        for (int i = 0; i < expected.length; i++) {
+            org.junit.jupiter.api.Assertions.assertEquals(expected[i], actual[i],
+                    1e-9 * Math.max(1e-3, Math.abs(expected[i])), "parameter element " + i);
+        }
+    }
+
     static void assertClose(double expected, double actual, double relTol, String what) {
         double scale = Math.max(Math.abs(expected), 1e-12);
         if (!(Math.abs(expected - actual) <= relTol * scale)) {

@@ -142,12 +142,7 @@ class PipelineTest {
         }
         assertEquals(total + wte, sum, "stage parameters add up to the model plus the last stage's wte replica");
 
-        double[] p1 = finalParams(reference, referenceSets);
-        double[] pp = finalParams(dir, sets(dir, 2));
-        assertEquals(p1.length, pp.length);
-        for (int i = 0; i < p1.length; i++) {
-            assertEquals(p1[i], pp[i], 1e-9 * Math.max(1e-3, Math.abs(p1[i])), "parameter element " + i);
-        }
+        DpRuns.assertSameFinalParams(reference, referenceSets, dir, sets(dir, 2));
     }
 
     /** A checkpoint written by two stage processes resumes in one process: steps 3 and 4 repeat the reference's. */

@@ -221,18 +221,27 @@ final class Communicator implements AutoCloseable {
         }
     }
 
+    /** The failure reported by rank {@code member}, or null. Cheap: a volatile read when healthy. */
+    String failureOf(int member) {
+        Map<Integer, String> current = failures;
+        String reason = current.isEmpty() || member == rank() ? null : current.get(member);
+        if (reason == null) {
+            return null;
+        }
+        return reason.startsWith("rank " + member) ? reason : "rank " + member + " failed: " + reason;
+    }
+
     /** The failure reported by any member of {@code members}, or null. Cheap: a volatile read when healthy. */
     String failureOf(int[] members) {
-        Map<Integer, String> current = failures;
-        if (current.isEmpty()) {
+        if (failures.isEmpty()) {
             return null;
         }
         StringBuilder reasons = null;
         for (int member : members) {
-            String reason = current.get(member);
-            if (reason != null && member != rank()) {
+            String reason = failureOf(member);
+            if (reason != null) {
                 reasons = reasons == null ? new StringBuilder() : reasons.append("; ");
-                reasons.append(reason.startsWith("rank " + member) ? reason : "rank " + member + " failed: " + reason);
+                reasons.append(reason);
             }
         }
         return reasons == null ? null : reasons.toString();
@@ -265,27 +274,12 @@ final class Communicator implements AutoCloseable {
      * (when this rank saw the failure first-hand) and marks the process unusable.
      */
     CollectiveException fail(Ring ring, String reason, boolean firstHand) {
-        String message = ring.describeOp() + " in group " + ring.describeGroup() + " failed on rank " + rank()
-                + ": " + reason;
-        CollectiveException error = new CollectiveException(message);
-        if (broken == null) {
-            broken = error;
-        }
-        log.error(message);
-        System.err.println(threadDump("dtrain thread dump of rank " + rank() + " after: " + message));
-        System.err.flush();
-        if (firstHand && heartbeatStore != null) {
-            try {
-                heartbeatStore.set(RendezvousServer.FAIL_PREFIX + rank(), message);
-            } catch (RuntimeException e) {
-                log.warn("could not report the failure to the rendezvous store: {}", e.getMessage());
-            }
-        }
-        return error;
+        return fail(ring.describeOp() + " in group " + ring.describeGroup() + " failed on rank " + rank() + ": " + reason,
+                firstHand);
     }
 
-    /** Like {@link #fail} for a point-to-point link ({@link PeerLinks}), which has no collective to name. */
-    CollectiveException failPeerLink(String message, boolean firstHand) {
+    /** As above for a failure that is not a collective's (a point-to-point link, {@link PeerLinks}). */
+    CollectiveException fail(String message, boolean firstHand) {
         CollectiveException error = new CollectiveException(message);
         if (broken == null) {
             broken = error;

@@ -6,7 +6,6 @@ import io.aeron.FragmentAssembler;
 import io.aeron.Publication;
 import io.aeron.Subscription;
 import io.aeron.logbuffer.Header;
-import java.net.InetAddress;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.time.Duration;
@@ -47,7 +46,6 @@ public final class PeerLinks implements AutoCloseable {
     private static final int MAGIC = 0x44503250; // "DP2P"
     private static final int MAX_RANK = 4;
     private static final int STREAM_BASE = 0x40000000;
-    private static final long FAILURE_CHECK_NS = TimeUnit.MILLISECONDS.toNanos(100);
 
     /** A received tensor with the sender's tag. */
     public record Message(int tag, INDArray tensor) {
@@ -103,25 +101,9 @@ public final class PeerLinks implements AutoCloseable {
         Duration wait = config.rendezvousTimeout();
         int me = comm.rank();
         for (int p : peers) {
-            // this rank's subscription for messages from p
-            boolean ipc = config.transport() != ParallelConfig.Transport.UDP && comm.nodeId(p).equals(comm.nodeId(me));
-            int sessionId = sessionId(config, p, me);
-            Subscription sub;
-            String senderChannel;
-            if (ipc) {
-                sub = aeron.addSubscription("aeron:ipc?session-id=" + sessionId, streamId(p, me));
-                senderChannel = "aeron:ipc?term-length=" + IPC_TERM_LENGTH + "|mtu=" + Ring.LOOPBACK_MTU + "|session-id=" + sessionId;
-            } else {
-                InetAddress address = comm.advertiseAddress();
-                int mtu = address.isLoopbackAddress() ? Ring.LOOPBACK_MTU : Ring.NETWORK_MTU;
-                sub = aeron.addSubscription("aeron:udp?endpoint=" + address.getHostAddress()
-                        + ":0|so-rcvbuf=4m|rcv-wnd=4m|session-id=" + sessionId, streamId(p, me));
-                String endpoint = awaitEndpoint(sub, wait);
-                senderChannel = "aeron:udp?endpoint=" + endpoint + "|mtu=" + mtu + "|term-length=" + UDP_TERM_LENGTH
-                        + "|so-sndbuf=4m|session-id=" + sessionId;
-            }
-            subscriptions.put(p, sub);
-            comm.store().set(key(p, me), senderChannel);
+            Inbound inbound = Inbound.open(comm, p, sessionId(config, p, me), streamId(p, me), IPC_TERM_LENGTH, UDP_TERM_LENGTH);
+            subscriptions.put(p, inbound.subscription());
+            comm.store().set(key(p, me), inbound.senderChannel());
         }
         for (int p : peers) {
             String channel = comm.store().getString(key(me, p), wait);
@@ -136,7 +118,7 @@ public final class PeerLinks implements AutoCloseable {
                             + publications.get(p).isConnected() + ", receiving: " + (subscriptions.get(p).imageCount() > 0)
                             + "): did rank " + p + " open its link to rank " + me + "?");
                 }
-                sleep(1);
+                Inbound.pause();
             }
         }
     }
@@ -151,10 +133,6 @@ public final class PeerLinks implements AutoCloseable {
 
     private int sessionId(ParallelConfig config, int from, int to) {
         return (config.jobId() + "/p2p/" + name + "/" + from + ">" + to).hashCode();
-    }
-
-    public int[] peers() {
-        return peers.clone();
     }
 
     /**
@@ -201,8 +179,7 @@ public final class PeerLinks implements AutoCloseable {
     }
 
     private void offerChunk(ExclusivePublication pub, int peer, int tag, int length) {
-        long deadline = System.nanoTime() + comm.config().timeout().toNanos();
-        long nextFailureCheck = System.nanoTime() + FAILURE_CHECK_NS;
+        long start = System.nanoTime();
         sendIdle.reset();
         while (true) {
             long result = pub.offer(header, 0, HEADER_BYTES, payload, 0, length, null);
@@ -216,19 +193,7 @@ public final class PeerLinks implements AutoCloseable {
             }
             // BACK_PRESSURED, ADMIN_ACTION and NOT_CONNECTED (a peer's receiver may lag behind at start) are retried
             // until the timeout; a dead peer is reported by the store long before that.
-            long now = System.nanoTime();
-            if (now > nextFailureCheck) {
-                nextFailureCheck = now + FAILURE_CHECK_NS;
-                String failure = comm.failureOf(new int[] {peer});
-                if (failure != null) {
-                    throw fail("cannot send tag " + tag + " to rank " + peer + ": " + failure, false);
-                }
-            }
-            if (now > deadline) {
-                throw fail("sending tag " + tag + " to rank " + peer + " made no progress for "
-                        + comm.config().timeout().toSeconds() + " s (" + (result == Publication.NOT_CONNECTED
-                        ? "not connected" : "back pressure") + "): " + comm.describeRank(peer), true);
-            }
+            checkPeer(peer, start, tag, null, result == Publication.NOT_CONNECTED ? "not connected" : "back pressure");
             sendIdle.idle();
         }
     }
@@ -257,21 +222,8 @@ public final class PeerLinks implements AutoCloseable {
         }
         IdleStrategy idle = newIdle();
         long start = System.nanoTime();
-        long deadline = start + comm.config().timeout().toNanos();
-        long nextFailureCheck = start + FAILURE_CHECK_NS;
         while ((m = poll(peer)) == null) {
-            long now = System.nanoTime();
-            if (now > nextFailureCheck) {
-                nextFailureCheck = now + FAILURE_CHECK_NS;
-                String failure = comm.failureOf(new int[] {peer});
-                if (failure != null) {
-                    throw fail("waiting for " + awaited + " (rank " + peer + "): " + failure, false);
-                }
-            }
-            if (now > deadline) {
-                throw fail("waited " + comm.config().timeout().toSeconds() + " s for " + awaited + " (rank " + peer
-                        + "), nothing arrived: " + comm.describeRank(peer), true);
-            }
+            checkPeer(peer, start, 0, awaited, "nothing arrived");
             idle.idle();
         }
         return m;
@@ -285,8 +237,28 @@ public final class PeerLinks implements AutoCloseable {
         return bytesReceived.get();
     }
 
+    /**
+     * While this rank waits on {@code peer} (a send under back pressure when {@code awaited} is null, else a
+     * receive): throws as soon as the store reports the peer failed, or once the wait that began at
+     * {@code startNanos} outlasts the group's timeout. Cheap when healthy: a volatile read and a clock read.
+     */
+    private void checkPeer(int peer, long startNanos, int tag, String awaited, String stuck) {
+        String failure = comm.failureOf(peer);
+        boolean late = System.nanoTime() - startNanos > comm.config().timeout().toNanos();
+        if (failure == null && !late) {
+            return;
+        }
+        String doing = awaited == null ? "sending tag " + tag + " to rank " + peer
+                : "waiting for " + awaited + " (rank " + peer + ")";
+        if (failure != null) {
+            throw fail(doing + ": " + failure, false);
+        }
+        throw fail(doing + " made no progress for " + comm.config().timeout().toSeconds() + " s (" + stuck + "): "
+                + comm.describeRank(peer), true);
+    }
+
     private CollectiveException fail(String reason, boolean firstHand) {
-        return comm.failPeerLink("peer link " + name + " on rank " + comm.rank() + ": " + reason, firstHand);
+        return comm.fail("peer link " + name + " on rank " + comm.rank() + ": " + reason, firstHand);
     }
 
     // ------------------------------------------------------------------ receiver thread
@@ -404,26 +376,5 @@ public final class PeerLinks implements AutoCloseable {
     private static IdleStrategy newIdle() {
         // Backoff, not busy-spin: on few cores a spinning receiver steals the CPU the stage's compute needs.
         return new BackoffIdleStrategy(20, 50, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(200));
-    }
-
-    private static String awaitEndpoint(Subscription subscription, Duration wait) {
-        long deadline = System.nanoTime() + wait.toNanos();
-        String endpoint;
-        while ((endpoint = subscription.resolvedEndpoint()) == null) {
-            if (System.nanoTime() > deadline) {
-                throw new CollectiveException("Aeron did not bind UDP subscription " + subscription.channel());
-            }
-            sleep(1);
-        }
-        return endpoint;
-    }
-
-    private static void sleep(long ms) {
-        try {
-            Thread.sleep(ms);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new CollectiveException("interrupted while connecting peer links");
-        }
     }
 }

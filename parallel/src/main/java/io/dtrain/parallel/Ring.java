@@ -9,7 +9,6 @@ import io.aeron.logbuffer.BufferClaim;
 import io.aeron.logbuffer.ControlledFragmentHandler;
 import io.aeron.logbuffer.FrameDescriptor;
 import io.aeron.logbuffer.Header;
-import java.net.InetAddress;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.concurrent.TimeUnit;
@@ -37,8 +36,6 @@ final class Ring implements AutoCloseable {
     // term/2 = 2 MiB ahead of its subscriber, and only the driver's conductor moves that limit (see DriverMain).
     static final String IPC_TERM_LENGTH = "4m";
     static final String UDP_TERM_LENGTH = "8m";
-    static final int LOOPBACK_MTU = 65504;
-    static final int NETWORK_MTU = 8192;
     /**
      * Frames per chunk of a slice (see {@link #runRing}): 16 x 64 KiB = 1 MiB, half the smallest publication window
      * (ipc: term/2 = 2 MiB; udp: 4 MiB), so a received frame waiting for room to forward it always gets it.
@@ -126,26 +123,11 @@ final class Ring implements AutoCloseable {
         }
         ParallelConfig config = comm.config();
         Aeron aeron = comm.aeron();
-        boolean ipc = config.transport() != ParallelConfig.Transport.UDP
-                && comm.nodeId(prevRank).equals(comm.nodeId(comm.rank()));
         Duration wait = config.rendezvousTimeout();
-        // The session id ties a stream to this job and group: a shared or external driver may still hold a dead
-        // job's publication on the same stream id, and a session-specific subscription never sees it.
-        int sessionId = (config.jobId() + "/" + groupKey).hashCode();
-        String senderChannel;
-        if (ipc) {
-            subscription = aeron.addSubscription("aeron:ipc?session-id=" + sessionId, streamBase + index);
-            senderChannel = "aeron:ipc?term-length=" + IPC_TERM_LENGTH + "|mtu=" + LOOPBACK_MTU + "|session-id=" + sessionId;
-        } else {
-            InetAddress address = comm.advertiseAddress();
-            int mtu = address.isLoopbackAddress() ? LOOPBACK_MTU : NETWORK_MTU;
-            subscription = aeron.addSubscription("aeron:udp?endpoint=" + address.getHostAddress()
-                    + ":0|so-rcvbuf=4m|rcv-wnd=4m|session-id=" + sessionId, streamBase + index);
-            String endpoint = awaitResolvedEndpoint(subscription, wait);
-            senderChannel = "aeron:udp?endpoint=" + endpoint + "|mtu=" + mtu + "|term-length=" + UDP_TERM_LENGTH
-                    + "|so-sndbuf=4m|session-id=" + sessionId;
-        }
-        comm.store().set("ring/" + groupKey + "/" + comm.rank(), senderChannel);
+        Inbound inbound = Inbound.open(comm, prevRank, (config.jobId() + "/" + groupKey).hashCode(), streamBase + index,
+                IPC_TERM_LENGTH, UDP_TERM_LENGTH);
+        subscription = inbound.subscription();
+        comm.store().set("ring/" + groupKey + "/" + comm.rank(), inbound.senderChannel());
         String channel = comm.store().getString("ring/" + groupKey + "/" + nextRank, wait);
         publication = aeron.addExclusivePublication(channel, streamBase + Math.floorMod(index + 1, size));
         // Every member must cut buffers into the same frames, so the group uses its smallest frame (MTUs differ
@@ -164,23 +146,11 @@ final class Ring implements AutoCloseable {
                         + wait.toSeconds() + " s (to rank " + nextRank + ": " + publication.isConnected() + ", from rank "
                         + prevRank + ": " + (subscription.imageCount() > 0) + ") over " + channel);
             }
-            sleep(1);
+            Inbound.pause();
         }
         image = subscription.imageAtIndex(0);
         org.slf4j.LoggerFactory.getLogger(Ring.class).info("group {} rank {}: receiving from rank {} over {}, sending to rank {} over {}, {} B frames",
                 groupKey, comm.rank(), prevRank, subscription.channel(), nextRank, channel, maxPayloadBytes);
-    }
-
-    private static String awaitResolvedEndpoint(Subscription subscription, Duration wait) {
-        long deadline = System.nanoTime() + wait.toNanos();
-        String endpoint;
-        while ((endpoint = subscription.resolvedEndpoint()) == null) {
-            if (System.nanoTime() > deadline) {
-                throw new CollectiveException("Aeron did not bind UDP subscription " + subscription.channel());
-            }
-            sleep(1);
-        }
-        return endpoint;
     }
 
     static int indexOf(int[] members, int rank) {
@@ -685,12 +655,4 @@ final class Ring implements AutoCloseable {
         }
     }
 
-    private static void sleep(long ms) {
-        try {
-            Thread.sleep(ms);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new CollectiveException("interrupted while connecting the ring", e);
-        }
-    }
 }

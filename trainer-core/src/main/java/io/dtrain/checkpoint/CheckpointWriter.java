@@ -91,25 +91,15 @@ public final class CheckpointWriter {
         try {
             Files.createDirectory(tmp);
             Files.createDirectory(tmp.resolve("params"));
-            ObjectNode manifest = newManifest(step, params.dataType());
-            ObjectNode tensors = manifest.putObject("tensors");
-            for (ParamSpec s : layout.specs()) {
-                String file = paramsFile(s);
-                tensors.set(s.name(), writeEntry(tmp, file, params, s));
-            }
             if (adamM != null) {
                 Files.createDirectory(tmp.resolve("optim"));
-                ObjectNode opt = manifest.putObject("optimizer");
-                opt.put("type", "adamw");
-                opt.put("step", adamStep);
-                ObjectNode optTensors = opt.putObject("tensors");
-                for (ParamSpec s : layout.specs()) {
-                    ObjectNode e = optTensors.putObject(s.name());
-                    e.set("m", writeEntry(tmp, momentFile(s, "m"), adamM, s));
-                    e.set("v", writeEntry(tmp, momentFile(s, "v"), adamV, s));
-                }
             }
-            finishManifest(manifest, extra);
+            ObjectNode manifest = manifest(step, params.dataType(), layout, adamM != null, adamStep, extra,
+                    (part, s) -> switch (part) {
+                        case PARAMS -> writeEntry(tmp, paramsFile(s), params, s);
+                        case ADAM_M -> writeEntry(tmp, momentFile(s, "m"), adamM, s);
+                        case ADAM_V -> writeEntry(tmp, momentFile(s, "v"), adamV, s);
+                    });
             CheckpointFiles.writeNew(tmp.resolve(CheckpointFiles.MANIFEST), JSON.writeValueAsBytes(manifest));
             CheckpointFiles.fsyncDirectory(tmp.resolve("params"));
             if (adamM != null) {
@@ -137,8 +127,39 @@ public final class CheckpointWriter {
         }
     }
 
-    /** The manifest's leading keys; tensors and optimizer follow, then {@link #finishManifest}. */
-    static ObjectNode newManifest(long step, DataType dtype) {
+    /** The manifest entry of one tensor file (written or checked by the caller). */
+    @FunctionalInterface
+    interface TensorEntries {
+        ObjectNode entry(ShardedCheckpointWriter.Part part, ParamSpec s) throws IOException;
+    }
+
+    /**
+     * The whole manifest: header, {@code tensors} and (with optimizer state) {@code optimizer} for every parameter
+     * of the layout in order, then {@code extra}, written_at and dtrain_version. Both writers build it here.
+     */
+    static ObjectNode manifest(long step, DataType dtype, ParamLayout layout, boolean withOptimizer, long adamStep,
+                               Map<String, ?> extra, TensorEntries entries) throws IOException {
+        ObjectNode manifest = newManifest(step, dtype);
+        ObjectNode tensors = manifest.putObject("tensors");
+        for (ParamSpec s : layout.specs()) {
+            tensors.set(s.name(), entries.entry(ShardedCheckpointWriter.Part.PARAMS, s));
+        }
+        if (withOptimizer) {
+            ObjectNode opt = manifest.putObject("optimizer");
+            opt.put("type", "adamw");
+            opt.put("step", adamStep);
+            ObjectNode optTensors = opt.putObject("tensors");
+            for (ParamSpec s : layout.specs()) {
+                ObjectNode e = optTensors.putObject(s.name());
+                e.set("m", entries.entry(ShardedCheckpointWriter.Part.ADAM_M, s));
+                e.set("v", entries.entry(ShardedCheckpointWriter.Part.ADAM_V, s));
+            }
+        }
+        finishManifest(manifest, extra);
+        return manifest;
+    }
+
+    private static ObjectNode newManifest(long step, DataType dtype) {
         ObjectNode manifest = JSON.createObjectNode();
         manifest.put("format_version", CheckpointFiles.FORMAT_VERSION);
         manifest.put("step", step);
@@ -146,7 +167,7 @@ public final class CheckpointWriter {
         return manifest;
     }
 
-    static void finishManifest(ObjectNode manifest, Map<String, ?> extra) {
+    private static void finishManifest(ObjectNode manifest, Map<String, ?> extra) {
         if (extra != null) {
             for (Map.Entry<String, ?> e : extra.entrySet()) {
                 manifest.set(e.getKey(), JSON.valueToTree(e.getValue()));

@@ -359,23 +359,8 @@ public final class ShardedCheckpointWriter {
                         Map<String, ?> extra) throws IOException {
         checkCoverage(tmp, step, withOptimizer);
         CheckpointFiles.deleteRecursively(tmp.resolve(PARTS_DIR));
-        ObjectNode manifest = CheckpointWriter.newManifest(step, dtype);
-        ObjectNode tensors = manifest.putObject("tensors");
-        for (ParamSpec s : layout.specs()) {
-            tensors.set(s.name(), entry(tmp, Part.PARAMS, s));
-        }
-        if (withOptimizer) {
-            ObjectNode opt = manifest.putObject("optimizer");
-            opt.put("type", "adamw");
-            opt.put("step", adamStep);
-            ObjectNode optTensors = opt.putObject("tensors");
-            for (ParamSpec s : layout.specs()) {
-                ObjectNode e = optTensors.putObject(s.name());
-                e.set("m", entry(tmp, Part.ADAM_M, s));
-                e.set("v", entry(tmp, Part.ADAM_V, s));
-            }
-        }
-        CheckpointWriter.finishManifest(manifest, extra);
+        ObjectNode manifest = CheckpointWriter.manifest(step, dtype, layout, withOptimizer, adamStep, extra,
+                (part, s) -> entry(tmp, part, s));
         CheckpointFiles.writeNew(tmp.resolve(CheckpointFiles.MANIFEST),
                 CheckpointWriter.JSON.writeValueAsBytes(manifest));
         CheckpointFiles.fsyncDirectory(tmp.resolve("params"));

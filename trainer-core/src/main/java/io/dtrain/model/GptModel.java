@@ -65,11 +65,6 @@ public final class GptModel implements AutoCloseable {
         return new GptModel(cfg, blocksPerStage, stage);
     }
 
-    /** True when this process holds every stage (not one stage of a pipeline). */
-    public boolean isWhole() {
-        return onlyStage < 0;
-    }
-
     private void requireWhole(String what) {
         if (onlyStage >= 0) {
             throw new IllegalStateException(what + " needs the whole model, but this process holds only pipeline stage "

@@ -111,11 +111,6 @@ public final class StageGraph implements AutoCloseable {
         return Collections.unmodifiableList(ownedParams);
     }
 
-    /** True when this last stage's LM head reads a replica of wte (tied embeddings). */
-    public boolean hasTiedHead() {
-        return tiedHead;
-    }
-
     // ------------------------------------------------------------------ graph construction
 
     private void build() {

@@ -91,10 +91,6 @@ public final class PipelineGroups implements AutoCloseable {
         return stage;
     }
 
-    public boolean isFirstStage() {
-        return stage == 0;
-    }
-
     public boolean isLastStage() {
         return stage == stages - 1;
     }
@@ -145,10 +141,6 @@ public final class PipelineGroups implements AutoCloseable {
         for (int i = 0; i < values.length; i++) {
             values[i] = buf.getDouble(i);
         }
-    }
-
-    public void barrier(String name) {
-        world.barrierAsync(name).await();
     }
 
     @Override

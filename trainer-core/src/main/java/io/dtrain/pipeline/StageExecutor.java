@@ -22,10 +22,12 @@ public final class StageExecutor {
 
     /** What one step (or evaluation) did on this stage. */
     public record StageResult(double lossSum, int losses, long idleNanos, long totalNanos, int peakLiveActivations) {
-        public double bubbleFraction() {
-            return totalNanos == 0 ? 0 : (double) idleNanos / totalNanos;
-        }
     }
+
+    private record Program(int count, List<Op> ops) {
+    }
+
+    private Program trainProgram;
 
     public StageExecutor(GptModel model, int stage, PipelineSchedule schedule, PeerPipeTransport transport) {
         this.model = model;
@@ -48,8 +50,11 @@ public final class StageExecutor {
                 keys[m] = new DropoutKeys(dropoutSeed, step, microbatches.get(m).sampleIndices());
             }
         }
-        List<Op> program = schedule.ops(model.numStages(), count, stage);
-        StageWorker worker = new StageWorker(model, stage, program, microbatches, keys, flatGrads, 1.0 / count, transport,
+        if (trainProgram == null || trainProgram.count() != count) {
+            // a pure function of (P, M, stage): the same list every step
+            trainProgram = new Program(count, schedule.ops(model.numStages(), count, stage));
+        }
+        StageWorker worker = new StageWorker(model, stage, trainProgram.ops(), microbatches, keys, flatGrads, 1.0 / count, transport,
                 new ActivationRegistry(model.numStages()));
         StageResult r = run(worker);
         if (worker.headGradSum() != null) {

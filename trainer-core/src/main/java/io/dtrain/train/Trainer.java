@@ -79,7 +79,6 @@ public final class Trainer implements AutoCloseable {
     private final PipelineGroups pipe;
     /** Runs this rank's stage of each step's pipeline schedule; null for P = 1. */
     private final StageExecutor stageExecutor;
-    private StageExecutor.StageResult lastStage;
     private int peakLiveActivations;
     /** Checkpoints with several writers (ZeRO-1 shards, pipeline stages); made on first use. */
     private ShardedCheckpointWriter shardedWriter;
@@ -406,7 +405,8 @@ public final class Trainer implements AutoCloseable {
         long s0 = System.nanoTime();
         tracer.span("pipeline " + cfg.parallel().pipelineSchedule(), "compute", c0, s0);
         if (pipe.dataParallel() != null) {
-            run.gradientSync().averageLossAndGradients(0, grads, 1);
+            // only the gradients: the loss is known to the last stage alone and travels in the world sum below
+            ((DataParallelSync) run.gradientSync()).averageGradients(grads);
         }
         boolean tiedReplica = GptNames.hasTiedReplica(cfg.model(), pipe.stages(), pipe.stage());
         if (pipe.tiedEmbedding() != null) {
@@ -429,7 +429,6 @@ public final class Trainer implements AutoCloseable {
         tracer.span("step " + (step + 1), "step", t0, o1);
         long tokens = (long) cfg.training().globalBatch() * cfg.model().seqLen();
         tokensSeen += tokens;
-        lastStage = r;
         peakLiveActivations = Math.max(peakLiveActivations, r.peakLiveActivations());
         StepStats s = new StepStats(step, loss, lr, norm, tokens, (System.nanoTime() - t0) / 1e6, dataWait / 1e6,
                 (r.totalNanos() - r.idleNanos()) / 1e6, (o1 - o0) / 1e6, skipped, model.phaseClock().forwardMs(),
@@ -466,11 +465,6 @@ public final class Trainer implements AutoCloseable {
             out.printf(Locale.ROOT, "step %d: %s; update skipped (training.on_non_finite=skip)%n", step + 1, what);
         }
         return false;
-    }
-
-    /** This rank's stage in the last pipelined step (peak live activations, bubble); null without a pipeline. */
-    public StageExecutor.StageResult lastStageResult() {
-        return lastStage;
     }
 
     /** Mean validation loss over the fixed evaluation batches; prints loss and perplexity. */

@@ -42,12 +42,15 @@ public final class DataParallelSync implements GradientSync {
         if (microBatches > 1) {
             gradSum.divi(microBatches);
         }
+        averageGradients(gradSum);
+        return averageLoss(meanLocalLoss);
+    }
+
+    /** Replaces the flat gradients by their mean over the group, as one AllReduce. */
+    public void averageGradients(INDArray grads) {
         long before = group.bytesSent();
-        group.allReduceAsync(FlatBuffer.of(gradSum), ReduceOp.AVG, "gradients").await();
+        group.allReduceAsync(FlatBuffer.of(grads), ReduceOp.AVG, "gradients").await();
         gradientBytes += group.bytesSent() - before;
-        scalar.putScalar(0, meanLocalLoss);
-        group.allReduceAsync(FlatBuffer.of(scalar), ReduceOp.AVG, "loss").await();
-        return scalar.getDouble(0);
     }
 
     /**

@@ -1,0 +1,58 @@
+package io.dtrain.parallel;
+
+import io.aeron.Subscription;
+import java.net.InetAddress;
+import java.time.Duration;
+
+/**
+ * One incoming Aeron stream of this rank and the channel its sender must publish on: {@code aeron:ipc} when the
+ * sender runs on this host (and the transport is not forced to udp), else {@code aeron:udp} to this rank's
+ * advertised address. The session id ties the stream to one job and purpose: a shared or external driver may still
+ * hold a dead job's publication on the same stream id, and a session-specific subscription never sees it.
+ *
+ * @param senderChannel the channel URI the sender passes to addExclusivePublication (exchanged through the store)
+ */
+record Inbound(Subscription subscription, String senderChannel) {
+    static final int LOOPBACK_MTU = 65504;
+    static final int NETWORK_MTU = 8192;
+
+    static Inbound open(Communicator comm, int fromRank, int sessionId, int streamId, String ipcTermLength,
+                        String udpTermLength) {
+        ParallelConfig config = comm.config();
+        boolean ipc = config.transport() != ParallelConfig.Transport.UDP
+                && comm.nodeId(fromRank).equals(comm.nodeId(comm.rank()));
+        if (ipc) {
+            return new Inbound(comm.aeron().addSubscription("aeron:ipc?session-id=" + sessionId, streamId),
+                    "aeron:ipc?term-length=" + ipcTermLength + "|mtu=" + LOOPBACK_MTU + "|session-id=" + sessionId);
+        }
+        InetAddress address = comm.advertiseAddress();
+        int mtu = address.isLoopbackAddress() ? LOOPBACK_MTU : NETWORK_MTU;
+        Subscription subscription = comm.aeron().addSubscription("aeron:udp?endpoint=" + address.getHostAddress()
+                + ":0|so-rcvbuf=4m|rcv-wnd=4m|session-id=" + sessionId, streamId);
+        String endpoint = awaitResolvedEndpoint(subscription, config.rendezvousTimeout());
+        return new Inbound(subscription, "aeron:udp?endpoint=" + endpoint + "|mtu=" + mtu + "|term-length="
+                + udpTermLength + "|so-sndbuf=4m|session-id=" + sessionId);
+    }
+
+    private static String awaitResolvedEndpoint(Subscription subscription, Duration wait) {
+        long deadline = System.nanoTime() + wait.toNanos();
+        String endpoint;
+        while ((endpoint = subscription.resolvedEndpoint()) == null) {
+            if (System.nanoTime() > deadline) {
+                throw new CollectiveException("Aeron did not bind UDP subscription " + subscription.channel());
+            }
+            pause();
+        }
+        return endpoint;
+    }
+
+    /** One millisecond between polls while connecting; an interrupt aborts the connection. */
+    static void pause() {
+        try {
+            Thread.sleep(1);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new CollectiveException("interrupted while connecting Aeron streams", e);
+        }
+    }
+}
