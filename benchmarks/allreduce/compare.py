@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""AllReduce side by side: dtrain (Aeron ipc and udp) vs PyTorch gloo vs Open MPI, in one run, one Markdown table.
+"""AllReduce side by side: dtrain (shared-memory links, Aeron ipc and udp) vs PyTorch gloo vs Open MPI, in one run, one Markdown table.
 
     benchmarks/allreduce/run.sh [--worlds 2,4] [--sizes 1MiB,16MiB,64MiB,256MiB] [--rounds 3] [--iterations 10]
 
 Every system runs the same float32 SUM AllReduce with a barrier before each timed call and reports the median of
---iterations calls per size (after 5 warm-up calls). The systems are interleaved round by round (dtrain ipc, dtrain
+--iterations calls per size (after 5 warm-up calls). The systems are interleaved round by round (dtrain shm, ipc,
 udp, gloo, MPI, then again) so a change in machine load hits all of them alike; the table gives, per cell, the median
 over the rounds of busbw = size / time x 2(n-1)/n in GB/s (nccl-tests' definition). The load average is sampled
 before every run and reported. Per-run tables go to stderr as they come.
@@ -42,6 +42,7 @@ def systems(args):
     reference = [python, os.path.join(HERE, "allreduce_reference.py")]
     common = ["--sizes", args.sizes, "--iterations", str(args.iterations)]
     found = {
+        "dtrain shm": lambda w: dtrain + ["--world", str(w), "--transport", "shm"] + common,
         "dtrain ipc": lambda w: dtrain + ["--world", str(w), "--transport", "ipc"] + common,
         "dtrain udp": lambda w: dtrain + ["--world", str(w), "--transport", "udp"] + common,
         "gloo": lambda w: reference + ["--backend", "gloo", "--world", str(w)] + common,

@@ -20,7 +20,8 @@ public final class BenchAllreduceCommand implements Callable<Integer> {
     String sizes;
 
     @Option(names = "--transport", defaultValue = "ipc",
-            description = "ipc (shared memory through the host's media driver) or udp (loopback) (default: ${DEFAULT-VALUE}).")
+            description = "shm (shared-memory files between the host's workers), ipc (Aeron ipc through the host's media"
+                    + " driver) or udp (Aeron udp on loopback) (default: ${DEFAULT-VALUE}).")
     String transport;
 
     @Option(names = "--iterations", defaultValue = "10", description = "Timed iterations per size (default: ${DEFAULT-VALUE}).")
@@ -28,8 +29,8 @@ public final class BenchAllreduceCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (!transport.equals("ipc") && !transport.equals("udp")) {
-            throw new IllegalArgumentException("--transport must be ipc or udp, got '" + transport + "'");
+        if (!transport.equals("shm") && !transport.equals("ipc") && !transport.equals("udp")) {
+            throw new IllegalArgumentException("--transport must be shm, ipc or udp, got '" + transport + "'");
         }
         if (iterations < 1) {
             throw new IllegalArgumentException("--iterations must be >= 1");

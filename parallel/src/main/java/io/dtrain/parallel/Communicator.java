@@ -148,7 +148,25 @@ final class Communicator implements AutoCloseable {
         }
         int idleExit = Integer.parseInt(System.getenv().getOrDefault("DTRAIN_DRIVER_IDLE_EXIT", "10"));
         return MediaDriverProcess.ensureRunningAndConnect(config.resolvedAeronDir(), idleExit, Duration.ofSeconds(30),
-                () -> Aeron.connect(context));
+                () -> registered(Aeron.connect(context), config));
+    }
+
+    /** Type of the counter every worker adds (shown by AeronStat as "dtrain worker rank R of job J"). */
+    static final int WORKER_COUNTER_TYPE_ID = 1_917;
+
+    /**
+     * The driver counts a client only once it asked for something, and exits when it has counted none for a while:
+     * a worker whose ring runs over shared memory would otherwise be no client at all, and lose the driver that its
+     * Aeron links (pipeline, other hosts) need later. One counter per worker makes it a client from the start.
+     */
+    private static Aeron registered(Aeron aeron, ParallelConfig config) {
+        try {
+            aeron.addCounter(WORKER_COUNTER_TYPE_ID, "dtrain worker rank " + config.rank() + " of job " + config.jobId());
+            return aeron;
+        } catch (RuntimeException e) {
+            aeron.close();
+            throw e;
+        }
     }
 
     private static ExecutorService newCommThread() {
@@ -179,6 +197,13 @@ final class Communicator implements AutoCloseable {
 
     String nodeId(int rank) {
         return nodeIds[rank];
+    }
+
+    /** True if ring links from {@code rank} to this rank go through a shared-memory file (same host, transport). */
+    boolean sharesMemoryWith(int rank) {
+        ParallelConfig.Transport transport = config.transport();
+        return (transport == ParallelConfig.Transport.AUTO || transport == ParallelConfig.Transport.SHM)
+                && nodeId(rank).equals(nodeId(rank()));
     }
 
     InetAddress advertiseAddress() {

@@ -35,7 +35,11 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
                              Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
                              String advertiseAddress, boolean hostStore, int chunkBytes) {
 
-    public enum Transport { AUTO, IPC, UDP }
+    /**
+     * AUTO: same-host links of a ring over {@link #SHM}... see the module README; IPC: Aeron ipc within a host;
+     * SHM: shared-memory files within a host; UDP: Aeron udp even within a host.
+     */
+    public enum Transport { AUTO, SHM, IPC, UDP }
 
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(60);
     public static final int DEFAULT_CHUNK_BYTES = 64 * 1024;
@@ -87,7 +91,7 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
         try {
             transport = Transport.valueOf(transportName.trim().toUpperCase(java.util.Locale.ROOT));
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("DTRAIN_TRANSPORT='" + transportName + "' must be auto, ipc or udp");
+            throw new IllegalArgumentException("DTRAIN_TRANSPORT='" + transportName + "' must be auto, shm, ipc or udp");
         }
         String nodeId = env.getOrDefault("DTRAIN_NODE_ID", hostName());
         String aeronDir = env.get("DTRAIN_AERON_DIR");
@@ -116,8 +120,36 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
         if (aeronDir != null) {
             return aeronDir;
         }
+        return defaultJobDirectory().resolve("aeron");
+    }
+
+    private Path defaultJobDirectory() {
         Path base = Files.isDirectory(Path.of("/dev/shm")) ? Path.of("/dev/shm") : Path.of(System.getProperty("java.io.tmpdir"));
-        return base.resolve("dtrain-" + System.getProperty("user.name") + "-" + jobId).resolve("aeron");
+        return base.resolve("dtrain-" + System.getProperty("user.name") + "-" + jobId);
+    }
+
+    /**
+     * Where same-host links map their files (unlinked as soon as both ends have them): {@code shm} in the job's
+     * directory (the driver directory's parent, or a job-specific one next to an external driver), mode 0700.
+     */
+    public Path shmDirectory() {
+        Path jobDir = externalDriver ? defaultJobDirectory() : resolvedAeronDir().toAbsolutePath().getParent();
+        Path dir = jobDir.resolve("shm");
+        try {
+            for (Path d : new Path[] {jobDir, dir}) {
+                if (!Files.isDirectory(d)) {
+                    try {
+                        Files.createDirectories(d, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                                java.nio.file.attribute.PosixFilePermissions.fromString("rwx------")));
+                    } catch (java.nio.file.FileAlreadyExistsException raced) {
+                        // another worker of this host made it first
+                    }
+                }
+            }
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException("cannot create the shared-memory link directory " + dir + ": " + e.getMessage(), e);
+        }
+        return dir;
     }
 
     static String hostName() {

@@ -1,14 +1,8 @@
 package io.dtrain.parallel;
 
 import io.aeron.Aeron;
-import io.aeron.ExclusivePublication;
-import io.aeron.Image;
 import io.aeron.Publication;
-import io.aeron.Subscription;
-import io.aeron.logbuffer.BufferClaim;
-import io.aeron.logbuffer.ControlledFragmentHandler;
-import io.aeron.logbuffer.FrameDescriptor;
-import io.aeron.logbuffer.Header;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.concurrent.TimeUnit;
@@ -41,6 +35,9 @@ final class Ring implements AutoCloseable {
      * (ipc: term/2 = 2 MiB; udp: 4 MiB), so a received frame waiting for room to forward it always gets it.
      */
     static final int CHUNK_FRAMES = 16;
+    /** A same-host link's ring: 4 chunks, like an ipc publication's term (see IPC_TERM_LENGTH: it stays in cache). */
+    static final int SHM_CAPACITY = 4 << 20;
+    static final String SHM_SCHEME = "shm:";
     private static final long NOT_CONNECTED_GRACE_NS = TimeUnit.SECONDS.toNanos(1);
     /**
      * Benchmark/diagnosis option: cap what this process sends per ring at DTRAIN_TRANSPORT_THROTTLE bytes/s (0 =
@@ -75,11 +72,9 @@ final class Ring implements AutoCloseable {
     final int size;
     final int prevRank;
     final int nextRank;
-    private final ExclusivePublication publication;
-    private final Subscription subscription;
-    private Image image;
+    private final RingLinks.Outbound out;
+    private final RingLinks.InboundFrames in;
     private final int maxPayloadBytes;
-    private final BufferClaim claim = new BufferClaim();
     private final IdleStrategy idle = new BackoffIdleStrategy(20, 50, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(100));
     private final FrameReceiver receiver = new FrameReceiver();
     final AtomicLong bytesSent = new AtomicLong();
@@ -116,41 +111,51 @@ final class Ring implements AutoCloseable {
         this.nextRank = members[Math.floorMod(index + 1, size)];
         this.segmentStart = new long[size + 1];
         if (size == 1) {
-            publication = null;
-            subscription = null;
+            out = null;
+            in = null;
             maxPayloadBytes = comm.config().chunkBytes();
             return;
         }
         ParallelConfig config = comm.config();
         Aeron aeron = comm.aeron();
         Duration wait = config.rendezvousTimeout();
-        Inbound inbound = Inbound.open(comm, prevRank, (config.jobId() + "/" + groupKey).hashCode(), streamBase + index,
-                IPC_TERM_LENGTH, UDP_TERM_LENGTH);
-        subscription = inbound.subscription();
-        comm.store().set("ring/" + groupKey + "/" + comm.rank(), inbound.senderChannel());
+        String senderChannel;
+        if (comm.sharesMemoryWith(prevRank)) {
+            ShmLink.Consumer consumer = new ShmLink.Consumer(config.shmDirectory()
+                    .resolve("ring-" + groupKey + "-" + prevRank + "-to-" + comm.rank()), SHM_CAPACITY);
+            in = RingLinks.shm(consumer);
+            senderChannel = SHM_SCHEME + consumer.file();
+        } else {
+            Inbound inbound = Inbound.open(comm, prevRank, (config.jobId() + "/" + groupKey).hashCode(), streamBase + index,
+                    IPC_TERM_LENGTH, UDP_TERM_LENGTH);
+            in = RingLinks.aeron(inbound.subscription());
+            senderChannel = inbound.senderChannel();
+        }
+        comm.store().set("ring/" + groupKey + "/" + comm.rank(), senderChannel);
         String channel = comm.store().getString("ring/" + groupKey + "/" + nextRank, wait);
-        publication = aeron.addExclusivePublication(channel, streamBase + Math.floorMod(index + 1, size));
+        out = channel.startsWith(SHM_SCHEME)
+                ? RingLinks.shm(new ShmLink.Producer(Path.of(channel.substring(SHM_SCHEME.length()))), channel)
+                : RingLinks.aeron(aeron.addExclusivePublication(channel, streamBase + Math.floorMod(index + 1, size)));
         // Every member must cut buffers into the same frames, so the group uses its smallest frame (MTUs differ
         // between ipc and udp links).
         comm.store().set("payload/" + groupKey + "/" + comm.rank(),
-                Integer.toString(Math.min(config.chunkBytes(), publication.maxPayloadLength() - Frame.HEADER_LENGTH)));
+                Integer.toString(Math.min(config.chunkBytes(), out.maxFrameLength() - Frame.HEADER_LENGTH)));
         int smallest = Integer.MAX_VALUE;
         for (int member : members) {
             smallest = Math.min(smallest, Integer.parseInt(comm.store().getString("payload/" + groupKey + "/" + member, wait)));
         }
         maxPayloadBytes = smallest;
         long deadline = System.nanoTime() + wait.toNanos();
-        while (!publication.isConnected() || subscription.imageCount() == 0) {
+        while (!out.isConnected() || !in.isConnected()) {
             if (System.nanoTime() > deadline) {
                 throw new CollectiveException("group " + groupKey + " on rank " + comm.rank() + ": ring not connected after "
-                        + wait.toSeconds() + " s (to rank " + nextRank + ": " + publication.isConnected() + ", from rank "
-                        + prevRank + ": " + (subscription.imageCount() > 0) + ") over " + channel);
+                        + wait.toSeconds() + " s (to rank " + nextRank + ": " + out.isConnected() + ", from rank "
+                        + prevRank + ": " + in.isConnected() + ") over " + channel);
             }
             Inbound.pause();
         }
-        image = subscription.imageAtIndex(0);
         org.slf4j.LoggerFactory.getLogger(Ring.class).info("group {} rank {}: receiving from rank {} over {}, sending to rank {} over {}, {} B frames",
-                groupKey, comm.rank(), prevRank, subscription.channel(), nextRank, channel, maxPayloadBytes);
+                groupKey, comm.rank(), prevRank, in.describe(), nextRank, out.describe(), maxPayloadBytes);
     }
 
     static int indexOf(int[] members, int rank) {
@@ -377,8 +382,8 @@ final class Ring implements AutoCloseable {
         if (failed != null) {
             throw comm.fail(this, failed, false);
         }
-        if (image != null && image.isClosed()) {
-            throw failLost("rank " + prevRank + " (previous in the ring) is gone: its Aeron stream closed"
+        if (in != null && in.isClosed()) {
+            throw failLost("rank " + prevRank + " (previous in the ring) is gone: its stream closed"
                     + " (the process died or closed its process group)");
         }
         if (System.nanoTime() - lastProgressNs > comm.config().timeout().toNanos()) {
@@ -435,10 +440,10 @@ final class Ring implements AutoCloseable {
         if (THROTTLE_BYTES_PER_S > 0 && !throttleAllows(Frame.HEADER_LENGTH + payloadBytes)) {
             return 0;
         }
-        long result = publication.tryClaim(Frame.HEADER_LENGTH + payloadBytes, claim);
+        long result = out.tryClaim(Frame.HEADER_LENGTH + payloadBytes);
         if (result > 0) {
-            MutableDirectBuffer buffer = claim.buffer();
-            int at = claim.offset();
+            MutableDirectBuffer buffer = out.buffer();
+            int at = out.offset();
             buffer.putInt(at + Frame.TYPE_OFFSET, Frame.TYPE_DATA);
             buffer.putInt(at + Frame.KIND_OFFSET, kind);
             buffer.putLong(at + Frame.SEQ_OFFSET, seq);
@@ -453,11 +458,11 @@ final class Ring implements AutoCloseable {
     }
 
     private long claimedPayload() {
-        return claim.buffer().addressOffset() + claim.offset() + Frame.HEADER_LENGTH;
+        return out.buffer().addressOffset() + out.offset() + Frame.HEADER_LENGTH;
     }
 
     private void commitFrame(int payloadBytes) {
-        claim.commit();
+        out.commit();
         bytesSent.addAndGet(Frame.HEADER_LENGTH + payloadBytes);
         throttledBytes += Frame.HEADER_LENGTH + payloadBytes;
         notConnectedSinceNs = 0;
@@ -483,7 +488,7 @@ final class Ring implements AutoCloseable {
         }
         if (result == Publication.MAX_POSITION_EXCEEDED) {
             throw comm.fail(this, "the publication to rank " + nextRank + " reached its maximum position"
-                    + " (term length " + publication.termBufferLength() + " too small for this job's traffic)", true);
+                    + " (" + out.describe() + " too small for this job's traffic)", true);
         }
         throw comm.fail(this, "unexpected Aeron offer result " + result, true);
     }
@@ -494,7 +499,7 @@ final class Ring implements AutoCloseable {
      */
     private boolean poll(int step, long elementOffset, int count, boolean reduce, boolean last, boolean forward) {
         receiver.expect(step, elementOffset, count, reduce, reduce && last && reduceOp == ReduceOp.AVG, reduce && !last, forward);
-        int fragments = image.controlledPoll(receiver, 1);
+        int fragments = in.poll(receiver);
         if (receiver.error != null) {
             String error = receiver.error;
             receiver.error = null;
@@ -513,7 +518,7 @@ final class Ring implements AutoCloseable {
      * straight into the claim of that next frame, so the partial sums of intermediate steps never touch the caller's
      * buffer (it is overwritten by the final values later); the caller's buffer gets only final values and copies.
      */
-    private final class FrameReceiver implements ControlledFragmentHandler {
+    private final class FrameReceiver implements ShmLink.FrameHandler {
         private int step;
         private long elementOffset;
         private int count;
@@ -538,12 +543,11 @@ final class Ring implements AutoCloseable {
         }
 
         @Override
-        public Action onFragment(DirectBuffer buffer, int offset, int length, Header header) {
-            if ((header.flags() & FrameDescriptor.UNFRAGMENTED) != FrameDescriptor.UNFRAGMENTED
-                    || length < Frame.HEADER_LENGTH || buffer.getInt(offset + Frame.TYPE_OFFSET) != Frame.TYPE_DATA) {
-                error = "rank " + prevRank + " sent a malformed frame (" + length + " bytes, flags " + header.flags()
+        public boolean onFrame(DirectBuffer buffer, int offset, int length) {
+            if (length < Frame.HEADER_LENGTH || buffer.getInt(offset + Frame.TYPE_OFFSET) != Frame.TYPE_DATA) {
+                error = "rank " + prevRank + " sent a malformed frame (" + (length < 0 ? "fragmented" : length + " bytes")
                         + "): it runs another dtrain version or another job reused this stream";
-                return Action.CONTINUE;
+                return true;
             }
             int peerKind = buffer.getInt(offset + Frame.KIND_OFFSET);
             long peerSeq = buffer.getLong(offset + Frame.SEQ_OFFSET);
@@ -557,7 +561,7 @@ final class Ring implements AutoCloseable {
                         + " is in " + Frame.kindName(kind) + " '" + opName + "' #" + seq + " (" + totalElements
                         + " elements, " + Frame.miscName(misc) + "); every rank must issue the same collectives"
                         + " in the same order with the same sizes";
-                return Action.CONTINUE;
+                return true;
             }
             if (buffer.getInt(offset + Frame.STEP_OFFSET) != step
                     || buffer.getLong(offset + Frame.ELEMENT_OFFSET_OFFSET) != elementOffset
@@ -567,7 +571,7 @@ final class Ring implements AutoCloseable {
                         + buffer.getLong(offset + Frame.ELEMENT_OFFSET_OFFSET) + ", +" + buffer.getInt(offset + Frame.COUNT_OFFSET)
                         + ") where step " + step + " elements [" + elementOffset + ", +" + count + ") were expected"
                         + " (a different chunk size, DTRAIN_CHUNK_BYTES, or transport MTU on that rank?)";
-                return Action.CONTINUE;
+                return true;
             }
             int bytes = count * type.bytes();
             // Bounds were checked above (length matches count) and by FlatBuffer (the buffer holds the range).
@@ -577,7 +581,7 @@ final class Ring implements AutoCloseable {
                 long result = claimFrame(step + 1, elementOffset, count);
                 if (result <= 0) {
                     notForwarded = result;
-                    return Action.ABORT; // stays in the term buffer until the next frame can go
+                    return false; // stays in the term buffer until the next frame can go
                 }
                 long out = claimedPayload();
                 if (partial) {
@@ -597,7 +601,7 @@ final class Ring implements AutoCloseable {
                 Reduce.copy(own, src, bytes);
             }
             received = true;
-            return Action.CONTINUE;
+            return true;
         }
 
         private void add(long dst, long src) {
@@ -647,11 +651,11 @@ final class Ring implements AutoCloseable {
 
     @Override
     public void close() {
-        if (publication != null) {
-            publication.close();
+        if (out != null) {
+            out.close();
         }
-        if (subscription != null) {
-            subscription.close();
+        if (in != null) {
+            in.close();
         }
     }
 

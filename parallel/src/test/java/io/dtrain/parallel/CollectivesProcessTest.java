@@ -37,7 +37,22 @@ class CollectivesProcessTest {
     @ParameterizedTest(name = "world {0}")
     @ValueSource(ints = {1, 2, 3, 4, 5})
     void allCollectivesAreCorrectAndBitIdenticalAcrossRanks(int world) {
+        List<String> crcs = runCorrectness(world, "auto");
+        if (world > 1) {
+            assertTrue(PosixFilePermissions.toString(uncheckedPermissions(jobDir)).equals("rwx------"), "job dir mode");
+            assertTrue(PosixFilePermissions.toString(uncheckedPermissions(jobDir.resolve("shm"))).equals("rwx------"), "shm dir mode");
+            assertEquals(List.of(), listing(jobDir.resolve("shm")), "shared-memory link files are unlinked once both ends map them");
+        }
+        if (world == 3) {
+            // The reduction order is the ring's, not the transport's: Aeron ipc links give the same bits.
+            assertEquals(crcs, runCorrectness(world, "ipc"), "CRCs over shm vs over Aeron ipc");
+        }
+    }
+
+    /** Runs the correctness scenario and checks it; returns rank 0's checksums of the world's collectives. */
+    private static List<String> runCorrectness(int world, String transport) {
         Map<String, String> env = Workers.jobEnv(world, aeronDir, Duration.ofSeconds(20));
+        env.put("DTRAIN_TRANSPORT", transport);
         if (world % 2 == 1) {
             env.put("DTRAIN_CHUNK_BYTES", "1000"); // many frames per segment, frame sizes not a multiple of 8
         }
@@ -49,9 +64,10 @@ class CollectivesProcessTest {
         // Every rank printed the same checksums for the same collectives.
         List<String> reference = results.get(0).lines("CRC");
         assertEquals(2 * 7 * 2 + 2 + (world >= 3 ? 1 : 0), reference.size(), results.get(0)::toString);
+        List<String> worldCrcs = reference.stream().filter(l -> !l.startsWith("CRC subgroup")).toList();
         for (Workers.Result r : results) {
             List<String> crcs = r.lines("CRC").stream().filter(l -> !l.startsWith("CRC subgroup")).toList();
-            assertEquals(reference.stream().filter(l -> !l.startsWith("CRC subgroup")).toList(), crcs, "rank " + r.rank());
+            assertEquals(worldCrcs, crcs, "rank " + r.rank());
         }
         // A ring AllReduce sends 2(n-1)/n of the buffer per rank (plus 48-byte frame headers).
         for (Workers.Result r : results) {
@@ -62,9 +78,15 @@ class CollectivesProcessTest {
             assertTrue(sent >= ideal && sent <= ideal * 1.06 + 1000,
                     "rank " + r.rank() + " sent " + sent + " bytes, ideal " + ideal);
         }
-        assertTrue(Files.isDirectory(aeronDir) || world == 1, "driver directory " + aeronDir);
-        if (world > 1) {
-            assertTrue(PosixFilePermissions.toString(uncheckedPermissions(jobDir)).equals("rwx------"), "job dir mode");
+        assertTrue(Files.isDirectory(aeronDir) || world == 1, () -> "driver directory " + aeronDir + " is gone: " + results.get(0).stderr());
+        return worldCrcs;
+    }
+
+    private static List<String> listing(Path dir) {
+        try (var files = Files.list(dir)) {
+            return files.map(f -> f.getFileName().toString()).toList();
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
         }
     }
 

@@ -62,6 +62,7 @@ public final class DriverMain {
             Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.LOG_FILE));
             if (jobDir.getFileName().toString().startsWith("dtrain-")) {
                 Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.LOCK_FILE));
+                Files.deleteIfExists(jobDir.resolve("shm")); // same-host ring links (ShmLink); empty once mapped
                 Files.deleteIfExists(jobDir);
             }
         } catch (java.io.IOException e) {
