@@ -22,8 +22,9 @@ import java.util.Map;
  * @param secret             the job secret (never sent: proven with HMAC challenge-response)
  * @param timeout            a collective with no progress for this long fails on every rank
  * @param rendezvousTimeout  how long joining may take (all workers must connect within it)
- * @param transport          AUTO (ipc within a host, udp between hosts), IPC or UDP (udp even within a host)
- * @param nodeId             identifies the host (workers with equal nodeId share a media driver and use ipc)
+ * @param transport          AUTO / SHM (ring links within a host through shared-memory files, Aeron udp between
+ *                           hosts), IPC (Aeron ipc within a host) or UDP (Aeron udp even within a host)
+ * @param nodeId             identifies the host (workers with equal nodeId share a media driver and memory)
  * @param aeronDir           the media driver directory; null: a job-specific directory under /dev/shm
  * @param externalDriver     true: a driver is already running in {@code aeronDir}, never start one
  * @param advertiseAddress   address peers send UDP to; null: the address this host uses to reach the store
@@ -35,10 +36,7 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
                              Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
                              String advertiseAddress, boolean hostStore, int chunkBytes) {
 
-    /**
-     * AUTO: same-host links of a ring over {@link #SHM}... see the module README; IPC: Aeron ipc within a host;
-     * SHM: shared-memory files within a host; UDP: Aeron udp even within a host.
-     */
+    /** How a ring link between two workers goes; see the transport parameter. Pipeline links use Aeron always. */
     public enum Transport { AUTO, SHM, IPC, UDP }
 
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(60);
