@@ -19,7 +19,7 @@ public final class BenchAllreduceCommand implements Callable<Integer> {
             description = "Comma-separated buffer sizes, with optional KiB/MiB/GiB (default: ${DEFAULT-VALUE}).")
     String sizes;
 
-    @Option(names = "--transport", defaultValue = "ipc",
+    @Option(names = "--transport", defaultValue = "shm",
             description = "shm (shared-memory files between the host's workers), ipc (Aeron ipc through the host's media"
                     + " driver) or udp (Aeron udp on loopback) (default: ${DEFAULT-VALUE}).")
     String transport;

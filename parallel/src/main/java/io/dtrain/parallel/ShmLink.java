@@ -98,9 +98,12 @@ final class ShmLink {
             return true;
         }
 
-        /** The producer closed its end (a killed producer cannot say so: the group's failure detection covers that). */
+        /**
+         * The producer closed its end and everything it sent was consumed (a killed producer cannot say so: the
+         * group's failure detection covers that).
+         */
         boolean isClosed() {
-            return meta.getIntVolatile(PRODUCER_CLOSED) != 0;
+            return meta.getIntVolatile(PRODUCER_CLOSED) != 0 && position == meta.getLongVolatile(PRODUCER_POSITION);
         }
 
         /** Hands the next frame, if there is one, to {@code handler}; 1 if it was consumed. */
