@@ -476,6 +476,9 @@ final class Communicator implements AutoCloseable {
             }
         }
         closeQuietly(worldRing);
+        if (config.worldSize() > 1) {
+            config.removeShmDirectoryIfEmpty();
+        }
         closeQuietly(aeron);
         closeQuietly(heartbeatStore);
         closeQuietly(store);

@@ -131,7 +131,7 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
      * directory (the driver directory's parent, or a job-specific one next to an external driver), mode 0700.
      */
     public Path shmDirectory() {
-        Path jobDir = externalDriver ? defaultJobDirectory() : resolvedAeronDir().toAbsolutePath().getParent();
+        Path jobDir = shmJobDirectory();
         Path dir = jobDir.resolve("shm");
         try {
             for (Path d : new Path[] {jobDir, dir}) {
@@ -148,6 +148,26 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
             throw new java.io.UncheckedIOException("cannot create the shared-memory link directory " + dir + ": " + e.getMessage(), e);
         }
         return dir;
+    }
+
+    private Path shmJobDirectory() {
+        return externalDriver ? defaultJobDirectory() : resolvedAeronDir().toAbsolutePath().getParent();
+    }
+
+    /**
+     * Best effort when a worker leaves: removes the shm directory once empty, and the job directory made for it next
+     * to an external driver (a started driver removes its own job directory).
+     */
+    void removeShmDirectoryIfEmpty() {
+        Path jobDir = shmJobDirectory();
+        try {
+            Files.deleteIfExists(jobDir.resolve("shm"));
+            if (externalDriver) {
+                Files.deleteIfExists(jobDir);
+            }
+        } catch (IOException notEmpty) {
+            // another worker of this host still has links, or files of its own there
+        }
     }
 
     static String hostName() {

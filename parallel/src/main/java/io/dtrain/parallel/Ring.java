@@ -123,7 +123,7 @@ final class Ring implements AutoCloseable {
         if (comm.sharesMemoryWith(prevRank)) {
             ShmLink.Consumer consumer = new ShmLink.Consumer(config.shmDirectory()
                     .resolve("ring-" + groupKey + "-" + prevRank + "-to-" + comm.rank()), SHM_CAPACITY);
-            in = RingLinks.shm(consumer);
+            in = consumer;
             senderChannel = SHM_SCHEME + consumer.file();
         } else {
             Inbound inbound = Inbound.open(comm, prevRank, (config.jobId() + "/" + groupKey).hashCode(), streamBase + index,
@@ -134,7 +134,7 @@ final class Ring implements AutoCloseable {
         comm.store().set("ring/" + groupKey + "/" + comm.rank(), senderChannel);
         String channel = comm.store().getString("ring/" + groupKey + "/" + nextRank, wait);
         out = channel.startsWith(SHM_SCHEME)
-                ? RingLinks.shm(new ShmLink.Producer(Path.of(channel.substring(SHM_SCHEME.length()))), channel)
+                ? new ShmLink.Producer(Path.of(channel.substring(SHM_SCHEME.length())))
                 : RingLinks.aeron(aeron.addExclusivePublication(channel, streamBase + Math.floorMod(index + 1, size)));
         // Every member must cut buffers into the same frames, so the group uses its smallest frame (MTUs differ
         // between ipc and udp links).
@@ -518,7 +518,7 @@ final class Ring implements AutoCloseable {
      * straight into the claim of that next frame, so the partial sums of intermediate steps never touch the caller's
      * buffer (it is overwritten by the final values later); the caller's buffer gets only final values and copies.
      */
-    private final class FrameReceiver implements ShmLink.FrameHandler {
+    private final class FrameReceiver implements RingLinks.FrameHandler {
         private int step;
         private long elementOffset;
         private int count;

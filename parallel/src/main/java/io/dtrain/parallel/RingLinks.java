@@ -6,14 +6,21 @@ import io.aeron.Subscription;
 import io.aeron.logbuffer.BufferClaim;
 import io.aeron.logbuffer.ControlledFragmentHandler;
 import io.aeron.logbuffer.FrameDescriptor;
+import org.agrona.DirectBuffer;
 import org.agrona.MutableDirectBuffer;
 
 /**
- * The two ends of one ring link, over Aeron (an exclusive publication and a subscription's image) or over a
- * {@link ShmLink}: the ring claims, writes and commits frames and polls them one at a time, the same on both.
+ * The two ends of one ring link, over Aeron (an exclusive publication and a subscription's image, adapted here) or
+ * over a {@link ShmLink} (whose ends implement these): the ring claims, writes and commits frames and polls them one at
+ * a time, the same on both.
  */
 final class RingLinks {
     private RingLinks() {
+    }
+
+    /** What the ring does with one received frame (length -1: not a whole frame): true = consumed, false = leave it. */
+    interface FrameHandler {
+        boolean onFrame(DirectBuffer buffer, int offset, int length);
     }
 
     interface Outbound extends AutoCloseable {
@@ -39,7 +46,7 @@ final class RingLinks {
 
     interface InboundFrames extends AutoCloseable {
         /** Hands the next frame, if any, to {@code handler}; 1 if it was consumed. */
-        int poll(ShmLink.FrameHandler handler);
+        int poll(FrameHandler handler);
 
         boolean isConnected();
 
@@ -92,14 +99,14 @@ final class RingLinks {
     static InboundFrames aeron(Subscription subscription) {
         return new InboundFrames() {
             private Image image;
-            private ShmLink.FrameHandler handler;
+            private FrameHandler handler;
             private final ControlledFragmentHandler adapter = (buffer, offset, length, header) -> {
                 boolean whole = (header.flags() & FrameDescriptor.UNFRAGMENTED) == FrameDescriptor.UNFRAGMENTED;
                 return handler.onFrame(buffer, offset, whole ? length : -1)
                         ? ControlledFragmentHandler.Action.CONTINUE : ControlledFragmentHandler.Action.ABORT;
             };
 
-            public int poll(ShmLink.FrameHandler frameHandler) {
+            public int poll(FrameHandler frameHandler) {
                 handler = frameHandler;
                 return image.controlledPoll(adapter, 1);
             }
@@ -124,68 +131,4 @@ final class RingLinks {
             }
         };
     }
-
-    static Outbound shm(ShmLink.Producer producer, String path) {
-        return new Outbound() {
-            public long tryClaim(int length) {
-                return producer.tryClaim(length);
-            }
-
-            public MutableDirectBuffer buffer() {
-                return producer.buffer();
-            }
-
-            public int offset() {
-                return producer.offset();
-            }
-
-            public void commit() {
-                producer.commit();
-            }
-
-            public boolean isConnected() {
-                return true;
-            }
-
-            public int maxFrameLength() {
-                return SHM_MAX_FRAME_LENGTH;
-            }
-
-            public String describe() {
-                return "shm " + path + " (" + producer.capacity() + " B)";
-            }
-
-            public void close() {
-                producer.close();
-            }
-        };
-    }
-
-    static InboundFrames shm(ShmLink.Consumer consumer) {
-        String path = consumer.file().toString();
-        return new InboundFrames() {
-            public int poll(ShmLink.FrameHandler handler) {
-                return consumer.poll(handler);
-            }
-
-            public boolean isConnected() {
-                return consumer.isConnected();
-            }
-
-            public boolean isClosed() {
-                return consumer.isClosed();
-            }
-
-            public String describe() {
-                return "shm " + path;
-            }
-
-            public void close() {
-                consumer.close();
-            }
-        };
-    }
-
-    /** Frames as long as Aeron ipc's (mtu 65504 minus its 32-byte header), so mixed groups cut buffers alike. */
-    static final int SHM_MAX_FRAME_LENGTH = Inbound.LOOPBACK_MTU - io.aeron.protocol.DataHeaderFlyweight.HEADER_LENGTH;
 }

@@ -7,7 +7,6 @@ import java.nio.MappedByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.agrona.BitUtil;
-import org.agrona.DirectBuffer;
 import org.agrona.IoUtil;
 import org.agrona.MutableDirectBuffer;
 import org.agrona.concurrent.UnsafeBuffer;
@@ -43,43 +42,60 @@ final class ShmLink {
     private ShmLink() {
     }
 
-    /** What a consumer does with one frame (length -1: not a whole frame): true = consumed, false = leave it. */
-    interface FrameHandler {
-        boolean onFrame(DirectBuffer buffer, int offset, int length);
-    }
-
     static int recordLength(int frameLength) {
         return BitUtil.align(LENGTH_BYTES + frameLength, RECORD_ALIGNMENT);
     }
 
+    /** One end's mapping of a link file: the header of positions and the ring of records. */
+    private abstract static class End {
+        final Path file;
+        final MappedByteBuffer mapped;
+        final UnsafeBuffer meta;
+        final UnsafeBuffer records;
+        final int capacity;
+        final int mask;
+        /** This end's position: the producer's next record, or the consumer's. */
+        long position;
+
+        End(Path file, MappedByteBuffer mapped) {
+            this.file = file;
+            this.mapped = mapped;
+            this.meta = new UnsafeBuffer(mapped, 0, HEADER_BYTES);
+            this.capacity = meta.getInt(CAPACITY);
+            if (!BitUtil.isPowerOfTwo(capacity) || mapped.capacity() != HEADER_BYTES + (long) capacity) {
+                IoUtil.unmap(mapped);
+                throw new CollectiveException("shm link file " + file + " is not a dtrain link (capacity " + capacity + ")");
+            }
+            this.records = new UnsafeBuffer(mapped, HEADER_BYTES, capacity);
+            this.mask = capacity - 1;
+        }
+
+        public String describe() {
+            return "shm " + file + " (" + capacity + " B)";
+        }
+    }
+
     /** The consuming end; creates the file. */
-    static final class Consumer implements AutoCloseable {
-        private final Path file;
-        private final MappedByteBuffer mapped;
-        private final UnsafeBuffer meta;
-        private final UnsafeBuffer records;
-        private final int capacity;
-        private final int mask;
-        private long position;
+    static final class Consumer extends End implements RingLinks.InboundFrames {
         private long producerPosition;
         private boolean unlinked;
 
         Consumer(Path file, int capacity) {
+            super(file, mapNew(file, capacity));
+        }
+
+        private static MappedByteBuffer mapNew(Path file, int capacity) {
             if (!BitUtil.isPowerOfTwo(capacity)) {
                 throw new IllegalArgumentException("shm link capacity must be a power of two, got " + capacity);
             }
-            this.file = file;
-            this.capacity = capacity;
-            this.mask = capacity - 1;
             try {
                 Files.deleteIfExists(file);
             } catch (IOException e) {
                 throw new UncheckedIOException("cannot replace " + file, e);
             }
-            mapped = IoUtil.mapNewFile(file.toFile(), HEADER_BYTES + (long) capacity, false);
-            meta = new UnsafeBuffer(mapped, 0, HEADER_BYTES);
-            records = new UnsafeBuffer(mapped, HEADER_BYTES, capacity);
-            meta.putInt(CAPACITY, capacity);
+            MappedByteBuffer mapped = IoUtil.mapNewFile(file.toFile(), HEADER_BYTES + (long) capacity, false);
+            new UnsafeBuffer(mapped, 0, HEADER_BYTES).putInt(CAPACITY, capacity);
+            return mapped;
         }
 
         Path file() {
@@ -87,7 +103,8 @@ final class ShmLink {
         }
 
         /** True once the producer mapped the file; the file is then unlinked (both ends keep their mapping). */
-        boolean isConnected() {
+        @Override
+        public boolean isConnected() {
             if (meta.getIntVolatile(PRODUCER_ATTACHED) == 0) {
                 return false;
             }
@@ -102,12 +119,13 @@ final class ShmLink {
          * The producer closed its end and everything it sent was consumed (a killed producer cannot say so: the
          * group's failure detection covers that).
          */
-        boolean isClosed() {
+        @Override
+        public boolean isClosed() {
             return meta.getIntVolatile(PRODUCER_CLOSED) != 0 && position == meta.getLongVolatile(PRODUCER_POSITION);
         }
 
-        /** Hands the next frame, if there is one, to {@code handler}; 1 if it was consumed. */
-        int poll(FrameHandler handler) {
+        @Override
+        public int poll(RingLinks.FrameHandler handler) {
             if (position == producerPosition) {
                 producerPosition = meta.getLongVolatile(PRODUCER_POSITION);
                 if (position == producerPosition) {
@@ -138,32 +156,14 @@ final class ShmLink {
     }
 
     /** The producing end; maps the consumer's file. Claim, write at {@link #offset}, commit. */
-    static final class Producer implements AutoCloseable {
-        private final MappedByteBuffer mapped;
-        private final UnsafeBuffer meta;
-        private final UnsafeBuffer records;
-        private final int capacity;
-        private final int mask;
-        private long position;
+    static final class Producer extends End implements RingLinks.Outbound {
         private long consumerPosition;
         private int claimIndex;
         private int claimLength;
 
         Producer(Path file) {
-            mapped = IoUtil.mapExistingFile(file.toFile(), "shm link");
-            meta = new UnsafeBuffer(mapped, 0, HEADER_BYTES);
-            capacity = meta.getInt(CAPACITY);
-            if (!BitUtil.isPowerOfTwo(capacity) || mapped.capacity() != HEADER_BYTES + (long) capacity) {
-                IoUtil.unmap(mapped);
-                throw new CollectiveException("shm link file " + file + " is not a dtrain link (capacity " + capacity + ")");
-            }
-            records = new UnsafeBuffer(mapped, HEADER_BYTES, capacity);
-            mask = capacity - 1;
+            super(file, IoUtil.mapExistingFile(file.toFile(), "shm link"));
             meta.putIntOrdered(PRODUCER_ATTACHED, 1);
-        }
-
-        int capacity() {
-            return capacity;
         }
 
         /**
@@ -171,7 +171,8 @@ final class ShmLink {
          * {@link Publication#BACK_PRESSURED} while the consumer has not made room, {@link Publication#NOT_CONNECTED}
          * once it closed its end (the caller treats both as Aeron's).
          */
-        long tryClaim(int length) {
+        @Override
+        public long tryClaim(int length) {
             int record = recordLength(length);
             if (record > capacity / 2) {
                 throw new IllegalArgumentException("frame of " + length + " bytes too long for a " + capacity + " B shm link");
@@ -196,19 +197,34 @@ final class ShmLink {
             return position + record;
         }
 
-        MutableDirectBuffer buffer() {
+        @Override
+        public MutableDirectBuffer buffer() {
             return records;
         }
 
         /** Where the claimed frame's bytes go in {@link #buffer}. */
-        int offset() {
+        @Override
+        public int offset() {
             return claimIndex + LENGTH_BYTES;
         }
 
-        void commit() {
+        @Override
+        public void commit() {
             records.putInt(claimIndex, claimLength);
             position += recordLength(claimLength);
             meta.putLongOrdered(PRODUCER_POSITION, position);
+        }
+
+        /** Mapped is connected: the consumer made the file and waits for this end. */
+        @Override
+        public boolean isConnected() {
+            return true;
+        }
+
+        /** As long as Aeron ipc frames (mtu 65504 minus its 32-byte header), so mixed groups cut buffers alike. */
+        @Override
+        public int maxFrameLength() {
+            return Inbound.LOOPBACK_MTU - io.aeron.protocol.DataHeaderFlyweight.HEADER_LENGTH;
         }
 
         @Override

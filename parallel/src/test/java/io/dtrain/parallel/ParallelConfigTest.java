@@ -33,6 +33,25 @@ class ParallelConfigTest {
     }
 
     @Test
+    void sharedMemoryLinksLiveInAPrivateDirectoryOfTheJobThatGoesWhenEmpty(@TempDir Path tmp) throws Exception {
+        Path jobDir = tmp.resolve("dtrain-job");
+        ParallelConfig c = ParallelConfig.fromEnvironment(Map.of("WORLD_SIZE", "2", "DTRAIN_JOB_SECRET", "x",
+                "DTRAIN_AERON_DIR", jobDir.resolve("aeron").toString()));
+        assertEquals(ParallelConfig.Transport.AUTO, c.transport());
+        Path shm = c.shmDirectory();
+        assertEquals(jobDir.resolve("shm"), shm);
+        assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(shm)));
+        assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(jobDir)));
+        Files.writeString(shm.resolve("busy"), "");
+        c.removeShmDirectoryIfEmpty();
+        assertTrue(Files.exists(shm), "kept while not empty");
+        Files.delete(shm.resolve("busy"));
+        c.removeShmDirectoryIfEmpty();
+        assertFalse(Files.exists(shm));
+        assertTrue(Files.exists(jobDir), "the started driver removes its job directory itself");
+    }
+
+    @Test
     void defaultsToASingleProcess() {
         ParallelConfig c = ParallelConfig.fromEnvironment(Map.of());
         assertEquals(0, c.rank());

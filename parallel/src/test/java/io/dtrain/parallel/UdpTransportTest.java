@@ -64,7 +64,8 @@ class UdpTransportTest {
                 check(run("ip", "-n", nsDev[0], "link", "set", nsDev[1], "up"));
                 check(run("ip", "-n", nsDev[0], "link", "set", "lo", "up"));
             }
-            // Ranks 0,1 on host A (ipc between them), ranks 2,3 on host B; the ring crosses hosts twice over UDP.
+            // Ranks 0,1 on host A (a shared-memory link between them), ranks 2,3 on host B; the ring crosses hosts twice
+            // over UDP.
             Map<String, String> env = Workers.jobEnv(4, aeronA, Duration.ofSeconds(20));
             env.put("MASTER_ADDR", addrA);
             List<Workers.Result> results = Workers.run(4, "udp", env, rank -> List.of(),
