@@ -92,6 +92,7 @@ def main():
     names = [name for name, command in commands.items() if command is not None]
 
     results = {(w, name, s): [] for w in worlds for name in names for s in sizes}
+    by_round = {}
     loads = []
     started = time.time()
     for r in range(args.rounds):
@@ -107,12 +108,14 @@ def main():
                 for size, busbw in table.items():
                     if (world, name, size) in results:
                         results[(world, name, size)].append(busbw)
+                        by_round[(world, name, size, r)] = busbw
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"AllReduce float32 SUM on one host ({os.cpu_count()} cores, {cpu}); {time.strftime('%Y-%m-%d %H:%M')}; "
           f"busbw in GB/s = size / time x 2(n-1)/n, median over {args.rounds} interleaved rounds of the median of "
           f"{args.iterations} calls; 1-min load average during the runs {min(loads):.1f}-{max(loads):.1f} "
-          f"(median {statistics.median(loads):.1f}); {time.time() - started:.0f} s in all.\n")
+          f"(median {statistics.median(loads):.1f}); {time.time() - started:.0f} s in all. Ratios: median of dtrain / "
+          f"median of gloo (in parentheses: median over the rounds of the same round's dtrain / gloo).\n")
     header = ["world", "size"] + [f"{name}" for name in names]
     ratios = [name for name in names if name.startswith("dtrain")] if "gloo" in names else []
     header += [f"{name.split()[1]} / gloo" for name in ratios]
@@ -132,7 +135,10 @@ def main():
             gloo = median((world, "gloo", size)) if ratios else None
             for name in ratios:
                 value = median((world, name, size))
-                cells.append("n/a" if value is None or not gloo else f"{value / gloo:.2f}x")
+                paired = [by_round[(world, name, size, r)] / by_round[(world, "gloo", size, r)] for r in range(args.rounds)
+                          if (world, name, size, r) in by_round and by_round.get((world, "gloo", size, r))]
+                cells.append("n/a" if value is None or not gloo or not paired
+                             else f"{value / gloo:.2f}x ({statistics.median(paired):.2f}x)")
             print("| " + " | ".join(cells) + " |")
     failed = [key for key, values in results.items() if len(values) < args.rounds]
     if failed:
