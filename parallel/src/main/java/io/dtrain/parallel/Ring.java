@@ -13,12 +13,12 @@ import org.agrona.concurrent.BackoffIdleStrategy;
 import org.agrona.concurrent.IdleStrategy;
 
 /**
- * The ring of one process group: a publication to the next member and a subscription from the previous one, and
- * the collectives on top. Runs on the communication thread only (one op at a time), allocation-free per frame.
+ * The ring of one process group: a link to the next member and one from the previous one (a shared-memory
+ * {@link ShmLink} within a host, else an Aeron stream; see {@link RingLinks}), and the collectives on top. Runs on the communication thread only (one op at a time), allocation-free per frame.
  *
  * <p>All collectives are pipelined ring passes over frames, slice by slice (1 MiB chunks of every segment): the
  * frame a member sends at ring step g > 0 is the one it received at step g-1, reduced or copied straight from the
- * incoming term buffer into the outgoing one in the same pass, so sending, receiving and adding overlap at frame
+ * incoming link's buffer into the outgoing one in the same pass, so sending, receiving and adding overlap at frame
  * granularity and each byte is touched as few times as the ring allows. A segment is reduced along the ring in a
  * fixed order, its final value (divided by the group size for AVG) is computed once by its owner and then only
  * copied around, so every member gets the same bits on every run.
@@ -31,8 +31,8 @@ final class Ring implements AutoCloseable {
     static final String IPC_TERM_LENGTH = "4m";
     static final String UDP_TERM_LENGTH = "8m";
     /**
-     * Frames per chunk of a slice (see {@link #runRing}): 16 x 64 KiB = 1 MiB, half the smallest publication window
-     * (ipc: term/2 = 2 MiB; udp: 4 MiB), so a received frame waiting for room to forward it always gets it.
+     * Frames per chunk of a slice (see {@link #runRing}): 16 x 64 KiB = 1 MiB, half the smallest link window
+     * (ipc: term/2 = 2 MiB; udp: 4 MiB; shm: 4 MiB), so a received frame waiting for room to forward it always gets it.
      */
     static final int CHUNK_FRAMES = 16;
     /** A same-host link's ring: 4 chunks, like an ipc publication's term (see IPC_TERM_LENGTH: it stays in cache). */
@@ -282,7 +282,7 @@ final class Ring implements AutoCloseable {
      * <p>Only step 0 sends from the caller's buffer. Every later frame is sent by the receive of the same chunk one
      * step earlier, in one pass over the received frame (see {@link FrameReceiver}): reduce (or copy) it straight into
      * the claim of the frame that forwards it. So a received frame must wait until the sender is exactly at its
-     * forward; with chunks of at most a quarter of a publication's window, every link always has room for that,
+     * forward; with chunks of at most half a link's window, every link always has room for that,
      * whatever the other members do (no cycle of full links), which the whole-segment ring of before could not
      * give. The last step's frames are only copied, once this member sent what it overwrites.
      */
@@ -432,7 +432,7 @@ final class Ring implements AutoCloseable {
     }
 
     /**
-     * Claims the next frame on the publication and writes its header: the new position (> 0), or Aeron's reason it
+     * Claims the next frame on the outgoing link and writes its header: the new position (> 0), or Aeron's reason it
      * cannot go now (< 0), or 0 while throttled. The payload follows at {@link #claimedPayload}.
      */
     private long claimFrame(int step, long elementOffset, int count) {
@@ -484,10 +484,10 @@ final class Ring implements AutoCloseable {
             return false;
         }
         if (result == Publication.CLOSED) {
-            throw comm.fail(this, "the publication to rank " + nextRank + " is closed: this process group is closing", true);
+            throw comm.fail(this, "the link to rank " + nextRank + " is closed: this process group is closing", true);
         }
         if (result == Publication.MAX_POSITION_EXCEEDED) {
-            throw comm.fail(this, "the publication to rank " + nextRank + " reached its maximum position"
+            throw comm.fail(this, "the link to rank " + nextRank + " reached its maximum position"
                     + " (" + out.describe() + " too small for this job's traffic)", true);
         }
         throw comm.fail(this, "unexpected Aeron offer result " + result, true);
@@ -514,7 +514,7 @@ final class Ring implements AutoCloseable {
     }
 
     /**
-     * Takes one frame out of the term buffer in one pass: a frame that goes on at the next step is reduced (or copied)
+     * Takes one frame out of the incoming link in one pass: a frame that goes on at the next step is reduced (or copied)
      * straight into the claim of that next frame, so the partial sums of intermediate steps never touch the caller's
      * buffer (it is overwritten by the final values later); the caller's buffer gets only final values and copies.
      */
@@ -527,7 +527,7 @@ final class Ring implements AutoCloseable {
         private boolean partial;
         private boolean forward;
         boolean received;
-        /** The claim result that kept a frame to forward in the term buffer (1 = none). */
+        /** The claim result that kept a frame to forward in the incoming link (1 = none). */
         long notForwarded = 1;
         String error;
 
@@ -581,7 +581,7 @@ final class Ring implements AutoCloseable {
                 long result = claimFrame(step + 1, elementOffset, count);
                 if (result <= 0) {
                     notForwarded = result;
-                    return false; // stays in the term buffer until the next frame can go
+                    return false; // stays in the incoming link until the next frame can go
                 }
                 long out = claimedPayload();
                 if (partial) {
