@@ -1,6 +1,15 @@
-"""Pieces the benchmark scripts share: sizes with units and the machine's load while a run goes."""
+"""Pieces the benchmark scripts share: sizes with units, the machine's load while a run goes, running dtrain and
+reading the per-step metrics it writes."""
+import json
+import os
 import statistics
+import subprocess
+import sys
 import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DTRAIN = os.path.join(ROOT, "bin", "dtrain")
 
 
 def parse_size(text):
@@ -36,3 +45,26 @@ class LoadSampler:
         self._thread.join()
         self.samples.append(load1())
         return statistics.median(self.samples)
+
+
+def run_logged(cmd, name, tool):
+    """Runs one benchmark command from the repository root; returns (its output, seconds, median load while it ran).
+    Exits with the tail of its output if it fails."""
+    sampler = LoadSampler()
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.time() - t0
+    load = sampler.stop()
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-6000:])
+        sys.exit(f"{tool}: run {name} failed with exit code {proc.returncode}: {' '.join(cmd)}")
+    return proc.stdout, seconds, load
+
+
+def steps_per_rank(run_dir, ranks):
+    """Every rank's metrics/steps-rank<r>.jsonl, as lists of step records."""
+    per_rank = []
+    for r in range(ranks):
+        with open(os.path.join(run_dir, "metrics", f"steps-rank{r}.jsonl")) as f:
+            per_rank.append([json.loads(line) for line in f if line.strip()])
+    return per_rank

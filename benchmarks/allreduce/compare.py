@@ -91,8 +91,7 @@ def main():
         commands = {name: commands[name] for name in wanted}
     names = [name for name, command in commands.items() if command is not None]
 
-    results = {(w, name, s): [] for w in worlds for name in names for s in sizes}
-    by_round = {}
+    busbw_by_round = {}  # (world, system, size, round) -> busbw
     loads = []
     started = time.time()
     for r in range(args.rounds):
@@ -106,9 +105,8 @@ def main():
                 print(f"round {r + 1}/{args.rounds} world {world} {name:10s} load {load:5.2f} ({time.time() - t0:4.1f} s): "
                       + "  ".join(f"{size_name(s)} {table[s]:.3f}" for s in sizes if s in table), file=sys.stderr, flush=True)
                 for size, busbw in table.items():
-                    if (world, name, size) in results:
-                        results[(world, name, size)].append(busbw)
-                        by_round[(world, name, size, r)] = busbw
+                    if size in sizes:
+                        busbw_by_round[(world, name, size, r)] = busbw
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"AllReduce float32 SUM on one host ({os.cpu_count()} cores, {cpu}); {time.strftime('%Y-%m-%d %H:%M')}; "
@@ -123,7 +121,7 @@ def main():
     print("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
 
     def median(key):
-        values = results[key]
+        values = [busbw_by_round[key + (r,)] for r in range(args.rounds) if key + (r,) in busbw_by_round]
         return statistics.median(values) if values else None
 
     for world in worlds:
@@ -135,12 +133,14 @@ def main():
             gloo = median((world, "gloo", size)) if ratios else None
             for name in ratios:
                 value = median((world, name, size))
-                paired = [by_round[(world, name, size, r)] / by_round[(world, "gloo", size, r)] for r in range(args.rounds)
-                          if (world, name, size, r) in by_round and by_round.get((world, "gloo", size, r))]
+                paired = [busbw_by_round[(world, name, size, r)] / busbw_by_round[(world, "gloo", size, r)]
+                          for r in range(args.rounds)
+                          if (world, name, size, r) in busbw_by_round and busbw_by_round.get((world, "gloo", size, r))]
                 cells.append("n/a" if value is None or not gloo or not paired
                              else f"{value / gloo:.2f}x ({statistics.median(paired):.2f}x)")
             print("| " + " | ".join(cells) + " |")
-    failed = [key for key, values in results.items() if len(values) < args.rounds]
+    failed = [(w, name, s) for w in worlds for name in names for s in sizes
+              if any((w, name, s, r) not in busbw_by_round for r in range(args.rounds))]
     if failed:
         print(f"\n{len(failed)} cells are missing rounds (a run failed or timed out; see stderr)")
         sys.exit(1)

@@ -12,14 +12,11 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import LoadSampler, load1  # noqa: E402
-DTRAIN = os.path.join(ROOT, "bin", "dtrain")
+from benchlib import DTRAIN, run_logged, steps_per_rank  # noqa: E402
 CONFIG = "configs/gpt-cpu-small.yaml"
 
 
@@ -86,20 +83,10 @@ def execute(a, run, throttle, round_no):
     if run.throttled:
         cmd += ["--env", f"DTRAIN_TRANSPORT_THROTTLE={throttle}"]
     cmd += ["--", "train", "--config", CONFIG, "--overwrite"] + train_sets(a, run_dir, run.overlap)
-    sampler = LoadSampler()
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seconds = time.time() - t0
-    load = sampler.stop()
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-6000:])
-        sys.exit(f"dp_bench: run {name} failed with exit code {proc.returncode}: {' '.join(cmd)}")
-    m = re.search(r"model: ([\d,]+) parameters", proc.stdout)
+    output, seconds, load = run_logged(cmd, name, "dp_bench")
+    m = re.search(r"model: ([\d,]+) parameters", output)
     run.params = int(m.group(1).replace(",", "")) if m else None
-    per_rank = []
-    for r in range(run.ranks):
-        with open(os.path.join(run_dir, "metrics", f"steps-rank{r}.jsonl")) as f:
-            per_rank.append([json.loads(line) for line in f if line.strip()])
+    per_rank = steps_per_rank(run_dir, run.ranks)
     for step in range(a.warmup, a.steps):
         recs = [rows[step] for rows in per_rank]
         mean = lambda k: statistics.fmean(float(x[k] or 0) for x in recs)

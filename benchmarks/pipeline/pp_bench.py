@@ -17,10 +17,8 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import LoadSampler, load1  # noqa: E402
-DTRAIN = os.path.join(ROOT, "bin", "dtrain")
+from benchlib import DTRAIN, ROOT, load1, run_logged, steps_per_rank  # noqa: E402
 CONFIG = "configs/gpt-cpu-small.yaml"
 
 
@@ -106,20 +104,11 @@ def execute(a, run):
             run.seconds, run.load = json.load(f)
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
-        sampler = LoadSampler()
-        t0 = time.time()
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        run.seconds = time.time() - t0
-        run.load = sampler.stop()
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stdout[-6000:])
-            sys.exit(f"pp_bench: run {run.key} failed with exit code {proc.returncode}: {' '.join(cmd)}")
+        _, run.seconds, run.load = run_logged(cmd, run.key, "pp_bench")
         with open(load_file, "w") as f:
             json.dump([run.seconds, run.load], f)
-    per_rank = []
+    per_rank = steps_per_rank(run_dir, run.ranks)
     for r in range(run.ranks):
-        with open(os.path.join(run_dir, "metrics", f"steps-rank{r}.jsonl")) as f:
-            per_rank.append([json.loads(line) for line in f if line.strip()])
         with open(os.path.join(run_dir, "metrics", f"dp-rank{r}.json")) as f:
             run.summaries.append(json.load(f))
     for step in range(a.warmup, a.steps):

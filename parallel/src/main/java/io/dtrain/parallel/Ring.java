@@ -1,8 +1,6 @@
 package io.dtrain.parallel;
 
-import io.aeron.Aeron;
 import io.aeron.Publication;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.concurrent.TimeUnit;
@@ -35,9 +33,6 @@ final class Ring implements AutoCloseable {
      * (ipc: term/2 = 2 MiB; udp: 4 MiB; shm: 4 MiB), so a received frame waiting for room to forward it always gets it.
      */
     static final int CHUNK_FRAMES = 16;
-    /** A same-host link's ring: 4 chunks, like an ipc publication's term (see IPC_TERM_LENGTH: it stays in cache). */
-    static final int SHM_CAPACITY = 4 << 20;
-    static final String SHM_SCHEME = "shm:";
     private static final long NOT_CONNECTED_GRACE_NS = TimeUnit.SECONDS.toNanos(1);
     /**
      * Benchmark/diagnosis option: cap what this process sends per ring at DTRAIN_TRANSPORT_THROTTLE bytes/s (0 =
@@ -117,25 +112,12 @@ final class Ring implements AutoCloseable {
             return;
         }
         ParallelConfig config = comm.config();
-        Aeron aeron = comm.aeron();
         Duration wait = config.rendezvousTimeout();
-        String senderChannel;
-        if (comm.sharesMemoryWith(prevRank)) {
-            ShmLink.Consumer consumer = new ShmLink.Consumer(config.shmDirectory()
-                    .resolve("ring-" + groupKey + "-" + prevRank + "-to-" + comm.rank()), SHM_CAPACITY);
-            in = consumer;
-            senderChannel = SHM_SCHEME + consumer.file();
-        } else {
-            Inbound inbound = Inbound.open(comm, prevRank, (config.jobId() + "/" + groupKey).hashCode(), streamBase + index,
-                    IPC_TERM_LENGTH, UDP_TERM_LENGTH);
-            in = RingLinks.aeron(inbound.subscription());
-            senderChannel = inbound.senderChannel();
-        }
-        comm.store().set("ring/" + groupKey + "/" + comm.rank(), senderChannel);
+        RingLinks.Incoming incoming = RingLinks.openIncoming(comm, groupKey, prevRank, streamBase + index);
+        in = incoming.frames();
+        comm.store().set("ring/" + groupKey + "/" + comm.rank(), incoming.senderChannel());
         String channel = comm.store().getString("ring/" + groupKey + "/" + nextRank, wait);
-        out = channel.startsWith(SHM_SCHEME)
-                ? new ShmLink.Producer(Path.of(channel.substring(SHM_SCHEME.length())))
-                : RingLinks.aeron(aeron.addExclusivePublication(channel, streamBase + Math.floorMod(index + 1, size)));
+        out = RingLinks.openOutgoing(comm, channel, streamBase + Math.floorMod(index + 1, size));
         // Every member must cut buffers into the same frames, so the group uses its smallest frame (MTUs differ
         // between ipc and udp links).
         comm.store().set("payload/" + groupKey + "/" + comm.rank(),

@@ -6,6 +6,7 @@ import io.aeron.Subscription;
 import io.aeron.logbuffer.BufferClaim;
 import io.aeron.logbuffer.ControlledFragmentHandler;
 import io.aeron.logbuffer.FrameDescriptor;
+import java.nio.file.Path;
 import org.agrona.DirectBuffer;
 import org.agrona.MutableDirectBuffer;
 
@@ -15,7 +16,38 @@ import org.agrona.MutableDirectBuffer;
  * a time, the same on both.
  */
 final class RingLinks {
+    /** A same-host link's ring: 4 chunks, like an ipc publication's term (see Ring.IPC_TERM_LENGTH: it stays in cache). */
+    static final int SHM_CAPACITY = 4 << 20;
+    private static final String SHM_SCHEME = "shm:";
+
     private RingLinks() {
+    }
+
+    /** A link into this rank and the channel its sender opens with {@link #openOutgoing} (passed through the store). */
+    record Incoming(InboundFrames frames, String senderChannel) {
+    }
+
+    /**
+     * Opens the link of ring {@code groupKey} from {@code fromRank}: a {@link ShmLink} when that rank shares this
+     * host's memory ({@link Communicator#sharesMemoryWith}), else an Aeron stream ({@link Inbound}: ipc or udp).
+     */
+    static Incoming openIncoming(Communicator comm, String groupKey, int fromRank, int streamId) {
+        ParallelConfig config = comm.config();
+        if (comm.sharesMemoryWith(fromRank)) {
+            ShmLink.Consumer consumer = new ShmLink.Consumer(config.shmDirectory()
+                    .resolve("ring-" + groupKey + "-" + fromRank + "-to-" + comm.rank()), SHM_CAPACITY);
+            return new Incoming(consumer, SHM_SCHEME + consumer.file());
+        }
+        Inbound inbound = Inbound.open(comm, fromRank, (config.jobId() + "/" + groupKey).hashCode(), streamId,
+                Ring.IPC_TERM_LENGTH, Ring.UDP_TERM_LENGTH);
+        return new Incoming(aeron(inbound.subscription()), inbound.senderChannel());
+    }
+
+    /** The sending end of the link whose receiver published {@code senderChannel}. */
+    static Outbound openOutgoing(Communicator comm, String senderChannel, int streamId) {
+        return senderChannel.startsWith(SHM_SCHEME)
+                ? new ShmLink.Producer(Path.of(senderChannel.substring(SHM_SCHEME.length())))
+                : aeron(comm.aeron().addExclusivePublication(senderChannel, streamId));
     }
 
     /** What the ring does with one received frame (length -1: not a whole frame): true = consumed, false = leave it. */
@@ -59,7 +91,7 @@ final class RingLinks {
         void close();
     }
 
-    static Outbound aeron(ExclusivePublication publication) {
+    private static Outbound aeron(ExclusivePublication publication) {
         BufferClaim claim = new BufferClaim();
         return new Outbound() {
             public long tryClaim(int length) {
@@ -96,7 +128,7 @@ final class RingLinks {
         };
     }
 
-    static InboundFrames aeron(Subscription subscription) {
+    private static InboundFrames aeron(Subscription subscription) {
         return new InboundFrames() {
             private Image image;
             private FrameHandler handler;

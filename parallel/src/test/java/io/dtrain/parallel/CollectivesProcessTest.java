@@ -13,35 +13,23 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** Collectives across real worker processes sharing one media driver process. */
 class CollectivesProcessTest {
-    private static Path jobDir;
-    private static Path aeronDir;
-
-    @BeforeAll
-    static void driverDirectory() throws Exception {
-        jobDir = Files.createTempDirectory(Path.of("/dev/shm"), "dtrain-test-");
-        aeronDir = jobDir.resolve("aeron");
-    }
-
-    @AfterAll
-    static void stopDriver() {
-        Workers.cleanUp(jobDir, aeronDir);
-    }
+    @RegisterExtension
+    static final JobDirectory JOB = new JobDirectory();
 
     @ParameterizedTest(name = "world {0}")
     @ValueSource(ints = {1, 2, 3, 4, 5})
     void allCollectivesAreCorrectAndBitIdenticalAcrossRanks(int world) {
         List<String> crcs = runCorrectness(world, "auto");
         if (world > 1) {
-            assertTrue(PosixFilePermissions.toString(uncheckedPermissions(jobDir)).equals("rwx------"), "job dir mode");
-            assertFalse(Files.exists(jobDir.resolve("shm")), "shared-memory link files are unlinked once both ends map"
+            assertTrue(PosixFilePermissions.toString(uncheckedPermissions(JOB.jobDir())).equals("rwx------"), "job dir mode");
+            assertFalse(Files.exists(JOB.jobDir().resolve("shm")), "shared-memory link files are unlinked once both ends map"
                     + " them, and their directory goes with the last worker");
         }
         if (world == 3) {
@@ -52,7 +40,7 @@ class CollectivesProcessTest {
 
     /** Runs the correctness scenario and checks it; returns rank 0's checksums of the world's collectives. */
     private static List<String> runCorrectness(int world, String transport) {
-        Map<String, String> env = Workers.jobEnv(world, aeronDir, Duration.ofSeconds(20));
+        Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), Duration.ofSeconds(20));
         env.put("DTRAIN_TRANSPORT", transport);
         if (world % 2 == 1) {
             env.put("DTRAIN_CHUNK_BYTES", "1000"); // many frames per segment, frame sizes not a multiple of 8
@@ -79,7 +67,7 @@ class CollectivesProcessTest {
             assertTrue(sent >= ideal && sent <= ideal * 1.06 + 1000,
                     "rank " + r.rank() + " sent " + sent + " bytes, ideal " + ideal);
         }
-        assertTrue(Files.isDirectory(aeronDir) || world == 1, () -> "driver directory " + aeronDir + " is gone: " + results.get(0).stderr());
+        assertTrue(Files.isDirectory(JOB.aeronDir()) || world == 1, () -> "driver directory " + JOB.aeronDir() + " is gone: " + results.get(0).stderr());
         return worldCrcs;
     }
 
@@ -87,7 +75,7 @@ class CollectivesProcessTest {
     void aPeerKilledInTheMiddleOfAnAllReduceFailsEveryOtherRankWithinTheTimeout() {
         int world = 4;
         Duration timeout = Duration.ofSeconds(4);
-        Map<String, String> env = Workers.jobEnv(world, aeronDir, timeout);
+        Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), timeout);
         env.put("DTRAIN_CHUNK_BYTES", "4096");
         List<Workers.Result> results = Workers.run(world, "kill", env,
                 rank -> rank == 2 ? List.of("-Ddtrain.test.killAfterChunks=100") : List.of(), Duration.ofSeconds(60));
@@ -108,7 +96,7 @@ class CollectivesProcessTest {
             assertTrue(r.stderr().contains("dtrain thread dump of rank " + r.rank()), r::toString);
         }
         // The media driver is its own process: a worker's death does not take it down.
-        assertTrue(io.dtrain.parallel.transport.MediaDriverProcess.pid(aeronDir).stream()
+        assertTrue(io.dtrain.parallel.transport.MediaDriverProcess.pid(JOB.aeronDir()).stream()
                 .anyMatch(pid -> ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)), "driver died");
     }
 
@@ -116,7 +104,7 @@ class CollectivesProcessTest {
     void aPeerCallingADifferentCollectiveFailsEveryRankNamingIt() {
         int world = 3;
         Duration timeout = Duration.ofSeconds(4);
-        List<Workers.Result> results = Workers.run(world, "mismatch", Workers.jobEnv(world, aeronDir, timeout),
+        List<Workers.Result> results = Workers.run(world, "mismatch", Workers.jobEnv(world, JOB.aeronDir(), timeout),
                 rank -> List.of(), Duration.ofSeconds(60));
         Set<String> failures = new HashSet<>();
         for (Workers.Result r : results) {
@@ -137,7 +125,7 @@ class CollectivesProcessTest {
     void aStalledPeerFailsTheOthersByTheTimeoutNamingIt() {
         int world = 3;
         Duration timeout = Duration.ofSeconds(3);
-        List<Workers.Result> results = Workers.run(world, "stall", Workers.jobEnv(world, aeronDir, timeout),
+        List<Workers.Result> results = Workers.run(world, "stall", Workers.jobEnv(world, JOB.aeronDir(), timeout),
                 rank -> List.of("-Dstall.ms=6000"), Duration.ofSeconds(60));
         for (Workers.Result r : results) {
             String failure = r.failure();
@@ -155,7 +143,7 @@ class CollectivesProcessTest {
 
     @Test
     void aWorkerWithAWrongSecretIsRefusedAndLogged() {
-        Map<String, String> env = Workers.jobEnv(2, aeronDir, Duration.ofSeconds(3));
+        Map<String, String> env = Workers.jobEnv(2, JOB.aeronDir(), Duration.ofSeconds(3));
         env.put("DTRAIN_RENDEZVOUS_TIMEOUT", "3s");
         String secret = env.get("DTRAIN_JOB_SECRET");
         List<Workers.Result> results = Workers.run(2, "correctness", env, rank -> List.of(),

@@ -4,37 +4,23 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /** Point-to-point links between real worker processes (the pipeline's transport). */
 class PeerLinksProcessTest {
-    private static Path jobDir;
-    private static Path aeronDir;
-
-    @BeforeAll
-    static void driverDirectory() throws Exception {
-        jobDir = Files.createTempDirectory(Path.of("/dev/shm"), "dtrain-test-");
-        aeronDir = jobDir.resolve("aeron");
-    }
-
-    @AfterAll
-    static void stopDriver() {
-        Workers.cleanUp(jobDir, aeronDir);
-    }
+    @RegisterExtension
+    static final JobDirectory JOB = new JobDirectory();
 
     @ParameterizedTest(name = "over {0}")
     @ValueSource(strings = {"ipc", "udp"})
     void aChainOfRanksExchangesTensorsBothWaysAtOnceWithoutDeadlock(String transport) {
         int world = 3;
-        java.util.Map<String, String> env = Workers.jobEnv(world, aeronDir, Duration.ofSeconds(20));
+        java.util.Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), Duration.ofSeconds(20));
         env.put("DTRAIN_TRANSPORT", transport);
         List<Workers.Result> results = Workers.run(world, "peers", env, rank -> List.of(), Duration.ofSeconds(90));
         long payload = 6L * 4 * 300 * 256 * 8 + 4 + 48;
@@ -53,7 +39,7 @@ class PeerLinksProcessTest {
     @Test
     void aPeerThatNeverSendsFailsTheWaitingRankWithinTheTimeoutNamingIt() {
         Duration timeout = Duration.ofSeconds(3);
-        List<Workers.Result> results = Workers.run(2, "peers-stall", Workers.jobEnv(2, aeronDir, timeout),
+        List<Workers.Result> results = Workers.run(2, "peers-stall", Workers.jobEnv(2, JOB.aeronDir(), timeout),
                 rank -> List.of("-Dstall.ms=6000"), Duration.ofSeconds(60));
         Workers.Result waiting = results.get(0);
         String failure = waiting.failure();

@@ -11,6 +11,7 @@ import java.nio.file.Path;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The shared-memory ring of records on its own (the ring over it runs between processes in CollectivesProcessTest). */
@@ -21,6 +22,7 @@ class ShmLinkTest {
     Path dir;
 
     @Test
+    @Timeout(60) // a lost frame would otherwise leave the consumer polling forever
     void framesOfEveryLengthArriveInOrderAcrossWrapAroundsWhileTheProducerRunsAhead() throws Exception {
         Path file = dir.resolve("link");
         int frames = 20_000;
