@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.dtrain.config.ConfigLoader;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.data.loader.BatchLoader;
 import io.dtrain.data.loader.MicroBatch;
 import io.dtrain.data.loader.PackedTokenDataset;
@@ -129,7 +129,7 @@ public final class TorchComparison implements Callable<Integer> {
         String loadBefore = loadAverage();
 
         List<String> allOverrides = comparisonOverrides(float64, dir.resolve("run"));
-        TrainConfig cfg = ConfigLoader.load(config, allOverrides);
+        RunConfig cfg = ConfigLoader.load(config, allOverrides);
         int dtrainSteps = Math.max(steps, speedSteps > 0 ? warmup + speedSteps : 0);
         int nd4jThreads = Nd4j.getEnvironment().maxMasterThreads();
         System.out.printf(Locale.ROOT, "comparison: %s, d_model %d, %d layers, %d heads, seq_len %d, %d x %d "
@@ -296,7 +296,7 @@ public final class TorchComparison implements Callable<Integer> {
      * in {@code <name>.bin}, described by {@code meta} (JSON) with dtrain's parameter kinds (the decay groups).
      * Opens its own loader with the Trainer's arguments: the order is a pure function of data, batch and seed.
      */
-    static void writeBatches(TrainConfig cfg, ParamLayout layout, int steps, Path meta) throws IOException {
+    static void writeBatches(RunConfig cfg, ParamLayout layout, int steps, Path meta) throws IOException {
         int seqLen = cfg.model().seqLen();
         int accumulation = cfg.accumulationSteps(1);
         int micro = cfg.training().microBatch();

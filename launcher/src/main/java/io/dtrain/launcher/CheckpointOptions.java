@@ -2,7 +2,7 @@ package io.dtrain.launcher;
 
 import io.dtrain.checkpoint.Checkpoint;
 import io.dtrain.config.ConfigLoader;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
@@ -24,7 +24,7 @@ final class CheckpointOptions {
     }
 
     /** The run configuration stored with the checkpoint, with --set overrides applied and validated. */
-    TrainConfig config(Checkpoint ck) {
+    RunConfig config(Checkpoint ck) {
         Object yaml = ck.extra().get("config_yaml");
         if (!(yaml instanceof String text)) {
             throw new UserError("checkpoint " + ck.directory() + " stores no run configuration (config_yaml in its "

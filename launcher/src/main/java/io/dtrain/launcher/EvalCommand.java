@@ -1,7 +1,7 @@
 package io.dtrain.launcher;
 
 import io.dtrain.checkpoint.Checkpoint;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.data.loader.TokenDataset;
 import io.dtrain.data.loader.TokenDatasets;
 import io.dtrain.data.reader.BadRecordPolicy;
@@ -35,7 +35,7 @@ public final class EvalCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         Checkpoint ck = checkpoint.load();
-        TrainConfig cfg = checkpoint.config(ck);
+        RunConfig cfg = checkpoint.config(ck);
         if (cfg.data().val() == null || cfg.data().val().isBlank()) {
             throw new UserError("no validation data: the checkpoint's configuration has no data.val; pass --set data.val=PATH");
         }

@@ -1,7 +1,7 @@
 package io.dtrain.launcher;
 
 import io.dtrain.checkpoint.Checkpoint;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.data.tokenizer.Tokenizer;
 import io.dtrain.model.GptModel;
 import io.dtrain.train.Generator;
@@ -49,7 +49,7 @@ public final class GenerateCommand implements Callable<Integer> {
             throw new UserError("--max-tokens, --temperature and --top-k must be >= 0");
         }
         Checkpoint ck = checkpoint.load();
-        TrainConfig cfg = checkpoint.config(ck);
+        RunConfig cfg = checkpoint.config(ck);
         Tokenizer tok = TrainTokenizer.forConfig(cfg);
         int[] ids = tok.encode(prompt);
         if (ids.length == 0) {

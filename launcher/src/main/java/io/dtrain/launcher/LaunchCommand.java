@@ -1,6 +1,6 @@
 package io.dtrain.launcher;
 
-import io.dtrain.parallel.ParallelConfig;
+import io.dtrain.parallel.WorldConfig;
 import io.dtrain.parallel.rendezvous.RendezvousServer;
 import io.dtrain.parallel.transport.MediaDriverProcess;
 import picocli.CommandLine.Command;
@@ -162,7 +162,7 @@ public final class LaunchCommand implements Callable<Integer> {
                 port = store.port();
             }
             Map<String, String> baseEnv = workerEnvironment(worldSize, host, port, job, secret, size);
-            ParallelConfig driverConfig = ParallelConfig.fromEnvironment(withRank(baseEnv, nodeRank * nprocPerNode, 0));
+            WorldConfig driverConfig = WorldConfig.fromEnvironment(withRank(baseEnv, nodeRank * nprocPerNode, 0));
             if (!driverConfig.externalDriver()) {
                 int idleExit = Integer.parseInt(baseEnv.getOrDefault("DTRAIN_DRIVER_IDLE_EXIT", "10"));
                 MediaDriverProcess.ensureRunning(driverConfig.resolvedAeronDir(), idleExit, Duration.ofSeconds(30));

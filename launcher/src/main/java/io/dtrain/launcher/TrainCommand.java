@@ -1,7 +1,7 @@
 package io.dtrain.launcher;
 
 import io.dtrain.config.ConfigLoader;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.Trainer;
@@ -57,7 +57,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintStream out = System.out;
-        TrainConfig cfg = ConfigLoader.load(config, overrides);
+        RunConfig cfg = ConfigLoader.load(config, overrides);
         Map<String, String> env = System.getenv();
         int worldSize = intEnv(env, "WORLD_SIZE", 1);
         int rank = intEnv(env, "RANK", 0);
@@ -88,7 +88,7 @@ public final class TrainCommand implements Callable<Integer> {
         return train(cfg, runDir, checkpoints, worldSize, out);
     }
 
-    private int train(TrainConfig cfg, Path runDir, Path checkpoints, int worldSize, PrintStream out) {
+    private int train(RunConfig cfg, Path runDir, Path checkpoints, int worldSize, PrintStream out) {
         // WORLD_SIZE > 1 (set by dtrain launch, torchrun-style wrappers, Slurm scripts): join as a data-parallel rank.
         // With parallel.pipeline.stages = P > 1 the world is P stages x D replicas.
         try (ProcessGroup world = worldSize > 1 ? ProcessGroup.fromEnvironment() : null) {
@@ -98,7 +98,7 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    private int train(TrainConfig cfg, Path runDir, Path checkpoints, RunContext context, ProcessGroup world, PrintStream out) {
+    private int train(RunConfig cfg, Path runDir, Path checkpoints, RunContext context, ProcessGroup world, PrintStream out) {
         try (io.dtrain.pipeline.PipelineGroups pipeline = context.pipeline();
              Trainer trainer = new Trainer(cfg, context, out)) {
             if (resume != null) {

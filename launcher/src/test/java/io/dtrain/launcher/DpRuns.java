@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.dtrain.checkpoint.Checkpoint;
 import io.dtrain.config.ConfigLoader;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.model.GptModel;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -66,7 +66,7 @@ final class DpRuns {
 
     /** The parameters of the latest checkpoint of a run, as float64 values. */
     static double[] finalParams(Path runDir, List<String> overrides) {
-        TrainConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), overrides, REPO);
+        RunConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), overrides, REPO);
         try (GptModel model = new GptModel(cfg.model())) {
             INDArray params = model.newFlatBuffer();
             Checkpoint.load(runDir).readParams(model.layout(), params);

@@ -3,7 +3,7 @@ package io.dtrain.launcher;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.dtrain.checkpoint.Checkpoint;
 import io.dtrain.config.ConfigLoader;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.model.GptModel;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -74,7 +74,7 @@ class DpZeroTest {
                         "gradient norm of step " + (i + 1) + " on rank " + r);
             }
         }
-        TrainConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
+        RunConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
         try (GptModel model = new GptModel(cfg.model())) {
             long size = model.layout().size();
             assertEquals((size + 1) / 2, summary(sharded, 0).get("optimizer_state_elements").asLong(),
@@ -111,7 +111,7 @@ class DpZeroTest {
         List<JsonNode> again = steps(resumed, 0);
         assertEquals(1, again.size(), "the resumed run trains only step 3");
         assertEquals(steps(sharded, 0).get(STEPS - 1).get("loss").asDouble(), again.get(0).get("loss").asDouble(), 0.0);
-        TrainConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
+        RunConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
         try (GptModel model = new GptModel(cfg.model())) {
             double[][] a = state(model, sharded);
             double[][] b = state(model, resumed);

@@ -32,7 +32,7 @@ final class Communicator implements AutoCloseable {
     private static final long HEARTBEAT_INTERVAL_MS = 200;
     private static final long STALE_HEARTBEAT_MS = 2_000;
 
-    private final ParallelConfig config;
+    private final WorldConfig config;
     private final RendezvousServer server;
     private final RendezvousClient store;
     private final RendezvousClient heartbeatStore;
@@ -51,7 +51,7 @@ final class Communicator implements AutoCloseable {
     private volatile boolean running;
     private volatile boolean closing;
 
-    private Communicator(ParallelConfig config) {
+    private Communicator(WorldConfig config) {
         this.config = config;
         if (config.worldSize() == 1 && config.hostStore()) {
             server = null;
@@ -110,7 +110,7 @@ final class Communicator implements AutoCloseable {
         heartbeat.setDaemon(true);
     }
 
-    static Communicator start(ParallelConfig config) {
+    static Communicator start(WorldConfig config) {
         Communicator comm = new Communicator(config);
         if (comm.heartbeat != null) {
             comm.heartbeat.start();
@@ -118,7 +118,7 @@ final class Communicator implements AutoCloseable {
         return comm;
     }
 
-    private static RendezvousServer startServer(ParallelConfig config) throws IOException {
+    private static RendezvousServer startServer(WorldConfig config) throws IOException {
         InetSocketAddress bind;
         try {
             bind = new InetSocketAddress(InetAddress.getByName(config.masterAddr()), config.masterPort());
@@ -132,12 +132,12 @@ final class Communicator implements AutoCloseable {
         }
     }
 
-    private static RendezvousClient connect(ParallelConfig config) {
+    private static RendezvousClient connect(WorldConfig config) {
         return RendezvousClient.connect(config.masterAddr(), config.masterPort(), config.jobId(), config.rank(),
                 config.secret(), config.rendezvousTimeout());
     }
 
-    private static Aeron connectAeron(ParallelConfig config) {
+    private static Aeron connectAeron(WorldConfig config) {
         String dir = config.resolvedAeronDir().toString();
         Aeron.Context context = new Aeron.Context()
                 .aeronDirectoryName(dir)
@@ -159,7 +159,7 @@ final class Communicator implements AutoCloseable {
      * a worker whose ring runs over shared memory would otherwise be no client at all, and lose the driver that its
      * Aeron links (pipeline, other hosts) need later. One counter per worker makes it a client from the start.
      */
-    private static Aeron registered(Aeron aeron, ParallelConfig config) {
+    private static Aeron registered(Aeron aeron, WorldConfig config) {
         try {
             aeron.addCounter(WORKER_COUNTER_TYPE_ID, "dtrain worker rank " + config.rank() + " of job " + config.jobId());
             return aeron;
@@ -179,7 +179,7 @@ final class Communicator implements AutoCloseable {
 
     // ---------------------------------------------------------------------------------------------------------
 
-    ParallelConfig config() {
+    WorldConfig config() {
         return config;
     }
 
@@ -201,8 +201,8 @@ final class Communicator implements AutoCloseable {
 
     /** True if ring links from {@code rank} to this rank go through a shared-memory file (same host, transport). */
     boolean sharesMemoryWith(int rank) {
-        ParallelConfig.Transport transport = config.transport();
-        return (transport == ParallelConfig.Transport.AUTO || transport == ParallelConfig.Transport.SHM)
+        WorldConfig.Transport transport = config.transport();
+        return (transport == WorldConfig.Transport.AUTO || transport == WorldConfig.Transport.SHM)
                 && nodeId(rank).equals(nodeId(rank()));
     }
 

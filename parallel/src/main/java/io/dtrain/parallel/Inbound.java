@@ -18,8 +18,8 @@ record Inbound(Subscription subscription, String senderChannel) {
 
     static Inbound open(Communicator comm, int fromRank, int sessionId, int streamId, String ipcTermLength,
                         String udpTermLength) {
-        ParallelConfig config = comm.config();
-        boolean ipc = config.transport() != ParallelConfig.Transport.UDP
+        WorldConfig config = comm.config();
+        boolean ipc = config.transport() != WorldConfig.Transport.UDP
                 && comm.nodeId(fromRank).equals(comm.nodeId(comm.rank()));
         if (ipc) {
             return new Inbound(comm.aeron().addSubscription("aeron:ipc?session-id=" + sessionId, streamId),

@@ -96,7 +96,7 @@ public final class PeerLinks implements AutoCloseable {
     }
 
     private void connect() {
-        ParallelConfig config = comm.config();
+        WorldConfig config = comm.config();
         Aeron aeron = comm.aeron();
         Duration wait = config.rendezvousTimeout();
         int me = comm.rank();
@@ -131,7 +131,7 @@ public final class PeerLinks implements AutoCloseable {
         return STREAM_BASE + (Math.floorMod(name.hashCode(), 64) << 20) + from * 1024 + to;
     }
 
-    private int sessionId(ParallelConfig config, int from, int to) {
+    private int sessionId(WorldConfig config, int from, int to) {
         return (config.jobId() + "/p2p/" + name + "/" + from + ">" + to).hashCode();
     }
 

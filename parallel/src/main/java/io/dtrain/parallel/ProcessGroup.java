@@ -43,7 +43,7 @@ public final class ProcessGroup implements AutoCloseable {
     }
 
     /** Joins the job: rendezvous, media driver, ring. Blocks until every rank has joined (rendezvous timeout). */
-    public static ProcessGroup init(ParallelConfig config) {
+    public static ProcessGroup init(WorldConfig config) {
         Communicator comm = Communicator.start(config);
         try {
             int[] world = new int[config.worldSize()];
@@ -55,9 +55,9 @@ public final class ProcessGroup implements AutoCloseable {
         }
     }
 
-    /** {@link #init} from torchrun-style environment variables (see {@link ParallelConfig#fromEnvironment}). */
+    /** {@link #init} from torchrun-style environment variables (see {@link WorldConfig#fromEnvironment}). */
     public static ProcessGroup fromEnvironment() {
-        return init(ParallelConfig.fromEnvironment(System.getenv()));
+        return init(WorldConfig.fromEnvironment(System.getenv()));
     }
 
     /**

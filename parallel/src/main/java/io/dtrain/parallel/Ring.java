@@ -111,7 +111,7 @@ final class Ring implements AutoCloseable {
             maxPayloadBytes = comm.config().chunkBytes();
             return;
         }
-        ParallelConfig config = comm.config();
+        WorldConfig config = comm.config();
         Duration wait = config.rendezvousTimeout();
         RingLinks.Incoming incoming = RingLinks.openIncoming(comm, groupKey, prevRank, streamBase + index);
         in = incoming.frames();

@@ -32,7 +32,7 @@ final class RingLinks {
      * host's memory ({@link Communicator#sharesMemoryWith}), else an Aeron stream ({@link Inbound}: ipc or udp).
      */
     static Incoming openIncoming(Communicator comm, String groupKey, int fromRank, int streamId) {
-        ParallelConfig config = comm.config();
+        WorldConfig config = comm.config();
         if (comm.sharesMemoryWith(fromRank)) {
             ShmLink.Consumer consumer = new ShmLink.Consumer(config.shmDirectory()
                     .resolve("ring-" + groupKey + "-" + fromRank + "-to-" + comm.rank()), SHM_CAPACITY);

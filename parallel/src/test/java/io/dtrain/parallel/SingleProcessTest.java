@@ -44,7 +44,7 @@ class SingleProcessTest {
 
     @Test
     void aWorldOfOneNeedsNoNetwork() {
-        try (ProcessGroup world = ProcessGroup.init(ParallelConfig.single())) {
+        try (ProcessGroup world = ProcessGroup.init(WorldConfig.single())) {
             INDArray a = Nd4j.createFromArray(1f, 2f, 3f);
             world.allReduce(a, ReduceOp.AVG);
             assertArrayEquals(new float[] {1f, 2f, 3f}, a.toFloatVector());

@@ -6,7 +6,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.MissingNode;
 import io.dtrain.model.ParamLayout;
 import io.dtrain.model.ParamSpec;
-import io.dtrain.optim.FlatBuffers;
+import io.dtrain.optim.NioViews;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -302,7 +302,7 @@ public final class Checkpoint {
 
     private void readRange(ParamLayout layout, long from, long to, Map<String, TensorFile> files, String what,
                            INDArray dest, long destLength) {
-        FlatBuffers.checkFlat("destination", dest);
+        NioViews.checkFlat("destination", dest);
         if (from < 0 || to < from || to > layout.size()) {
             throw new IllegalArgumentException("range [" + from + ", " + to + ") is outside the layout of "
                     + layout.size() + " elements");

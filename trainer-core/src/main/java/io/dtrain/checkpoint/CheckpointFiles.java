@@ -1,6 +1,6 @@
 package io.dtrain.checkpoint;
 
-import io.dtrain.optim.FlatBuffers;
+import io.dtrain.optim.NioViews;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -126,7 +126,7 @@ final class CheckpointFiles {
         long perChunk = IO_CHUNK_BYTES / elem;
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
             for (long c = from; c < to; c += perChunk) {
-                ByteBuffer src = FlatBuffers.bytes(flat, c, Math.min(to, c + perChunk));
+                ByteBuffer src = NioViews.bytes(flat, c, Math.min(to, c + perChunk));
                 crc.update(src.duplicate());
                 while (src.hasRemaining()) {
                     ch.write(src);
@@ -181,16 +181,16 @@ final class CheckpointFiles {
             int elem = elementBytes(fileType);
             ByteBuffer src = chunk.duplicate();
             src.position(a * elem).limit(b * elem);
-            FlatBuffers.bytes(dest, destStart, destEnd).put(src);
+            NioViews.bytes(dest, destStart, destEnd).put(src);
         } else if (fileType == DataType.FLOAT) {
             FloatBuffer src = chunk.asFloatBuffer();
-            DoubleBuffer d = FlatBuffers.doubles(dest, destStart, destEnd);
+            DoubleBuffer d = NioViews.doubles(dest, destStart, destEnd);
             for (int i = a; i < b; i++) {
                 d.put(i - a, src.get(i));
             }
         } else {
             DoubleBuffer src = chunk.asDoubleBuffer();
-            FloatBuffer d = FlatBuffers.floats(dest, destStart, destEnd);
+            FloatBuffer d = NioViews.floats(dest, destStart, destEnd);
             for (int i = a; i < b; i++) {
                 d.put(i - a, (float) src.get(i));
             }

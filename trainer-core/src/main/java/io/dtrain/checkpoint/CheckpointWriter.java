@@ -8,7 +8,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.dtrain.model.ParamLayout;
 import io.dtrain.model.ParamSpec;
-import io.dtrain.optim.FlatBuffers;
+import io.dtrain.optim.NioViews;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -263,7 +263,7 @@ public final class CheckpointWriter {
     }
 
     private static void checkBuffer(String what, INDArray flat, ParamLayout layout) {
-        FlatBuffers.checkFlat(what, flat);
+        NioViews.checkFlat(what, flat);
         if (flat.length() != layout.size()) {
             throw new IllegalArgumentException(what + " has " + flat.length() + " elements, the layout has "
                     + layout.size());

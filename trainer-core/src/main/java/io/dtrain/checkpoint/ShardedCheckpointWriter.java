@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.dtrain.model.ParamLayout;
 import io.dtrain.model.ParamSpec;
-import io.dtrain.optim.FlatBuffers;
+import io.dtrain.optim.NioViews;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -132,7 +132,7 @@ public final class ShardedCheckpointWriter {
 
     /** Pieces covering whole tensors: every spec of {@code layout} named in {@code names}, from {@code flat}. */
     public static List<Piece> wholeTensors(Part part, ParamLayout layout, INDArray flat, Collection<String> names) {
-        FlatBuffers.checkFlat(part.description, flat);
+        NioViews.checkFlat(part.description, flat);
         if (flat.length() != layout.size()) {
             throw new IllegalArgumentException(part.description + " buffer has " + flat.length()
                     + " elements, its layout has " + layout.size());
@@ -153,7 +153,7 @@ public final class ShardedCheckpointWriter {
 
     /** Pieces of a ZeRO-1 shard: elements {@code [from, to)} of {@code globalLayout}, held in {@code shard}. */
     public static List<Piece> shardOf(Part part, ParamLayout globalLayout, INDArray shard, long from, long to) {
-        FlatBuffers.checkFlat(part.description + " shard", shard);
+        NioViews.checkFlat(part.description + " shard", shard);
         if (from < 0 || to < from || to > globalLayout.size() || shard.length() != to - from) {
             throw new IllegalArgumentException(part.description + " shard of " + shard.length()
                     + " elements does not fit the range [" + from + ", " + to + ") of a layout of "
@@ -308,7 +308,7 @@ public final class ShardedCheckpointWriter {
             // No CREATE: rank 0 created every file, so a missing one is an error, not a new stray file.
             try (FileChannel ch = FileChannel.open(tmp.resolve(file), StandardOpenOption.WRITE)) {
                 for (long c = 0; c < p.size(); c += perChunk) {
-                    ByteBuffer src = FlatBuffers.bytes(p.src(), p.srcOffset() + c,
+                    ByteBuffer src = NioViews.bytes(p.src(), p.srcOffset() + c,
                             p.srcOffset() + Math.min(p.size(), c + perChunk));
                     long pos = (p.from() + c) * elem;
                     while (src.hasRemaining()) {
@@ -340,7 +340,7 @@ public final class ShardedCheckpointWriter {
             throw new IllegalArgumentException("rank " + rank + " has a piece [" + p.from() + ", " + p.to()
                     + ") of " + p.tensor() + ", which has " + s.size() + " elements");
         }
-        FlatBuffers.checkRange("source of the piece of " + p.tensor(), p.src(), p.srcOffset(),
+        NioViews.checkRange("source of the piece of " + p.tensor(), p.src(), p.srcOffset(),
                 p.srcOffset() + p.size());
         if (p.src().dataType() != dtype) {
             throw new IllegalArgumentException("the piece of " + p.tensor() + " comes from a " + p.src().dataType()

@@ -59,12 +59,12 @@ public final class ConfigLoader {
     }
 
     /** Loads {@code yaml} (relative to the working directory) and applies {@code overrides} ("a.b.c=value"). */
-    public static TrainConfig load(Path yaml, List<String> overrides) {
+    public static RunConfig load(Path yaml, List<String> overrides) {
         return load(yaml, overrides, workingDirectory());
     }
 
     /** As {@link #load(Path, List)} with relative paths (the config file's and those inside it) resolved against {@code workingDir}. */
-    public static TrainConfig load(Path yaml, List<String> overrides, Path workingDir) {
+    public static RunConfig load(Path yaml, List<String> overrides, Path workingDir) {
         Path file = workingDir.resolve(yaml);
         if (Files.isDirectory(file)) {
             throw new ConfigException(null, -1, null, "config file " + yaml + " is a directory; pass a .yaml file (e.g. configs/gpt-tiny.yaml)");
@@ -85,7 +85,7 @@ public final class ConfigLoader {
     }
 
     /** Parses YAML text; {@code sourceName} is the file name errors report. */
-    public static TrainConfig fromYaml(String yamlText, String sourceName, List<String> overrides, Path workingDir) {
+    public static RunConfig fromYaml(String yamlText, String sourceName, List<String> overrides, Path workingDir) {
         Map<String, Raw> raw = new LinkedHashMap<>();
         Map<String, Origin> sectionOrigins = new LinkedHashMap<>();
         readDocument(yamlText, sourceName, raw, sectionOrigins);
@@ -97,7 +97,7 @@ public final class ConfigLoader {
      * Builds a config from Java values (for tests and programmatic runs): keys are dotted ("model.n_head") or
      * section names mapping to maps of keys; values are numbers, booleans or strings, validated like file values.
      */
-    public static TrainConfig fromMap(Map<String, ?> values) {
+    public static RunConfig fromMap(Map<String, ?> values) {
         Map<String, Raw> raw = new LinkedHashMap<>();
         Map<String, Origin> seen = new LinkedHashMap<>();
         flattenMap("", values, raw, seen);
@@ -105,12 +105,12 @@ public final class ConfigLoader {
     }
 
     /** Reloads the output of {@link #toYaml} (e.g. stored with a checkpoint). */
-    public static TrainConfig fromResolvedYaml(String yaml) {
+    public static RunConfig fromResolvedYaml(String yaml) {
         return fromYaml(yaml, RESOLVED_SOURCE, List.of(), workingDirectory());
     }
 
     /** The resolved config as YAML, every key in schema order: printed at start and stored with checkpoints. */
-    public static String toYaml(TrainConfig config) {
+    public static String toYaml(RunConfig config) {
         StringBuilder sb = new StringBuilder("# dtrain resolved configuration: every key, defaults filled in, paths absolute\n");
         String section = null;
         for (Map.Entry<String, Object> kv : ConfigSchema.values(config).entrySet()) {
@@ -125,7 +125,7 @@ public final class ConfigLoader {
     }
 
     /** The resolved config as nested maps (section -> key -> value), e.g. for JSON manifests. */
-    public static Map<String, Object> toMap(TrainConfig config) {
+    public static Map<String, Object> toMap(RunConfig config) {
         Map<String, Object> out = new LinkedHashMap<>();
         for (Map.Entry<String, Object> kv : ConfigSchema.values(config).entrySet()) {
             Entry e = ConfigSchema.entry(kv.getKey());
@@ -241,7 +241,7 @@ public final class ConfigLoader {
 
     // ---- typing, defaults, paths and the rules between keys ----------------------------------------------------
 
-    private static TrainConfig resolve(Map<String, Raw> raw, Map<String, Origin> sectionOrigins, String source, Path workingDir) {
+    private static RunConfig resolve(Map<String, Raw> raw, Map<String, Origin> sectionOrigins, String source, Path workingDir) {
         Map<String, Object> values = new LinkedHashMap<>();
         for (Entry e : ConfigSchema.entries()) {
             Raw r = raw.get(e.key());
@@ -257,7 +257,7 @@ public final class ConfigLoader {
                 throw where.error(e.key() + " is required: " + e.doc(), e.key());
             }
         }
-        TrainConfig config = ConfigSchema.build(values);
+        RunConfig config = ConfigSchema.build(values);
         checkRules(config, where);
         return config;
     }
@@ -281,7 +281,7 @@ public final class ConfigLoader {
         }
     }
 
-    private static void checkRules(TrainConfig c, Where where) {
+    private static void checkRules(RunConfig c, Where where) {
         ModelConfig m = c.model();
         if (m.dModel() % m.nHead() != 0) {
             throw where.error("model.d_model (" + m.dModel() + ") is not divisible by model.n_head (" + m.nHead()

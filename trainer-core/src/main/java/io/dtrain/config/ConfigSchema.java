@@ -16,7 +16,7 @@ import java.util.Map;
  *
  * <p>Each section is a record ({@code model} is {@link ModelConfig}, ...); its keys are the record's components
  * in snake_case and in the same order, checked when this class loads so the table and the records cannot drift.
- * A new section (parallel, metrics, ...) is a new record, a component of {@link TrainConfig} and its rows here.
+ * A new section (parallel, metrics, ...) is a new record, a component of {@link RunConfig} and its rows here.
  */
 public final class ConfigSchema {
 
@@ -128,7 +128,7 @@ public final class ConfigSchema {
             new Section("output", OutputConfig.class, "where a run writes"),
             new Section("metrics", MetricsConfig.class,
                     "utilization metrics, step records, MFU, the trace and the Prometheus endpoint (see `dtrain report`)"),
-            new Section("parallel", ParallelRunConfig.class,
+            new Section("parallel", ParallelismConfig.class,
                     "how data-parallel ranks average gradients (buckets, overlap) and how the model is split into pipeline stages"));
 
     private static final List<Entry> ENTRIES = List.of(
@@ -274,7 +274,7 @@ public final class ConfigSchema {
     }
 
     /** Every key at its default (not a valid run on its own: data.train is empty and neither steps nor tokens is set). */
-    public static TrainConfig defaults() {
+    public static RunConfig defaults() {
         Map<String, Object> values = new LinkedHashMap<>();
         for (Entry e : ENTRIES) {
             values.put(e.key(), e.defaultValue());
@@ -283,7 +283,7 @@ public final class ConfigSchema {
     }
 
     /** Builds the records from typed values, one per key (Integer, Long, Double, Boolean or String). */
-    static TrainConfig build(Map<String, Object> values) {
+    static RunConfig build(Map<String, Object> values) {
         Object[] sections = new Object[SECTIONS.size()];
         for (int i = 0; i < SECTIONS.size(); i++) {
             Section s = SECTIONS.get(i);
@@ -294,14 +294,14 @@ public final class ConfigSchema {
             }
             sections[i] = construct(s.recordType(), args);
         }
-        return (TrainConfig) construct(TrainConfig.class, sections);
+        return (RunConfig) construct(RunConfig.class, sections);
     }
 
     /** Every key's value, in schema order. */
-    static Map<String, Object> values(TrainConfig config) {
+    static Map<String, Object> values(RunConfig config) {
         Map<String, Object> out = new LinkedHashMap<>();
         for (Section s : SECTIONS) {
-            Object section = read(config, TrainConfig.class.getRecordComponents()[SECTIONS.indexOf(s)]);
+            Object section = read(config, RunConfig.class.getRecordComponents()[SECTIONS.indexOf(s)]);
             RecordComponent[] components = s.recordType().getRecordComponents();
             List<Entry> keys = entries(s.name());
             for (int k = 0; k < keys.size(); k++) {
@@ -367,15 +367,15 @@ public final class ConfigSchema {
 
     /** The table must list each record's components, in order, with matching types: a developer error otherwise. */
     private static void checkMatchesRecords() {
-        RecordComponent[] top = TrainConfig.class.getRecordComponents();
+        RecordComponent[] top = RunConfig.class.getRecordComponents();
         if (top.length != SECTIONS.size()) {
-            throw new IllegalStateException("ConfigSchema: TrainConfig has " + top.length + " sections, the schema "
+            throw new IllegalStateException("ConfigSchema: RunConfig has " + top.length + " sections, the schema "
                     + SECTIONS.size());
         }
         for (int i = 0; i < top.length; i++) {
             Section s = SECTIONS.get(i);
             if (!top[i].getName().equals(s.name()) || top[i].getType() != s.recordType()) {
-                throw new IllegalStateException("ConfigSchema: section " + i + " is " + s.name() + " but TrainConfig has "
+                throw new IllegalStateException("ConfigSchema: section " + i + " is " + s.name() + " but RunConfig has "
                         + top[i].getName());
             }
             RecordComponent[] components = s.recordType().getRecordComponents();

@@ -1,7 +1,7 @@
 package io.dtrain.metrics;
 
 import io.dtrain.config.MetricsConfig;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.StepStats;
 
@@ -46,7 +46,7 @@ public final class RunMetrics implements AutoCloseable {
     private volatile StepStats lastStep;
     private volatile double lastMfu = Double.NaN;
 
-    private RunMetrics(TrainConfig cfg, RunContext run, long parameterCount) throws IOException {
+    private RunMetrics(RunConfig cfg, RunContext run, long parameterCount) throws IOException {
         MetricsConfig m = cfg.metrics();
         this.runDir = Path.of(cfg.output().dir());
         this.rank = run.rank();
@@ -87,7 +87,7 @@ public final class RunMetrics implements AutoCloseable {
      *
      * @param parameterCount all parameters of the model (the MFU's N excludes the position embedding)
      */
-    public static RunMetrics start(TrainConfig cfg, RunContext run, long parameterCount) {
+    public static RunMetrics start(RunConfig cfg, RunContext run, long parameterCount) {
         try {
             return new RunMetrics(cfg, run, parameterCount);
         } catch (IOException e) {

@@ -164,8 +164,8 @@ public final class AdamW {
             }
             long end = Math.min(to, runStart[run + 1]);
             double factor = runDecayed[run] ? decayFactor : 1.0;
-            for (long c = pos; c < end; c += FlatBuffers.MAX_CHUNK) {
-                long ce = Math.min(end, c + FlatBuffers.MAX_CHUNK);
+            for (long c = pos; c < end; c += NioViews.MAX_CHUNK) {
+                long ce = Math.min(end, c + NioViews.MAX_CHUNK);
                 if (dtype == DataType.FLOAT) {
                     updateFloat(params, grads, c, ce, factor, stepSize, bc2Sqrt, gradScale);
                 } else {
@@ -178,10 +178,10 @@ public final class AdamW {
 
     private void updateFloat(INDArray params, INDArray grads, long from, long to, double decayFactor,
                              double stepSize, double bc2Sqrt, double gradScale) {
-        FloatBuffer p = FlatBuffers.floats(params, from, to);
-        FloatBuffer g = FlatBuffers.floats(grads, from, to);
-        FloatBuffer mb = FlatBuffers.floats(m, from - stateFrom, to - stateFrom);
-        FloatBuffer vb = FlatBuffers.floats(v, from - stateFrom, to - stateFrom);
+        FloatBuffer p = NioViews.floats(params, from, to);
+        FloatBuffer g = NioViews.floats(grads, from, to);
+        FloatBuffer mb = NioViews.floats(m, from - stateFrom, to - stateFrom);
+        FloatBuffer vb = NioViews.floats(v, from - stateFrom, to - stateFrom);
         double b1 = beta1, b2 = beta2, e = eps, omb1 = 1.0 - beta1, omb2 = 1.0 - beta2;
         int n = (int) (to - from);
         for (int i = 0; i < n; i++) {
@@ -197,10 +197,10 @@ public final class AdamW {
 
     private void updateDouble(INDArray params, INDArray grads, long from, long to, double decayFactor,
                               double stepSize, double bc2Sqrt, double gradScale) {
-        DoubleBuffer p = FlatBuffers.doubles(params, from, to);
-        DoubleBuffer g = FlatBuffers.doubles(grads, from, to);
-        DoubleBuffer mb = FlatBuffers.doubles(m, from - stateFrom, to - stateFrom);
-        DoubleBuffer vb = FlatBuffers.doubles(v, from - stateFrom, to - stateFrom);
+        DoubleBuffer p = NioViews.doubles(params, from, to);
+        DoubleBuffer g = NioViews.doubles(grads, from, to);
+        DoubleBuffer mb = NioViews.doubles(m, from - stateFrom, to - stateFrom);
+        DoubleBuffer vb = NioViews.doubles(v, from - stateFrom, to - stateFrom);
         double b1 = beta1, b2 = beta2, e = eps, omb1 = 1.0 - beta1, omb2 = 1.0 - beta2;
         int n = (int) (to - from);
         for (int i = 0; i < n; i++) {
@@ -228,7 +228,7 @@ public final class AdamW {
     }
 
     private void checkBuffer(String what, INDArray a) {
-        FlatBuffers.checkFlat(what, a);
+        NioViews.checkFlat(what, a);
         if (a.length() != layoutSize) {
             throw new IllegalArgumentException(what + " has " + a.length() + " elements, the layout has " + layoutSize
                     + ": pass the full flat buffer");

@@ -27,12 +27,12 @@ public final class GradClipper {
 
     /** Sum of squares of elements {@code [from, to)} of a flat buffer, accumulated in double. */
     public static double sumOfSquares(INDArray flat, long from, long to) {
-        FlatBuffers.checkRange("grads", flat, from, to);
+        NioViews.checkRange("grads", flat, from, to);
         double total = 0;
-        for (long c = from; c < to; c += FlatBuffers.MAX_CHUNK) {
-            long ce = Math.min(to, c + FlatBuffers.MAX_CHUNK);
+        for (long c = from; c < to; c += NioViews.MAX_CHUNK) {
+            long ce = Math.min(to, c + NioViews.MAX_CHUNK);
             total += flat.dataType() == DataType.FLOAT
-                    ? sumOfSquares(FlatBuffers.floats(flat, c, ce)) : sumOfSquares(FlatBuffers.doubles(flat, c, ce));
+                    ? sumOfSquares(NioViews.floats(flat, c, ce)) : sumOfSquares(NioViews.doubles(flat, c, ce));
         }
         return total;
     }
@@ -124,12 +124,12 @@ public final class GradClipper {
             throw new IllegalArgumentException("grads has " + flat.length() + " elements, the layout has "
                     + layout.size());
         }
-        FlatBuffers.checkRange("grads", flat, from, to);
+        NioViews.checkRange("grads", flat, from, to);
         for (ParamSpec s : layout.specs()) {
             long a = Math.max(from, s.offset());
             long b = Math.min(to, s.end());
-            for (long c = a; c < b; c += FlatBuffers.MAX_CHUNK) {
-                long ce = Math.min(b, c + FlatBuffers.MAX_CHUNK);
+            for (long c = a; c < b; c += NioViews.MAX_CHUNK) {
+                long ce = Math.min(b, c + NioViews.MAX_CHUNK);
                 int hit = firstNonFiniteIndex(flat, c, ce);
                 if (hit >= 0) {
                     long flatIndex = c + hit;
@@ -143,14 +143,14 @@ public final class GradClipper {
 
     private static int firstNonFiniteIndex(INDArray flat, long from, long to) {
         if (flat.dataType() == DataType.FLOAT) {
-            FloatBuffer b = FlatBuffers.floats(flat, from, to);
+            FloatBuffer b = NioViews.floats(flat, from, to);
             for (int i = 0, n = b.limit(); i < n; i++) {
                 if (!Float.isFinite(b.get(i))) {
                     return i;
                 }
             }
         } else {
-            DoubleBuffer b = FlatBuffers.doubles(flat, from, to);
+            DoubleBuffer b = NioViews.doubles(flat, from, to);
             for (int i = 0, n = b.limit(); i < n; i++) {
                 if (!Double.isFinite(b.get(i))) {
                     return i;

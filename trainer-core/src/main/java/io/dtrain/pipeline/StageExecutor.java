@@ -1,5 +1,6 @@
 package io.dtrain.pipeline;
 
+import io.dtrain.data.loader.MicroBatch;
 import io.dtrain.model.DropoutKeys;
 import io.dtrain.model.GptModel;
 import io.dtrain.model.GptNames;

@@ -63,9 +63,9 @@ public final class Evaluator {
      */
     public double meanLoss(int rank, int ranks, io.dtrain.pipeline.StageExecutor stage,
                            java.util.function.Consumer<double[]> sumOverWorld) {
-        java.util.List<io.dtrain.pipeline.MicroBatch> mine = new java.util.ArrayList<>();
+        java.util.List<io.dtrain.data.loader.MicroBatch> mine = new java.util.ArrayList<>();
         for (int b = rank; b < batches.length; b += ranks) {
-            mine.add(new io.dtrain.pipeline.MicroBatch(batches[b], new long[batches[b].length]));
+            mine.add(new io.dtrain.data.loader.MicroBatch(batches[b], new long[batches[b].length]));
         }
         double[] totals = new double[2];
         if (!mine.isEmpty()) {

@@ -1,6 +1,6 @@
 package io.dtrain.train;
 
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.data.tokenizer.Tokenizer;
 import io.dtrain.data.tokenizer.Tokenizers;
 
@@ -9,7 +9,7 @@ public final class TrainTokenizer {
     private TrainTokenizer() {
     }
 
-    public static Tokenizer forConfig(TrainConfig cfg) {
+    public static Tokenizer forConfig(RunConfig cfg) {
         String kind = cfg.data().tokenizer();
         Tokenizer t = "byte".equals(kind) ? Tokenizers.open("byte") : Tokenizers.open(cfg.data().tokenizerDir());
         if (t.vocabSize() > cfg.model().vocabSize()) {

@@ -4,7 +4,7 @@ import io.dtrain.checkpoint.Checkpoint;
 import io.dtrain.checkpoint.CheckpointWriter;
 import io.dtrain.checkpoint.ShardedCheckpointWriter;
 import io.dtrain.config.ConfigLoader;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.data.loader.BatchLoader;
 import io.dtrain.data.loader.MicroBatch;
 import io.dtrain.data.loader.TokenDataset;
@@ -55,7 +55,7 @@ import java.util.Optional;
  * an uninterrupted one exactly.
  */
 public final class Trainer implements AutoCloseable {
-    private final TrainConfig cfg;
+    private final RunConfig cfg;
     private final RunContext run;
     private final Tokenizer tokenizer;
     private final GptModel model;
@@ -90,7 +90,7 @@ public final class Trainer implements AutoCloseable {
     /** Spans of each step's phases while {@link #train()} runs (trace.json). */
     private Tracer tracer = Tracer.NOOP;
 
-    public Trainer(TrainConfig cfg, RunContext run, PrintStream out) {
+    public Trainer(RunConfig cfg, RunContext run, PrintStream out) {
         this.cfg = cfg;
         this.run = run;
         this.out = out;
@@ -392,11 +392,11 @@ public final class Trainer implements AutoCloseable {
         grads.assign(0);
         model.phaseClock().reset();
         long waitBefore = loader.dataWaitNanos();
-        List<io.dtrain.pipeline.MicroBatch> microbatches = new ArrayList<>(accumulation);
+        List<io.dtrain.data.loader.MicroBatch> microbatches = new ArrayList<>(accumulation);
         for (int j = 0; j < accumulation; j++) {
             MicroBatch mb = loader.microBatch(step, j);
             countSamples(step, mb.sampleIndices());
-            microbatches.add(new io.dtrain.pipeline.MicroBatch(mb.windows(), mb.sampleIndices()));
+            microbatches.add(new io.dtrain.data.loader.MicroBatch(mb.windows(), mb.sampleIndices()));
         }
         long c0 = System.nanoTime();
         tracer.span("data_wait", "data", t0, c0);

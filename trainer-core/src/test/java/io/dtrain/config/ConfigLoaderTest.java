@@ -22,7 +22,7 @@ class ConfigLoaderTest {
     @TempDir
     Path workDir;
 
-    private TrainConfig load(String yaml, String... overrides) {
+    private RunConfig load(String yaml, String... overrides) {
         return ConfigLoader.fromYaml(yaml, "test.yaml", List.of(overrides), workDir);
     }
 
@@ -41,8 +41,8 @@ class ConfigLoaderTest {
 
     @Test
     void keysLeftOutTakeTheSchemaDefaults() {
-        TrainConfig c = load(MINIMAL);
-        TrainConfig d = ConfigSchema.defaults();
+        RunConfig c = load(MINIMAL);
+        RunConfig d = ConfigSchema.defaults();
         assertEquals(d.model(), c.model());
         assertEquals(d.optimizer(), c.optimizer());
         assertEquals(d.schedule(), c.schedule());
@@ -56,7 +56,7 @@ class ConfigLoaderTest {
 
     @Test
     void valuesOfEveryTypeAreRead() {
-        TrainConfig c = load("""
+        RunConfig c = load("""
                 model:
                   d_model: 96
                   n_head: 3
@@ -96,7 +96,7 @@ class ConfigLoaderTest {
 
     @Test
     void relativePathsResolveAgainstTheWorkingDirectoryAndUrisAreKept() {
-        TrainConfig c = load("""
+        RunConfig c = load("""
                 data:
                   train: data/../corpus/*.jsonl.zst
                   val: /abs/val
@@ -116,7 +116,7 @@ class ConfigLoaderTest {
 
     @Test
     void emptySectionsAndEmptyStringValuesAreAllowed() {
-        TrainConfig c = load("model:\ndata:\n  train: corpus\n  val:\ntraining:\n  steps: 3\n");
+        RunConfig c = load("model:\ndata:\n  train: corpus\n  val:\ntraining:\n  steps: 3\n");
         assertEquals(ConfigSchema.defaults().model(), c.model());
         assertEquals("", c.data().val());
     }
@@ -133,14 +133,14 @@ class ConfigLoaderTest {
 
     @Test
     void nestedKeysReadFromNestedMappingsDottedKeysAndOverrides() {
-        TrainConfig c = load(MINIMAL + "parallel:\n  dp:\n    bucket_mb: 4\n  pipeline:\n    stages: 2\n    schedule: gpipe\n",
+        RunConfig c = load(MINIMAL + "parallel:\n  dp:\n    bucket_mb: 4\n  pipeline:\n    stages: 2\n    schedule: gpipe\n",
                 "parallel.pipeline.partition=1,1");
         assertEquals(4.0, c.parallel().dpBucketMb());
         assertEquals(2, c.parallel().pipelineStages());
         assertEquals("gpipe", c.parallel().pipelineSchedule());
         assertEquals("1,1", c.parallel().pipelinePartition());
         // the resolved YAML writes them as dotted keys under their section, and reads back the same
-        TrainConfig again = ConfigLoader.fromResolvedYaml(ConfigLoader.toYaml(c));
+        RunConfig again = ConfigLoader.fromResolvedYaml(ConfigLoader.toYaml(c));
         assertEquals(c.parallel(), again.parallel());
         assertError(error(MINIMAL + "parallel:\n  dp_bucket_mb: 4\n"), "test.yaml", 6, "parallel.dp_bucket_mb",
                 "test.yaml:6: parallel.dp_bucket_mb: unknown key; did you mean dp.bucket_mb?");
@@ -260,7 +260,7 @@ class ConfigLoaderTest {
                         + " >= 50257 (GPT-2's BPE vocabulary)",
                 error("model:\n  vocab_size: 257\ndata:\n  tokenizer: gpt2\n  tokenizer_dir: tok\n  train: corpus\ntraining:\n  steps: 10\n")
                         .getMessage());
-        TrainConfig ok = load("model:\n  vocab_size: 50257\ndata:\n  tokenizer: gpt2\n  tokenizer_dir: tok\n  train: c\ntraining:\n  steps: 1\n");
+        RunConfig ok = load("model:\n  vocab_size: 50257\ndata:\n  tokenizer: gpt2\n  tokenizer_dir: tok\n  train: c\ntraining:\n  steps: 1\n");
         assertEquals(workDir.resolve("tok").toString(), ok.data().tokenizerDir());
     }
 
@@ -327,7 +327,7 @@ class ConfigLoaderTest {
         ConfigException e = assertThrows(ConfigException.class,
                 () -> ConfigLoader.load(Path.of("configs/run.yaml"), List.of(), workDir));
         assertEquals("configs/run.yaml:6: model.n_head: expected an integer, got 'x'", e.getMessage());
-        TrainConfig c = ConfigLoader.load(Path.of("configs/run.yaml"), List.of("model.n_head=2"), workDir);
+        RunConfig c = ConfigLoader.load(Path.of("configs/run.yaml"), List.of("model.n_head=2"), workDir);
         assertEquals(2, c.model().nHead());
     }
 
@@ -335,7 +335,7 @@ class ConfigLoaderTest {
 
     @Test
     void overridesReplaceFileValuesInOrder() {
-        TrainConfig c = load(MINIMAL + "model:\n  n_head: 4\n", "model.n_head=8", "optimizer.lr=1e-3",
+        RunConfig c = load(MINIMAL + "model:\n  n_head: 4\n", "model.n_head=8", "optimizer.lr=1e-3",
                 "model.norm=post", "data.val=valdir", "training.steps=20", "training.steps=30", "model.bias=false");
         assertEquals(8, c.model().nHead());
         assertEquals(1e-3, c.optimizer().lr());
@@ -378,7 +378,7 @@ class ConfigLoaderTest {
 
     @Test
     void resolvedYamlRoundTrips() {
-        TrainConfig c = load("""
+        RunConfig c = load("""
                 model:
                   dropout: 0.123456789012345
                   init_std: 1.0e-7
@@ -392,7 +392,7 @@ class ConfigLoaderTest {
                   tokens: 123456789
                 """);
         String yaml = ConfigLoader.toYaml(c);
-        TrainConfig back = ConfigLoader.fromResolvedYaml(yaml);
+        RunConfig back = ConfigLoader.fromResolvedYaml(yaml);
         assertEquals(c, back);
         assertEquals(yaml, ConfigLoader.toYaml(back));
         assertTrue(yaml.contains("\n  lr: 3.0e-4\n"), yaml);
@@ -419,7 +419,7 @@ class ConfigLoaderTest {
         values.put("data.train", "/abs/corpus");
         values.put("training.steps", 5L);
         values.put("optimizer.lr", 1e-3);
-        TrainConfig c = ConfigLoader.fromMap(values);
+        RunConfig c = ConfigLoader.fromMap(values);
         assertEquals(2, c.model().nHead());
         assertEquals(32, c.model().dModel());
         assertEquals(5, c.training().steps());
@@ -431,7 +431,7 @@ class ConfigLoaderTest {
 
     @Test
     void accumulationStepsFollowMegatronsRule() {
-        TrainConfig c = load("data:\n  train: c\ntraining:\n  steps: 1\n  global_batch: 32\n  micro_batch: 4\n");
+        RunConfig c = load("data:\n  train: c\ntraining:\n  steps: 1\n  global_batch: 32\n  micro_batch: 4\n");
         assertEquals(8, c.accumulationSteps(1));
         assertEquals(2, c.accumulationSteps(4));
         ConfigException e = assertThrows(ConfigException.class, () -> c.accumulationSteps(3));

@@ -39,8 +39,8 @@ class ConfigReferenceTest {
     @Test
     void schemaDefaultsAreValidValues() {
         // Every default, written as YAML and read back through the validating path, is accepted unchanged.
-        TrainConfig d = ConfigLoader.fromMap(java.util.Map.of("data.train", "/abs/corpus", "training.steps", 1));
-        TrainConfig defaults = ConfigSchema.defaults();
+        RunConfig d = ConfigLoader.fromMap(java.util.Map.of("data.train", "/abs/corpus", "training.steps", 1));
+        RunConfig defaults = ConfigSchema.defaults();
         assertEquals(defaults.model(), d.model());
         assertEquals(defaults.optimizer(), d.optimizer());
         assertEquals(defaults.schedule(), d.schedule());

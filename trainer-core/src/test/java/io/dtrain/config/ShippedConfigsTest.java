@@ -19,7 +19,7 @@ class ShippedConfigsTest {
         return Path.of(System.getProperty("dtrain.repo.root", "..")).toAbsolutePath().normalize();
     }
 
-    private static TrainConfig load(String name) {
+    private static RunConfig load(String name) {
         return ConfigLoader.load(Path.of("configs", name), List.of(), repoRoot());
     }
 
@@ -45,7 +45,7 @@ class ShippedConfigsTest {
         for (Path f : files) {
             String text = Files.readString(f);
             assertTrue(text.startsWith("# "), f + " starts with a header comment saying what it is for");
-            TrainConfig c = ConfigLoader.load(repoRoot().relativize(f), List.of(), repoRoot());
+            RunConfig c = ConfigLoader.load(repoRoot().relativize(f), List.of(), repoRoot());
             assertEquals(c, ConfigLoader.fromResolvedYaml(ConfigLoader.toYaml(c)), f.toString());
             assertTrue(Path.of(c.data().train()).isAbsolute(), f + ": data.train resolved");
             assertEquals(0, c.training().globalBatch() % c.training().microBatch());
@@ -54,7 +54,7 @@ class ShippedConfigsTest {
 
     @Test
     void gptTiny() {
-        TrainConfig c = load("gpt-tiny.yaml");
+        RunConfig c = load("gpt-tiny.yaml");
         ModelConfig m = c.model();
         assertEquals(List.of(257, 128, 128, 4, 4), List.of(m.vocabSize(), m.seqLen(), m.dModel(), m.nLayer(), m.nHead()));
         assertEquals(0.0, m.dropout());
@@ -82,7 +82,7 @@ class ShippedConfigsTest {
 
     @Test
     void gptCpuSmallIsNanoGptsShakespeareCharShape() {
-        TrainConfig c = load("gpt-cpu-small.yaml");
+        RunConfig c = load("gpt-cpu-small.yaml");
         ModelConfig m = c.model();
         assertEquals(List.of(257, 256, 384, 6, 6), List.of(m.vocabSize(), m.seqLen(), m.dModel(), m.nLayer(), m.nHead()));
         assertEquals(0.2, m.dropout());
@@ -97,7 +97,7 @@ class ShippedConfigsTest {
 
     @Test
     void gpt2SmallHasGpt2sParameterCount() {
-        TrainConfig c = load("gpt2-124m.yaml");
+        RunConfig c = load("gpt2-124m.yaml");
         ModelConfig m = c.model();
         assertEquals(124_439_808, parameters(m), "GPT-2 small as counted by nanoGPT/HF, with position embeddings");
         assertEquals(List.of("pre", "gelu", "gpt2"), List.of(m.norm(), m.activation(), c.data().tokenizer()));
@@ -112,7 +112,7 @@ class ShippedConfigsTest {
 
     @Test
     void seedPostLn() {
-        TrainConfig c = load("seed-post-ln.yaml");
+        RunConfig c = load("seed-post-ln.yaml");
         ModelConfig m = c.model();
         assertEquals(List.of("post", "relu"), List.of(m.norm(), m.activation()));
         assertFalse(m.tieEmbeddings());

@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.MetricsConfig;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.train.GradientSync;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.StepStats;
@@ -34,7 +34,7 @@ class RunMetricsTest {
 
     @Test
     void flopsPerTokenIsPalmsFormulaWithNanoGptsParameterCount() {
-        TrainConfig gpt2 = ConfigLoader.fromMap(Map.of("data.train", "/abs/corpus", "training.steps", 1,
+        RunConfig gpt2 = ConfigLoader.fromMap(Map.of("data.train", "/abs/corpus", "training.steps", 1,
                 "model.vocab_size", 50257, "model.seq_len", 1024, "model.d_model", 768, "model.n_layer", 12,
                 "model.n_head", 12));
         // GPT-2 small: 124,439,808 parameters, of which 123,653,376 without the position embedding (nanoGPT's
@@ -71,7 +71,7 @@ class RunMetricsTest {
                 GemmBenchmark.best(results));
     }
 
-    static TrainConfig config(Path runDir, int intervalMs, int prometheusPort) {
+    static RunConfig config(Path runDir, int intervalMs, int prometheusPort) {
         return ConfigLoader.fromMap(Map.of("data.train", "/abs/corpus", "training.steps", 3,
                 "output.dir", runDir.toString(), "model.seq_len", 16, "model.d_model", 32, "model.n_layer", 2,
                 "metrics", Map.of("interval_ms", intervalMs, "device", "v100", "prometheus_port", prometheusPort)));
@@ -87,7 +87,7 @@ class RunMetricsTest {
     void stepsSystemSamplesTraceAndPrometheusOfOneRank(@TempDir Path tmp) throws Exception {
         Path runDir = tmp.resolve("run");
         int port = freePort();
-        TrainConfig cfg = config(runDir, 25, port);
+        RunConfig cfg = config(runDir, 25, port);
         long params = 30_000;
         double fpt = Mfu.flopsPerToken(cfg.model(), params);
         RunContext two = new RunContext(0, 2, 0, 2, GradientSync.LOCAL);

@@ -1,6 +1,6 @@
 package io.dtrain.metrics;
 
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.train.GradientSync;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.StepStats;
@@ -30,7 +30,7 @@ class RunReportTest {
      * {@code delayMs} before each batch (an injected data delay). The sampler runs every 20 ms.
      */
     static Path runTwoRanks(Path runDir, int delayMs) throws Exception {
-        TrainConfig cfg = RunMetricsTest.config(runDir, 20, 0);
+        RunConfig cfg = RunMetricsTest.config(runDir, 20, 0);
         for (int rank : new int[] {1, 0}) {
             RunContext ctx = new RunContext(rank, 2, rank, 2, GradientSync.LOCAL);
             try (RunMetrics metrics = RunMetrics.start(cfg, ctx, 30_000);

@@ -1,5 +1,6 @@
 package io.dtrain.pipeline;
 
+import io.dtrain.data.loader.MicroBatch;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;

@@ -1,6 +1,6 @@
 package io.dtrain.train;
 
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.data.loader.PackedTokenDataset;
 import io.dtrain.data.loader.TokenDatasets;
 import io.dtrain.data.reader.BadRecordPolicy;
@@ -38,7 +38,7 @@ class EvaluatorShardingTest {
 
     @Test
     void shardedTotalsAddUpToTheOneRankMean(@TempDir Path tmp) {
-        TrainConfig cfg = TrainerTest.micro(tmp);
+        RunConfig cfg = TrainerTest.micro(tmp);
         PackedTokenDataset val = TokenDatasets.open(TrainerTest.REPO.resolve("data/pile-tiny/val").toString(),
                 TrainTokenizer.forConfig(cfg), cfg.model().seqLen(), BadRecordPolicy.SKIP);
         try (GptModel model = new GptModel(cfg.model())) {

@@ -2,7 +2,7 @@ package io.dtrain.train;
 
 import io.dtrain.checkpoint.Checkpoint;
 import io.dtrain.config.ConfigLoader;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -25,7 +25,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class TrainerTest {
     static final Path REPO = Path.of(System.getProperty("dtrain.repo.root", "..")).toAbsolutePath().normalize();
 
-    static TrainConfig micro(Path out, String... overrides) {
+    static RunConfig micro(Path out, String... overrides) {
         List<String> o = new ArrayList<>(List.of("model.dtype=float64", "output.dir=" + out,
                 "training.eval_interval=0", "training.checkpoint_interval=0", "training.log_interval=1"));
         o.addAll(List.of(overrides));
@@ -49,14 +49,14 @@ class TrainerTest {
     @Test
     void resumedRunRepeatsTheUninterruptedRunExactly(@TempDir Path tmp) {
         // Dropout on: its masks are keyed by (seed, step, sample), so resume must reproduce them too.
-        TrainConfig cfg = micro(tmp.resolve("a"), "training.steps=6", "model.dropout=0.1");
+        RunConfig cfg = micro(tmp.resolve("a"), "training.steps=6", "model.dropout=0.1");
         List<StepStats> full;
         double[] fullParams;
         try (Trainer t = new Trainer(cfg, RunContext.single(), QUIET)) {
             full = run(t, 6);
             fullParams = values(t.params());
         }
-        TrainConfig cfgB = micro(tmp.resolve("b"), "training.steps=6", "model.dropout=0.1");
+        RunConfig cfgB = micro(tmp.resolve("b"), "training.steps=6", "model.dropout=0.1");
         try (Trainer t = new Trainer(cfgB, RunContext.single(), QUIET)) {
             run(t, 3);
             t.saveCheckpoint();
@@ -80,9 +80,9 @@ class TrainerTest {
 
     @Test
     void accumulatedMicroBatchesEqualOneLargeBatch(@TempDir Path tmp) {
-        TrainConfig accumulated = micro(tmp.resolve("a"), "training.steps=3", "training.global_batch=8",
+        RunConfig accumulated = micro(tmp.resolve("a"), "training.steps=3", "training.global_batch=8",
                 "training.micro_batch=2", "model.dropout=0.1");
-        TrainConfig single = micro(tmp.resolve("b"), "training.steps=3", "training.global_batch=8",
+        RunConfig single = micro(tmp.resolve("b"), "training.steps=3", "training.global_batch=8",
                 "training.micro_batch=8", "model.dropout=0.1");
         List<StepStats> a;
         List<StepStats> b;
@@ -109,7 +109,7 @@ class TrainerTest {
 
     @Test
     void trainWritesStepRecordsEvaluationsAndCheckpoints(@TempDir Path tmp) throws Exception {
-        TrainConfig cfg = micro(tmp.resolve("run"), "training.steps=4", "training.eval_interval=2",
+        RunConfig cfg = micro(tmp.resolve("run"), "training.steps=4", "training.eval_interval=2",
                 "training.checkpoint_interval=2", "output.keep_checkpoints=1");
         ByteArrayOutputStream console = new ByteArrayOutputStream();
         double val;
@@ -140,7 +140,7 @@ class TrainerTest {
                     "keep_checkpoints=1 keeps only the newest");
         }
         // The resolved config travels with the checkpoint and reloads to the same config.
-        TrainConfig stored = ConfigLoader.fromResolvedYaml((String) ck.extra().get("config_yaml"));
+        RunConfig stored = ConfigLoader.fromResolvedYaml((String) ck.extra().get("config_yaml"));
         assertEquals(cfg, stored);
     }
 
@@ -152,13 +152,13 @@ class TrainerTest {
 
     @Test
     void nonFiniteLossStopsNamingTheStepOrIsSkipped(@TempDir Path tmp) {
-        TrainConfig stop = micro(tmp.resolve("a"), "training.steps=4", "optimizer.lr=1e200", "optimizer.min_lr=0",
+        RunConfig stop = micro(tmp.resolve("a"), "training.steps=4", "optimizer.lr=1e200", "optimizer.min_lr=0",
                 "optimizer.grad_clip=0", "schedule.warmup_steps=0");
         try (Trainer t = new Trainer(stop, RunContext.single(), QUIET)) {
             TrainingException e = assertThrows(TrainingException.class, () -> run(t, 4));
             assertTrue(e.getMessage().matches("step \\d: non-finite .*training.on_non_finite=skip.*"), e.getMessage());
         }
-        TrainConfig skip = micro(tmp.resolve("b"), "training.steps=4", "optimizer.lr=1e200", "optimizer.min_lr=0",
+        RunConfig skip = micro(tmp.resolve("b"), "training.steps=4", "optimizer.lr=1e200", "optimizer.min_lr=0",
                 "optimizer.grad_clip=0", "schedule.warmup_steps=0", "training.on_non_finite=skip");
         try (Trainer t = new Trainer(skip, RunContext.single(), QUIET)) {
             List<StepStats> s = run(t, 4);

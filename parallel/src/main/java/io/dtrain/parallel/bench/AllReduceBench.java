@@ -2,7 +2,7 @@ package io.dtrain.parallel.bench;
 
 import io.dtrain.parallel.ElementType;
 import io.dtrain.parallel.FlatBuffer;
-import io.dtrain.parallel.ParallelConfig;
+import io.dtrain.parallel.WorldConfig;
 import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.parallel.ReduceOp;
 import java.io.IOException;
@@ -113,7 +113,7 @@ public final class AllReduceBench {
     /** One rank: {@code AllReduceBench ITERATIONS SIZE_BYTES...}, configured by the environment. */
     public static void main(String[] args) {
         int iterations = Integer.parseInt(args[0]);
-        try (ProcessGroup world = ProcessGroup.init(ParallelConfig.fromEnvironment(System.getenv()))) {
+        try (ProcessGroup world = ProcessGroup.init(WorldConfig.fromEnvironment(System.getenv()))) {
             int n = world.size();
             if (world.rank() == 0) {
                 System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after %d warm-up calls, transport %s%n",

@@ -1,7 +1,7 @@
 package io.dtrain.train.dp;
 
 import io.dtrain.config.ConfigLoader;
-import io.dtrain.config.TrainConfig;
+import io.dtrain.config.RunConfig;
 import io.dtrain.model.GptModel;
 import io.dtrain.model.ParamLayout;
 import org.junit.jupiter.api.Test;
@@ -39,7 +39,7 @@ class GradientBucketsTest {
     @Test
     void gptStageRangesTileTheFlatBuffer() {
         Path repo = Path.of(System.getProperty("dtrain.repo.root", "..")).toAbsolutePath().normalize();
-        TrainConfig cfg = ConfigLoader.load(repo.resolve("configs/gpt-micro.yaml"), List.of(), repo);
+        RunConfig cfg = ConfigLoader.load(repo.resolve("configs/gpt-micro.yaml"), List.of(), repo);
         for (int k = 1; k <= cfg.model().nLayer(); k++) {
             try (GptModel model = new GptModel(cfg.model(), GptModel.balancedPartition(cfg.model(), k))) {
                 ParamLayout layout = model.layout();

@@ -13,10 +13,10 @@ package io.dtrain.config;
  * @param pipelineSchedule  "1f1b" or "gpipe"
  * @param pipelinePartition blocks per stage, comma-separated, or "" for a split balanced by estimated cost
  */
-public record ParallelRunConfig(double dpBucketMb, int dpOverlapStages, int pipelineStages, String pipelineSchedule,
+public record ParallelismConfig(double dpBucketMb, int dpOverlapStages, int pipelineStages, String pipelineSchedule,
                                 String pipelinePartition) {
 
-    public static ParallelRunConfig defaults() {
+    public static ParallelismConfig defaults() {
         return ConfigSchema.defaults().parallel();
     }
 }

@@ -31,7 +31,7 @@ import java.util.Map;
  * @param hostStore          true: rank 0 runs the rendezvous store (no launcher on node 0 hosts it)
  * @param chunkBytes         largest payload of one wire frame (capped by the Aeron MTU)
  */
-public record ParallelConfig(int rank, int worldSize, int localRank, String masterAddr, int masterPort,
+public record WorldConfig(int rank, int worldSize, int localRank, String masterAddr, int masterPort,
                              String jobId, byte[] secret, Duration timeout, Duration rendezvousTimeout,
                              Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
                              String advertiseAddress, boolean hostStore, int chunkBytes) {
@@ -42,7 +42,7 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(60);
     public static final int DEFAULT_CHUNK_BYTES = 64 * 1024;
 
-    public ParallelConfig {
+    public WorldConfig {
         if (worldSize < 1) {
             throw new IllegalArgumentException("world size must be >= 1, got " + worldSize + " (WORLD_SIZE)");
         }
@@ -68,13 +68,13 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
     }
 
     /** A single-process world (no network). */
-    public static ParallelConfig single() {
-        return new ParallelConfig(0, 1, 0, "127.0.0.1", 0, "local", new byte[0], DEFAULT_TIMEOUT,
+    public static WorldConfig single() {
+        return new WorldConfig(0, 1, 0, "127.0.0.1", 0, "local", new byte[0], DEFAULT_TIMEOUT,
                 Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_CHUNK_BYTES);
     }
 
     /** Reads the configuration from environment variables, e.g. {@code System.getenv()}. */
-    public static ParallelConfig fromEnvironment(Map<String, String> env) {
+    public static WorldConfig fromEnvironment(Map<String, String> env) {
         int worldSize = intVar(env, "WORLD_SIZE", 1);
         int rank = intVar(env, "RANK", 0);
         int localRank = intVar(env, "LOCAL_RANK", rank);
@@ -103,13 +103,13 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
                     + " or external (the launcher on node 0 hosts it)");
         }
         int chunkBytes = intVar(env, "DTRAIN_CHUNK_BYTES", DEFAULT_CHUNK_BYTES);
-        return new ParallelConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
+        return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir == null ? null : Path.of(aeronDir), external,
                 env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), chunkBytes);
     }
 
-    public ParallelConfig withTimeout(Duration newTimeout) {
-        return new ParallelConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, newTimeout,
+    public WorldConfig withTimeout(Duration newTimeout) {
+        return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, newTimeout,
                 rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore, chunkBytes);
     }
 
@@ -232,7 +232,7 @@ public record ParallelConfig(int rank, int worldSize, int localRank, String mast
 
     @Override
     public String toString() {
-        return "ParallelConfig[rank=" + rank + ", worldSize=" + worldSize + ", localRank=" + localRank
+        return "WorldConfig[rank=" + rank + ", worldSize=" + worldSize + ", localRank=" + localRank
                 + ", master=" + masterAddr + ":" + masterPort + ", jobId=" + jobId + ", secret=<" + secret.length
                 + " bytes>, timeout=" + timeout + ", transport=" + transport + ", nodeId=" + nodeId
                 + ", aeronDir=" + resolvedAeronDir() + ", externalDriver=" + externalDriver + "]";

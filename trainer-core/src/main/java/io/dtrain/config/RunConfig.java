@@ -5,7 +5,7 @@ package io.dtrain.config;
  * every key present (defaults filled in). Built by {@link ConfigLoader}; later issues add sections
  * ({@code parallel}, {@code metrics}) the same way.
  */
-public record TrainConfig(
+public record RunConfig(
         ModelConfig model,
         OptimizerConfig optimizer,
         ScheduleConfig schedule,
@@ -13,10 +13,10 @@ public record TrainConfig(
         TrainingConfig training,
         OutputConfig output,
         MetricsConfig metrics,
-        ParallelRunConfig parallel) {
+        ParallelismConfig parallel) {
 
     /** Every key at its schema default (not a runnable config by itself: data.train and the run length are unset). */
-    public static TrainConfig defaults() {
+    public static RunConfig defaults() {
         return ConfigSchema.defaults();
     }
 

@@ -19,11 +19,11 @@ import java.nio.FloatBuffer;
  * start of the whole allocation, whereas {@code data().addressPointer()} already includes the view's offset:
  * that pointer is what is used here.
  */
-public final class FlatBuffers {
+public final class NioViews {
     /** NIO buffers are int-indexed: ranges longer than this are processed in chunks by the callers. */
     public static final int MAX_CHUNK = 1 << 30;
 
-    private FlatBuffers() {
+    private NioViews() {
     }
 
     /** Checks {@code flat} is a contiguous float32/float64 vector and {@code [from, to)} lies inside it. */
@@ -71,7 +71,7 @@ public final class FlatBuffers {
         }
         if (base.position() != 0) {
             throw new IllegalStateException("unexpected javacpp pointer position " + base.position()
-                    + " for a flat buffer; FlatBuffers assumes ND4J 1.0.0-M2.1 semantics");
+                    + " for a flat buffer; NioViews assumes ND4J 1.0.0-M2.1 semantics");
         }
         long elem = flat.data().getElementSize();
         BytePointer bp = new BytePointer(base);

@@ -13,10 +13,10 @@ import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-class ParallelConfigTest {
+class WorldConfigTest {
     @Test
     void readsTorchrunVariables() {
-        ParallelConfig c = ParallelConfig.fromEnvironment(Map.of("RANK", "3", "WORLD_SIZE", "4", "LOCAL_RANK", "1",
+        WorldConfig c = WorldConfig.fromEnvironment(Map.of("RANK", "3", "WORLD_SIZE", "4", "LOCAL_RANK", "1",
                 "MASTER_ADDR", "10.0.0.1", "MASTER_PORT", "29400", "DTRAIN_JOB_SECRET", "x", "DTRAIN_COLLECTIVE_TIMEOUT", "2.5s",
                 "DTRAIN_TRANSPORT", "udp"));
         assertEquals(3, c.rank());
@@ -25,7 +25,7 @@ class ParallelConfigTest {
         assertEquals("10.0.0.1", c.masterAddr());
         assertEquals(29400, c.masterPort());
         assertEquals(Duration.ofMillis(2500), c.timeout());
-        assertEquals(ParallelConfig.Transport.UDP, c.transport());
+        assertEquals(WorldConfig.Transport.UDP, c.transport());
         assertEquals("dtrain-29400", c.jobId());
         assertTrue(c.hostStore());
         assertTrue(c.resolvedAeronDir().toString().contains("dtrain-"), c.resolvedAeronDir().toString());
@@ -35,9 +35,9 @@ class ParallelConfigTest {
     @Test
     void sharedMemoryLinksLiveInAPrivateDirectoryOfTheJobThatGoesWhenEmpty(@TempDir Path tmp) throws Exception {
         Path jobDir = tmp.resolve("dtrain-job");
-        ParallelConfig c = ParallelConfig.fromEnvironment(Map.of("WORLD_SIZE", "2", "DTRAIN_JOB_SECRET", "x",
+        WorldConfig c = WorldConfig.fromEnvironment(Map.of("WORLD_SIZE", "2", "DTRAIN_JOB_SECRET", "x",
                 "DTRAIN_AERON_DIR", jobDir.resolve("aeron").toString()));
-        assertEquals(ParallelConfig.Transport.AUTO, c.transport());
+        assertEquals(WorldConfig.Transport.AUTO, c.transport());
         Path shm = c.shmDirectory();
         assertEquals(jobDir.resolve("shm"), shm);
         assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(shm)));
@@ -53,17 +53,17 @@ class ParallelConfigTest {
 
     @Test
     void defaultsToASingleProcess() {
-        ParallelConfig c = ParallelConfig.fromEnvironment(Map.of());
+        WorldConfig c = WorldConfig.fromEnvironment(Map.of());
         assertEquals(0, c.rank());
         assertEquals(1, c.worldSize());
-        assertEquals(ParallelConfig.DEFAULT_TIMEOUT, c.timeout());
+        assertEquals(WorldConfig.DEFAULT_TIMEOUT, c.timeout());
     }
 
     @Test
     void readsTheSecretFromAFile(@TempDir Path dir) throws Exception {
         Path file = dir.resolve("secret");
         Files.writeString(file, "from-file\n");
-        ParallelConfig c = ParallelConfig.fromEnvironment(Map.of("WORLD_SIZE", "2", "DTRAIN_JOB_SECRET_FILE", file.toString()));
+        WorldConfig c = WorldConfig.fromEnvironment(Map.of("WORLD_SIZE", "2", "DTRAIN_JOB_SECRET_FILE", file.toString()));
         assertEquals("from-file", new String(c.secret()));
     }
 
@@ -71,19 +71,19 @@ class ParallelConfigTest {
     void badValuesNameTheVariable() {
         Map<String, String> env = new HashMap<>(Map.of("WORLD_SIZE", "2", "DTRAIN_JOB_SECRET", "x"));
         env.put("RANK", "two");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> ParallelConfig.fromEnvironment(env)).getMessage().contains("RANK"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("RANK"));
         env.put("RANK", "2");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> ParallelConfig.fromEnvironment(env)).getMessage().contains("outside"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("outside"));
         env.put("RANK", "1");
         env.put("DTRAIN_COLLECTIVE_TIMEOUT", "soon");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> ParallelConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_COLLECTIVE_TIMEOUT"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_COLLECTIVE_TIMEOUT"));
         env.remove("DTRAIN_COLLECTIVE_TIMEOUT");
         env.put("DTRAIN_TRANSPORT", "tcp");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> ParallelConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_TRANSPORT"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_TRANSPORT"));
         env.remove("DTRAIN_TRANSPORT");
         env.remove("DTRAIN_JOB_SECRET");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> ParallelConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_JOB_SECRET"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_JOB_SECRET"));
         env.put("DTRAIN_JOB_SECRET_FILE", "/nonexistent/secret");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> ParallelConfig.fromEnvironment(env)).getMessage().contains("/nonexistent/secret"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("/nonexistent/secret"));
     }
 }
