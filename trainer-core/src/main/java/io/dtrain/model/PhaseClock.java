@@ -16,11 +16,11 @@ public final class PhaseClock {
         backwardNanos = 0;
     }
 
-    synchronized void addForward(long nanos) {
+    public synchronized void addForward(long nanos) {
         forwardNanos += nanos;
     }
 
-    synchronized void addBackward(long nanos) {
+    public synchronized void addBackward(long nanos) {
         backwardNanos += nanos;
     }
 

@@ -1,0 +1,119 @@
+package io.dtrain.model.fused;
+
+import io.dtrain.config.ModelConfig;
+import org.bytedeco.javacpp.BytePointer;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * Everything one micro-batch's forward pass keeps for its backward pass through one stage, allocated once for
+ * up to {@code capacity} sequences and reused for every later micro-batch (smaller batches use a prefix).
+ * Shapes per block, with N = B*T rows: the residual stream {@code x[l]} [N, D] (x[0] is the stage input, x[L]
+ * its output); LayerNorm outputs and their row statistics; qkv [N, 3D]; attention probabilities
+ * [B, H, T, T] (before dropout); the heads' merged output [N, D]; the MLP's pre-activation [N, F]; and the dropout
+ * masks as bytes (1 = kept), indexed like the tensors they mask.
+ *
+ * <p>Pre-norm block (GPT-2): norm1 = LN1(x), sum1 = x + drop(attn(norm1)), norm2 = LN2(sum1),
+ * x' = sum1 + drop(mlp(norm2)). Post-norm: sum1 = x + drop(attn(x)), norm1 = LN1(sum1),
+ * sum2 = norm1 + drop(mlp(norm1)), x' = LN2(sum2).
+ */
+final class Activations {
+    final int capacity;
+    final Tensor[] x;
+    final Tensor[] norm1;
+    final Tensor[] mean1;
+    final Tensor[] rstd1;
+    final Tensor[] sum1;
+    /** Pre-norm: LN2's output; post-norm: LN2's input (sum2). */
+    final Tensor[] norm2OrSum2;
+    final Tensor[] mean2;
+    final Tensor[] rstd2;
+    final Tensor[] qkv;
+    final Tensor[] att;
+    final Tensor[] attY;
+    final Tensor[] fc;
+    /** Last stage, pre-norm: ln_f's output and statistics. */
+    final Tensor lnf;
+    final Tensor meanF;
+    final Tensor rstdF;
+    /** Dropout masks (null without dropout): the embedding's, and per block the probabilities' and the two residual branches'. */
+    final ByteBuffer embeddingMask;
+    final ByteBuffer[] probsMask;
+    final ByteBuffer[] attnMask;
+    final ByteBuffer[] mlpMask;
+    /** Keeps the mask memory owned while the buffers are in use. */
+    private final BytePointer maskMemory;
+    /** Batch size and dropout keys of the forward pass these activations hold. */
+    int batch;
+    io.dtrain.model.DropoutKeys keys;
+
+    Activations(ModelConfig cfg, int blocks, boolean first, boolean last, int capacity, boolean isDouble) {
+        this.capacity = capacity;
+        long n = (long) capacity * cfg.seqLen();
+        long d = cfg.dModel();
+        long probs = (long) capacity * cfg.nHead() * cfg.seqLen() * cfg.seqLen();
+        x = new Tensor[blocks + 1];
+        for (int l = 0; l <= blocks; l++) {
+            x[l] = Tensor.allocate(isDouble, n * d);
+        }
+        norm1 = new Tensor[blocks];
+        mean1 = new Tensor[blocks];
+        rstd1 = new Tensor[blocks];
+        sum1 = new Tensor[blocks];
+        norm2OrSum2 = new Tensor[blocks];
+        mean2 = new Tensor[blocks];
+        rstd2 = new Tensor[blocks];
+        qkv = new Tensor[blocks];
+        att = new Tensor[blocks];
+        attY = new Tensor[blocks];
+        fc = new Tensor[blocks];
+        for (int l = 0; l < blocks; l++) {
+            norm1[l] = Tensor.allocate(isDouble, n * d);
+            mean1[l] = Tensor.allocate(isDouble, n);
+            rstd1[l] = Tensor.allocate(isDouble, n);
+            sum1[l] = Tensor.allocate(isDouble, n * d);
+            norm2OrSum2[l] = Tensor.allocate(isDouble, n * d);
+            mean2[l] = Tensor.allocate(isDouble, n);
+            rstd2[l] = Tensor.allocate(isDouble, n);
+            qkv[l] = Tensor.allocate(isDouble, n * 3 * d);
+            att[l] = Tensor.allocate(isDouble, probs);
+            attY[l] = Tensor.allocate(isDouble, n * d);
+            fc[l] = Tensor.allocate(isDouble, n * cfg.ffWidth());
+        }
+        boolean lnF = last && cfg.preNorm();
+        lnf = lnF ? Tensor.allocate(isDouble, n * d) : null;
+        meanF = lnF ? Tensor.allocate(isDouble, n) : null;
+        rstdF = lnF ? Tensor.allocate(isDouble, n) : null;
+        if (cfg.dropout() > 0.0) {
+            long perBlock = probs + 2 * n * d;
+            long total = (first ? n * d : 0) + blocks * perBlock;
+            maskMemory = new BytePointer(total);
+            ByteBuffer all = maskMemory.capacity(total).limit(total).asByteBuffer();
+            int at = 0;
+            embeddingMask = first ? slice(all, at, n * d) : null;
+            at += first ? (int) (n * d) : 0;
+            probsMask = new ByteBuffer[blocks];
+            attnMask = new ByteBuffer[blocks];
+            mlpMask = new ByteBuffer[blocks];
+            for (int l = 0; l < blocks; l++) {
+                probsMask[l] = slice(all, at, probs);
+                at += (int) probs;
+                attnMask[l] = slice(all, at, n * d);
+                at += (int) (n * d);
+                mlpMask[l] = slice(all, at, n * d);
+                at += (int) (n * d);
+            }
+        } else {
+            maskMemory = null;
+            embeddingMask = null;
+            probsMask = null;
+            attnMask = null;
+            mlpMask = null;
+        }
+    }
+
+    private static ByteBuffer slice(ByteBuffer all, int at, long length) {
+        return all.slice(at, (int) length).order(ByteOrder.nativeOrder());
+    }
+}
