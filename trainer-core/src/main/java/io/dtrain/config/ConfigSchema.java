@@ -151,6 +151,8 @@ public final class ConfigSchema {
                     "std of the normal initialisation of weights (residual projections scaled by 1/sqrt(2 x n_layer))"),
             number("model.layer_norm_eps", 1e-5, Range.greaterThan(0), "LayerNorm epsilon"),
             choice("model.dtype", "float32", List.of("float32", "float64"), "floating-point type of parameters and activations"),
+            choice("model.engine", "auto", List.of("auto", "fused", "samediff"),
+                    "what computes the model: fused (hand-written CPU kernels on preallocated buffers), samediff (the SameDiff graph; the CUDA path) or auto (fused on the CPU backend, samediff otherwise)"),
 
             number("optimizer.lr", 6e-4, Range.greaterThan(0), "peak learning rate (after warm-up)"),
             number("optimizer.min_lr", 6e-5, Range.atLeast(0), "learning rate at the end of the decay; <= lr"),

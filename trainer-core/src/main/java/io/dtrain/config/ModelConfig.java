@@ -17,6 +17,8 @@ package io.dtrain.config;
  * @param initStd        std of the normal initialisation of weights (residual projections scaled by 1/sqrt(2L))
  * @param layerNormEps   LayerNorm epsilon
  * @param dtype          "float32" or "float64" (tests use float64)
+ * @param engine         what computes the model: "fused" (hand-written CPU kernels), "samediff" (the SameDiff
+ *                       graph; the CUDA path) or "auto" (fused on the CPU backend, samediff otherwise)
  */
 public record ModelConfig(
         int vocabSize,
@@ -32,7 +34,8 @@ public record ModelConfig(
         boolean bias,
         double initStd,
         double layerNormEps,
-        String dtype) {
+        String dtype,
+        String engine) {
 
     public int ffWidth() {
         return dFf > 0 ? dFf : 4 * dModel;
@@ -44,6 +47,17 @@ public record ModelConfig(
 
     public boolean preNorm() {
         return "pre".equals(norm);
+    }
+
+    /**
+     * The engine that runs: {@code engine} itself, or for "auto" fused on ND4J's CPU backend and samediff on any
+     * other (the fused kernels read and write host memory).
+     */
+    public String resolvedEngine() {
+        if (!"auto".equals(engine)) {
+            return engine;
+        }
+        return org.nd4j.linalg.factory.Nd4j.getBackend().getClass().getName().contains("cpu") ? "fused" : "samediff";
     }
 
     public boolean isDouble() {

@@ -6,25 +6,31 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 
+import io.dtrain.model.fused.ComputeThreads;
+import io.dtrain.model.fused.FusedStage;
+import io.dtrain.model.samediff.SameDiffStage;
+
 import java.util.Arrays;
 
 /**
- * A GPT decoder (nanoGPT's model.py semantics) split into stage graphs that one process runs in order.
+ * A GPT decoder (nanoGPT's model.py semantics) as a sequence of {@link Stage}s that one process runs in order, or
+ * one pipeline stage of it ({@link #forStage}). Which engine computes the stages is {@code model.engine}
+ * ({@link FusedStage} on the CPU backend by default, {@link SameDiffStage} as the reference and the CUDA path).
  *
  * <p>Pre-norm (GPT-2): x + attn(ln_1(x)), x + mlp(ln_2(x)), final ln_f. Post-norm: x = ln_1(x + attn(x)),
  * x = ln_2(x + mlp(x)), and no ln_f (the last block's output is already normalised).
  *
- * <p>The caller owns the flat parameter and gradient buffers (laid out by {@link #layout()}); the model holds
- * copies of the parameters taken by {@link #setParams} once per optimizer step, and ADDS gradients into the
- * caller's gradient buffer.
+ * <p>The caller owns the flat parameter and gradient buffers (laid out by {@link #layout()}); {@link #setParams}
+ * hands the parameters to the stages once per optimizer step, and the stages ADD gradients into the caller's
+ * gradient buffer.
  */
 public final class GptModel implements AutoCloseable {
     private final ModelConfig cfg;
     private final int[] blocksPerStage;
     private final ParamLayout layout;
     private final DataType dtype;
-    private final TokenEmbedding embedding;
-    private final StageGraph[] stages;
+    private final String engine;
+    private final Stage[] stages;
     private final PhaseClock clock = new PhaseClock();
 
     /** -1 when this process holds every stage, else the one pipeline stage it holds. */
@@ -41,12 +47,15 @@ public final class GptModel implements AutoCloseable {
         this.onlyStage = onlyStage;
         this.layout = onlyStage < 0 ? GptNames.layout(cfg, blocksPerStage) : GptNames.stageLayout(cfg, blocksPerStage, onlyStage);
         this.dtype = cfg.isDouble() ? DataType.DOUBLE : DataType.FLOAT;
-        this.embedding = onlyStage <= 0 ? new TokenEmbedding(cfg, layout, dtype) : null;
-        this.stages = new StageGraph[blocksPerStage.length];
+        this.engine = cfg.resolvedEngine();
+        this.stages = new Stage[blocksPerStage.length];
         int block = 0;
         for (int s = 0; s < stages.length; s++) {
             if (onlyStage < 0 || s == onlyStage) {
-                stages[s] = new StageGraph(cfg, layout, s, stages.length, block, block + blocksPerStage[s], clock);
+                int end = block + blocksPerStage[s];
+                stages[s] = "fused".equals(engine)
+                        ? new FusedStage(cfg, layout, s, stages.length, block, end, ComputeThreads.shared(), clock)
+                        : new SameDiffStage(cfg, layout, s, stages.length, block, end, clock);
             }
             block += blocksPerStage[s];
         }
@@ -103,8 +112,9 @@ public final class GptModel implements AutoCloseable {
         require(cfg.dropout() >= 0.0 && cfg.dropout() < 1.0, "model.dropout must be in [0, 1), got " + cfg.dropout());
         require("float32".equals(cfg.dtype()) || "float64".equals(cfg.dtype()),
                 "model.dtype must be float32 or float64, got " + cfg.dtype());
-        require(cfg.layerNormEps() >= 0.0, "model.layer_norm_eps must be >= 0 (0 selects SameDiff's fused LayerNorm"
-                + " without epsilon), got " + cfg.layerNormEps());
+        require(cfg.layerNormEps() > 0.0, "model.layer_norm_eps must be > 0, got " + cfg.layerNormEps());
+        require("auto".equals(cfg.engine()) || "fused".equals(cfg.engine()) || "samediff".equals(cfg.engine()),
+                "model.engine must be auto, fused or samediff, got " + cfg.engine());
         require(blocksPerStage.length >= 1, "need at least one stage");
         int sum = 0;
         for (int b : blocksPerStage) {
@@ -126,27 +136,17 @@ public final class GptModel implements AutoCloseable {
         return clock;
     }
 
-    /** Embedding lookup, timed as forward. */
-    public INDArray embed(int[][] inputs) {
-        long t0 = System.nanoTime();
-        INDArray x = embedding.forward(inputs);
-        clock.addForward(System.nanoTime() - t0);
-        return x;
-    }
-
-    /** Embedding scatter-add into the flat gradients, timed as backward. */
-    public void embedBackward(int[][] inputs, INDArray gradX0, INDArray flatGrads) {
-        long t0 = System.nanoTime();
-        embedding.backward(inputs, gradX0, flatGrads);
-        clock.addBackward(System.nanoTime() - t0);
-    }
-
     public ModelConfig config() {
         return cfg;
     }
 
     public ParamLayout layout() {
         return layout;
+    }
+
+    /** "fused" or "samediff": the engine computing the stages. */
+    public String engine() {
+        return engine;
     }
 
     public int numStages() {
@@ -161,19 +161,12 @@ public final class GptModel implements AutoCloseable {
         return dtype;
     }
 
-    public StageGraph stage(int s) {
+    /** Stage {@code s}; in a pipeline process only its own stage exists. */
+    public Stage stage(int s) {
         if (stages[s] == null) {
             throw new IllegalStateException("this process holds pipeline stage " + onlyStage + ", not stage " + s);
         }
         return stages[s];
-    }
-
-    /** Stage 0's embedding lookup and its scatter-add backward. */
-    public TokenEmbedding embedding() {
-        if (embedding == null) {
-            throw new IllegalStateException("this process holds pipeline stage " + onlyStage + ": the embedding is on stage 0");
-        }
-        return embedding;
     }
 
     /** Zeros, length layout().size(), model dtype. */
@@ -186,13 +179,10 @@ public final class GptModel implements AutoCloseable {
         ParamInit.init(cfg, layout, flatParams, seed);
     }
 
-    /** Copies flat parameters into the embedding and every stage graph (once per optimizer step). */
+    /** Hands the flat parameters to every stage (once per optimizer step). */
     public void setParams(INDArray flatParams) {
         checkFlat(flatParams, "parameter");
-        if (embedding != null) {
-            embedding.setParams(flatParams);
-        }
-        for (StageGraph s : stages) {
+        for (Stage s : stages) {
             if (s != null) {
                 s.setParams(flatParams);
             }
@@ -220,31 +210,24 @@ public final class GptModel implements AutoCloseable {
                                   java.util.function.IntConsumer gradientsFinal) {
         requireWhole("forwardBackward");
         checkFlat(flatGrads, "gradient");
+        checkWindows(windows, seqLenPlusOne());
         if (sampleIndices.length != windows.length) {
             throw new IllegalArgumentException(windows.length + " windows but " + sampleIndices.length + " sample indices");
         }
-        int[][] inputs = new int[windows.length][];
-        int[][] targets = new int[windows.length][];
-        splitWindows(windows, inputs, targets);
-        DropoutKeys keys = cfg.dropout() > 0.0 ? new DropoutKeys(dropoutSeed, step, sampleIndices.clone()) : null;
-
-        INDArray[] stageInputs = new INDArray[stages.length];
-        stageInputs[0] = embed(inputs);
-        for (int s = 0; s + 1 < stages.length; s++) {
-            stageInputs[s + 1] = stages[s].forward(stageInputs[s], keys);
+        DropoutKeys keys = cfg.dropout() > 0.0 ? new DropoutKeys(dropoutSeed, step, sampleIndices) : null;
+        int lastStage = stages.length - 1;
+        INDArray x = null;
+        for (int s = 0; s < lastStage; s++) {
+            x = stages[s].forward(0, windows, x, keys);
         }
-        LastStageResult last = stages[stages.length - 1].lossAndBackward(stageInputs[stages.length - 1], targets, keys);
-        last.addParamGradsInto(layout, flatGrads);
-        INDArray grad = last.gradInput();
-        for (int s = stages.length - 2; s >= 0; s--) {
+        double loss = stages[lastStage].loss(windows, x, keys, 1.0, flatGrads);
+        INDArray grad = stages[lastStage].gradInput();
+        for (int s = lastStage - 1; s >= 0; s--) {
             gradientsFinal.accept(s + 1);
-            StageBackward b = stages[s].backward(stageInputs[s], grad, keys);
-            b.addParamGradsInto(layout, flatGrads);
-            grad = b.gradInput();
+            grad = stages[s].backward(0, grad, flatGrads);
         }
-        embedBackward(inputs, grad, flatGrads);
         gradientsFinal.accept(0);
-        return last.loss();
+        return loss;
     }
 
     /** Mean loss of a micro-batch of windows [B][seq_len + 1], no dropout, no gradients (evaluation). */
@@ -258,18 +241,17 @@ public final class GptModel implements AutoCloseable {
      */
     public double loss(int[][] windows, DropoutKeys keys) {
         requireWhole("loss");
-        int[][] inputs = new int[windows.length][];
-        int[][] targets = new int[windows.length][];
-        splitWindows(windows, inputs, targets);
+        checkWindows(windows, seqLenPlusOne());
         if (keys != null && keys.batchSize() != windows.length) {
             throw new IllegalArgumentException(windows.length + " windows but dropout keys for " + keys.batchSize());
         }
         DropoutKeys used = cfg.dropout() > 0.0 ? keys : null;
-        INDArray x = embedding.forward(inputs);
-        for (int s = 0; s + 1 < stages.length; s++) {
-            x = stages[s].forward(x, used);
+        int lastStage = stages.length - 1;
+        INDArray x = null;
+        for (int s = 0; s < lastStage; s++) {
+            x = stages[s].forward(-1, windows, x, used);
         }
-        return stages[stages.length - 1].loss(x, targets, used);
+        return stages[lastStage].loss(windows, x, used, 1.0, null);
     }
 
     /**
@@ -294,34 +276,31 @@ public final class GptModel implements AutoCloseable {
             checkTokens(inputs[b], "input row " + b);
             System.arraycopy(inputs[b], 0, padded[b], 0, length);
         }
-        INDArray logits = stages[stages.length - 1].logits(forwardToLastStage(padded));
+        int lastStage = stages.length - 1;
+        INDArray x = null;
+        for (int s = 0; s < lastStage; s++) {
+            x = stages[s].forward(-1, padded, x, null);
+        }
+        INDArray logits = stages[lastStage].logits(padded, x);
         if (length == seqLen) {
             return logits;
         }
         return logits.get(NDArrayIndex.all(), NDArrayIndex.interval(0, length), NDArrayIndex.all()).dup('c');
     }
 
-    private INDArray forwardToLastStage(int[][] inputs) {
-        INDArray x = embedding.forward(inputs);
-        for (int s = 0; s + 1 < stages.length; s++) {
-            x = stages[s].forward(x, null);
-        }
-        return x;
+    private int seqLenPlusOne() {
+        return cfg.seqLen() + 1;
     }
 
-    private void splitWindows(int[][] windows, int[][] inputs, int[][] targets) {
+    private void checkWindows(int[][] windows, int length) {
         if (windows.length == 0) {
             throw new IllegalArgumentException("empty micro-batch");
         }
-        int seqLen = cfg.seqLen();
         for (int b = 0; b < windows.length; b++) {
-            if (windows[b].length != seqLen + 1) {
+            if (windows[b].length != length) {
                 throw new IllegalArgumentException("window " + b + " has " + windows[b].length
-                        + " tokens, expected model.seq_len + 1 = " + (seqLen + 1));
+                        + " tokens, expected model.seq_len + 1 = " + length);
             }
-            checkTokens(windows[b], "window " + b);
-            inputs[b] = Arrays.copyOfRange(windows[b], 0, seqLen);
-            targets[b] = Arrays.copyOfRange(windows[b], 1, seqLen + 1);
         }
     }
 
@@ -343,7 +322,7 @@ public final class GptModel implements AutoCloseable {
 
     @Override
     public void close() {
-        for (StageGraph s : stages) {
+        for (Stage s : stages) {
             if (s != null) {
                 s.close();
             }

@@ -1,44 +1,40 @@
 package io.dtrain.pipeline;
 
-import org.nd4j.linalg.api.ndarray.INDArray;
-
-import java.util.HashMap;
-import java.util.Map;
+import java.util.HashSet;
+import java.util.Set;
 
 /**
- * The activation buffers each stage keeps between a micro-batch's forward and its backward (the stage's input,
- * from which the backward recomputes the forward). Counts live buffers per stage and remembers the peak, which
- * is what a schedule's memory claim is about: GPipe M, 1F1B at most P - rank.
+ * Which micro-batches' activations each stage holds between their forward and backward pass (the stage itself
+ * keeps them: see {@link io.dtrain.model.Stage}). Counts them per stage and remembers the peak, which is what a
+ * schedule's memory claim is about: GPipe M, 1F1B at most P - rank.
  */
 public final class ActivationRegistry {
-    private final Map<Integer, INDArray>[] stored;
+    private final Set<Integer>[] stored;
     private final int[] peak;
 
     @SuppressWarnings("unchecked")
     public ActivationRegistry(int stages) {
-        stored = new Map[stages];
+        stored = new Set[stages];
         peak = new int[stages];
         for (int s = 0; s < stages; s++) {
-            stored[s] = new HashMap<>();
+            stored[s] = new HashSet<>();
         }
     }
 
-    public void store(int stage, int microbatch, INDArray input) {
-        if (stored[stage].putIfAbsent(microbatch, input) != null) {
+    public void hold(int stage, int microbatch) {
+        if (!stored[stage].add(microbatch)) {
             throw new IllegalStateException("stage " + stage + " already holds the activations of micro-batch "
                     + microbatch + ": it was forwarded twice before its backward");
         }
         peak[stage] = Math.max(peak[stage], stored[stage].size());
     }
 
-    /** Removes and returns the stored input of a micro-batch (its backward is running). */
-    public INDArray release(int stage, int microbatch) {
-        INDArray x = stored[stage].remove(microbatch);
-        if (x == null) {
+    /** The micro-batch's backward is running: its activations are released. */
+    public void release(int stage, int microbatch) {
+        if (!stored[stage].remove(microbatch)) {
             throw new IllegalStateException("stage " + stage + " holds no activations of micro-batch " + microbatch
                     + ": backward without a forward, or backward twice");
         }
-        return x;
     }
 
     public int live(int stage) {

@@ -102,7 +102,7 @@ public final class InProcessPipeline {
             throw new IllegalStateException("the last stage computed the loss of " + lastStage.lossCount()
                     + " micro-batches, the step has " + count);
         }
-        return new PipelineResult(lastStage.lossSum() / count, count, registry.peaks(), lastStage.headGradSum());
+        return new PipelineResult(lastStage.lossSum() / count, count, registry.peaks());
     }
 
     private static String blocked(List<StageWorker> workers) {

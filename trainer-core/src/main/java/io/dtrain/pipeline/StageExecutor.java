@@ -3,7 +3,6 @@ package io.dtrain.pipeline;
 import io.dtrain.data.loader.MicroBatch;
 import io.dtrain.model.DropoutKeys;
 import io.dtrain.model.GptModel;
-import io.dtrain.model.GptNames;
 import io.dtrain.parallel.pipeline.Op;
 import io.dtrain.parallel.pipeline.PipelineSchedule;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -57,11 +56,7 @@ public final class StageExecutor {
         }
         StageWorker worker = new StageWorker(model, stage, trainProgram.ops(), microbatches, keys, flatGrads, 1.0 / count, transport,
                 new ActivationRegistry(model.numStages()));
-        StageResult r = run(worker);
-        if (worker.headGradSum() != null) {
-            model.layout().view(flatGrads, GptNames.WTE).addi(worker.headGradSum());
-        }
-        return r;
+        return run(worker);
     }
 
     /** Forward-only pass of micro-batches without dropout (evaluation); the last stage sums their mean losses. */

@@ -3,9 +3,7 @@ package io.dtrain.pipeline;
 import io.dtrain.data.loader.MicroBatch;
 import io.dtrain.model.DropoutKeys;
 import io.dtrain.model.GptModel;
-import io.dtrain.model.LastStageResult;
-import io.dtrain.model.StageBackward;
-import io.dtrain.model.StageGraph;
+import io.dtrain.model.Stage;
 import io.dtrain.parallel.pipeline.Op;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -27,7 +25,7 @@ import java.util.Map;
 public final class StageWorker {
     private final GptModel model;
     private final int stage;
-    private final StageGraph graph;
+    private final Stage graph;
     private final boolean first;
     private final boolean last;
     private final List<Op> program;
@@ -42,10 +40,11 @@ public final class StageWorker {
     private final Map<Integer, INDArray> receivedGrads = new HashMap<>();
     private final Map<Integer, INDArray> activationsToSend = new HashMap<>();
     private final Map<Integer, INDArray> gradsToSend = new HashMap<>();
+    /** The last stage's inputs of micro-batches whose loss and backward run at their backward op. */
+    private final Map<Integer, INDArray> lastStageInputs = new HashMap<>();
     private int pc;
     private double lossSum;
     private int losses;
-    private INDArray headGradSum;
 
     /**
      * @param keys      dropout keys per micro-batch (the same objects on every stage), or null for no dropout
@@ -129,18 +128,21 @@ public final class StageWorker {
     private void forward(Op op) {
         int m = op.microbatch();
         MicroBatch mb = microbatch(op);
-        INDArray x = first ? model.embedding().forward(mb.inputs()) : take(receivedActivations, op, "received activation");
+        INDArray x = first ? null : take(receivedActivations, op, "received activation");
         DropoutKeys k = keys == null ? null : keys[m];
         if (withBackward.get(m)) {
-            registry.store(stage, m, x);
-            if (!last) {
-                activationsToSend.put(m, graph.forward(x, k));
+            registry.hold(stage, m);
+            if (last) {
+                // the last stage computes loss and gradients in one pass at its backward op: keep the input
+                lastStageInputs.put(m, x);
+            } else {
+                activationsToSend.put(m, graph.forward(m, mb.windows(), x, k).dup());
             }
         } else if (last) {
-            lossSum += graph.loss(x, mb.targets(), k);
+            lossSum += graph.loss(mb.windows(), x, k, 1.0, null);
             losses++;
         } else {
-            activationsToSend.put(m, graph.forward(x, k));
+            activationsToSend.put(m, graph.forward(-1, mb.windows(), x, k).dup());
         }
     }
 
@@ -148,32 +150,18 @@ public final class StageWorker {
         int m = op.microbatch();
         MicroBatch mb = microbatch(op);
         DropoutKeys k = keys == null ? null : keys[m];
-        INDArray x = registry.release(stage, m);
+        registry.release(stage, m);
         INDArray gradInput;
         if (last) {
-            LastStageResult r = graph.lossAndBackward(x, mb.targets(), k);
-            lossSum += r.loss();
+            lossSum += graph.loss(mb.windows(), lastStageInputs.remove(m), k, lossScale, flatGrads);
             losses++;
-            for (INDArray g : r.paramGrads().values()) {
-                g.muli(lossScale);
-            }
-            new StageBackward(r.gradInput(), r.paramGrads()).addParamGradsInto(model.layout(), flatGrads);
-            if (r.headWeightGrad() != null) {
-                // kept apart: in a pipeline the tied head's wte replica lives on the last stage and its gradient
-                // is summed into stage 0's wte gradient by the embedding group (see PipelineResult)
-                INDArray scaled = r.headWeightGrad().mul(lossScale);
-                headGradSum = headGradSum == null ? scaled : headGradSum.addi(scaled);
-            }
-            gradInput = r.gradInput().muli(lossScale);
+            gradInput = graph.gradInput();
         } else {
-            StageBackward b = graph.backward(x, take(receivedGrads, op, "received gradient"), k);
-            b.addParamGradsInto(model.layout(), flatGrads);
-            gradInput = b.gradInput();
+            gradInput = graph.backward(m, take(receivedGrads, op, "received gradient"), flatGrads);
         }
-        if (first) {
-            model.embedding().backward(mb.inputs(), gradInput, flatGrads);
-        } else {
-            gradsToSend.put(m, gradInput);
+        if (!first) {
+            // a stage's returned arrays live until its next call; the send may come after another op
+            gradsToSend.put(m, gradInput.dup());
         }
     }
 
@@ -206,10 +194,6 @@ public final class StageWorker {
         return losses;
     }
 
-    /** The tied LM head's wte gradient summed over micro-batches (already scaled), or null. */
-    public INDArray headGradSum() {
-        return headGradSum;
-    }
 
     /** Throws when the finished program left tensors computed or received but never used. */
     public void checkFinished() {

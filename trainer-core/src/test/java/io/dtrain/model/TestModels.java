@@ -48,7 +48,13 @@ final class TestModels {
     static ModelConfig config(int vocab, int seqLen, int dModel, int nLayer, int nHead, String norm, String activation,
                               double dropout, boolean tied, boolean bias, double initStd, double layerNormEps, String dtype) {
         return new ModelConfig(vocab, seqLen, dModel, nLayer, nHead, 0, norm, activation, dropout, tied, bias, initStd,
-                layerNormEps, dtype);
+                layerNormEps, dtype, "samediff");
+    }
+
+    /** The same model computed by another engine ("fused" or "samediff"). */
+    static ModelConfig withEngine(ModelConfig c, String engine) {
+        return new ModelConfig(c.vocabSize(), c.seqLen(), c.dModel(), c.nLayer(), c.nHead(), c.dFf(), c.norm(),
+                c.activation(), c.dropout(), c.tieEmbeddings(), c.bias(), c.initStd(), c.layerNormEps(), c.dtype(), engine);
     }
 
     /** Random windows [batch][seqLen + 1] with tokens in [0, maxToken). */

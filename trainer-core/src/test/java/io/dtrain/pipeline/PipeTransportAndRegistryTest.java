@@ -38,16 +38,15 @@ class PipeTransportAndRegistryTest {
     @Test
     void registryCountsLiveBuffersAndThePeak() {
         ActivationRegistry r = new ActivationRegistry(2);
-        INDArray x = Nd4j.zeros(1);
-        r.store(0, 0, x);
-        r.store(0, 1, x);
-        r.store(1, 0, x);
-        assertSame(x, r.release(0, 0));
-        r.store(0, 2, x);
+        r.hold(0, 0);
+        r.hold(0, 1);
+        r.hold(1, 0);
+        r.release(0, 0);
+        r.hold(0, 2);
         assertEquals(2, r.live(0));
         assertEquals(2, r.peak(0));
         assertEquals(1, r.peak(1));
-        IllegalStateException e = assertThrows(IllegalStateException.class, () -> r.store(0, 1, x));
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> r.hold(0, 1));
         assertTrue(e.getMessage().contains("stage 0 already holds the activations of micro-batch 1"), e.getMessage());
         e = assertThrows(IllegalStateException.class, () -> r.release(1, 5));
         assertTrue(e.getMessage().contains("stage 1 holds no activations of micro-batch 5"), e.getMessage());

@@ -44,13 +44,15 @@ final class Activations {
     final ByteBuffer[] mlpMask;
     /** Keeps the mask memory owned while the buffers are in use. */
     private final BytePointer maskMemory;
-    /** Batch size and dropout keys of the forward pass these activations hold. */
+    /** Batch size, token ids (stage 0: the embedding's backward needs them) and dropout keys of the forward pass held. */
     int batch;
+    final int[] tokens;
     io.dtrain.model.DropoutKeys keys;
 
     Activations(ModelConfig cfg, int blocks, boolean first, boolean last, int capacity, boolean isDouble) {
         this.capacity = capacity;
         long n = (long) capacity * cfg.seqLen();
+        this.tokens = new int[first ? (int) n : 0];
         long d = cfg.dModel();
         long probs = (long) capacity * cfg.nHead() * cfg.seqLen() * cfg.seqLen();
         x = new Tensor[blocks + 1];

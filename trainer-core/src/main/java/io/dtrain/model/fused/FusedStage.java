@@ -5,6 +5,7 @@ import io.dtrain.model.DropoutKeys;
 import io.dtrain.model.DropoutMasks;
 import io.dtrain.model.ParamLayout;
 import io.dtrain.model.PhaseClock;
+import io.dtrain.model.Stage;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 import java.nio.ByteBuffer;
@@ -26,7 +27,7 @@ import java.nio.ByteBuffer;
  * barrier; attention by (sample, head) pairs; weight gradients (sums over rows) by output columns. A barrier sits
  * wherever an op reads what another member's share wrote.
  */
-public final class FusedStage implements AutoCloseable {
+public final class FusedStage implements Stage {
     private final ModelConfig cfg;
     private final ParamLayout layout;
     private final int stage;
@@ -55,6 +56,7 @@ public final class FusedStage implements AutoCloseable {
     /** Activation sets by slot (in-flight micro-batch); the last one serves evaluation and the last stage. */
     private Activations[] slots = new Activations[0];
     private Scratch scratch;
+    private final OpTimes opTimes = new OpTimes();
 
     // ---- arguments of the running region (set by the calling thread before Workers.run; read by every member)
     private Activations act;
@@ -142,9 +144,25 @@ public final class FusedStage implements AutoCloseable {
         this.clock = clock;
     }
 
+    @Override
+    public int index() {
+        return stage;
+    }
+
+    @Override
+    public boolean isFirst() {
+        return first;
+    }
+
+    @Override
+    public boolean isLast() {
+        return last;
+    }
+
     // ------------------------------------------------------------------ parameters and buffers
 
     /** Binds the stage to the trainer's flat parameters; they are read in place (no copy) until the next call. */
+    @Override
     public void setParams(INDArray flatParams) {
         if (params == null || params.flat != flatParams) {
             params = new Weights(cfg, layout, flatParams, first, last, firstBlock, firstBlock + blocks);
@@ -171,7 +189,6 @@ public final class FusedStage implements AutoCloseable {
         return slots[index];
     }
 
-    private int[] tokenBuffer;
     private int[] targetBuffer;
 
     private void prepare(int slot, int[][] windows, INDArray xIn, DropoutKeys dropoutKeys, boolean withTargets) {
@@ -196,8 +213,7 @@ public final class FusedStage implements AutoCloseable {
         act.batch = b;
         act.keys = keys;
         if (first || withTargets) {
-            if (tokenBuffer == null || tokenBuffer.length < rows) {
-                tokenBuffer = new int[rows];
+            if (targetBuffer == null || targetBuffer.length < rows) {
                 targetBuffer = new int[rows];
             }
             for (int s = 0; s < b; s++) {
@@ -212,7 +228,9 @@ public final class FusedStage implements AutoCloseable {
                         throw new IllegalArgumentException("window " + s + " position " + t + ": token " + tok
                                 + " is outside [0, model.vocab_size=" + vocab + ")");
                     }
-                    tokenBuffer[s * seqLen + t] = tok;
+                    if (first) {
+                        act.tokens[s * seqLen + t] = tok;
+                    }
                     if (withTargets) {
                         int target = w[t + 1];
                         if (target < 0 || target >= vocab) {
@@ -266,6 +284,7 @@ public final class FusedStage implements AutoCloseable {
      * stages {@code xIn} [B, T, D]); with {@code slot >= 0} keeps what {@link #backward} of that slot needs.
      * Returns x_out [B, T, D], valid until the slot's next forward.
      */
+    @Override
     public INDArray forward(int slot, int[][] windows, INDArray xIn, DropoutKeys dropoutKeys) {
         requireNotLast("forward");
         long t0 = System.nanoTime();
@@ -281,6 +300,7 @@ public final class FusedStage implements AutoCloseable {
      * parameter gradients into {@code flatGrads}; returns dL/d(x_in) [B, T, D] (valid until the next call), or
      * null on stage 0, whose embedding gradients were added instead.
      */
+    @Override
     public INDArray backward(int slot, INDArray gradOut, INDArray flatGrads) {
         requireNotLast("backward");
         long t0 = System.nanoTime();
@@ -310,6 +330,7 @@ public final class FusedStage implements AutoCloseable {
      * flatGrads, and {@link #gradInput()} then holds gradScale x dL/d(x_in) (stage 0: the embedding's gradients
      * are added instead). {@code dropoutKeys} null means no dropout.
      */
+    @Override
     public double loss(int[][] windows, INDArray xIn, DropoutKeys dropoutKeys, double scale, INDArray flatGrads) {
         requireLast("loss");
         long t0 = System.nanoTime();
@@ -335,6 +356,7 @@ public final class FusedStage implements AutoCloseable {
     }
 
     /** dL/d(x_in) of the last {@link #loss} with gradients on a stage other than 0, [B, T, D]. */
+    @Override
     public INDArray gradInput() {
         if (first) {
             return null;
@@ -350,6 +372,7 @@ public final class FusedStage implements AutoCloseable {
     }
 
     /** Last stage: logits [B, T, V] of inputs (the first T tokens of each window), no dropout. */
+    @Override
     public INDArray logits(int[][] windows, INDArray xIn) {
         requireLast("logits");
         prepare(-1, windows, xIn, null, false);
@@ -371,19 +394,40 @@ public final class FusedStage implements AutoCloseable {
         return act;
     }
 
+    /** Time by kind of op of the passes since the last reset (off unless enabled). */
+    public OpTimes opTimes() {
+        return opTimes;
+    }
+
+    private void charge(Workers.Team t, OpTimes.Kind kind) {
+        if (t.isLeader()) {
+            opTimes.charge(kind);
+        }
+    }
+
+    /** A barrier whose wait counts as such in the op times. */
+    private void sync(Workers.Team t) {
+        t.barrier();
+        charge(t, OpTimes.Kind.BARRIER);
+    }
+
     // ------------------------------------------------------------------ forward
 
     private void forwardPass(Workers.Team t) {
         int m = t.index();
         int r0 = t.from(rows);
         int r1 = t.to(rows);
+        if (t.isLeader()) {
+            opTimes.start();
+        }
         if (first) {
-            k.embed(tokenBuffer, params.wte, params.wpe, act.x[0], seqLen, d, r0, r1);
+            k.embed(act.tokens, params.wte, params.wpe, act.x[0], seqLen, d, r0, r1);
             if (keys != null) {
                 fillMask(act.embeddingMask, DropoutMasks.EMBEDDING_LAYER, DropoutMasks.SITE_EMBEDDING,
                         (long) seqLen * d, r0 * d, r1 * d);
                 k.applyMask(act.x[0], 0, act.embeddingMask, 0, keep, r0 * d, r1 * d);
             }
+            charge(t, OpTimes.Kind.EMBEDDING);
         }
         for (int l = 0; l < blocks; l++) {
             Weights.Block w = params.blocks[l];
@@ -393,17 +437,22 @@ public final class FusedStage implements AutoCloseable {
             if (cfg.preNorm()) {
                 k.layerNorm(x, w.ln1W, w.ln1B, act.norm1[l], act.mean1[l], act.rstd1[l], d, eps, r0, r1);
                 attnIn = act.norm1[l];
+                charge(t, OpTimes.Kind.LAYER_NORM);
             }
             linearForward(m, attnIn, w.attnW, w.attnB, act.qkv[l], d, 3 * d, r0, r1);
-            t.barrier();
+            charge(t, OpTimes.Kind.LINEAR_FORWARD);
+            sync(t);
             int pairs = batch * heads;
             for (int p = t.from(pairs); p < t.to(pairs); p++) {
                 attentionForward(m, l, layer, p / heads, p % heads);
             }
-            t.barrier();
+            charge(t, OpTimes.Kind.ATTENTION_FORWARD);
+            sync(t);
             linearForward(m, act.attY[l], w.projW, w.projB, scratch.proj, d, d, r0, r1);
+            charge(t, OpTimes.Kind.LINEAR_FORWARD);
             ByteBuffer attnMask = residualMask(act.attnMask, l, layer, DropoutMasks.SITE_ATTENTION_RESIDUAL, r0, r1);
             k.residual(x, scratch.proj, attnMask, 0, keep, act.sum1[l], r0 * d, r1 * d);
+            charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
             Tensor mlpIn;
             if (cfg.preNorm()) {
                 k.layerNorm(act.sum1[l], w.ln2W, w.ln2B, act.norm2OrSum2[l], act.mean2[l], act.rstd2[l], d, eps, r0, r1);
@@ -412,19 +461,27 @@ public final class FusedStage implements AutoCloseable {
                 k.layerNorm(act.sum1[l], w.ln1W, w.ln1B, act.norm1[l], act.mean1[l], act.rstd1[l], d, eps, r0, r1);
                 mlpIn = act.norm1[l];
             }
+            charge(t, OpTimes.Kind.LAYER_NORM);
             linearForward(m, mlpIn, w.fcW, w.fcB, act.fc[l], d, ff, r0, r1);
+            charge(t, OpTimes.Kind.LINEAR_FORWARD);
             activation(act.fc[l], scratch.act, r0 * ff, r1 * ff);
+            charge(t, OpTimes.Kind.ACTIVATION);
             linearForward(m, scratch.act, w.fc2W, w.fc2B, scratch.proj, ff, d, r0, r1);
+            charge(t, OpTimes.Kind.LINEAR_FORWARD);
             ByteBuffer mlpMask = residualMask(act.mlpMask, l, layer, DropoutMasks.SITE_MLP_RESIDUAL, r0, r1);
             if (cfg.preNorm()) {
                 k.residual(act.sum1[l], scratch.proj, mlpMask, 0, keep, act.x[l + 1], r0 * d, r1 * d);
+                charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
             } else {
                 k.residual(act.norm1[l], scratch.proj, mlpMask, 0, keep, act.norm2OrSum2[l], r0 * d, r1 * d);
+                charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
                 k.layerNorm(act.norm2OrSum2[l], w.ln2W, w.ln2B, act.x[l + 1], act.mean2[l], act.rstd2[l], d, eps, r0, r1);
+                charge(t, OpTimes.Kind.LAYER_NORM);
             }
         }
         if (last && cfg.preNorm()) {
             k.layerNorm(act.x[blocks], params.lnfW, params.lnfB, act.lnf, act.meanF, act.rstdF, d, eps, r0, r1);
+            charge(t, OpTimes.Kind.LAYER_NORM);
         }
     }
 
@@ -515,6 +572,9 @@ public final class FusedStage implements AutoCloseable {
         int m = t.index();
         Tensor in = cfg.preNorm() ? act.lnf : act.x[blocks];
         Tensor logits = scratch.logits;
+        if (t.isLeader()) {
+            opTimes.start();
+        }
         for (int c0 = 0; c0 < rows; c0 += scratch.logitRows) {
             int n = Math.min(scratch.logitRows, rows - c0);
             int a = t.from(n);
@@ -522,9 +582,11 @@ public final class FusedStage implements AutoCloseable {
             headForward(m, in, c0 + a, z - a, logits, a * vocab);
             k.crossEntropy(logits, targetBuffer, c0, vocab, scratch.losses, gradScale, a, z);
             if (!train) {
+                charge(t, OpTimes.Kind.CLASSIFIER);
                 continue;
             }
-            t.barrier();
+            charge(t, OpTimes.Kind.CLASSIFIER);
+            sync(t);
             Tensor dIn = cfg.preNorm() ? scratch.dNormA : scratch.dRes;
             if (cfg.tieEmbeddings()) {
                 // dWte[V, D] += dlogits^T . in ; d(in) = dlogits . wte
@@ -542,7 +604,8 @@ public final class FusedStage implements AutoCloseable {
                 blas.gemm(m, false, true, z - a, d, vocab, 1.0, logits, a * vocab, vocab, params.head, 0, vocab, 0.0,
                         dIn, (c0 + a) * d, d);
             }
-            t.barrier();
+            charge(t, OpTimes.Kind.CLASSIFIER);
+            sync(t);
         }
     }
 
@@ -566,13 +629,20 @@ public final class FusedStage implements AutoCloseable {
         int r0 = t.from(rows);
         int r1 = t.to(rows);
         Tensor dRes = scratch.dRes;
+        if (t.isLeader()) {
+            opTimes.start();
+        }
         if (last && cfg.preNorm()) {
             // dNormA holds dL/d(ln_f output); dRes = LN_f backward (fresh)
             zero(dRes, r0 * d, r1 * d);
+            charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
             k.layerNormBackwardInput(scratch.dNormA, act.x[blocks], params.lnfW, act.meanF, act.rstdF, dRes, d, r0, r1);
-            t.barrier();
+            charge(t, OpTimes.Kind.LAYER_NORM);
+            charge(t, OpTimes.Kind.LAYER_NORM);
+            sync(t);
             k.layerNormBackwardParams(scratch.dNormA, act.x[blocks], act.meanF, act.rstdF, grads.lnfW, grads.lnfB,
                     rows, d, t.from(d), t.to(d));
+            charge(t, OpTimes.Kind.LAYER_NORM);
         }
         for (int l = blocks - 1; l >= 0; l--) {
             if (cfg.preNorm()) {
@@ -585,9 +655,11 @@ public final class FusedStage implements AutoCloseable {
             if (keys != null) {
                 k.applyMask(dRes, 0, act.embeddingMask, 0, keep, r0 * d, r1 * d);
             }
-            t.barrier();
-            k.scatterAddRows(tokenBuffer, rows, dRes, grads.wte, d, t.from(vocab), t.to(vocab));
+            charge(t, OpTimes.Kind.EMBEDDING);
+            sync(t);
+            k.scatterAddRows(act.tokens, rows, dRes, grads.wte, d, t.from(vocab), t.to(vocab));
             k.sumOverBatch(dRes, grads.wpe, batch, seqLen, d, t.from(seqLen), t.to(seqLen));
+            charge(t, OpTimes.Kind.EMBEDDING);
         }
     }
 
@@ -606,29 +678,42 @@ public final class FusedStage implements AutoCloseable {
         Tensor dRes = scratch.dRes;
         // MLP branch: x' = sum1 + drop(fc2(act(fc(norm2))))
         Tensor dMlp = branchGradient(dRes, act.mlpMask, l, r0, r1);
+        charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         activation(act.fc[l], scratch.act, r0 * ff, r1 * ff);
-        t.barrier();
+        charge(t, OpTimes.Kind.ACTIVATION);
+        sync(t);
         linearBackward(t, scratch.act, dMlp, w.fc2W, g.fc2W, g.fc2B, scratch.dFc, ff, d, false);
+        charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         activationBackward(act.fc[l], scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
-        t.barrier();
+        charge(t, OpTimes.Kind.ACTIVATION);
+        sync(t);
         linearBackward(t, act.norm2OrSum2[l], scratch.dFc, w.fcW, g.fcW, g.fcB, scratch.dNormA, d, ff, false);
+        charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         k.layerNormBackwardInput(scratch.dNormA, act.sum1[l], w.ln2W, act.mean2[l], act.rstd2[l], dRes, d, r0, r1);
-        t.barrier();
+        charge(t, OpTimes.Kind.LAYER_NORM);
+        sync(t);
         k.layerNormBackwardParams(scratch.dNormA, act.sum1[l], act.mean2[l], act.rstd2[l], g.ln2W, g.ln2B, rows, d,
                 t.from(d), t.to(d));
+        charge(t, OpTimes.Kind.LAYER_NORM);
         // attention branch: sum1 = x + drop(proj(attn(norm1)))
         Tensor dAttn = branchGradient(dRes, act.attnMask, l, r0, r1);
-        t.barrier();
+        charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        sync(t);
         linearBackward(t, act.attY[l], dAttn, w.projW, g.projW, g.projB, scratch.dAttY, d, d, false);
-        t.barrier();
+        charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        sync(t);
         attentionBackwardAll(t, l);
-        t.barrier();
+        charge(t, OpTimes.Kind.ATTENTION_BACKWARD);
+        sync(t);
         linearBackward(t, act.norm1[l], scratch.dQkv, w.attnW, g.attnW, g.attnB, scratch.dNormB, d, 3 * d, false);
+        charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         k.layerNormBackwardInput(scratch.dNormB, act.x[l], w.ln1W, act.mean1[l], act.rstd1[l], dRes, d, r0, r1);
-        t.barrier();
+        charge(t, OpTimes.Kind.LAYER_NORM);
+        sync(t);
         k.layerNormBackwardParams(scratch.dNormB, act.x[l], act.mean1[l], act.rstd1[l], g.ln1W, g.ln1B, rows, d,
                 t.from(d), t.to(d));
-        t.barrier();
+        charge(t, OpTimes.Kind.LAYER_NORM);
+        sync(t);
     }
 
     /**
@@ -643,38 +728,55 @@ public final class FusedStage implements AutoCloseable {
         Tensor dSum = scratch.dNormA;
         // dSum2 = LN2 backward of dL/dx'
         zero(dSum, r0 * d, r1 * d);
+        charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         k.layerNormBackwardInput(dRes, act.norm2OrSum2[l], w.ln2W, act.mean2[l], act.rstd2[l], dSum, d, r0, r1);
-        t.barrier();
+        charge(t, OpTimes.Kind.LAYER_NORM);
+        sync(t);
         k.layerNormBackwardParams(dRes, act.norm2OrSum2[l], act.mean2[l], act.rstd2[l], g.ln2W, g.ln2B, rows, d,
                 t.from(d), t.to(d));
-        t.barrier();
+        charge(t, OpTimes.Kind.LAYER_NORM);
+        sync(t);
         // dRes := dSum2 (the residual path into norm1); the MLP branch adds its part
         dRes.copyFrom(dSum, r0 * d, r0 * d, (r1 - r0) * d);
+        charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         Tensor dMlp = branchGradient(dSum, act.mlpMask, l, r0, r1);
+        charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         activation(act.fc[l], scratch.act, r0 * ff, r1 * ff);
-        t.barrier();
+        charge(t, OpTimes.Kind.ACTIVATION);
+        sync(t);
         linearBackward(t, scratch.act, dMlp, w.fc2W, g.fc2W, g.fc2B, scratch.dFc, ff, d, false);
+        charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         activationBackward(act.fc[l], scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
-        t.barrier();
+        charge(t, OpTimes.Kind.ACTIVATION);
+        sync(t);
         linearBackward(t, act.norm1[l], scratch.dFc, w.fcW, g.fcW, g.fcB, dRes, d, ff, true);
-        t.barrier();
+        charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        sync(t);
         // dRes = dL/d(norm1); dSum1 = LN1 backward
         zero(scratch.dNormB, r0 * d, r1 * d);
+        charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         k.layerNormBackwardInput(dRes, act.sum1[l], w.ln1W, act.mean1[l], act.rstd1[l], scratch.dNormB, d, r0, r1);
-        t.barrier();
+        charge(t, OpTimes.Kind.LAYER_NORM);
+        sync(t);
         k.layerNormBackwardParams(dRes, act.sum1[l], act.mean1[l], act.rstd1[l], g.ln1W, g.ln1B, rows, d,
                 t.from(d), t.to(d));
-        t.barrier();
+        charge(t, OpTimes.Kind.LAYER_NORM);
+        sync(t);
         // dRes := dSum1 (the residual path into x); the attention branch adds its part
         dRes.copyFrom(scratch.dNormB, r0 * d, r0 * d, (r1 - r0) * d);
+        charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         Tensor dAttn = branchGradient(scratch.dNormB, act.attnMask, l, r0, r1);
-        t.barrier();
+        charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        sync(t);
         linearBackward(t, act.attY[l], dAttn, w.projW, g.projW, g.projB, scratch.dAttY, d, d, false);
-        t.barrier();
+        charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        sync(t);
         attentionBackwardAll(t, l);
-        t.barrier();
+        charge(t, OpTimes.Kind.ATTENTION_BACKWARD);
+        sync(t);
         linearBackward(t, act.x[l], scratch.dQkv, w.attnW, g.attnW, g.attnB, dRes, d, 3 * d, true);
-        t.barrier();
+        charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        sync(t);
     }
 
     /** The gradient entering a dropped-out residual branch: dSum itself, or dSum * mask in dBranch. */

@@ -33,7 +33,7 @@ class FusedStageTest {
     }
 
     static ModelConfig config(String norm, String activation, double dropout, boolean tied, boolean bias, String dtype) {
-        return new ModelConfig(23, 8, 16, 2, 4, 0, norm, activation, dropout, tied, bias, 0.2, 1e-5, dtype);
+        return new ModelConfig(23, 8, 16, 2, 4, 0, norm, activation, dropout, tied, bias, 0.2, 1e-5, dtype, "samediff");
     }
 
     static int[][] windows(long seed, int batch, int seqLen, int vocab) {

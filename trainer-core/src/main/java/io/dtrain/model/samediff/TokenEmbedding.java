@@ -1,4 +1,7 @@
-package io.dtrain.model;
+package io.dtrain.model.samediff;
+
+import io.dtrain.model.GptNames;
+import io.dtrain.model.ParamLayout;
 
 import io.dtrain.config.ModelConfig;
 import org.nd4j.linalg.api.buffer.DataType;
