@@ -1,4 +1,4 @@
-package io.dtrain.pipeline;
+package io.dtrain.train.pp;
 
 import io.dtrain.model.GptNames;
 import io.dtrain.model.ParamLayout;
