@@ -9,8 +9,8 @@ import java.io.PrintStream;
 /** The step of one process holding the whole model: nothing to synchronise, the micro-batches' mean is the step's. */
 public final class SingleProcessStep extends TrainStepBase {
 
-    public SingleProcessStep(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out) {
-        super(cfg, run, loader, out, wholeModel(cfg));
+    public SingleProcessStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out) {
+        super(cfg, context, loader, out, wholeModel(cfg));
         model.setParams(params);
     }
 

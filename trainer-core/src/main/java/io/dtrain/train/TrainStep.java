@@ -29,15 +29,15 @@ import java.util.Map;
 public interface TrainStep extends AutoCloseable {
 
     /** The step for this run's layout: {@code parallel.pipeline.stages}, the data-parallel size, {@code optimizer.shard_state}. */
-    static TrainStep create(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out) {
+    static TrainStep create(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out) {
         if (cfg.parallel().pipelineStages() > 1) {
-            return new PipelineStep(cfg, run, loader, out);
+            return new PipelineStep(cfg, context, loader, out);
         }
-        if (run.dataParallelSize() == 1) {
-            return new SingleProcessStep(cfg, run, loader, out);
+        if (context.dataParallelSize() == 1) {
+            return new SingleProcessStep(cfg, context, loader, out);
         }
-        return cfg.optimizer().shardState() ? new ZeroOneStep(cfg, run, loader, out)
-                : new DataParallelStep(cfg, run, loader, out);
+        return cfg.optimizer().shardState() ? new ZeroOneStep(cfg, context, loader, out)
+                : new DataParallelStep(cfg, context, loader, out);
     }
 
     /** The model this rank holds (with pipeline parallelism: its stage). */

@@ -34,11 +34,12 @@ import java.util.function.Supplier;
  * gradients; average over micro-batches (and ranks); check finiteness; clip the global norm; AdamW on the flat
  * buffers; copy the new parameters into the graphs. Everything that decides the numbers (initial weights, data
  * order, dropout masks) is a pure function of seeds and the step, so a resumed run repeats an uninterrupted one
- * exactly.
+ * exactly. The constructor initialises the parameters from {@code training.seed}; a layout's constructor then
+ * makes its replicas agree on them and copies them into the model.
  */
 public abstract class TrainStepBase implements TrainStep {
     protected final RunConfig cfg;
-    protected final RunContext run;
+    protected final RunContext context;
     protected final BatchLoader loader;
     protected final PrintStream out;
     protected final GptModel model;
@@ -58,23 +59,23 @@ public abstract class TrainStepBase implements TrainStep {
     private long dataWaitAtStart;
 
     /** AdamW state for the whole layout. */
-    protected TrainStepBase(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out, GptModel model) {
-        this(cfg, run, loader, out, model, 0, model.layout().size());
+    protected TrainStepBase(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model) {
+        this(cfg, context, loader, out, model, 0, model.layout().size());
     }
 
-    /** AdamW state for {@code [stateFrom, stateTo)} of the layout (ZeRO-1). Parameters initialised, not yet in the model. */
-    protected TrainStepBase(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out, GptModel model,
+    /** AdamW state for {@code [stateFrom, stateTo)} of the layout only (ZeRO-1). */
+    protected TrainStepBase(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model,
                             long stateFrom, long stateTo) {
         this.cfg = cfg;
-        this.run = run;
+        this.context = context;
         this.loader = loader;
         this.out = out;
         this.model = model;
-        this.accumulation = cfg.accumulationSteps(run.dataParallelSize());
+        this.accumulation = cfg.accumulationSteps(context.dataParallelSize());
         this.params = model.newFlatBuffer();
         this.grads = model.newFlatBuffer();
         this.adamw = new AdamW(model.layout(), cfg.optimizer(), model.dataType(), stateFrom, stateTo);
-        this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), cfg.totalSteps(), run.dataParallelSize());
+        this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), cfg.totalSteps(), context.dataParallelSize());
         this.checkpointsDir = Path.of(cfg.output().dir()).resolve("checkpoints");
         model.initParams(params, cfg.training().seed());
     }
@@ -184,7 +185,7 @@ public abstract class TrainStepBase implements TrainStep {
             throw new TrainingException("step " + (step + 1) + ": " + what
                     + "; stopping (set training.on_non_finite=skip to skip such steps, or lower optimizer.lr)");
         }
-        if (run.isLogger()) {
+        if (context.isLogger()) {
             out.printf(Locale.ROOT, "step %d: %s; update skipped (training.on_non_finite=skip)%n", step + 1, what);
         }
         return false;
@@ -219,7 +220,7 @@ public abstract class TrainStepBase implements TrainStep {
      */
     @Override
     public Path saveCheckpoint(Map<String, Object> extra) throws IOException {
-        if (!run.isCheckpointWriter()) {
+        if (!context.isCheckpointWriter()) {
             return null;
         }
         return CheckpointWriter.write(checkpointsDir, step, model.layout(), params, adamw.m(), adamw.v(),
@@ -261,8 +262,7 @@ public abstract class TrainStepBase implements TrainStep {
     }
 
     /** Checks the replicas resumed from the same step and makes their parameters (and, unless sharded, moments) equal. */
-    protected final void agreeOnResumedState(DataParallelGroup replicas, Path checkpointDir,
-                                             boolean momentsToo) {
+    protected final void broadcastResumedState(DataParallelGroup replicas, Path checkpointDir, boolean momentsToo) {
         replicas.checkSameResume(checkpointDir, step, adamw.stepCount(), tokensSeen);
         replicas.broadcastFromFirst(params, "resumed parameters");
         if (momentsToo) {
@@ -280,7 +280,7 @@ public abstract class TrainStepBase implements TrainStep {
         return String.format(Locale.ROOT, "{\"rank\":%d,\"data_parallel_size\":%d,\"steps\":%d,"
                         + "\"samples\":%d,\"sample_digest\":\"%016x\",\"gradient_buffer_bytes\":%d,"
                         + "\"gradient_allreduce_bytes_sent\":%d,\"optimizer_state_elements\":%d,"
-                        + "\"last_val_loss\":%s%s}%n", run.rank(), run.dataParallelSize(), stepsRun, samplesServed,
+                        + "\"last_val_loss\":%s%s}%n", context.rank(), context.dataParallelSize(), stepsRun, samplesServed,
                 sampleDigest, grads.length() * grads.dataType().width(), gradientBytesSent(), adamw.m().length(),
                 Double.isFinite(lastValLoss) ? Double.toString(lastValLoss) : "null", layoutSummaryFields());
     }

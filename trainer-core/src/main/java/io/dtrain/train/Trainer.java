@@ -29,7 +29,7 @@ import java.util.Map;
  */
 public final class Trainer implements AutoCloseable {
     private final RunConfig cfg;
-    private final RunContext run;
+    private final RunContext context;
     private final PrintStream out;
     private final Path runDir;
     private final long totalSteps;
@@ -37,13 +37,13 @@ public final class Trainer implements AutoCloseable {
     private final TokenDataset trainData;
     private final TokenDataset valData;
     private final BatchLoader loader;
-    private final TrainStep step;
+    private final TrainStep trainStep;
     /** Null without a validation set. */
     private final Evaluator evaluator;
 
-    public Trainer(RunConfig cfg, RunContext run, PrintStream out) {
+    public Trainer(RunConfig cfg, RunContext context, PrintStream out) {
         this.cfg = cfg;
-        this.run = run;
+        this.context = context;
         this.out = out;
         this.runDir = Path.of(cfg.output().dir());
         this.totalSteps = cfg.totalSteps();
@@ -59,14 +59,14 @@ public final class Trainer implements AutoCloseable {
             this.valData = null;
         }
         this.loader = new BatchLoader(trainData, cfg.training().globalBatch(), cfg.training().microBatch(),
-                run.dataParallelRank(), run.dataParallelSize(), cfg.data().seed());
-        this.step = TrainStep.create(cfg, run, loader, out);
+                context.dataParallelRank(), context.dataParallelSize(), cfg.data().seed());
+        this.trainStep = TrainStep.create(cfg, context, loader, out);
         this.evaluator = valData == null ? null
-                : new Evaluator(step.model(), valData, cfg.training().microBatch(), cfg.training().evalBatches());
+                : new Evaluator(trainStep.model(), valData, cfg.training().microBatch(), cfg.training().evalBatches());
     }
 
     private void report(String split, String path, TokenDataset ds) {
-        if (!run.isLogger()) {
+        if (!context.isLogger()) {
             return;
         }
         out.printf(Locale.ROOT, "data %s: %s: %,d documents, %,d tokens, %,d samples of %d+1 tokens%n", split, path,
@@ -77,54 +77,54 @@ public final class Trainer implements AutoCloseable {
     }
 
     public GptModel model() {
-        return step.model();
+        return trainStep.model();
     }
 
     public INDArray params() {
-        return step.params();
+        return trainStep.params();
     }
 
     public long step() {
-        return step.step();
+        return trainStep.step();
     }
 
     public int accumulationSteps() {
-        return cfg.accumulationSteps(run.dataParallelSize());
+        return cfg.accumulationSteps(context.dataParallelSize());
     }
 
     /** Restores parameters, optimizer state and data position from a checkpoint (a run dir, checkpoints dir or step dir). */
     public void resumeFrom(Path checkpoint) {
         Checkpoint ck = Checkpoint.load(checkpoint);
-        step.resume(ck);
-        if (run.isLogger()) {
-            out.printf(Locale.ROOT, "resumed from %s at step %d%n", ck.directory(), step.step());
+        trainStep.resume(ck);
+        if (context.isLogger()) {
+            out.printf(Locale.ROOT, "resumed from %s at step %d%n", ck.directory(), trainStep.step());
         }
     }
 
     /** Trains until training.steps; returns the final evaluation (NaN if there is no validation set). */
     public double train() {
-        GptModel model = step.model();
-        if (run.isLogger()) {
+        GptModel model = trainStep.model();
+        if (context.isLogger()) {
             out.printf(Locale.ROOT, "model: %,d parameters, %d stage(s); %d micro-batch(es) of %d per step x %d rank(s)"
                             + " = global batch %d (%,d tokens); %d steps (%d per epoch, %d samples dropped per epoch)%n",
                     model.layout().size(), model.numStages(), accumulationSteps(), cfg.training().microBatch(),
-                    run.dataParallelSize(), cfg.training().globalBatch(),
+                    context.dataParallelSize(), cfg.training().globalBatch(),
                     (long) cfg.training().globalBatch() * cfg.model().seqLen(), totalSteps, loader.stepsPerEpoch(),
                     loader.droppedPerEpoch());
         }
         double lastEval = Double.NaN;
-        try (RunMetrics metrics = RunMetrics.start(cfg, run, model.layout().size())) {
-            metrics.setClockOffsetMs(run.clockOffsetToRank0Ms());
-            step.setTracer(metrics.tracer());
-            if (run.isLogger()) {
+        try (RunMetrics metrics = RunMetrics.start(cfg, context, model.layout().size())) {
+            metrics.setClockOffsetMs(context.clockOffsetToRank0Ms());
+            trainStep.setTracer(metrics.tracer());
+            if (context.isLogger()) {
                 out.println(metrics.describe());
             }
-            while (step.step() < totalSteps) {
-                StepStats s = step.run();
+            while (trainStep.step() < totalSteps) {
+                StepStats s = trainStep.run();
                 metrics.step(s);
-                long done = step.step();
+                long done = trainStep.step();
                 boolean last = done == totalSteps;
-                if (run.isLogger() && (done % Math.max(1, cfg.training().logInterval()) == 0 || last || done == 1)) {
+                if (context.isLogger() && (done % Math.max(1, cfg.training().logInterval()) == 0 || last || done == 1)) {
                     out.printf(Locale.ROOT, "step %5d/%d | loss %.4f | lr %.3e | grad norm %.4f | %,.0f tok/s | %.0f ms/step%s%n",
                             s.step() + 1, totalSteps, s.loss(), s.lr(), s.gradNorm(), s.tokensPerSecond(), s.stepMs(),
                             s.skipped() ? " | SKIPPED (non-finite)" : "");
@@ -140,14 +140,14 @@ public final class Trainer implements AutoCloseable {
             }
             writeSummary(lastEval);
         } finally {
-            step.setTracer(Tracer.NOOP);
+            trainStep.setTracer(Tracer.NOOP);
         }
         return lastEval;
     }
 
     /** One optimizer step; advances {@link #step()}. */
     public StepStats trainStep() {
-        return step.run();
+        return trainStep.run();
     }
 
     /** Mean validation loss over the fixed evaluation batches (NaN without a validation set); prints it. */
@@ -155,9 +155,9 @@ public final class Trainer implements AutoCloseable {
         if (evaluator == null) {
             return Double.NaN;
         }
-        double loss = step.evaluate(evaluator);
-        if (run.isLogger()) {
-            out.printf(Locale.ROOT, "eval step %d | val loss %.4f | val ppl %.3f | %d batches%n", step.step(), loss,
+        double loss = trainStep.evaluate(evaluator);
+        if (context.isLogger()) {
+            out.printf(Locale.ROOT, "eval step %d | val loss %.4f | val ppl %.3f | %d batches%n", trainStep.step(), loss,
                     Math.exp(loss), evaluator.batches());
         }
         return loss;
@@ -172,27 +172,27 @@ public final class Trainer implements AutoCloseable {
         Map<String, Object> extra = new LinkedHashMap<>();
         extra.put("rng", Map.of("init_seed", cfg.training().seed(), "dropout_seed", cfg.training().seed(),
                 "data_seed", cfg.data().seed(), "kind", "counter-based, keyed by (seed, step, sample index)"));
-        extra.put("loader", Map.of("next_step", step.step(), "global_batch", cfg.training().globalBatch(),
-                "steps_per_epoch", loader.stepsPerEpoch(), "epoch", loader.epochOf(step.step())));
+        extra.put("loader", Map.of("next_step", trainStep.step(), "global_batch", cfg.training().globalBatch(),
+                "steps_per_epoch", loader.stepsPerEpoch(), "epoch", loader.epochOf(trainStep.step())));
         extra.put("tokenizer", tokenizer.identity());
         extra.put("config", ConfigLoader.toMap(cfg));
         extra.put("config_yaml", ConfigLoader.toYaml(cfg));
         try {
-            Path dir = step.saveCheckpoint(extra);
-            if (run.isLogger()) {
+            Path dir = trainStep.saveCheckpoint(extra);
+            if (context.isLogger()) {
                 out.println("checkpoint " + dir);
             }
             return dir;
         } catch (IOException e) {
-            throw new UncheckedIOException("writing the checkpoint of step " + step.step() + " under " + runDir, e);
+            throw new UncheckedIOException("writing the checkpoint of step " + trainStep.step() + " under " + runDir, e);
         }
     }
 
     /** {@code metrics/dp-rank<r>.json}: what this rank trained on and sent (see {@link TrainStep#summaryJson}). */
     private void writeSummary(double lastEval) {
-        Path file = runDir.resolve("metrics").resolve("dp-rank" + run.rank() + ".json");
+        Path file = runDir.resolve("metrics").resolve("dp-rank" + context.rank() + ".json");
         try {
-            AtomicFiles.writeString(file, step.summaryJson(lastEval));
+            AtomicFiles.writeString(file, trainStep.summaryJson(lastEval));
         } catch (IOException e) {
             throw new UncheckedIOException("writing " + file, e);
         }
@@ -201,7 +201,7 @@ public final class Trainer implements AutoCloseable {
     @Override
     public void close() {
         loader.close();
-        step.close();
+        trainStep.close();
         closeQuietly(trainData);
         closeQuietly(valData);
     }

@@ -22,14 +22,14 @@ public final class DataParallelStep extends TrainStepBase {
     private final DataParallelGroup replicas;
     private final GradientBuckets buckets;
 
-    public DataParallelStep(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out) {
-        super(cfg, run, loader, out, wholeModel(cfg));
-        this.replicas = DataParallelGroup.of(run.world());
+    public DataParallelStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out) {
+        super(cfg, context, loader, out, wholeModel(cfg));
+        this.replicas = DataParallelGroup.of(context.world());
         long[][] graphRanges = new long[model.numStages()][];
         for (int s = 0; s < graphRanges.length; s++) {
             graphRanges[s] = model.layout().stageRange(s);
         }
-        this.buckets = new GradientBuckets(run.world(), graphRanges, model.layout().size(),
+        this.buckets = new GradientBuckets(context.world(), graphRanges, model.layout().size(),
                 GradientBuckets.elementsPerBucket(cfg.parallel().dpBucketMb(), model.dataType().width()));
         // Every rank initialises from the same seed; the broadcast makes "replicas start equal" a fact, not a hope.
         replicas.broadcastFromFirst(params, "initial parameters");
@@ -64,7 +64,7 @@ public final class DataParallelStep extends TrainStepBase {
     /** Every replica read the checkpoint; rank 0's parameters and moments are broadcast. */
     @Override
     protected void agreeOnResumedState(Path checkpointDir) {
-        agreeOnResumedState(replicas, checkpointDir, true);
+        broadcastResumedState(replicas, checkpointDir, true);
     }
 
     @Override

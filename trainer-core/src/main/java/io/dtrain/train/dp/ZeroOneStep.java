@@ -34,20 +34,20 @@ public final class ZeroOneStep extends TrainStepBase {
     private final ZeroOneSharding zero;
     private final ShardedCheckpointWriter checkpoints;
 
-    public ZeroOneStep(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out) {
-        this(cfg, run, loader, out, wholeModel(cfg));
+    public ZeroOneStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out) {
+        this(cfg, context, loader, out, wholeModel(cfg));
     }
 
-    private ZeroOneStep(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out, GptModel model) {
-        this(cfg, run, loader, out, model, new ZeroOneSharding(run.world(), model.layout().size(), model.dataType()));
+    private ZeroOneStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model) {
+        this(cfg, context, loader, out, model, new ZeroOneSharding(context.world(), model.layout().size(), model.dataType()));
     }
 
-    private ZeroOneStep(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out, GptModel model,
+    private ZeroOneStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model,
                         ZeroOneSharding zero) {
-        super(cfg, run, loader, out, model, zero.from(), zero.to());
+        super(cfg, context, loader, out, model, zero.from(), zero.to());
         this.zero = zero;
-        this.replicas = DataParallelGroup.of(run.world());
-        ProcessGroup group = run.world();
+        this.replicas = DataParallelGroup.of(context.world());
+        ProcessGroup group = context.world();
         this.checkpoints = new ShardedCheckpointWriter(checkpointsDir, model.layout(), model.dataType(),
                 cfg.output().keepCheckpoints(), group.rank(), group.size(), what -> group.barrierAsync(what).await());
         // Every rank initialises from the same seed; the broadcast makes "replicas start equal" a fact, not a hope.
@@ -91,7 +91,7 @@ public final class ZeroOneStep extends TrainStepBase {
     public Path saveCheckpoint(Map<String, Object> extra) throws IOException {
         ParamLayout layout = model.layout();
         List<ShardedCheckpointWriter.Piece> mine = new ArrayList<>();
-        if (run.isCheckpointWriter()) {
+        if (context.isCheckpointWriter()) {
             List<String> all = layout.specs().stream().map(ParamSpec::name).toList();
             mine.addAll(ShardedCheckpointWriter.wholeTensors(Part.PARAMS, layout, params, all));
         }
@@ -109,7 +109,7 @@ public final class ZeroOneStep extends TrainStepBase {
     /** The parameters are broadcast; the moments are not: each rank read its own shard. */
     @Override
     protected void agreeOnResumedState(Path checkpointDir) {
-        agreeOnResumedState(replicas, checkpointDir, false);
+        broadcastResumedState(replicas, checkpointDir, false);
     }
 
     @Override

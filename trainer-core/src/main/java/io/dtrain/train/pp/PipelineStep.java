@@ -53,12 +53,12 @@ public final class PipelineStep extends TrainStepBase {
     private final ShardedCheckpointWriter checkpoints;
     private int peakLiveActivations;
 
-    public PipelineStep(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out) {
-        this(cfg, run, loader, out, checkedGroups(cfg, run));
+    public PipelineStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out) {
+        this(cfg, context, loader, out, checkedGroups(cfg, context));
     }
 
-    private PipelineStep(RunConfig cfg, RunContext run, BatchLoader loader, PrintStream out, PipelineGroups pipe) {
-        super(cfg, run, loader, out, GptModel.forStage(cfg.model(),
+    private PipelineStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, PipelineGroups pipe) {
+        super(cfg, context, loader, out, GptModel.forStage(cfg.model(),
                 StagePartition.blocksPerStage(cfg.model(), pipe.stages(), cfg.parallel().pipelinePartition()), pipe.stage()));
         this.pipe = pipe;
         this.replicas = DataParallelGroup.of(pipe.dataParallel());
@@ -69,7 +69,7 @@ public final class PipelineStep extends TrainStepBase {
         this.checkpoints = new ShardedCheckpointWriter(checkpointsDir, GptNames.layout(cfg.model(), model.blocksPerStage()),
                 model.dataType(), cfg.output().keepCheckpoints(), pipe.world().rank(), pipe.world().size(),
                 what -> pipe.world().barrierAsync(what).await());
-        if (run.isLogger()) {
+        if (context.isLogger()) {
             out.printf(Locale.ROOT, "pipeline: %d stages x %d replicas, blocks per stage %s, schedule %s, %d micro-batches"
                             + " per step%n", pipe.stages(), pipe.replicas(), Arrays.toString(model.blocksPerStage()),
                     cfg.parallel().pipelineSchedule(), accumulation);
@@ -79,9 +79,9 @@ public final class PipelineStep extends TrainStepBase {
         model.setParams(params);
     }
 
-    private static PipelineGroups checkedGroups(RunConfig cfg, RunContext run) {
+    private static PipelineGroups checkedGroups(RunConfig cfg, RunContext context) {
         int stages = cfg.parallel().pipelineStages();
-        PipelineGroups pipe = run.pipeline();
+        PipelineGroups pipe = context.pipeline();
         if (pipe == null || pipe.stages() != stages) {
             throw new ConfigException(null, -1, "parallel.pipeline.stages", "parallel.pipeline.stages=" + stages
                     + " needs " + stages + " x D processes, one per stage and replica; this process "
@@ -181,7 +181,7 @@ public final class PipelineStep extends TrainStepBase {
     /** Every replica of the stage read the stage's tensors; the first replica's state is broadcast to the others. */
     @Override
     protected void agreeOnResumedState(Path checkpointDir) {
-        agreeOnResumedState(replicas, checkpointDir, true);
+        broadcastResumedState(replicas, checkpointDir, true);
     }
 
     @Override
