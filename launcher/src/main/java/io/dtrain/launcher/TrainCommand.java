@@ -91,15 +91,9 @@ public final class TrainCommand implements Callable<Integer> {
     private int train(RunConfig cfg, Path runDir, Path checkpoints, int worldSize, PrintStream out) {
         // WORLD_SIZE > 1 (set by dtrain launch, torchrun-style wrappers, Slurm scripts): join as a data-parallel rank.
         // With parallel.pipeline.stages = P > 1 the world is P stages x D replicas.
-        try (ProcessGroup world = worldSize > 1 ? ProcessGroup.fromEnvironment() : null) {
-            RunContext context = world == null ? RunContext.single()
-                    : RunContext.of(world, cfg.parallel().pipelineStages(), cfg.model().tieEmbeddings());
-            return train(cfg, runDir, checkpoints, context, world, out);
-        }
-    }
-
-    private int train(RunConfig cfg, Path runDir, Path checkpoints, RunContext context, ProcessGroup world, PrintStream out) {
-        try (io.dtrain.pipeline.PipelineGroups pipeline = context.pipeline();
+        try (ProcessGroup world = worldSize > 1 ? ProcessGroup.fromEnvironment() : null;
+             RunContext context = world == null ? RunContext.single()
+                     : RunContext.of(world, cfg.parallel().pipelineStages(), cfg.model().tieEmbeddings());
              Trainer trainer = new Trainer(cfg, context, out)) {
             if (resume != null) {
                 trainer.resumeFrom(resume.isEmpty() ? checkpoints : Path.of(resume));
@@ -108,7 +102,7 @@ public final class TrainCommand implements Callable<Integer> {
             long startStep = trainer.step();
             double val = trainer.train();
             double secs = (System.nanoTime() - t0) / 1e9;
-            if (world != null && world.rank() != 0) {
+            if (!context.isLogger()) {
                 return 0;
             }
             out.printf(java.util.Locale.ROOT, "done: %d steps in %.1f s%s; run directory %s%n",

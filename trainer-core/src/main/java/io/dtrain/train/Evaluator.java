@@ -3,6 +3,10 @@ package io.dtrain.train;
 import io.dtrain.data.loader.TokenDataset;
 import io.dtrain.model.GptModel;
 
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Consumer;
+
 /**
  * Mean next-token loss over a fixed set of validation micro-batches: samples spread evenly over the validation
  * set (the same every evaluation, so evaluations are comparable), no dropout; token-weighted, so the value does
@@ -37,44 +41,31 @@ public final class Evaluator {
     }
 
     public double meanLoss() {
-        return meanLoss(0, 1, GradientSync.LOCAL);
+        return meanLoss(0, 1, totals -> { });
     }
 
     /**
      * The same mean with the batches shared out over data-parallel ranks (batch b on rank b % ranks): each rank
-     * sums loss x tokens and tokens over its batches, the sums are added across ranks, and their ratio is the
-     * one-rank value whatever the number of ranks (or batches per rank, zero included).
+     * sums loss x tokens and tokens over its batches, {@code sumOverRanks} adds the sums across ranks, and their
+     * ratio is the one-rank value whatever the number of ranks (or batches per rank, zero included).
      */
-    public double meanLoss(int rank, int ranks, GradientSync sync) {
+    public double meanLoss(int rank, int ranks, Consumer<double[]> sumOverRanks) {
         double[] totals = new double[2];
-        for (int b = rank; b < batches.length; b += ranks) {
-            double tokens = (double) batches[b].length * (batches[b][0].length - 1);
-            totals[0] += model.loss(batches[b]) * tokens;
+        for (int[][] batch : batchesOf(rank, ranks)) {
+            double tokens = (double) batch.length * (batch[0].length - 1);
+            totals[0] += model.loss(batch) * tokens;
             totals[1] += tokens;
         }
-        sync.sumAcrossRanks(totals);
+        sumOverRanks.accept(totals);
         return totals[0] / totals[1];
     }
 
-    /**
-     * The same mean with this process holding one pipeline stage: replica {@code rank}'s batches (b % ranks == rank)
-     * run forward-only through the pipeline as micro-batches; the last stage's totals, added over the world by
-     * {@code sumOverWorld} (every other rank contributes zeros), give every rank the one-process value.
-     */
-    public double meanLoss(int rank, int ranks, io.dtrain.pipeline.StageExecutor stage,
-                           java.util.function.Consumer<double[]> sumOverWorld) {
-        java.util.List<io.dtrain.data.loader.MicroBatch> mine = new java.util.ArrayList<>();
+    /** The batches rank {@code rank} of {@code ranks} evaluates (b % ranks == rank; none when ranks > batches). */
+    public List<int[][]> batchesOf(int rank, int ranks) {
+        List<int[][]> mine = new ArrayList<>();
         for (int b = rank; b < batches.length; b += ranks) {
-            mine.add(new io.dtrain.data.loader.MicroBatch(batches[b], new long[batches[b].length]));
+            mine.add(batches[b]);
         }
-        double[] totals = new double[2];
-        if (!mine.isEmpty()) {
-            io.dtrain.pipeline.StageExecutor.StageResult r = stage.evaluate(mine);
-            double tokensPerBatch = (double) batches[0].length * (batches[0][0].length - 1);
-            totals[0] = r.lossSum() * tokensPerBatch;
-            totals[1] = r.losses() * tokensPerBatch;
-        }
-        sumOverWorld.accept(totals);
-        return totals[0] / totals[1];
+        return mine;
     }
 }

@@ -5,7 +5,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.MetricsConfig;
 import io.dtrain.config.RunConfig;
-import io.dtrain.train.GradientSync;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.StepStats;
 import org.junit.jupiter.api.Test;
@@ -90,7 +89,7 @@ class RunMetricsTest {
         RunConfig cfg = config(runDir, 25, port);
         long params = 30_000;
         double fpt = Mfu.flopsPerToken(cfg.model(), params);
-        RunContext two = new RunContext(0, 2, 0, 2, GradientSync.LOCAL);
+        RunContext two = new RunContext(0, 2, 0, 2);
         try (RunMetrics metrics = RunMetrics.start(cfg, two, params)) {
             assertEquals(port, metrics.prometheusPort());
             assertEquals(125e12, metrics.peakFlops());

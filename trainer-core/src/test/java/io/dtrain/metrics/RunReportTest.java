@@ -1,7 +1,6 @@
 package io.dtrain.metrics;
 
 import io.dtrain.config.RunConfig;
-import io.dtrain.train.GradientSync;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.StepStats;
 import org.junit.jupiter.api.Test;
@@ -32,7 +31,7 @@ class RunReportTest {
     static Path runTwoRanks(Path runDir, int delayMs) throws Exception {
         RunConfig cfg = RunMetricsTest.config(runDir, 20, 0);
         for (int rank : new int[] {1, 0}) {
-            RunContext ctx = new RunContext(rank, 2, rank, 2, GradientSync.LOCAL);
+            RunContext ctx = new RunContext(rank, 2, rank, 2);
             try (RunMetrics metrics = RunMetrics.start(cfg, ctx, 30_000);
                  INDArray a = Nd4j.rand(DataType.FLOAT, 128, 128)) {
                 Tracer tracer = metrics.tracer();

@@ -12,6 +12,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Consumer;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -22,16 +23,11 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 class EvaluatorShardingTest {
 
     /** Keeps what a rank would contribute to the AllReduce, unchanged (as if it were the only rank). */
-    static final class Recording implements GradientSync {
+    static final class Recording implements Consumer<double[]> {
         final List<double[]> contributions = new ArrayList<>();
 
         @Override
-        public double averageLossAndGradients(double meanLocalLoss, INDArray gradSum, int microBatches) {
-            throw new UnsupportedOperationException();
-        }
-
-        @Override
-        public void sumAcrossRanks(double[] values) {
+        public void accept(double[] values) {
             contributions.add(values.clone());
         }
     }

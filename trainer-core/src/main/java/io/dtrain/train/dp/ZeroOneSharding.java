@@ -4,6 +4,7 @@ import io.dtrain.optim.GradClipper;
 import io.dtrain.parallel.FlatBuffer;
 import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.parallel.ReduceOp;
+import io.dtrain.train.RankSums;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -24,7 +25,6 @@ public final class ZeroOneSharding {
     private final long to;
     private final INDArray padded;
     private final INDArray slice;
-    private final INDArray scalar = Nd4j.zeros(DataType.DOUBLE, 1);
     private long gradientBytes;
 
     public ZeroOneSharding(ProcessGroup group, long size, DataType dtype) {
@@ -67,9 +67,9 @@ public final class ZeroOneSharding {
 
     /** L2 norm of the averaged gradients over all shards (each rank sums its own shard's squares). */
     public double globalNorm(INDArray grads) {
-        scalar.putScalar(0, GradClipper.sumOfSquares(grads, from, to));
-        group.allReduceAsync(FlatBuffer.of(scalar), ReduceOp.SUM, "gradient sum of squares").await();
-        return Math.sqrt(scalar.getDouble(0));
+        double[] squares = {GradClipper.sumOfSquares(grads, from, to)};
+        RankSums.sum(group, squares, "gradient sum of squares");
+        return Math.sqrt(squares[0]);
     }
 
     /** Every rank's updated shard of {@code params} into everyone's {@code params}. */

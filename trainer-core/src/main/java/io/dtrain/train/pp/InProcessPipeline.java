@@ -1,4 +1,4 @@
-package io.dtrain.pipeline;
+package io.dtrain.train.pp;
 
 import io.dtrain.data.loader.MicroBatch;
 import io.dtrain.model.DropoutKeys;

@@ -1,4 +1,4 @@
-package io.dtrain.pipeline;
+package io.dtrain.train.pp;
 
 import java.util.HashSet;
 import java.util.Set;

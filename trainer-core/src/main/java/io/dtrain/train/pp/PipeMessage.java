@@ -1,4 +1,4 @@
-package io.dtrain.pipeline;
+package io.dtrain.train.pp;
 
 import org.nd4j.linalg.api.ndarray.INDArray;
 

@@ -1,4 +1,4 @@
-package io.dtrain.pipeline;
+package io.dtrain.train.pp;
 
 /**
  * What one pipelined step (or evaluation) produced.

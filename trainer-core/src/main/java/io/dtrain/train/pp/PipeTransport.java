@@ -1,8 +1,9 @@
-package io.dtrain.pipeline;
+package io.dtrain.train.pp;
 
 /**
- * Point-to-point messages between pipeline stages, FIFO per (from, to) pair. Receiving does not block: the
- * executor polls, so one thread can drive several stages (in-process) or poll an Aeron subscription (later).
+ * Point-to-point messages between pipeline stages, FIFO per (from, to) pair. Receiving does not block: the driver
+ * polls, so one thread can drive several stages ({@link InMemoryPipeTransport}) or one stage whose neighbours are
+ * other processes ({@link PeerPipeTransport}, waiting only when the next op needs a message that has not arrived).
  */
 public interface PipeTransport extends AutoCloseable {
 

@@ -1,4 +1,4 @@
-package io.dtrain.pipeline;
+package io.dtrain.train.pp;
 
 import java.util.ArrayDeque;
 import java.util.HashMap;

@@ -1,11 +1,7 @@
-package io.dtrain.pipeline;
+package io.dtrain.parallel.pipeline;
 
-import io.dtrain.parallel.FlatBuffer;
 import io.dtrain.parallel.PeerLinks;
 import io.dtrain.parallel.ProcessGroup;
-import io.dtrain.parallel.ReduceOp;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
 
 import java.util.stream.IntStream;
 
@@ -15,12 +11,14 @@ import java.util.stream.IntStream;
  * are neighbours, so with one node per stage their gradient AllReduce stays on the node).
  *
  * <ul>
- *   <li>{@link #dataParallel()}: the D ranks holding the same stage, AllReducing that stage's gradients (null for D = 1);
- *   <li>{@link #tiedEmbedding()}: stage 0 and the last stage of one replica, summing the gradients of their two
- *       copies of wte every step (tied embeddings only);
- *   <li>point-to-point links to the previous and next stage of the same replica (activations and gradients);
- *   <li>the world: per-step scalars (loss, squared gradient norm) and checkpoint barriers.
+ *   <li>{@link #dataParallel()}: the D ranks holding the same stage, which average that stage's gradients (null for D = 1);
+ *   <li>{@link #tiedEmbedding()}: stage 0 and the last stage of one replica, which sum the gradients of their two
+ *       copies of the tied embedding every step (tied embeddings only);
+ *   <li>{@link #links()}: point-to-point links to the previous and next stage of the same replica (activations
+ *       and gradients);
+ *   <li>{@link #world()}: per-step scalars (loss, squared gradient norm) and checkpoint barriers.
  * </ul>
+ * Only ranks and groups: what travels in them is the trainer's business.
  */
 public final class PipelineGroups implements AutoCloseable {
     private final ProcessGroup world;
@@ -31,8 +29,6 @@ public final class PipelineGroups implements AutoCloseable {
     private final ProcessGroup dataParallel;
     private final ProcessGroup tiedEmbedding;
     private final PeerLinks links;
-    private final PeerPipeTransport transport;
-    private final INDArray scalars = Nd4j.zeros(org.nd4j.linalg.api.buffer.DataType.DOUBLE, 4);
 
     /**
      * Every rank of the world calls this with the same arguments. Groups are formed in a fixed order (data-parallel,
@@ -76,13 +72,14 @@ public final class PipelineGroups implements AutoCloseable {
         this.dataParallel = dp;
         this.tiedEmbedding = tied;
         this.links = opened;
-        this.transport = opened == null ? null : new PeerPipeTransport(opened, s -> rankOf(s, replica));
     }
 
+    /** The world rank of {@code stageIndex}'s replica {@code replicaIndex}. */
     public int rankOf(int stageIndex, int replicaIndex) {
         return stageIndex * replicas + replicaIndex;
     }
 
+    /** P. */
     public int stages() {
         return stages;
     }
@@ -119,30 +116,12 @@ public final class PipelineGroups implements AutoCloseable {
         return tiedEmbedding;
     }
 
-    /** Activations and gradients to and from the neighbouring stages; null for P = 1. */
-    public PeerPipeTransport transport() {
-        return transport;
+    /** Links to the neighbouring stages of this replica (peers are world ranks, see {@link #rankOf}); null for P = 1. */
+    public PeerLinks links() {
+        return links;
     }
 
-    /** Sums the tied wte gradient (a contiguous 1-D view) over stage 0 and the last stage. */
-    public void sumTiedEmbeddingGradient(INDArray wteGradFlat) {
-        if (tiedEmbedding != null) {
-            tiedEmbedding.allReduceAsync(FlatBuffer.of(wteGradFlat), ReduceOp.SUM, "tied wte gradient").await();
-        }
-    }
-
-    /** Replaces each value by its sum over the whole world (up to 4 values). */
-    public void sumOverWorld(double[] values, String name) {
-        INDArray buf = values.length == scalars.length() ? scalars : Nd4j.zeros(scalars.dataType(), values.length);
-        for (int i = 0; i < values.length; i++) {
-            buf.putScalar(i, values[i]);
-        }
-        world.allReduceAsync(FlatBuffer.of(buf), ReduceOp.SUM, name).await();
-        for (int i = 0; i < values.length; i++) {
-            values[i] = buf.getDouble(i);
-        }
-    }
-
+    /** Closes the groups this created (not the world). */
     @Override
     public void close() {
         closeQuietly(links);
