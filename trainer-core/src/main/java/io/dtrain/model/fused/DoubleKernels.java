@@ -196,23 +196,24 @@ final class DoubleKernels implements Kernels {
     }
 
     @Override
-    public void causalSoftmax(Tensor s, int off, int seqLen, int from, int to) {
+    public void causalSoftmax(Tensor s, int off, int ld, int shift, int from, int to) {
         for (int i = from; i < to; i++) {
-            int row = off + i * seqLen;
+            int row = off + i * ld;
+            int n = i + shift + 1;
             double max = Double.NEGATIVE_INFINITY;
-            for (int j = 0; j <= i; j++) {
+            for (int j = 0; j < n; j++) {
                 max = Math.max(max, s.get(row + j));
             }
             double sum = 0;
-            for (int j = 0; j <= i; j++) {
+            for (int j = 0; j < n; j++) {
                 double e = Math.exp(s.get(row + j) - max);
                 s.set(row + j, e);
                 sum += e;
             }
-            for (int j = 0; j <= i; j++) {
+            for (int j = 0; j < n; j++) {
                 s.set(row + j, s.get(row + j) / sum);
             }
-            for (int j = i + 1; j < seqLen; j++) {
+            for (int j = n; j < ld; j++) {
                 s.set(row + j, 0.0);
             }
         }

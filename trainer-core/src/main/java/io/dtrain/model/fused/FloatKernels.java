@@ -21,6 +21,8 @@ final class FloatKernels implements Kernels {
     private static final VectorSpecies<Byte> MASK = VectorSpecies.of(byte.class, VectorShape.forBitSize(L * 8));
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
     private static final FloatVector ONE = FloatVector.broadcast(F, 1f);
+    /** 0, 1, ..., L-1 as floats. */
+    private static final FloatVector IOTA = iota();
     private static final float GELU_A = (float) (2.0 * Math.sqrt(2.0 / Math.PI));
     private static final float GELU_B = (float) (2.0 * Math.sqrt(2.0 / Math.PI) * 0.044715);
 
@@ -339,41 +341,59 @@ final class FloatKernels implements Kernels {
     }
 
     @Override
-    public void causalSoftmax(Tensor s, int off, int seqLen, int from, int to) {
+    public void causalSoftmax(Tensor s, int off, int ld, int shift, int from, int to) {
         for (int i = from; i < to; i++) {
-            int row = off + i * seqLen;
-            int n = i + 1;
+            int row = off + i * ld;
+            int n = i + shift + 1;
+            // whole vectors cover [0, nv); the masked last vector (lanes >= n read as -inf, so exp gives 0) covers
+            // the rest when it fits in the row, else a scalar tail does
+            int nv = Math.min(((n + L - 1) / L) * L, (ld / L) * L);
             FloatVector mx = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
             int j = 0;
-            for (; j + L <= n; j += L) {
-                mx = mx.max(load(s, row + j));
+            for (; j < nv; j += L) {
+                mx = mx.max(maskedRow(s, row + j, n - j));
             }
             float max = mx.reduceLanes(VectorOperators.MAX);
-            for (; j < n; j++) {
-                max = Math.max(max, get(s, row + j));
+            for (int r = nv; r < n; r++) {
+                max = Math.max(max, get(s, row + r));
             }
             FloatVector maxV = FloatVector.broadcast(F, max);
             FloatVector acc = FloatVector.zero(F);
-            for (j = 0; j + L <= n; j += L) {
-                FloatVector e = load(s, row + j).sub(maxV).lanewise(VectorOperators.EXP);
+            for (j = 0; j < nv; j += L) {
+                FloatVector e = maskedRow(s, row + j, n - j).sub(maxV).lanewise(VectorOperators.EXP);
                 store(e, s, row + j);
                 acc = acc.add(e);
             }
             float sum = acc.reduceLanes(VectorOperators.ADD);
-            for (; j < n; j++) {
-                float e = (float) Math.exp(get(s, row + j) - max);
-                put(s, row + j, e);
+            for (int r = nv; r < n; r++) {
+                float e = (float) Math.exp(get(s, row + r) - max);
+                put(s, row + r, e);
                 sum += e;
             }
             float inv = 1f / sum;
-            for (j = 0; j + L <= n; j += L) {
+            for (j = 0; j < nv; j += L) {
                 store(load(s, row + j).mul(inv), s, row + j);
             }
-            for (; j < n; j++) {
-                put(s, row + j, get(s, row + j) * inv);
+            for (int r = nv; r < n; r++) {
+                put(s, row + r, get(s, row + r) * inv);
             }
-            zeroRun(s, row + n, seqLen - n);
+            int done = Math.max(n, nv);
+            zeroRun(s, row + done, ld - done);
         }
+    }
+
+    private static FloatVector iota() {
+        float[] lanes = new float[L];
+        for (int i = 0; i < L; i++) {
+            lanes[i] = i;
+        }
+        return FloatVector.fromArray(F, lanes, 0);
+    }
+
+    /** The lanes of s[at, at + L) whose index is below {@code valid}, the others -inf. */
+    private static FloatVector maskedRow(Tensor s, int at, int valid) {
+        FloatVector v = load(s, at);
+        return valid >= L ? v : v.blend(Float.NEGATIVE_INFINITY, IOTA.compare(VectorOperators.GE, valid));
     }
 
     private static void zeroRun(Tensor t, int at, int n) {

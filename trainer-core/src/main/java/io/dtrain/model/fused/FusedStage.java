@@ -529,7 +529,7 @@ public final class FusedStage implements Stage {
         Tensor qkv = act.qkv[l];
         Tensor att = act.att[l];
         blas.gemm(m, false, true, seqLen, seqLen, headDim, attnScale, qkv, q, qkvRow, qkv, kk, qkvRow, 0.0, att, p, seqLen);
-        k.causalSoftmax(att, p, seqLen, 0, seqLen);
+        k.causalSoftmax(att, p, seqLen, 0, 0, seqLen);
         Tensor probs = att;
         int probsOff = p;
         if (keys != null) {

@@ -66,10 +66,11 @@ interface Kernels {
     void add(Tensor src, Tensor dst, int from, int to);
 
     /**
-     * Causal softmax in place over the [T, T] scores at {@code off}: row i keeps columns j <= i (the rest set to
-     * 0); rows [from, to).
+     * Causal softmax in place over rows of scores at {@code off} with row stride {@code ld}: row i keeps columns
+     * j <= i + shift (the rest of the row, up to ld, set to 0); rows [from, to). Training uses shift 0 on [T, T];
+     * decoding with a KV cache puts the new rows after {@code shift} cached positions.
      */
-    void causalSoftmax(Tensor s, int off, int seqLen, int from, int to);
+    void causalSoftmax(Tensor s, int off, int ld, int shift, int from, int to);
 
     /**
      * Softmax backward in place for rows [from, to) of a causal [T, T] block: dp (at offDp) becomes
