@@ -8,6 +8,7 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
 
 import io.dtrain.model.fused.ComputeThreads;
 import io.dtrain.model.fused.FusedStage;
+import io.dtrain.model.fused.KvCacheDecoder;
 import io.dtrain.model.samediff.SameDiffStage;
 
 import java.util.Arrays;
@@ -32,6 +33,8 @@ public final class GptModel implements AutoCloseable {
     private final String engine;
     private final Stage[] stages;
     private final PhaseClock clock = new PhaseClock();
+    /** The flat parameters last handed to the stages. */
+    private INDArray params;
 
     /** -1 when this process holds every stage, else the one pipeline stage it holds. */
     private final int onlyStage;
@@ -187,6 +190,18 @@ public final class GptModel implements AutoCloseable {
                 s.setParams(flatParams);
             }
         }
+        params = flatParams;
+    }
+
+    /**
+     * A decoder that caches keys and values over the parameters last set (generation); null when this engine has
+     * none (SameDiff) or this process holds only one pipeline stage: generation then recomputes the context.
+     */
+    public KvCacheDecoder newDecoder() {
+        if (!"fused".equals(engine) || onlyStage >= 0 || params == null) {
+            return null;
+        }
+        return new KvCacheDecoder(cfg, layout, params);
     }
 
     /**

@@ -1,20 +1,33 @@
 package io.dtrain.train;
 
 import io.dtrain.model.GptModel;
+import io.dtrain.model.fused.KvCacheDecoder;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import java.util.function.IntConsumer;
 
-/** Autoregressive sampling with temperature and top-k, the context cropped to the model's seq_len. */
+/**
+ * Autoregressive sampling with temperature and top-k, the context cropped to the model's seq_len. With the fused
+ * engine each new token runs through a {@link KvCacheDecoder} (only the new token is computed; the cache restarts
+ * from the cropped context once the sequence outgrows seq_len, since positions are absolute); otherwise every
+ * token recomputes the whole context. Both give the same tokens.
+ */
 public final class Generator {
     private final GptModel model;
     private final int seqLen;
+    private final boolean useCache;
 
     public Generator(GptModel model) {
+        this(model, true);
+    }
+
+    /** {@code useCache} false always recomputes the context (the reference the cache is tested against). */
+    public Generator(GptModel model, boolean useCache) {
         this.model = model;
         this.seqLen = model.config().seqLen();
+        this.useCache = useCache;
     }
 
     /**
@@ -31,6 +44,24 @@ public final class Generator {
         SplittableRandom rng = new SplittableRandom(seed);
         int[] seq = Arrays.copyOf(prompt, prompt.length + maxTokens);
         int len = prompt.length;
+        KvCacheDecoder decoder = useCache ? model.newDecoder() : null;
+        if (decoder != null) {
+            for (int n = 0; n < maxTokens; n++) {
+                double[] row;
+                if (decoder.length() > 0 && len <= seqLen) {
+                    row = decoder.append(new int[] {seq[len - 1]});
+                } else {
+                    decoder.reset();
+                    row = decoder.append(Arrays.copyOfRange(seq, Math.max(0, len - seqLen), len));
+                }
+                int next = sample(row, temperature, topK, rng);
+                seq[len++] = next;
+                if (onToken != null) {
+                    onToken.accept(next);
+                }
+            }
+            return Arrays.copyOf(seq, len);
+        }
         for (int n = 0; n < maxTokens; n++) {
             int from = Math.max(0, len - seqLen);
             int[] ctx = Arrays.copyOfRange(seq, from, len);
