@@ -44,7 +44,7 @@ import java.util.Optional;
 
 /**
  * The training loop of one rank. Data parallelism plugs in through {@link GradientSync}: gradients are averaged
- * in buckets launched during the backward pass ({@link GradientBuckets}; {@code parallel.dp.overlap_stages > 1}
+ * in buckets launched during the backward pass ({@link GradientBuckets}; {@code parallel.dp.overlap_segments > 1}
  * splits the model so later blocks' buckets overlap earlier blocks' backward), or, with
  * {@code optimizer.shard_state}, reduce-scattered to ZeRO-1 optimizer shards ({@link ZeroOneSharding}).
  *
@@ -108,11 +108,11 @@ public final class Trainer implements AutoCloseable {
         } else {
             this.valData = null;
         }
-        this.loader = new BatchLoader(trainData, cfg.training().globalBatch(), cfg.training().microBatch(),
+        this.loader = new BatchLoader(trainData, cfg.training().globalBatch(), cfg.microBatch(run.dataParallelSize()),
                 run.dataParallelRank(), run.dataParallelSize(), cfg.data().seed());
-        int overlapStages = cfg.parallel().dpOverlapStages();
+        int overlapStages = cfg.parallel().dpOverlapSegments();
         if (overlapStages > cfg.model().nLayer()) {
-            throw new ConfigException(null, -1, "parallel.dp.overlap_stages", "parallel.dp.overlap_stages ("
+            throw new ConfigException(null, -1, "parallel.dp.overlap_segments", "parallel.dp.overlap_segments ("
                     + overlapStages + ") exceeds model.n_layer (" + cfg.model().nLayer() + "): each overlap stage needs"
                     + " at least one block; use 1.." + cfg.model().nLayer());
         }
@@ -142,7 +142,7 @@ public final class Trainer implements AutoCloseable {
                 : new AdamW(model.layout(), cfg.optimizer(), model.dataType(), zero.from(), zero.to());
         this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), totalSteps, run.dataParallelSize());
         this.evaluator = valData == null ? null
-                : new Evaluator(model, valData, cfg.training().microBatch(), cfg.training().evalBatches());
+                : new Evaluator(model, valData, cfg.training().evalSequences(), cfg.microBatch(run.dataParallelSize()));
         this.buckets = dp != null && zero == null ? dp.useBuckets(stageRanges(model),
                 model.layout().size(), GradientBuckets.elementsPerBucket(cfg.parallel().dpBucketMb(),
                         model.dataType().width())) : null;
@@ -164,7 +164,7 @@ public final class Trainer implements AutoCloseable {
                     + " supported together with parallel.pipeline.stages > 1 yet; set one of them off");
         }
         if (overlapStages > 1) {
-            throw new ConfigException(null, -1, "parallel.dp.overlap_stages", "parallel.dp.overlap_stages splits a"
+            throw new ConfigException(null, -1, "parallel.dp.overlap_segments", "parallel.dp.overlap_segments splits a"
                     + " whole model inside one process; with parallel.pipeline.stages > 1 leave it at 1");
         }
     }
@@ -270,7 +270,7 @@ public final class Trainer implements AutoCloseable {
         if (run.isLogger()) {
             out.printf(Locale.ROOT, "model: %,d parameters, %d stage(s); %d micro-batch(es) of %d per step x %d rank(s)"
                             + " = global batch %d (%,d tokens); %d steps (%d per epoch, %d samples dropped per epoch)%n",
-                    parameterCount(), model.numStages(), accumulation, cfg.training().microBatch(),
+                    parameterCount(), model.numStages(), accumulation, cfg.microBatch(run.dataParallelSize()),
                     run.dataParallelSize(), cfg.training().globalBatch(),
                     (long) cfg.training().globalBatch() * cfg.model().seqLen(), totalSteps, loader.stepsPerEpoch(),
                     loader.droppedPerEpoch());
