@@ -11,8 +11,9 @@ import java.util.Map;
 
 /**
  * The one table of configuration keys: dotted key, type, default, allowed values or range, one-line doc.
- * It drives validation and defaults ({@link ConfigLoader}), {@code --set} overrides, {@link ConfigLoader#toYaml}
- * and the generated reference ({@link ConfigReference}, docs/config-reference.md).
+ * It drives validation and defaults ({@link ConfigLoader}, {@link ConfigRules}), {@code --set} overrides, the
+ * resolved YAML ({@link ConfigLoader#toYaml}), the deprecated keys still accepted ({@link #deprecatedKeys}) and the
+ * generated reference ({@link ConfigReference}, docs/config-reference.md).
  *
  * <p>Each section is a record ({@code model} is {@link ModelConfig}, ...); its keys are the record's components
  * in snake_case and in the same order, checked when this class loads so the table and the records cannot drift.
@@ -237,7 +238,7 @@ public final class ConfigSchema {
             text("parallel.pipeline.partition", "",
                     "blocks per stage, comma-separated (e.g. 3,2,2,1; sums to model.n_layer); empty = balanced by estimated cost, embedding on the first stage and LM head on the last"));
 
-    /** The rules between keys that {@link ConfigLoader} checks, for the reference. */
+    /** The rules between keys that {@link ConfigRules#checkBetweenKeys} checks, in words for the reference. */
     static final List<String> RULES = List.of(
             "`model.d_model` is divisible by `model.n_head`.",
             "`model.vocab_size` >= 257 with `data.tokenizer: byte`, >= 50257 with `data.tokenizer: gpt2`.",
@@ -302,10 +303,6 @@ public final class ConfigSchema {
             }
         }
         return out;
-    }
-
-    public static boolean isSection(String name) {
-        return SECTIONS.stream().anyMatch(s -> s.name().equals(name));
     }
 
     /** A dotted path that holds keys: a section ("parallel") or a group inside one ("parallel.dp"). */

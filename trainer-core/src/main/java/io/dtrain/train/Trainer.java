@@ -113,7 +113,7 @@ public final class Trainer implements AutoCloseable {
         int overlapStages = cfg.parallel().dpOverlapSegments();
         if (overlapStages > cfg.model().nLayer()) {
             throw new ConfigException(null, -1, "parallel.dp.overlap_segments", "parallel.dp.overlap_segments ("
-                    + overlapStages + ") exceeds model.n_layer (" + cfg.model().nLayer() + "): each overlap stage needs"
+                    + overlapStages + ") exceeds model.n_layer (" + cfg.model().nLayer() + "): each overlap segment needs"
                     + " at least one block; use 1.." + cfg.model().nLayer());
         }
         this.pipe = run.pipeline();
