@@ -28,8 +28,8 @@ def parse_args():
     p.add_argument("--global-batch", type=int, default=16,
                    help="sequences per step, both layouts (default 16: one micro-batch of 8 per rank at 2 ranks)")
     p.add_argument("--micro-batch", type=int, default=8, help="sequences per forward/backward (default 8, the config's)")
-    p.add_argument("--overlap-stages", type=int, default=6,
-                   help="parallel.dp.overlap_stages of the overlap-on runs (default 6 = one block per stage)")
+    p.add_argument("--overlap-segments", type=int, default=6,
+                   help="parallel.dp.overlap_segments of the overlap-on runs (default 6 = one block per segment)")
     p.add_argument("--bucket-mb", type=float, default=25.0, help="parallel.dp.bucket_mb (default 25)")
     p.add_argument("--comm-share", type=float, default=0.30,
                    help="throttled runs: AllReduce time / compute time to calibrate for (default 0.30)")
@@ -65,7 +65,7 @@ def train_sets(a, run_dir, overlap):
         "data.val": "",                        # no evaluation
         "metrics.peak_flops": "1e11",          # MFU's peak given: skips the GEMM measurement at start
         "output.dir": run_dir,
-        "parallel.dp.overlap_stages": overlap,
+        "parallel.dp.overlap_segments": overlap,
         "parallel.dp.bucket_mb": a.bucket_mb,
     }
     out = []
@@ -139,9 +139,9 @@ def main():
     print(f"machine: {cpu}, {os.cpu_count()} cores; load average at start {open('/proc/loadavg').read().split()[0]}",
           file=sys.stderr)
     runs = [Run("1x2", 1, 2, 1, False), Run("2x1-overlap-off", 2, 1, 1, False),
-            Run("2x1-overlap-on", 2, 1, a.overlap_stages, False),
+            Run("2x1-overlap-on", 2, 1, a.overlap_segments, False),
             Run("2x1-throttled-overlap-off", 2, 1, 1, True),
-            Run("2x1-throttled-overlap-on", 2, 1, a.overlap_stages, True)]
+            Run("2x1-throttled-overlap-on", 2, 1, a.overlap_segments, True)]
     throttle = a.throttle
     calibration = None
     for round_no in range(1, a.rounds + 1):
@@ -168,7 +168,7 @@ def main():
           f"{a.steps} steps per run, first {a.warmup} discarded, medians of the rest, ranks averaged per step; "
           f"1-min load average during the runs {min(loads):.1f}-{max(loads):.1f}; {minutes:.1f} min in all)")
     print()
-    print("| layout | overlap stages | throttle | tokens/s | step ms | compute ms | exposed comm ms | exposed comm % of step | same, last rank to finish backward | load avg |")
+    print("| layout | overlap segments | throttle | tokens/s | step ms | compute ms | exposed comm ms | exposed comm % of step | same, last rank to finish backward | load avg |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         thr = f"{throttle / 1e6:.1f} MB/s" if r.throttled else "off"

@@ -4,7 +4,7 @@
 #   (b) exposed communication (comm_ms / step_ms) with bucket overlap off and on,
 #   (c) the same with the transport throttled (DTRAIN_TRANSPORT_THROTTLE) so that the gradient AllReduce alone
 #       takes ~30% of the compute time; the throttle is calibrated from (b)'s compute time and printed.
-# Usage: benchmarks/dp/run.sh [--steps 5] [--warmup 2] [--rounds 2] [--global-batch 16] [--overlap-stages 6]
+# Usage: benchmarks/dp/run.sh [--steps 5] [--warmup 2] [--rounds 2] [--global-batch 16] [--overlap-segments 6]
 #                             [--comm-share 0.30] [--throttle BYTES_PER_S] [--out /tmp/dtrain-dp-bench]
 # About 9-10 minutes with the defaults on 2 quiet cores: 2 interleaved rounds of 5 runs of ~1 min (much longer
 # under load). The throttle is calibrated in round 1 and kept; pass --throttle B/s to fix it.

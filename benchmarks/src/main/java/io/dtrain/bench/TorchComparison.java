@@ -135,7 +135,7 @@ public final class TorchComparison implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "comparison: %s, d_model %d, %d layers, %d heads, seq_len %d, %d x %d "
                         + "sequences per step, %d steps compared; ND4J threads %d, torch threads %d%n",
                 cfg.model().dtype(), cfg.model().dModel(), cfg.model().nLayer(), cfg.model().nHead(),
-                cfg.model().seqLen(), cfg.accumulationSteps(1), cfg.training().microBatch(), steps, nd4jThreads, threads);
+                cfg.model().seqLen(), cfg.accumulationSteps(1), cfg.microBatch(1), steps, nd4jThreads, threads);
 
         // (a) + (b): identical starting point for both, then dtrain's own steps.
         List<StepStats> dtrain = new ArrayList<>();
@@ -283,7 +283,7 @@ public final class TorchComparison implements Callable<Integer> {
             o.addAll(FLOAT64_SHAPE);
         } else {
             // One micro-batch per step: a step is exactly one forward/backward on both sides.
-            int micro = ConfigLoader.load(config, overrides).training().microBatch();
+            int micro = ConfigLoader.load(config, overrides).microBatch(1);
             o.add("model.dtype=float32");
             o.add("training.global_batch=" + micro);
         }
@@ -299,7 +299,7 @@ public final class TorchComparison implements Callable<Integer> {
     static void writeBatches(RunConfig cfg, ParamLayout layout, int steps, Path meta) throws IOException {
         int seqLen = cfg.model().seqLen();
         int accumulation = cfg.accumulationSteps(1);
-        int micro = cfg.training().microBatch();
+        int micro = cfg.microBatch(1);
         PackedTokenDataset ds = TokenDatasets.open(cfg.data().train(), TrainTokenizer.forConfig(cfg), seqLen,
                 BadRecordPolicy.parse(cfg.data().onBadRecord()));
         ByteBuffer buf = ByteBuffer.allocate(Math.multiplyExact(steps * accumulation * micro, (seqLen + 1) * 4))

@@ -19,18 +19,19 @@ import java.util.concurrent.Callable;
 @Command(name = "eval",
         mixinStandardHelpOptions = true,
         description = {
-                "Mean validation loss and perplexity of a checkpoint, over the same fixed validation batches that",
-                "training evaluates (data.val of the stored configuration unless overridden).",
+                "Mean validation loss and perplexity of a checkpoint, over the same fixed set of validation sequences",
+                "that training evaluates (training.eval_sequences of data.val in the stored configuration, unless",
+                "overridden).",
                 "",
                 "Example:",
                 "  dtrain eval --checkpoint runs/gpt-tiny",
-                "  dtrain eval --checkpoint runs/gpt-tiny --set data.val=data/pile-tiny/train --batches 32"})
+                "  dtrain eval --checkpoint runs/gpt-tiny --set data.val=data/pile-tiny/train --sequences 256"})
 public final class EvalCommand implements Callable<Integer> {
     @Mixin
     CheckpointOptions checkpoint;
 
-    @Option(names = "--batches", paramLabel = "N", description = "Validation micro-batches (default: training.eval_batches).")
-    Integer batches;
+    @Option(names = "--sequences", paramLabel = "N", description = "Validation sequences (default: training.eval_sequences).")
+    Integer sequences;
 
     @Override
     public Integer call() {
@@ -46,12 +47,11 @@ public final class EvalCommand implements Callable<Integer> {
             var params = model.newFlatBuffer();
             ck.readParams(model.layout(), params);
             model.setParams(params);
-            Evaluator ev = new Evaluator(model, val, cfg.training().microBatch(),
-                    batches != null ? batches : cfg.training().evalBatches());
+            Evaluator ev = new Evaluator(model, val, sequences != null ? sequences : cfg.training().evalSequences(),
+                    cfg.microBatch(1));
             double loss = ev.meanLoss();
-            System.out.printf(Locale.ROOT, "checkpoint %s (step %d): val loss %.4f | val ppl %.3f | %d batches of %d x %d tokens%n",
-                    ck.directory(), ck.step(), loss, Math.exp(loss), ev.batches(), cfg.training().microBatch(),
-                    cfg.model().seqLen());
+            System.out.printf(Locale.ROOT, "checkpoint %s (step %d): val loss %.4f | val ppl %.3f | %d sequences of %d tokens%n",
+                    ck.directory(), ck.step(), loss, Math.exp(loss), ev.sequences(), cfg.model().seqLen());
         }
         return 0;
     }

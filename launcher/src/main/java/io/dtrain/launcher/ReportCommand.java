@@ -1,5 +1,6 @@
 package io.dtrain.launcher;
 
+import io.dtrain.common.AtomicFiles;
 import io.dtrain.metrics.ReportException;
 import io.dtrain.metrics.RunData;
 import io.dtrain.metrics.RunMetrics;
@@ -59,7 +60,7 @@ public final class ReportCommand implements Callable<Integer> {
         if (target.toAbsolutePath().getParent() != null) {
             Files.createDirectories(target.toAbsolutePath().getParent());
         }
-        RunFiles.writeAtomically(target, format == Format.html ? report.html() : report.markdown());
+        AtomicFiles.writeString(target, format == Format.html ? report.html() : report.markdown());
         for (String v : report.verdicts()) {
             stdout.println(v);
         }

@@ -1,5 +1,6 @@
 package io.dtrain.launcher;
 
+import io.dtrain.common.AtomicFiles;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
 import io.dtrain.parallel.ProcessGroup;
@@ -57,10 +58,12 @@ public final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintStream out = System.out;
-        RunConfig cfg = ConfigLoader.load(config, overrides);
         Map<String, String> env = System.getenv();
         int worldSize = intEnv(env, "WORLD_SIZE", 1);
         int rank = intEnv(env, "RANK", 0);
+        // Deprecation lines once per job, not once per rank.
+        RunConfig cfg = ConfigLoader.load(config, overrides, Path.of("").toAbsolutePath(),
+                rank == 0 ? ConfigLoader.WARN_TO_STDERR : line -> { });
         Path runDir = Path.of(cfg.output().dir());
         Path checkpoints = runDir.resolve("checkpoints");
         boolean hasCheckpoints = Files.isDirectory(checkpoints) && Files.exists(checkpoints.resolve("latest"));
@@ -82,7 +85,7 @@ public final class TrainCommand implements Callable<Integer> {
         }
         Files.createDirectories(runDir);
         String resolved = ConfigLoader.toYaml(cfg);
-        RunFiles.writeAtomically(runDir.resolve("config.resolved.yaml"), resolved);
+        AtomicFiles.writeString(runDir.resolve("config.resolved.yaml"), resolved);
         out.println("resolved config (" + config + (overrides.isEmpty() ? "" : " + " + overrides) + "):");
         out.print(resolved.indent(2));
         return train(cfg, runDir, checkpoints, worldSize, out);

@@ -37,7 +37,7 @@ class DpOverlapTest {
         oneRank = tmp.resolve("one");
         twoRanks = tmp.resolve("two-overlapped");
         setsOne = microOverrides(oneRank, 8, STEPS);
-        setsTwo = microOverrides(twoRanks, 8, STEPS, "parallel.dp.overlap_stages=2", "parallel.dp.bucket_mb=0.02",
+        setsTwo = microOverrides(twoRanks, 8, STEPS, "parallel.dp.overlap_segments=2", "parallel.dp.bucket_mb=0.02",
                 "metrics.trace=true");
         Cli one = Cli.run(trainArgs(setsOne).toArray(String[]::new));
         assertEquals(0, one.exitCode(), one.toString());

@@ -27,7 +27,7 @@ final class DpRuns {
     static List<String> microOverrides(Path runDir, int globalBatch, int steps, String... more) {
         List<String> o = new ArrayList<>(List.of("model.dtype=float64", "model.dropout=0.1",
                 "training.global_batch=" + globalBatch, "training.micro_batch=2", "training.steps=" + steps,
-                "training.eval_interval=0", "training.eval_batches=3", "training.checkpoint_interval=0",
+                "training.eval_interval=0", "training.eval_sequences=6", "training.checkpoint_interval=0",
                 "metrics.peak_flops=1e9", "metrics.interval_ms=0", "metrics.trace=false", "output.dir=" + runDir));
         o.addAll(List.of(more));
         return o;

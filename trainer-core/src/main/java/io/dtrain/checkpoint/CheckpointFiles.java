@@ -1,5 +1,6 @@
 package io.dtrain.checkpoint;
 
+import io.dtrain.common.AtomicFiles;
 import io.dtrain.optim.NioViews;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -14,7 +15,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -197,24 +197,13 @@ final class CheckpointFiles {
         }
     }
 
-    /** Writes small text/JSON content to {@code target} via a temp file in the same directory and a rename. */
+    /**
+     * Writes small text/JSON content through {@link AtomicFiles} (a temporary sibling, then a rename) and makes the
+     * rename itself durable: {@code latest} must name a whole checkpoint after a power cut too.
+     */
     static void writeAtomically(Path target, byte[] content) throws IOException {
-        Path dir = target.toAbsolutePath().getParent();
-        Path tmp = Files.createTempFile(dir, target.getFileName() + TMP_PREFIX, "");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-                ByteBuffer b = ByteBuffer.wrap(content);
-                while (b.hasRemaining()) {
-                    ch.write(b);
-                }
-                ch.force(true);
-            }
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE,
-                    StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
-        fsyncDirectory(dir);
+        AtomicFiles.write(target, content);
+        fsyncDirectory(target.toAbsolutePath().getParent());
     }
 
     static void writeNew(Path target, byte[] content) throws IOException {

@@ -21,7 +21,8 @@ public final class ConfigException extends RuntimeException {
         this.key = key;
     }
 
-    private static String format(String file, int line, String key, String message) {
+    /** "file:line: key: message", "--set key: message", or as much of it as is known. */
+    static String format(String file, int line, String key, String message) {
         StringBuilder sb = new StringBuilder();
         if (OVERRIDE.equals(file) && key != null) {
             return sb.append(OVERRIDE).append(' ').append(key).append(": ").append(message).toString();

@@ -1,10 +1,9 @@
 package io.dtrain.config;
 
+import io.dtrain.common.AtomicFiles;
+
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 
 /**
  * Generates docs/config-reference.md from {@link ConfigSchema}, so the reference cannot drift from the code
@@ -48,6 +47,17 @@ public final class ConfigReference {
         for (String rule : ConfigSchema.RULES) {
             sb.append("- ").append(rule).append('\n');
         }
+        sb.append("\n## Deprecated keys\n\n")
+                .append("Still accepted in files, `--set` and stored configurations: the value is read as the replacement's\n")
+                .append("and one line says so (`warning: FILE:LINE: KEY: deprecated, use NEW (read as NEW: VALUE)`). Giving\n")
+                .append("both keys is an error. A conversion by a key that is 0 (automatic) is refused: give the new key.\n\n");
+        sb.append("| deprecated key | replaced by | value | why |\n");
+        sb.append("|---|---|---|---|\n");
+        for (ConfigSchema.DeprecatedKey d : ConfigSchema.deprecatedKeys()) {
+            sb.append("| `").append(d.key()).append("` | `").append(d.replacement()).append("` | ")
+                    .append(d.multiplier().isEmpty() ? "unchanged" : "x `" + d.multiplier() + "`").append(" | ")
+                    .append(cell(d.reason())).append(" |\n");
+        }
         return sb.toString();
     }
 
@@ -59,10 +69,7 @@ public final class ConfigReference {
     }
 
     static void write(Path target) throws IOException {
-        Files.createDirectories(target.getParent());
-        Path tmp = target.resolveSibling(target.getFileName() + ".tmp");
-        Files.writeString(tmp, markdown(), StandardCharsets.UTF_8);
-        Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        AtomicFiles.writeString(target, markdown());
     }
 
     private static String defaultText(ConfigSchema.Entry e) {

@@ -11,8 +11,9 @@ import java.util.Map;
 
 /**
  * The one table of configuration keys: dotted key, type, default, allowed values or range, one-line doc.
- * It drives validation and defaults ({@link ConfigLoader}), {@code --set} overrides, {@link ConfigLoader#toYaml}
- * and the generated reference ({@link ConfigReference}, docs/config-reference.md).
+ * It drives validation and defaults ({@link ConfigLoader}, {@link ConfigRules}), {@code --set} overrides, the
+ * resolved YAML ({@link ConfigLoader#toYaml}), the deprecated keys still accepted ({@link #deprecatedKeys}) and the
+ * generated reference ({@link ConfigReference}, docs/config-reference.md).
  *
  * <p>Each section is a record ({@code model} is {@link ModelConfig}, ...); its keys are the record's components
  * in snake_case and in the same order, checked when this class loads so the table and the records cannot drift.
@@ -114,6 +115,22 @@ public final class ConfigSchema {
         }
     }
 
+    /**
+     * A key that was renamed or redefined. Files, {@code --set} and maps may still give it: {@link ConfigLoader}
+     * reads its value as the replacement's (multiplied by the value of {@code multiplier} when that is set), prints
+     * one deprecation line, and refuses a configuration that gives both keys. Nothing else knows the old key: the
+     * records, the resolved YAML and the reference's tables have only the replacement.
+     *
+     * @param key         the old dotted key
+     * @param replacement the key that holds the value now
+     * @param multiplier  "" when the value carries over unchanged; else the key whose value converts it (an old count
+     *                    of micro-batches is that many x training.micro_batch sequences); a 0 (auto) there cannot
+     *                    convert, and the loader asks for the replacement instead
+     * @param reason      why it changed, one line for the reference
+     */
+    public record DeprecatedKey(String key, String replacement, String multiplier, String reason) {
+    }
+
     /** A top-level section: its name in the YAML file, the record holding its keys and a one-line doc. */
     public record Section(String name, Class<? extends Record> recordType, String doc) {
     }
@@ -149,7 +166,8 @@ public final class ConfigSchema {
             bool("model.bias", true, "linear layers and LayerNorms have biases"),
             number("model.init_std", 0.02, Range.greaterThan(0),
                     "std of the normal initialisation of weights (residual projections scaled by 1/sqrt(2 x n_layer))"),
-            number("model.layer_norm_eps", 1e-5, Range.greaterThan(0), "LayerNorm epsilon"),
+            number("model.layer_norm_eps", 1e-5, Range.atLeast(0),
+                    "LayerNorm epsilon, added to the variance as in PyTorch (0 = none)"),
             choice("model.dtype", "float32", List.of("float32", "float64"), "floating-point type of parameters and activations"),
             choice("model.engine", "auto", List.of("auto", "fused", "samediff"),
                     "what computes the model: fused (hand-written CPU kernels on preallocated buffers), samediff (the SameDiff graph; the CUDA path) or auto (fused on the CPU backend, samediff otherwise)"),
@@ -184,14 +202,16 @@ public final class ConfigSchema {
 
             integer("training.global_batch", 8, Range.atLeast(1),
                     "sequences per optimizer step over all data-parallel ranks; a multiple of micro_batch x data-parallel size"),
-            integer("training.micro_batch", 8, Range.atLeast(1), "sequences per forward/backward pass on one rank"),
+            integer("training.micro_batch", 0, Range.atLeast(0),
+                    "sequences per forward/backward pass on one rank; 0 = global_batch / data-parallel size (one micro-batch per rank per step)"),
             longInt("training.steps", 0L, Range.atLeast(0), "optimizer steps to run; exactly one of steps and tokens is > 0"),
             longInt("training.tokens", 0L, Range.atLeast(0),
                     "tokens to train on; steps = ceil(tokens / (global_batch x seq_len)); exactly one of steps and tokens is > 0"),
             longInt("training.seed", 1337L, Range.ANY, "seed of initialisation and dropout"),
             integer("training.log_interval", 10, Range.atLeast(1), "console line every N steps"),
             integer("training.eval_interval", 0, Range.atLeast(0), "evaluate every N steps (0 = only at the end)"),
-            integer("training.eval_batches", 8, Range.atLeast(1), "validation micro-batches per evaluation (a fixed set)"),
+            integer("training.eval_sequences", 64, Range.atLeast(1),
+                    "validation sequences per evaluation: a fixed set spread evenly over data.val (all of it if smaller), the same for every micro_batch and data-parallel size"),
             integer("training.checkpoint_interval", 0, Range.atLeast(0), "checkpoint every N steps (0 = only at the end)"),
             choice("training.on_non_finite", "stop", List.of("stop", "skip"),
                     "when loss or gradients are NaN/Inf: stop the run, or skip the step"),
@@ -211,8 +231,8 @@ public final class ConfigSchema {
 
             number("parallel.dp.bucket_mb", 25.0, Range.greaterThan(0),
                     "data parallelism: AllReduce gradients in buckets of at most this many MiB (as PyTorch DDP's bucket_cap_mb)"),
-            integer("parallel.dp.overlap_stages", 1, Range.atLeast(1),
-                    "data parallelism: split the model into this many stage graphs (<= model.n_layer) so buckets AllReduce while earlier blocks run backward; 1 = no overlap"),
+            integer("parallel.dp.overlap_segments", 1, Range.atLeast(1),
+                    "data parallelism: split the model into this many segments (graphs of contiguous blocks, <= model.n_layer) so a segment's buckets AllReduce while earlier segments run backward; 1 = no overlap"),
             integer("parallel.pipeline.stages", 1, Range.atLeast(1),
                     "pipeline parallelism: P stages, each a contiguous run of blocks in its own process; world size = P x data-parallel size; micro-batches per step M = global_batch / (micro_batch x DP size)"),
             choice("parallel.pipeline.schedule", "1f1b", List.of("1f1b", "gpipe"),
@@ -220,17 +240,26 @@ public final class ConfigSchema {
             text("parallel.pipeline.partition", "",
                     "blocks per stage, comma-separated (e.g. 3,2,2,1; sums to model.n_layer); empty = balanced by estimated cost, embedding on the first stage and LM head on the last"));
 
-    /** The rules between keys that {@link ConfigLoader} checks, for the reference. */
+    /** The rules between keys that {@link ConfigRules#checkBetweenKeys} checks, in words for the reference. */
     static final List<String> RULES = List.of(
             "`model.d_model` is divisible by `model.n_head`.",
             "`model.vocab_size` >= 257 with `data.tokenizer: byte`, >= 50257 with `data.tokenizer: gpt2`.",
             "`data.tokenizer: gpt2` needs `data.tokenizer_dir`.",
             "Exactly one of `training.steps` and `training.tokens` is > 0.",
             "`training.global_batch` is a multiple of `training.micro_batch`; at run time also of"
-                    + " `micro_batch x data-parallel size` (gradient-accumulation steps = global_batch / (micro_batch x DP size)).",
+                    + " `micro_batch x data-parallel size` (gradient-accumulation steps = global_batch / (micro_batch x DP size))."
+                    + " `training.micro_batch: 0` (the default) is global_batch / DP size, one micro-batch per rank per step:"
+                    + " global_batch is then a multiple of the DP size.",
             "`schedule.warmup_steps` <= the run's steps (`training.steps`, or the steps that cover `training.tokens`).",
             "`schedule.decay_steps` is 0 or > `schedule.warmup_steps`.",
             "`optimizer.min_lr` <= `optimizer.lr`.");
+
+    /** Old keys still accepted, each with one deprecation line (docs/config-reference.md lists them). */
+    private static final List<DeprecatedKey> DEPRECATED = List.of(
+            new DeprecatedKey("parallel.dp.overlap_stages", "parallel.dp.overlap_segments", "",
+                    "\"stage\" means a pipeline stage only; the data-parallel overlap split is into segments"),
+            new DeprecatedKey("training.eval_batches", "training.eval_sequences", "training.micro_batch",
+                    "counted micro-batches, so the evaluated set changed with micro_batch and the data-parallel size"));
 
     private static final Map<String, Entry> BY_KEY;
 
@@ -243,6 +272,13 @@ public final class ConfigSchema {
         }
         BY_KEY = Collections.unmodifiableMap(byKey);
         checkMatchesRecords();
+        for (DeprecatedKey d : DEPRECATED) {
+            if (byKey.containsKey(d.key()) || !byKey.containsKey(d.replacement())
+                    || !(d.multiplier().isEmpty() || byKey.containsKey(d.multiplier()))) {
+                throw new IllegalStateException("ConfigSchema: deprecated key " + d.key() + " must be gone from the table"
+                        + " and name keys of it (" + d.replacement() + ", " + d.multiplier() + ")");
+            }
+        }
     }
 
     private ConfigSchema() {
@@ -271,8 +307,25 @@ public final class ConfigSchema {
         return out;
     }
 
-    public static boolean isSection(String name) {
-        return SECTIONS.stream().anyMatch(s -> s.name().equals(name));
+    /** A dotted path that holds keys: a section ("parallel") or a group inside one ("parallel.dp"). */
+    public static boolean holdsKeys(String path) {
+        String prefix = path + ".";
+        return ENTRIES.stream().anyMatch(e -> e.key().startsWith(prefix));
+    }
+
+    /** The entry that types a key as given by a user: its own, or its replacement's when deprecated; else null. */
+    public static Entry entryOrReplacement(String key) {
+        DeprecatedKey d = deprecated(key);
+        return entry(d == null ? key : d.replacement());
+    }
+
+    public static List<DeprecatedKey> deprecatedKeys() {
+        return DEPRECATED;
+    }
+
+    /** The deprecation of an old dotted key, or null. */
+    public static DeprecatedKey deprecated(String key) {
+        return DEPRECATED.stream().filter(d -> d.key().equals(key)).findFirst().orElse(null);
     }
 
     /** Every key at its default (not a valid run on its own: data.train is empty and neither steps nor tokens is set). */

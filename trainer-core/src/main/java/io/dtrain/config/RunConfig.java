@@ -2,8 +2,8 @@ package io.dtrain.config;
 
 /**
  * A validated, fully resolved run configuration: one YAML file plus {@code --set a.b.c=value} overrides,
- * every key present (defaults filled in). Built by {@link ConfigLoader}; later issues add sections
- * ({@code parallel}, {@code metrics}) the same way.
+ * every key present (defaults filled in). Built by {@link ConfigLoader}; a new section is a new record here and
+ * its rows in {@link ConfigSchema}.
  */
 public record RunConfig(
         ModelConfig model,
@@ -20,13 +20,31 @@ public record RunConfig(
         return ConfigSchema.defaults();
     }
 
+    /**
+     * Sequences per forward/backward pass on one rank of a data-parallel world of {@code dpSize} ranks:
+     * training.micro_batch, or when that is 0 (auto) global_batch / dpSize, one micro-batch per rank per step.
+     */
+    public int microBatch(int dpSize) {
+        if (training.microBatch() > 0) {
+            return training.microBatch();
+        }
+        if (training.globalBatch() % dpSize != 0) {
+            throw new ConfigException(null, -1, "training.global_batch",
+                    "training.global_batch (" + training.globalBatch() + ") is not a multiple of the data-parallel size ("
+                            + dpSize + "), which it must be with training.micro_batch 0 (= global_batch / data-parallel"
+                            + " size); choose a global_batch divisible by " + dpSize + ", or set training.micro_batch");
+        }
+        return training.globalBatch() / dpSize;
+    }
+
     /** Gradient-accumulation steps for a data-parallel world of {@code dpSize} ranks (Megatron's rule). */
     public int accumulationSteps(int dpSize) {
-        int perStep = training.microBatch() * dpSize;
+        int micro = microBatch(dpSize);
+        int perStep = micro * dpSize;
         if (training.globalBatch() % perStep != 0) {
             throw new ConfigException(null, -1, "training.global_batch",
                     "training.global_batch (" + training.globalBatch() + ") is not a multiple of training.micro_batch ("
-                            + training.microBatch() + ") x data-parallel size (" + dpSize + ") = " + perStep
+                            + micro + ") x data-parallel size (" + dpSize + ") = " + perStep
                             + "; choose a global_batch divisible by " + perStep);
         }
         return training.globalBatch() / perStep;

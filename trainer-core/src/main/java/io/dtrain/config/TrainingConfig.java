@@ -2,16 +2,19 @@ package io.dtrain.config;
 
 /**
  * The run's length, batch sizes and cadences. Keys under {@code training:}.
- * Gradient-accumulation steps = global_batch / (micro_batch x data-parallel size), computed at run time.
+ * Gradient-accumulation steps = global_batch / (micro_batch x data-parallel size), computed at run time
+ * ({@link RunConfig#accumulationSteps}); the micro-batch of a run is {@link RunConfig#microBatch}.
  *
  * @param globalBatch        sequences per optimizer step, over all data-parallel ranks
- * @param microBatch         sequences per forward/backward pass on one rank
+ * @param microBatch         sequences per forward/backward pass on one rank, as configured: 0 = global_batch /
+ *                           data-parallel size, known at run time ({@link RunConfig#microBatch})
  * @param steps              optimizer steps to run (0 = bounded by tokens; exactly one of steps and tokens is > 0)
  * @param tokens             tokens to train on (0 = bounded by steps); steps = ceil(tokens / (global_batch x seq_len))
  * @param seed               seed of initialisation and dropout
  * @param logInterval        console line every N steps
  * @param evalInterval       evaluate every N steps (0 = only at the end)
- * @param evalBatches        validation micro-batches per evaluation (a fixed set)
+ * @param evalSequences      validation sequences per evaluation: a fixed set, whatever the micro-batch and the
+ *                           data-parallel size
  * @param checkpointInterval checkpoint every N steps (0 = only at the end)
  * @param onNonFinite        "stop" or "skip" when loss or gradients are NaN/Inf
  */
@@ -23,7 +26,7 @@ public record TrainingConfig(
         long seed,
         int logInterval,
         int evalInterval,
-        int evalBatches,
+        int evalSequences,
         int checkpointInterval,
         String onNonFinite) {
 

@@ -115,7 +115,7 @@ public final class GptModel implements AutoCloseable {
         require(cfg.dropout() >= 0.0 && cfg.dropout() < 1.0, "model.dropout must be in [0, 1), got " + cfg.dropout());
         require("float32".equals(cfg.dtype()) || "float64".equals(cfg.dtype()),
                 "model.dtype must be float32 or float64, got " + cfg.dtype());
-        require(cfg.layerNormEps() > 0.0, "model.layer_norm_eps must be > 0, got " + cfg.layerNormEps());
+        require(cfg.layerNormEps() >= 0.0, "model.layer_norm_eps must be >= 0, got " + cfg.layerNormEps());
         require("auto".equals(cfg.engine()) || "fused".equals(cfg.engine()) || "samediff".equals(cfg.engine()),
                 "model.engine must be auto, fused or samediff, got " + cfg.engine());
         require(blocksPerStage.length >= 1, "need at least one stage");

@@ -81,17 +81,17 @@ public abstract class TrainStepBase implements TrainStep {
     }
 
     /**
-     * The whole model in one process, split into {@code parallel.dp.overlap_stages} graphs (data parallelism starts
-     * a graph's gradient AllReduce as soon as its backward is done).
+     * The whole model in one process, split into {@code parallel.dp.overlap_segments} runs of blocks (data
+     * parallelism starts a segment's gradient AllReduce as soon as its backward is done).
      */
     protected static GptModel wholeModel(RunConfig cfg) {
-        int overlapStages = cfg.parallel().dpOverlapStages();
-        if (overlapStages > cfg.model().nLayer()) {
-            throw new ConfigException(null, -1, "parallel.dp.overlap_stages", "parallel.dp.overlap_stages ("
-                    + overlapStages + ") exceeds model.n_layer (" + cfg.model().nLayer() + "): each overlap stage needs"
+        int segments = cfg.parallel().dpOverlapSegments();
+        if (segments > cfg.model().nLayer()) {
+            throw new ConfigException(null, -1, "parallel.dp.overlap_segments", "parallel.dp.overlap_segments ("
+                    + segments + ") exceeds model.n_layer (" + cfg.model().nLayer() + "): each overlap segment needs"
                     + " at least one block; use 1.." + cfg.model().nLayer());
         }
-        return new GptModel(cfg.model(), GptModel.balancedPartition(cfg.model(), overlapStages));
+        return new GptModel(cfg.model(), GptModel.balancedPartition(cfg.model(), segments));
     }
 
     @Override

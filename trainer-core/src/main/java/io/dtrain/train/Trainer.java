@@ -58,11 +58,12 @@ public final class Trainer implements AutoCloseable {
         } else {
             this.valData = null;
         }
-        this.loader = new BatchLoader(trainData, cfg.training().globalBatch(), cfg.training().microBatch(),
+        this.loader = new BatchLoader(trainData, cfg.training().globalBatch(), cfg.microBatch(context.dataParallelSize()),
                 context.dataParallelRank(), context.dataParallelSize(), cfg.data().seed());
         this.trainStep = TrainStep.create(cfg, context, loader, out);
         this.evaluator = valData == null ? null
-                : new Evaluator(trainStep.model(), valData, cfg.training().microBatch(), cfg.training().evalBatches());
+                : new Evaluator(trainStep.model(), valData, cfg.training().evalSequences(),
+                        cfg.microBatch(context.dataParallelSize()));
     }
 
     private void report(String split, String path, TokenDataset ds) {
@@ -107,7 +108,7 @@ public final class Trainer implements AutoCloseable {
         if (context.isLogger()) {
             out.printf(Locale.ROOT, "model: %,d parameters, %d stage(s); %d micro-batch(es) of %d per step x %d rank(s)"
                             + " = global batch %d (%,d tokens); %d steps (%d per epoch, %d samples dropped per epoch)%n",
-                    model.layout().size(), model.numStages(), accumulationSteps(), cfg.training().microBatch(),
+                    model.layout().size(), model.numStages(), accumulationSteps(), cfg.microBatch(context.dataParallelSize()),
                     context.dataParallelSize(), cfg.training().globalBatch(),
                     (long) cfg.training().globalBatch() * cfg.model().seqLen(), totalSteps, loader.stepsPerEpoch(),
                     loader.droppedPerEpoch());

@@ -6,6 +6,7 @@ import org.junit.jupiter.api.io.TempDir;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -194,8 +195,8 @@ class ConfigLoaderTest {
                 error(MINIMAL + "model:\n  dropout: 1.0\n").getMessage());
         assertEquals("test.yaml:6: optimizer.lr: must be > 0, got 0",
                 error(MINIMAL + "optimizer:\n  lr: 0\n").getMessage());
-        assertEquals("test.yaml:6: training.micro_batch: must be >= 1, got 0",
-                error("data:\n  train: corpus\ntraining:\n  steps: 10\n  global_batch: 8\n  micro_batch: 0\n").getMessage());
+        assertEquals("test.yaml:6: training.micro_batch: must be >= 0, got -1",
+                error("data:\n  train: corpus\ntraining:\n  steps: 10\n  global_batch: 8\n  micro_batch: -1\n").getMessage());
     }
 
     @Test
@@ -440,9 +441,95 @@ class ConfigLoaderTest {
     }
 
     @Test
+    void unsetMicroBatchIsOneMicroBatchPerRankPerStep() {
+        RunConfig c = load("data:\n  train: c\ntraining:\n  steps: 1\n  global_batch: 16\n");
+        assertEquals(0, c.training().microBatch(), "0 = auto, as configured");
+        assertEquals(List.of(16, 8, 4), List.of(c.microBatch(1), c.microBatch(2), c.microBatch(4)));
+        assertEquals(List.of(1, 1, 1), List.of(c.accumulationSteps(1), c.accumulationSteps(2), c.accumulationSteps(4)));
+        ConfigException e = assertThrows(ConfigException.class, () -> c.accumulationSteps(3));
+        assertEquals("training.global_batch: training.global_batch (16) is not a multiple of the data-parallel size (3),"
+                + " which it must be with training.micro_batch 0 (= global_batch / data-parallel size); choose a"
+                + " global_batch divisible by 3, or set training.micro_batch", e.getMessage());
+        assertEquals(4, load("data:\n  train: c\ntraining:\n  steps: 1\n  global_batch: 16\n  micro_batch: 4\n").microBatch(2),
+                "a micro_batch that is set is kept");
+    }
+
+    @Test
+    void layerNormEpsilonZeroSelectsTheFusedOpAndNegativeIsRefused() {
+        assertEquals(0.0, load(MINIMAL + "model:\n  layer_norm_eps: 0\n").model().layerNormEps());
+        assertEquals("test.yaml:6: model.layer_norm_eps: must be >= 0, got -1e-5",
+                error(MINIMAL + "model:\n  layer_norm_eps: -1e-5\n").getMessage());
+    }
+
+    // ---- deprecated keys ------------------------------------------------------------------------------------------
+
+    private RunConfig loadWarned(List<String> warnings, String yaml, String... overrides) {
+        return ConfigLoader.fromYaml(yaml, "test.yaml", List.of(overrides), workDir, warnings::add);
+    }
+
+    @Test
+    void aRenamedKeyIsReadAsItsReplacementWithOneWarningLine() {
+        List<String> warnings = new ArrayList<>();
+        RunConfig c = loadWarned(warnings, MINIMAL + "parallel:\n  dp:\n    overlap_stages: 2\n");
+        assertEquals(2, c.parallel().dpOverlapSegments());
+        assertEquals(List.of("warning: test.yaml:7: parallel.dp.overlap_stages: deprecated, use parallel.dp.overlap_segments"
+                + " (read as parallel.dp.overlap_segments: 2)"), warnings);
+        assertTrue(!ConfigLoader.toYaml(c).contains("overlap_stages"), "the resolved config has only the new key");
+
+        warnings.clear();
+        assertEquals(3, loadWarned(warnings, MINIMAL, "parallel.dp.overlap_stages=3").parallel().dpOverlapSegments());
+        assertEquals(List.of("warning: --set parallel.dp.overlap_stages: deprecated, use parallel.dp.overlap_segments"
+                + " (read as parallel.dp.overlap_segments: 3)"), warnings);
+        assertEquals(2, ConfigLoader.fromMap(Map.of("data.train", "/c", "training.steps", 1,
+                "parallel", Map.of("dp", Map.of("overlap_stages", 2)))).parallel().dpOverlapSegments());
+        // its value is checked like the replacement's, under the name it was given
+        assertError(error(MINIMAL + "parallel:\n  dp:\n    overlap_stages: 0\n"), "test.yaml", 7, "parallel.dp.overlap_stages",
+                "test.yaml:7: parallel.dp.overlap_stages: must be >= 1, got 0");
+    }
+
+    @Test
+    void evalBatchesConvertToSequencesByTheMicroBatch() {
+        List<String> warnings = new ArrayList<>();
+        RunConfig c = loadWarned(warnings, "data:\n  train: c\ntraining:\n  steps: 1\n  global_batch: 16\n  micro_batch: 4\n"
+                + "  eval_batches: 3\n");
+        assertEquals(12, c.training().evalSequences());
+        assertEquals(List.of("warning: test.yaml:7: training.eval_batches: deprecated, use training.eval_sequences"
+                + " (read as training.eval_sequences: 12 = 3 x training.micro_batch 4)"), warnings);
+        // an automatic micro-batch is only known at run time: the old count cannot say how many sequences it meant
+        assertError(error("data:\n  train: c\ntraining:\n  steps: 1\n  eval_batches: 3\n"), "test.yaml", 5,
+                "training.eval_batches", "test.yaml:5: training.eval_batches: deprecated (counted micro-batches, so the"
+                        + " evaluated set changed with micro_batch and the data-parallel size); it converts to"
+                        + " training.eval_sequences as training.eval_batches x training.micro_batch, but training.micro_batch"
+                        + " is 0 (auto, known only at run time): set training.eval_sequences instead");
+    }
+
+    @Test
+    void aDeprecatedKeyAndItsReplacementTogetherAreRefused() {
+        assertError(error(MINIMAL + "  eval_batches: 2\n  eval_sequences: 8\n  micro_batch: 4\n"), "test.yaml", 5,
+                "training.eval_batches", "test.yaml:5: training.eval_batches: deprecated and replaced by"
+                        + " training.eval_sequences, which is given too (line 6); keep only training.eval_sequences");
+        assertEquals("--set parallel.dp.overlap_stages: deprecated and replaced by parallel.dp.overlap_segments, which is"
+                        + " given too (--set); keep only parallel.dp.overlap_segments",
+                error(MINIMAL, "parallel.dp.overlap_segments=2", "parallel.dp.overlap_stages=2").getMessage());
+    }
+
+    @Test
+    void anOldCheckpointsResolvedConfigStillLoads() {
+        // written before overlap_segments and eval_sequences existed: micro_batch 8, eval_batches 8, overlap_stages 1
+        String old = ConfigLoader.toYaml(load(MINIMAL, "training.micro_batch=8"))
+                .replace("  eval_sequences: 64\n", "  eval_batches: 8\n")
+                .replace("  dp.overlap_segments: 1\n", "  dp.overlap_stages: 1\n");
+        List<String> warnings = new ArrayList<>();
+        RunConfig c = ConfigLoader.fromYaml(old, ConfigLoader.RESOLVED_SOURCE, List.of(), workDir, warnings::add);
+        assertEquals(64, c.training().evalSequences());
+        assertEquals(1, c.parallel().dpOverlapSegments());
+        assertEquals(2, warnings.size(), warnings.toString());
+    }
+
+    @Test
     void editDistance() {
-        assertEquals(1, ConfigLoader.editDistance("n_heads", "n_head"));
-        assertEquals(2, ConfigLoader.editDistance("modle", "model"));
-        assertEquals(3, ConfigLoader.editDistance("", "abc"));
+        assertEquals(1, KeySuggestions.editDistance("n_heads", "n_head"));
+        assertEquals(2, KeySuggestions.editDistance("modle", "model"));
+        assertEquals(3, KeySuggestions.editDistance("", "abc"));
     }
 }

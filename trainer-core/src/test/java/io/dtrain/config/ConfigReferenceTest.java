@@ -34,6 +34,10 @@ class ConfigReferenceTest {
         }
         assertTrue(md.contains("| `model.norm` | string | `pre` | pre \\| post |"), md);
         assertTrue(md.contains("| `model.dropout` | number | `0.0` | [0, 1) |"), md);
+        for (ConfigSchema.DeprecatedKey d : ConfigSchema.deprecatedKeys()) {
+            assertTrue(md.contains("| `" + d.key() + "` | `" + d.replacement() + "` |"), d.key());
+            assertTrue(!md.contains("| `" + d.key() + "` | integer"), d.key() + " is not in the tables of current keys");
+        }
     }
 
     @Test

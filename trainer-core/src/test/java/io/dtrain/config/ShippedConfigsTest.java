@@ -48,7 +48,7 @@ class ShippedConfigsTest {
             RunConfig c = ConfigLoader.load(repoRoot().relativize(f), List.of(), repoRoot());
             assertEquals(c, ConfigLoader.fromResolvedYaml(ConfigLoader.toYaml(c)), f.toString());
             assertTrue(Path.of(c.data().train()).isAbsolute(), f + ": data.train resolved");
-            assertEquals(0, c.training().globalBatch() % c.training().microBatch());
+            assertEquals(0, c.training().globalBatch() % c.microBatch(1));
         }
     }
 
@@ -63,11 +63,14 @@ class ShippedConfigsTest {
         assertEquals(repoRoot().resolve("data/pile-tiny/train").toString(), c.data().train());
         assertEquals(repoRoot().resolve("data/pile-tiny/val").toString(), c.data().val());
         assertTrue(Files.isDirectory(Path.of(c.data().train())), "the built-in sample exists");
-        assertEquals(List.of(16, 16, 1), List.of(c.training().globalBatch(), c.training().microBatch(), c.accumulationSteps(1)));
+        // micro_batch left at 0: one micro-batch per rank, so the README's 2-rank launch runs it as 2 x 8
+        assertEquals(List.of(16, 0, 16, 1), List.of(c.training().globalBatch(), c.training().microBatch(), c.microBatch(1),
+                c.accumulationSteps(1)));
+        assertEquals(List.of(8, 1), List.of(c.microBatch(2), c.accumulationSteps(2)));
         assertTrue(c.totalSteps() >= 50 && c.totalSteps() <= 150);
         assertEquals(List.of(2e-3, 2e-4), List.of(c.optimizer().lr(), c.optimizer().minLr()));
         assertEquals(6, c.schedule().warmupSteps());
-        assertEquals(List.of(30, 8, 10), List.of(c.training().evalInterval(), c.training().evalBatches(), c.training().logInterval()));
+        assertEquals(List.of(30, 128, 10), List.of(c.training().evalInterval(), c.training().evalSequences(), c.training().logInterval()));
         assertEquals(repoRoot().resolve("runs/gpt-tiny").toString(), c.output().dir());
     }
 

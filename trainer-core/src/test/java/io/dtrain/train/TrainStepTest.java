@@ -22,7 +22,7 @@ class TrainStepTest {
     static BatchLoader loader(RunConfig cfg) {
         TokenDataset train = TokenDatasets.load(cfg.data().train(), TrainTokenizer.forConfig(cfg), cfg.model().seqLen(),
                 BadRecordPolicy.parse(cfg.data().onBadRecord()));
-        return new BatchLoader(train, cfg.training().globalBatch(), cfg.training().microBatch(), 0, 1, cfg.data().seed());
+        return new BatchLoader(train, cfg.training().globalBatch(), cfg.microBatch(1), 0, 1, cfg.data().seed());
     }
 
     @Test

@@ -15,7 +15,7 @@ import java.nio.file.Path;
  * Data parallelism, as PyTorch DDP does it: every rank holds the whole model and runs its share of the global
  * batch; on the step's last micro-batch each graph's gradients are divided by the micro-batch count and their
  * AllReduce (AVG) starts in buckets as soon as that graph's backward is done ({@link GradientBuckets}), so with
- * {@code parallel.dp.overlap_stages > 1} later blocks' buckets travel while earlier blocks still compute. Then the
+ * {@code parallel.dp.overlap_segments > 1} later blocks' buckets travel while earlier blocks still compute. Then the
  * mean loss, and every rank takes the same AdamW step on the same averaged gradients.
  */
 public final class DataParallelStep extends TrainStepBase {

@@ -92,8 +92,8 @@ public final class PipelineStep extends TrainStepBase {
             throw new ConfigException(null, -1, "optimizer.shard_state", "optimizer.shard_state (ZeRO-1) is not"
                     + " supported together with parallel.pipeline.stages > 1 yet; set one of them off");
         }
-        if (cfg.parallel().dpOverlapStages() > 1) {
-            throw new ConfigException(null, -1, "parallel.dp.overlap_stages", "parallel.dp.overlap_stages splits a"
+        if (cfg.parallel().dpOverlapSegments() > 1) {
+            throw new ConfigException(null, -1, "parallel.dp.overlap_segments", "parallel.dp.overlap_segments splits a"
                     + " whole model inside one process; with parallel.pipeline.stages > 1 leave it at 1");
         }
         return pipe;
@@ -138,22 +138,23 @@ public final class PipelineStep extends TrainStepBase {
     }
 
     /**
-     * Replica {@code d}'s evaluation batches (b % D == d) run forward-only through the pipeline as micro-batches;
-     * the last stage's totals, added over the world (every other rank contributes zeros), give every rank the
-     * one-process value.
+     * Replica {@code d}'s evaluation batches (b % D == d) run forward-only through the pipeline as micro-batches,
+     * one pass per batch size (the last batch may be smaller, and a pass sums mean losses of equal-sized
+     * micro-batches); the last stage's totals, added over the world (every other rank contributes zeros), give
+     * every rank the one-process value.
      */
     @Override
     public double evaluate(Evaluator evaluator) {
-        List<MicroBatch> mine = new ArrayList<>();
+        java.util.Map<Integer, List<MicroBatch>> bySize = new java.util.LinkedHashMap<>();
         for (int[][] batch : evaluator.batchesOf(replicas.rank(), replicas.size())) {
-            mine.add(new MicroBatch(batch, new long[batch.length]));
+            bySize.computeIfAbsent(batch.length, size -> new ArrayList<>()).add(new MicroBatch(batch, new long[batch.length]));
         }
         double[] totals = new double[2];
-        if (!mine.isEmpty()) {
-            StageExecutor.StageResult r = executor.evaluate(mine);
-            double tokensPerBatch = (double) mine.get(0).size() * (mine.get(0).windows()[0].length - 1);
-            totals[0] = r.lossSum() * tokensPerBatch;
-            totals[1] = r.losses() * tokensPerBatch;
+        for (List<MicroBatch> sameSize : bySize.values()) {
+            StageExecutor.StageResult r = executor.evaluate(sameSize);
+            double tokensPerBatch = Evaluator.tokens(sameSize.get(0).windows());
+            totals[0] += r.lossSum() * tokensPerBatch;
+            totals[1] += r.losses() * tokensPerBatch;
         }
         RankSums.sum(pipe.world(), totals, "evaluation totals");
         return totals[0] / totals[1];
