@@ -1,5 +1,6 @@
 package io.dtrain.launcher;
 
+import io.dtrain.common.ByteSizes;
 import io.dtrain.parallel.WorldConfig;
 import io.dtrain.parallel.rendezvous.RendezvousServer;
 import io.dtrain.parallel.transport.MediaDriverProcess;
@@ -88,7 +89,8 @@ public final class LaunchCommand implements Callable<Integer> {
     Integer threadsPerWorker;
 
     @Option(names = "--memory-per-worker", paramLabel = "SIZE",
-            description = "Memory budget of one worker, e.g. 2g or 512m: 1/4 Java heap, 5/8 ND4J off-heap, the whole "
+            description = "Memory budget of one worker, e.g. 2g, 512m, 2GiB or 2GB (k/m/g and KiB/MiB/GiB are powers of 1024,"
+                    + " KB/MB/GB of 1000): 1/4 Java heap, 5/8 ND4J off-heap, the whole "
                     + "budget as its physical-memory cap (default: 3/4 of physical memory / nproc-per-node).")
     String memoryPerWorker;
 
@@ -501,7 +503,7 @@ public final class LaunchCommand implements Callable<Integer> {
             }
             long budget;
             if (memoryPerWorker != null) {
-                budget = parseSize(memoryPerWorker);
+                budget = ByteSizes.parse(memoryPerWorker, "--memory-per-worker");
             } else {
                 long physical = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
                         .getTotalMemorySize();
@@ -527,23 +529,6 @@ public final class LaunchCommand implements Callable<Integer> {
         String describe() {
             return String.format(Locale.ROOT, "%d compute thread(s), heap %s, ND4J off-heap %s, physical cap %s",
                     threads, human(heapBytes), human(offHeapBytes), human(budgetBytes));
-        }
-
-        static long parseSize(String s) {
-            String t = s.trim().toLowerCase(Locale.ROOT);
-            java.util.regex.Matcher m = Pattern.compile("(\\d+(?:\\.\\d+)?)\\s*([kmgt]?)i?b?").matcher(t);
-            if (!m.matches()) {
-                throw new UserError("memory size '" + s + "' must be a number with an optional unit k, m, g or t, e.g. 2g or 512m");
-            }
-            double v = Double.parseDouble(m.group(1));
-            int shift = switch (m.group(2)) {
-                case "k" -> 10;
-                case "m" -> 20;
-                case "g" -> 30;
-                case "t" -> 40;
-                default -> 0;
-            };
-            return (long) (v * (1L << shift));
         }
 
         static String human(long bytes) {

@@ -35,28 +35,11 @@ final class Ring implements AutoCloseable {
     static final int CHUNK_FRAMES = 16;
     private static final long NOT_CONNECTED_GRACE_NS = TimeUnit.SECONDS.toNanos(1);
     /**
-     * Benchmark/diagnosis option: cap what this process sends per ring at DTRAIN_TRANSPORT_THROTTLE bytes/s (0 =
-     * off), to make communication comparable to compute on a fast local transport. A throttled frame is retried
-     * like a back-pressured one, so timeouts and failure handling stay the same.
+     * Benchmark/diagnosis option (DTRAIN_TRANSPORT_THROTTLE): bytes/s this process may send per collective on this
+     * ring (0 = off), to make communication comparable to compute on a fast local transport. A throttled frame is
+     * retried like a back-pressured one, so timeouts and failure handling stay the same.
      */
-    static final long THROTTLE_BYTES_PER_S = parseThrottle(System.getenv("DTRAIN_TRANSPORT_THROTTLE"));
-
-    static long parseThrottle(String value) {
-        if (value == null || value.isBlank()) {
-            return 0;
-        }
-        try {
-            long v = Long.parseLong(value.strip());
-            if (v < 0) {
-                throw new NumberFormatException();
-            }
-            return v;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("DTRAIN_TRANSPORT_THROTTLE must be a byte rate per second >= 0 (0 = off), got '"
-                    + value + "'");
-        }
-    }
-
+    private final long throttleBytesPerS;
     private long throttleStartNs;
     private long throttledBytes;
 
@@ -105,10 +88,11 @@ final class Ring implements AutoCloseable {
         this.prevRank = members[Math.floorMod(index - 1, size)];
         this.nextRank = members[Math.floorMod(index + 1, size)];
         this.segmentStart = new long[size + 1];
+        this.throttleBytesPerS = comm.config().throttleBytesPerSecond();
         if (size == 1) {
             out = null;
             in = null;
-            maxPayloadBytes = comm.config().chunkBytes();
+            maxPayloadBytes = comm.config().maxFramePayloadBytes();
             return;
         }
         WorldConfig config = comm.config();
@@ -121,7 +105,7 @@ final class Ring implements AutoCloseable {
         // Every member must cut buffers into the same frames, so the group uses its smallest frame (MTUs differ
         // between ipc and udp links).
         comm.store().set("payload/" + groupKey + "/" + comm.rank(),
-                Integer.toString(Math.min(config.chunkBytes(), out.maxFrameLength() - Frame.HEADER_LENGTH)));
+                Integer.toString(Math.min(config.maxFramePayloadBytes(), out.maxFrameLength() - Frame.HEADER_LENGTH)));
         int smallest = Integer.MAX_VALUE;
         for (int member : members) {
             smallest = Math.min(smallest, Integer.parseInt(comm.store().getString("payload/" + groupKey + "/" + member, wait)));
@@ -397,7 +381,7 @@ final class Ring implements AutoCloseable {
         if (throttleStartNs == 0) {
             throttleStartNs = now;
         }
-        double paidBytes = (now - throttleStartNs) / 1e9 * THROTTLE_BYTES_PER_S;
+        double paidBytes = (now - throttleStartNs) / 1e9 * throttleBytesPerS;
         return throttledBytes <= paidBytes;
     }
 
@@ -419,7 +403,7 @@ final class Ring implements AutoCloseable {
      */
     private long claimFrame(int step, long elementOffset, int count) {
         int payloadBytes = count * type.bytes();
-        if (THROTTLE_BYTES_PER_S > 0 && !throttleAllows(Frame.HEADER_LENGTH + payloadBytes)) {
+        if (throttleBytesPerS > 0 && !throttleAllows(Frame.HEADER_LENGTH + payloadBytes)) {
             return 0;
         }
         long result = out.tryClaim(Frame.HEADER_LENGTH + payloadBytes);
@@ -552,7 +536,7 @@ final class Ring implements AutoCloseable {
                 error = "rank " + prevRank + " sent step " + buffer.getInt(offset + Frame.STEP_OFFSET) + " elements ["
                         + buffer.getLong(offset + Frame.ELEMENT_OFFSET_OFFSET) + ", +" + buffer.getInt(offset + Frame.COUNT_OFFSET)
                         + ") where step " + step + " elements [" + elementOffset + ", +" + count + ") were expected"
-                        + " (a different chunk size, DTRAIN_CHUNK_BYTES, or transport MTU on that rank?)";
+                        + " (a different frame payload size, DTRAIN_FRAME_PAYLOAD_BYTES, or transport MTU on that rank?)";
                 return true;
             }
             int bytes = count * type.bytes();

@@ -1,5 +1,6 @@
 package io.dtrain.parallel.bench;
 
+import io.dtrain.common.ByteSizes;
 import io.dtrain.parallel.ElementType;
 import io.dtrain.parallel.FlatBuffer;
 import io.dtrain.parallel.WorldConfig;
@@ -30,28 +31,13 @@ public final class AllReduceBench {
     private AllReduceBench() {
     }
 
-    /** Parses sizes like "1MiB,16MiB,64MiB,256MiB,4KiB,1000". */
+    /**
+     * Parses a comma-separated list of byte sizes, e.g. "1MiB,16MiB,64MiB,256MiB,4KiB,1000", each as
+     * {@link ByteSizes#parse} reads a size (KiB/MiB/GiB binary, KB/MB/GB decimal).
+     */
     public static long[] parseSizes(String sizes) {
-        return Arrays.stream(sizes.split(",")).map(String::trim).filter(s -> !s.isEmpty()).mapToLong(s -> {
-            String v = s.toLowerCase(Locale.ROOT);
-            long unit = 1;
-            String number = v;
-            if (v.endsWith("gib")) {
-                unit = 1L << 30;
-            } else if (v.endsWith("mib")) {
-                unit = 1L << 20;
-            } else if (v.endsWith("kib")) {
-                unit = 1L << 10;
-            }
-            if (unit > 1) {
-                number = v.substring(0, v.length() - 3);
-            }
-            try {
-                return Long.parseLong(number) * unit;
-            } catch (NumberFormatException e) {
-                throw new IllegalArgumentException("size '" + s + "' is not a number with an optional KiB/MiB/GiB suffix");
-            }
-        }).toArray();
+        return Arrays.stream(sizes.split(",")).map(String::trim).filter(s -> !s.isEmpty())
+                .mapToLong(s -> ByteSizes.parse(s, "--sizes")).toArray();
     }
 
     /** Starts the workers, forwards rank 0's table to {@code out}; returns 0 if every worker succeeded. */
