@@ -78,7 +78,7 @@ class CollectivesProcessTest {
         Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), timeout);
         env.put("DTRAIN_FRAME_PAYLOAD_BYTES", "4096");
         List<Workers.Result> results = Workers.run(world, "kill", env,
-                rank -> rank == 2 ? List.of("-Ddtrain.test.killAfterChunks=100") : List.of(), Duration.ofSeconds(60));
+                rank -> rank == 2 ? List.of("-Ddtrain.test.killAfterFrames=100") : List.of(), Duration.ofSeconds(60));
         Workers.Result killed = results.get(2);
         assertEquals(137, killed.exitCode(), killed::toString);
         assertTrue(killed.stderr().contains("killing rank 2"), killed::toString);
