@@ -9,7 +9,7 @@
  * backwards; at most P - rank held); forward-only serves evaluation. The bubble is (P - 1) / (M + P - 1) for
  * both training schedules.
  *
- * <p>Executors (trainer-core's {@code io.dtrain.pipeline}) run such lists without knowing the schedule, so a new
+ * <p>Executors (trainer-core's {@code io.dtrain.train.pp}) run such lists without knowing the schedule, so a new
  * schedule (interleaved, zero-bubble) is a new pure function checked here by
  * {@link io.dtrain.parallel.pipeline.PipelineSimulator}: a deterministic round-robin interpreter with blocking
  * receives and bounded or unbounded FIFO channels that detects deadlocks, enforces every op's data
