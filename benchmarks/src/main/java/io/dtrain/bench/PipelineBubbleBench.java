@@ -10,11 +10,10 @@ import io.dtrain.parallel.pipeline.Op;
 import io.dtrain.parallel.pipeline.PipelineSchedule;
 import io.dtrain.parallel.pipeline.PipelineSimulator;
 import io.dtrain.parallel.pipeline.Simulation;
+import io.dtrain.parallel.spawn.WorkerJvm;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
-import java.lang.management.ManagementFactory;
-import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -23,7 +22,7 @@ import java.util.Arrays;
 import java.util.BitSet;
 import java.util.List;
 import java.util.Locale;
-import java.util.UUID;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -269,41 +268,21 @@ public final class PipelineBubbleBench implements Callable<Integer> {
 
     /** Starts one process per stage, returns each stage's result lines (in order), or null if one failed. */
     private List<List<JsonNode>> launchStages() throws IOException, InterruptedException {
-        int port;
-        try (ServerSocket socket = new ServerSocket(0)) {
-            port = socket.getLocalPort();
-        }
-        String job = "pp-bench-" + UUID.randomUUID().toString().substring(0, 8);
-        String secret = UUID.randomUUID().toString();
+        Map<String, String> env = WorkerJvm.oneHostJob("pp-bench", stages);
+        env.put("DTRAIN_DRIVER_IDLE_EXIT", "2");
+        env.put("DTRAIN_RENDEZVOUS_TIMEOUT", "120s");
+        env.put("OMP_NUM_THREADS", "1");
+        List<String> args = List.of("--worker", "--stages", Integer.toString(stages), "--steps", Integer.toString(steps),
+                "--warmup", Integer.toString(warmup), "--forward-ms", Double.toString(forwardMs),
+                "--backward-ms", Double.toString(backwardMs), "--schedules", String.join(",", schedules),
+                "--microbatches", String.join(",", microbatches.stream().map(String::valueOf).toList()));
         List<Process> processes = new ArrayList<>();
         List<CompletableFuture<List<JsonNode>>> outputs = new ArrayList<>();
         for (int rank = 0; rank < stages; rank++) {
-            List<String> command = new ArrayList<>();
-            command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-            for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-                if (arg.startsWith("--add-opens") || arg.startsWith("--add-exports") || arg.startsWith("-Dorg.slf4j")
-                        || arg.startsWith("-Ddtrain.") || arg.startsWith("-Daeron.")) {
-                    command.add(arg);
-                }
-            }
-            command.addAll(List.of("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                    "-Dorg.bytedeco.javacpp.maxbytes=512m", "-Dorg.bytedeco.javacpp.maxphysicalbytes=2g",
-                    "-cp", System.getProperty("java.class.path"), PipelineBubbleBench.class.getName(), "--worker",
-                    "--stages", Integer.toString(stages), "--steps", Integer.toString(steps),
-                    "--warmup", Integer.toString(warmup), "--forward-ms", Double.toString(forwardMs),
-                    "--backward-ms", Double.toString(backwardMs), "--schedules", String.join(",", schedules),
-                    "--microbatches", String.join(",", microbatches.stream().map(String::valueOf).toList())));
-            ProcessBuilder builder = new ProcessBuilder(command);
-            builder.environment().put("RANK", Integer.toString(rank));
-            builder.environment().put("LOCAL_RANK", Integer.toString(rank));
-            builder.environment().put("WORLD_SIZE", Integer.toString(stages));
-            builder.environment().put("MASTER_ADDR", "127.0.0.1");
-            builder.environment().put("MASTER_PORT", Integer.toString(port));
-            builder.environment().put("DTRAIN_JOB_ID", job);
-            builder.environment().put("DTRAIN_JOB_SECRET", secret);
-            builder.environment().put("DTRAIN_DRIVER_IDLE_EXIT", "2");
-            builder.environment().put("DTRAIN_RENDEZVOUS_TIMEOUT", "120s");
-            builder.environment().put("OMP_NUM_THREADS", "1");
+            ProcessBuilder builder = WorkerJvm.of(PipelineBubbleBench.class)
+                    .jvmOptions(List.of("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                            "-Dorg.bytedeco.javacpp.maxbytes=512m", "-Dorg.bytedeco.javacpp.maxphysicalbytes=2g"))
+                    .args(args).environment(env).processBuilder(rank, rank);
             builder.redirectError(ProcessBuilder.Redirect.INHERIT);
             Process process = builder.start();
             processes.add(process);

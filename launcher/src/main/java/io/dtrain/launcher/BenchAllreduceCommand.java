@@ -30,10 +30,10 @@ public final class BenchAllreduceCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (!transport.equals("shm") && !transport.equals("ipc") && !transport.equals("udp")) {
-            throw new IllegalArgumentException("--transport must be shm, ipc or udp, got '" + transport + "'");
+            throw new UserError("--transport must be shm, ipc or udp, got '" + transport + "'");
         }
         if (iterations < 1) {
-            throw new IllegalArgumentException("--iterations must be >= 1");
+            throw new UserError("--iterations must be >= 1");
         }
         return AllReduceBench.launch(world, AllReduceBench.parseSizes(sizes), transport, iterations, System.out);
     }

@@ -1,5 +1,6 @@
 package io.dtrain.launcher;
 
+import io.dtrain.common.ByteSizes;
 import io.dtrain.data.reader.BadRecordPolicy;
 import io.dtrain.data.shards.Manifest;
 import io.dtrain.data.shards.Preprocessor;
@@ -9,8 +10,6 @@ import io.dtrain.data.tokenizer.Tokenizers;
 import java.io.PrintWriter;
 import java.util.Locale;
 import java.util.concurrent.Callable;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -34,8 +33,6 @@ import picocli.CommandLine.Option;
                         + " shards and continues where an interrupted run stopped. manifest.json is written last.",
                 ""})
 public final class PreprocessCommand implements Callable<Integer> {
-    private static final Pattern SIZE = Pattern.compile("(\\d+)\\s*(B|KB|KIB|MB|MIB|GB|GIB)?");
-
     @Option(names = "--input", required = true, paramLabel = "PATH|GLOB",
             description = "A .jsonl/.jsonl.zst file, a directory of them, or a glob (dir/*.jsonl.zst); local or a"
                     + " Hadoop URI.")
@@ -50,7 +47,8 @@ public final class PreprocessCommand implements Callable<Integer> {
     String tokenizer;
 
     @Option(names = "--shard-size", defaultValue = "1GiB", paramLabel = "SIZE",
-            description = "Target size of token data per shard: bytes or 512MiB, 1GiB, 2GB... (default: ${DEFAULT-VALUE};"
+            description = "Target size of token data per shard: bytes or 512MiB, 1GiB, 2GB (KiB/MiB/GiB are powers of 1024,"
+                    + " KB/MB/GB of 1000; default: ${DEFAULT-VALUE};"
                     + " at most 2 GiB - 64 MiB). A shard ends after the document that reaches it.")
     String shardSize;
 
@@ -82,7 +80,7 @@ public final class PreprocessCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw usage("--bad-records: " + e.getMessage());
         }
-        long shardBytes = parseSize(shardSize);
+        long shardBytes = ByteSizes.parse(shardSize, "--shard-size");
         int threads = workers != null ? workers : Runtime.getRuntime().availableProcessors();
         Preprocessor.Options options;
         Tokenizer tok = Tokenizers.open(tokenizer);
@@ -114,27 +112,5 @@ public final class PreprocessCommand implements Callable<Integer> {
 
     private CommandLine.ParameterException usage(String message) {
         return new CommandLine.ParameterException(spec.commandLine(), message);
-    }
-
-    /** {@code 1048576}, {@code 64KiB}, {@code 1GiB}, {@code 2GB} (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024). */
-    long parseSize(String text) {
-        Matcher m = SIZE.matcher(text.strip().toUpperCase(Locale.ROOT));
-        if (!m.matches()) {
-            throw usage("--shard-size: '" + text + "' is not a size; write e.g. 1GiB, 512MiB or 1000000");
-        }
-        long unit = switch (m.group(2) == null ? "B" : m.group(2)) {
-            case "KB" -> 1000L;
-            case "KIB" -> 1L << 10;
-            case "MB" -> 1000_000L;
-            case "MIB" -> 1L << 20;
-            case "GB" -> 1000_000_000L;
-            case "GIB" -> 1L << 30;
-            default -> 1L;
-        };
-        try {
-            return Math.multiplyExact(Long.parseLong(m.group(1)), unit);
-        } catch (ArithmeticException | NumberFormatException e) {
-            throw usage("--shard-size: '" + text + "' is too large");
-        }
     }
 }

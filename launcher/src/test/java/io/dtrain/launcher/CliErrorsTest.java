@@ -81,4 +81,12 @@ class CliErrorsTest {
         assertEquals(2, r.exitCode(), r.toString());
         assertTrue(r.err().contains("checkpoint"), r.err());
     }
+
+    @Test
+    void benchSizesUseTheCommonByteSizeRule() {
+        Cli r = Cli.run("bench", "allreduce", "--sizes", "1MiB,lots");
+        assertEquals(2, r.exitCode(), r.toString());
+        assertEquals("dtrain allreduce: error: --sizes: 'lots' is not a byte size; write e.g. 1048576, 64KiB, 512MiB,"
+                + " 2g or 1GB (KiB/MiB/GiB and k/m/g are powers of 1024, KB/MB/GB of 1000)", r.err().strip());
+    }
 }

@@ -133,7 +133,7 @@ class DpEquivalenceTest {
         for (int rank = 0; rank < 2; rank++) {
             List<String> cmd = new ArrayList<>();
             cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-            cmd.addAll(LaunchCommand.jvmOptions());
+            cmd.addAll(io.dtrain.parallel.spawn.WorkerJvm.projectOptions());
             cmd.addAll(List.of("-Xmx512m", "-cp", System.getProperty("java.class.path"), Main.class.getName()));
             cmd.addAll(trainArgs(sets));
             File log = tmp.resolve("direct-rank" + rank + ".log").toFile();

@@ -129,20 +129,22 @@ class DpFailureTest {
 
         Cli badMemory = Cli.run("launch", "--nproc-per-node", "1", "--memory-per-worker", "lots", "--", "train");
         assertEquals(2, badMemory.exitCode(), badMemory.toString());
-        assertTrue(badMemory.err().contains("memory size 'lots'"), badMemory.err());
+        assertTrue(badMemory.err().contains("--memory-per-worker: 'lots' is not a byte size"), badMemory.err());
     }
 
     @Test
     void workerSizeSplitsTheBudget() {
-        LaunchCommand.WorkerSize s = LaunchCommand.WorkerSize.of(2, 3, "4g");
+        WorkerSize s = WorkerSize.of(2, 3, "4g");
         assertEquals(3, s.threads());
         assertEquals(4L << 30, s.budgetBytes());
         assertEquals(1L << 30, s.heapBytes());
         assertEquals((4L << 30) / 8 * 5, s.offHeapBytes());
         assertTrue(s.jvmOptions().containsAll(List.of("-Xmx1024m", "-Dorg.bytedeco.javacpp.maxphysicalbytes=" + (4L << 30),
                 "-XX:ActiveProcessorCount=3")), s.jvmOptions().toString());
-        assertEquals(512L << 20, LaunchCommand.WorkerSize.parseSize("512m"));
+        assertEquals(512L << 20, WorkerSize.of(2, 1, "512m").budgetBytes());
+        assertEquals(2_000_000_000L, WorkerSize.of(2, 1, "2GB").budgetBytes(), "GB is decimal everywhere");
+        assertEquals(3L << 29, WorkerSize.of(2, 1, "1.5GiB").budgetBytes());
         assertEquals(Math.max(1, Runtime.getRuntime().availableProcessors() / 2),
-                LaunchCommand.WorkerSize.of(2, null, "1g").threads());
+                WorkerSize.of(2, null, "1g").threads());
     }
 }

@@ -64,11 +64,24 @@ class PreprocessCommandTest {
     }
 
     @Test
+    void shardSizeTakesTheCommonByteSizeUnits(@TempDir Path tmp) {
+        String input = DATA.resolve("pile-tiny/01.jsonl").toString();
+        String decimal = tmp.resolve("decimal").toString();
+        assertEquals(0, run("--input", input, "--output", decimal, "--tokenizer", "byte", "--shard-size", "64KB",
+                "--progress", "off"), err.toString());
+        assertEquals(64_000, Manifest.read(decimal).shardSizeTarget(), "KB is decimal, as in every dtrain option");
+        String binary = tmp.resolve("binary").toString();
+        assertEquals(0, run("--input", input, "--output", binary, "--tokenizer", "byte", "--shard-size", "0.5m",
+                "--progress", "off"), err.toString());
+        assertEquals(512 * 1024, Manifest.read(binary).shardSizeTarget());
+    }
+
+    @Test
     void userErrorsGiveExitCode2AndSayWhatToFix(@TempDir Path tmp) {
         String output = tmp.resolve("out").toString();
         String input = DATA.resolve("pile-tiny/01.jsonl").toString();
         assertEquals(2, run("--input", input, "--output", output, "--tokenizer", "byte", "--shard-size", "lots"));
-        assertTrue(err.toString().contains("--shard-size: 'lots' is not a size"), err.toString());
+        assertTrue(err.toString().contains("--shard-size: 'lots' is not a byte size"), err.toString());
         assertEquals(2, run("--input", input, "--output", output, "--tokenizer", "byte", "--shard-size", "4GiB"));
         assertTrue(err.toString().contains("2 GiB"), err.toString());
         assertEquals(2, run("--input", input, "--output", output, "--tokenizer", "byte", "--progress", "loud"));

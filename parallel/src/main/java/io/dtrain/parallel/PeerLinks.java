@@ -31,15 +31,15 @@ import org.nd4j.linalg.factory.Nd4j;
  * for: {@link #send} returns once the message is in the stream (it waits only under back pressure), and a receiver
  * thread drains every incoming stream into per-peer FIFO queues whether or not the caller is waiting, so two
  * neighbours sending to each other at the same time never block each other. Messages from one peer arrive in the
- * order sent. A tensor travels as chunks (a 72-byte header + at most {@link #CHUNK_BYTES} of payload) that the
- * receiver writes straight into a freshly allocated array of the sender's shape and type.
+ * order sent. A tensor travels as pieces (a 72-byte header + at most {@link #PIECE_BYTES} of the tensor, one Aeron
+ * message each) that the receiver writes straight into a freshly allocated array of the sender's shape and type.
  *
  * <p>A peer that dies or stalls makes {@link #send} or {@link #await} fail within the group's timeout with a
  * {@link CollectiveException} naming the peer and what was awaited; the failure is published to the rendezvous
  * store so every other rank's collectives fail fast too.
  */
 public final class PeerLinks implements AutoCloseable {
-    static final int CHUNK_BYTES = 1 << 20;
+    static final int PIECE_BYTES = 1 << 20;
     static final String IPC_TERM_LENGTH = "16m";
     static final String UDP_TERM_LENGTH = "16m";
     private static final int HEADER_BYTES = 72;
@@ -137,7 +137,7 @@ public final class PeerLinks implements AutoCloseable {
 
     /**
      * Sends a FLOAT or DOUBLE tensor (any shape of rank 1-4; non-contiguous arrays are copied first) with a
-     * caller-chosen tag. Returns once every chunk is in the stream; the caller may then reuse the array.
+     * caller-chosen tag. Returns once every piece is in the stream; the caller may then reuse the array.
      */
     public void send(int peer, int tag, INDArray tensor) {
         ExclusivePublication pub = publications.get(peer);
@@ -169,16 +169,16 @@ public final class PeerLinks implements AutoCloseable {
         }
         long offset = 0;
         do {
-            int length = (int) Math.min(CHUNK_BYTES, total - offset);
+            int length = (int) Math.min(PIECE_BYTES, total - offset);
             header.putLong(24, offset);
             payload.wrap(address + offset, length);
-            offerChunk(pub, peer, tag, length);
+            offerPiece(pub, peer, tag, length);
             offset += length;
         } while (offset < total);
         java.lang.ref.Reference.reachabilityFence(c);
     }
 
-    private void offerChunk(ExclusivePublication pub, int peer, int tag, int length) {
+    private void offerPiece(ExclusivePublication pub, int peer, int tag, int length) {
         long start = System.nanoTime();
         sendIdle.reset();
         while (true) {
@@ -243,7 +243,7 @@ public final class PeerLinks implements AutoCloseable {
      * {@code startNanos} outlasts the group's timeout. Cheap when healthy: a volatile read and a clock read.
      */
     private void checkPeer(int peer, long startNanos, int tag, String awaited, String stuck) {
-        String failure = comm.failureOf(peer);
+        String failure = comm.health().failureOf(peer);
         boolean late = System.nanoTime() - startNanos > comm.config().timeout().toNanos();
         if (failure == null && !late) {
             return;
@@ -254,11 +254,11 @@ public final class PeerLinks implements AutoCloseable {
             throw fail(doing + ": " + failure, false);
         }
         throw fail(doing + " made no progress for " + comm.config().timeout().toSeconds() + " s (" + stuck + "): "
-                + comm.describeRank(peer), true);
+                + comm.health().describeRank(peer), true);
     }
 
     private CollectiveException fail(String reason, boolean firstHand) {
-        return comm.fail("peer link " + name + " on rank " + comm.rank() + ": " + reason, firstHand);
+        return comm.health().fail("peer link " + name + " on rank " + comm.rank() + ": " + reason, firstHand);
     }
 
     // ------------------------------------------------------------------ receiver thread
@@ -267,7 +267,7 @@ public final class PeerLinks implements AutoCloseable {
         Map<Integer, FragmentAssembler> assemblers = new HashMap<>();
         for (int p : peers) {
             Assembly assembly = new Assembly(p);
-            assemblers.put(p, new FragmentAssembler(assembly::onChunk));
+            assemblers.put(p, new FragmentAssembler(assembly::onPiece));
         }
         IdleStrategy idle = newIdle();
         try {
@@ -284,7 +284,7 @@ public final class PeerLinks implements AutoCloseable {
         }
     }
 
-    /** Reassembles one peer's chunks into tensors (receiver thread only). */
+    /** Reassembles one peer's pieces into tensors (receiver thread only). */
     private final class Assembly {
         private final int peer;
         private final UnsafeBuffer target = new UnsafeBuffer(0, 0);
@@ -298,21 +298,21 @@ public final class PeerLinks implements AutoCloseable {
             this.peer = peer;
         }
 
-        void onChunk(DirectBuffer buffer, int offset, int length, Header ignored) {
+        void onPiece(DirectBuffer buffer, int offset, int length, Header ignored) {
             if (length < HEADER_BYTES || buffer.getInt(offset, ByteOrder.LITTLE_ENDIAN) != MAGIC) {
                 throw new CollectiveException("peer link " + name + ": malformed message of " + length + " bytes from rank " + peer);
             }
             long seq = buffer.getLong(offset + 8, ByteOrder.LITTLE_ENDIAN);
-            long chunkOffset = buffer.getLong(offset + 24, ByteOrder.LITTLE_ENDIAN);
-            if (chunkOffset == 0) {
+            long pieceOffset = buffer.getLong(offset + 24, ByteOrder.LITTLE_ENDIAN);
+            if (pieceOffset == 0) {
                 begin(buffer, offset, seq);
-            } else if (seq != currentSeq || chunkOffset != expectedOffset) {
-                throw new CollectiveException("peer link " + name + ": chunk at byte " + chunkOffset + " of message " + seq
+            } else if (seq != currentSeq || pieceOffset != expectedOffset) {
+                throw new CollectiveException("peer link " + name + ": piece at byte " + pieceOffset + " of message " + seq
                         + " from rank " + peer + " arrived, expected byte " + expectedOffset + " of message " + currentSeq);
             }
-            int chunk = length - HEADER_BYTES;
-            target.putBytes((int) chunkOffset, buffer, offset + HEADER_BYTES, chunk);
-            expectedOffset += chunk;
+            int piece = length - HEADER_BYTES;
+            target.putBytes((int) pieceOffset, buffer, offset + HEADER_BYTES, piece);
+            expectedOffset += piece;
             bytesReceived.addAndGet(length);
             if (expectedOffset == total) {
                 inbox.get(peer).add(new Message(tag, current));

@@ -240,20 +240,20 @@ public final class ProcessGroup implements AutoCloseable {
         CompletableFuture<Void> future = new CompletableFuture<>();
         try {
             comm.commThread().execute(() -> {
-                CollectiveException earlier = comm.broken();
+                CollectiveException earlier = comm.health().broken();
                 if (earlier != null) {
                     future.completeExceptionally(new CollectiveException(description + " not run: the process group failed"
                             + " earlier: " + earlier.getMessage(), earlier));
                     return;
                 }
-                comm.started(ring);
+                comm.health().started(ring);
                 try {
                     task.run(seq);
                     future.complete(null);
                 } catch (Throwable t) {
                     future.completeExceptionally(t);
                 } finally {
-                    comm.finished();
+                    comm.health().finished();
                     // The buffer's owner must stay reachable until the collective is done.
                     java.lang.ref.Reference.reachabilityFence(keepAlive.owner());
                 }

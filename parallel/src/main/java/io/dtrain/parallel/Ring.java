@@ -12,11 +12,14 @@ import org.agrona.concurrent.IdleStrategy;
 
 /**
  * The ring of one process group: a link to the next member and one from the previous one (a shared-memory
- * {@link ShmLink} within a host, else an Aeron stream; see {@link RingLinks}), and the collectives on top. Runs on the communication thread only (one op at a time), allocation-free per frame.
+ * {@link ShmLink} within a host, else an Aeron stream; see {@link RingLinks}), and the collectives on top. Runs on
+ * the communication thread only (one op at a time), allocation-free per frame.
  *
- * <p>All collectives are pipelined ring passes over frames, slice by slice (1 MiB chunks of every segment): the
- * frame a member sends at ring step g > 0 is the one it received at step g-1, reduced or copied straight from the
- * incoming link's buffer into the outgoing one in the same pass, so sending, receiving and adding overlap at frame
+ * <p>Words: a <em>frame</em> is one message on a link (a {@link Frame} header and at most the group's frame payload);
+ * a <em>burst</em> is {@link #BURST_FRAMES} consecutive frames of one segment; <em>slice</em> l is the l-th burst of
+ * every segment. All collectives are pipelined ring passes over frames, slice by slice: the frame a member sends at
+ * ring step g > 0 is the one it received at step g-1, reduced or copied straight from the incoming link's buffer
+ * into the outgoing one in the same pass, so sending, receiving and adding overlap at frame
  * granularity and each byte is touched as few times as the ring allows. A segment is reduced along the ring in a
  * fixed order, its final value (divided by the group size for AVG) is computed once by its owner and then only
  * copied around, so every member gets the same bits on every run.
@@ -29,38 +32,23 @@ final class Ring implements AutoCloseable {
     static final String IPC_TERM_LENGTH = "4m";
     static final String UDP_TERM_LENGTH = "8m";
     /**
-     * Frames per chunk of a slice (see {@link #runRing}): 16 x 64 KiB = 1 MiB, half the smallest link window
-     * (ipc: term/2 = 2 MiB; udp: 4 MiB; shm: 4 MiB), so a received frame waiting for room to forward it always gets it.
+     * Frames per burst, the part of one segment in one slice (see {@link #runRing}): 16 x 64 KiB = 1 MiB, half the
+     * smallest link window (ipc: term/2 = 2 MiB; udp: 4 MiB; shm: 4 MiB), so a received frame waiting for room to
+     * forward it always gets it.
      */
-    static final int CHUNK_FRAMES = 16;
+    static final int BURST_FRAMES = 16;
     private static final long NOT_CONNECTED_GRACE_NS = TimeUnit.SECONDS.toNanos(1);
     /**
-     * Benchmark/diagnosis option: cap what this process sends per ring at DTRAIN_TRANSPORT_THROTTLE bytes/s (0 =
-     * off), to make communication comparable to compute on a fast local transport. A throttled frame is retried
-     * like a back-pressured one, so timeouts and failure handling stay the same.
+     * Benchmark/diagnosis option (DTRAIN_TRANSPORT_THROTTLE): bytes/s this process may send per collective on this
+     * ring (0 = off), to make communication comparable to compute on a fast local transport. A throttled frame is
+     * retried like a back-pressured one, so timeouts and failure handling stay the same.
      */
-    static final long THROTTLE_BYTES_PER_S = parseThrottle(System.getenv("DTRAIN_TRANSPORT_THROTTLE"));
-
-    static long parseThrottle(String value) {
-        if (value == null || value.isBlank()) {
-            return 0;
-        }
-        try {
-            long v = Long.parseLong(value.strip());
-            if (v < 0) {
-                throw new NumberFormatException();
-            }
-            return v;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("DTRAIN_TRANSPORT_THROTTLE must be a byte rate per second >= 0 (0 = off), got '"
-                    + value + "'");
-        }
-    }
-
+    private final long throttleBytesPerS;
     private long throttleStartNs;
     private long throttledBytes;
 
     final Communicator comm;
+    private final HealthMonitor health;
     final String groupKey;
     final int[] members;
     final int index;
@@ -86,7 +74,7 @@ final class Ring implements AutoCloseable {
     private int misc;
     private long baseAddress;
     private int frameElements;
-    private long chunkElements;
+    private long burstElements;
     private int slices;
     private int steps;
     private int reduceSteps;
@@ -98,6 +86,7 @@ final class Ring implements AutoCloseable {
 
     Ring(Communicator comm, String groupKey, int[] members, int streamBase) {
         this.comm = comm;
+        this.health = comm.health();
         this.groupKey = groupKey;
         this.members = members.clone();
         this.size = members.length;
@@ -105,10 +94,11 @@ final class Ring implements AutoCloseable {
         this.prevRank = members[Math.floorMod(index - 1, size)];
         this.nextRank = members[Math.floorMod(index + 1, size)];
         this.segmentStart = new long[size + 1];
+        this.throttleBytesPerS = comm.config().throttleBytesPerSecond();
         if (size == 1) {
             out = null;
             in = null;
-            maxPayloadBytes = comm.config().chunkBytes();
+            maxPayloadBytes = comm.config().maxFramePayloadBytes();
             return;
         }
         WorldConfig config = comm.config();
@@ -121,7 +111,7 @@ final class Ring implements AutoCloseable {
         // Every member must cut buffers into the same frames, so the group uses its smallest frame (MTUs differ
         // between ipc and udp links).
         comm.store().set("payload/" + groupKey + "/" + comm.rank(),
-                Integer.toString(Math.min(config.chunkBytes(), out.maxFrameLength() - Frame.HEADER_LENGTH)));
+                Integer.toString(Math.min(config.maxFramePayloadBytes(), out.maxFrameLength() - Frame.HEADER_LENGTH)));
         int smallest = Integer.MAX_VALUE;
         for (int member : members) {
             smallest = Math.min(smallest, Integer.parseInt(comm.store().getString("payload/" + groupKey + "/" + member, wait)));
@@ -225,7 +215,7 @@ final class Ring implements AutoCloseable {
         this.misc = Frame.misc(buffer.type(), op);
         this.baseAddress = buffer.address();
         this.frameElements = Math.max(1, maxPayloadBytes / type.bytes());
-        this.chunkElements = (long) CHUNK_FRAMES * frameElements;
+        this.burstElements = (long) BURST_FRAMES * frameElements;
         this.notConnectedSinceNs = 0;
     }
 
@@ -244,27 +234,27 @@ final class Ring implements AutoCloseable {
         return sendSegment(step + 1);
     }
 
-    private long chunkStart(int slice, int segment) {
-        return segmentStart[segment] + (long) slice * chunkElements;
+    private long burstStart(int slice, int segment) {
+        return segmentStart[segment] + (long) slice * burstElements;
     }
 
-    /** Frames of the chunk of {@code segment} in {@code slice}; 0 past the segment's end (short segments, tails). */
+    /** Frames of the burst of {@code segment} in {@code slice}; 0 past the segment's end (short segments, tails). */
     private int framesIn(int slice, int segment) {
-        long start = chunkStart(slice, segment);
-        long end = Math.min(segmentStart[segment + 1], start + chunkElements);
+        long start = burstStart(slice, segment);
+        long end = Math.min(segmentStart[segment + 1], start + burstElements);
         return start >= end ? 0 : (int) ((end - start + frameElements - 1) / frameElements);
     }
 
     /**
-     * The ring over slices: every segment is cut into chunks of {@link #CHUNK_FRAMES} frames, and slice l (chunk l of
-     * every segment) goes through ring steps 0..steps-1: at step g send chunk (index - g + shift) and receive chunk
-     * (index - g - 1 + shift), reducing for g < reduceSteps (dividing by size at the last reduce step for AVG),
+     * The ring over slices: every segment is cut into bursts of {@link #BURST_FRAMES} frames, and slice l (burst l of
+     * every segment) goes through ring steps 0..steps-1: at step g send the burst of segment (index - g + shift) and
+     * receive that of segment (index - g - 1 + shift), reducing for g < reduceSteps (dividing by size at the last reduce step for AVG),
      * copying after. Slices follow each other without a pause: the wire order is (slice, step, frame) on every link.
      *
-     * <p>Only step 0 sends from the caller's buffer. Every later frame is sent by the receive of the same chunk one
+     * <p>Only step 0 sends from the caller's buffer. Every later frame is sent by the receive of the same burst one
      * step earlier, in one pass over the received frame (see {@link FrameReceiver}): reduce (or copy) it straight into
      * the claim of the frame that forwards it. So a received frame must wait until the sender is exactly at its
-     * forward; with chunks of at most half a link's window, every link always has room for that,
+     * forward; with bursts of at most half a link's window, every link always has room for that,
      * whatever the other members do (no cycle of full links), which the whole-segment ring of before could not
      * give. The last step's frames are only copied, once this member sent what it overwrites.
      */
@@ -281,7 +271,7 @@ final class Ring implements AutoCloseable {
         for (int s = 0; s < size; s++) {
             longestSegment = Math.max(longestSegment, segmentStart[s + 1] - segmentStart[s]);
         }
-        slices = (int) ((longestSegment + chunkElements - 1) / chunkElements);
+        slices = (int) ((longestSegment + burstElements - 1) / burstElements);
         send.start();
         recv.start();
         lastProgressNs = System.nanoTime();
@@ -289,7 +279,7 @@ final class Ring implements AutoCloseable {
             int work = 0;
             if (!send.done() && send.step == 0) {
                 int segment = sendSegment(0);
-                long offset = chunkStart(send.slice, segment) + (long) send.frame * frameElements;
+                long offset = burstStart(send.slice, segment) + (long) send.frame * frameElements;
                 int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
                 if (offer(0, offset, count)) {
                     work++;
@@ -300,7 +290,7 @@ final class Ring implements AutoCloseable {
                 boolean forward = recv.step + 1 < steps;
                 if (forward ? send.isAt(recv.slice, recv.step + 1, recv.frame) : send.isAfter(recv.slice, recv.step, recv.frame)) {
                     int segment = recvSegment(recv.step);
-                    long offset = chunkStart(recv.slice, segment) + (long) recv.frame * frameElements;
+                    long offset = burstStart(recv.slice, segment) + (long) recv.frame * frameElements;
                     int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
                     boolean reduce = recv.step < reduceSteps;
                     boolean last = recv.step == reduceSteps - 1;
@@ -317,7 +307,7 @@ final class Ring implements AutoCloseable {
         }
     }
 
-    /** A position (slice, step, frame) in the order frames go over a link; never at an empty chunk. */
+    /** A position (slice, step, frame) in the order frames go over a link; never at an empty burst. */
     private final class Cursor {
         int slice;
         int step;
@@ -360,29 +350,29 @@ final class Ring implements AutoCloseable {
             idle.reset();
             return;
         }
-        String failed = comm.failureOf(members);
+        String failed = health.failureOf(members);
         if (failed != null) {
-            throw comm.fail(this, failed, false);
+            throw health.fail(this, failed, false);
         }
         if (in != null && in.isClosed()) {
             throw failLost("rank " + prevRank + " (previous in the ring) is gone: its stream closed"
                     + " (the process died or closed its process group)");
         }
         if (System.nanoTime() - lastProgressNs > comm.config().timeout().toNanos()) {
-            String reported = comm.failureOfNow(members);
+            String reported = health.failureOfNow(members);
             if (reported != null) {
-                throw comm.fail(this, reported, false);
+                throw health.fail(this, reported, false);
             }
-            throw comm.fail(this, "no progress for " + comm.config().timeout().toMillis() + " ms: "
-                    + comm.diagnose(this), true);
+            throw health.fail(this, "no progress for " + comm.config().timeout().toMillis() + " ms: "
+                    + health.diagnose(this), true);
         }
         idle.idle();
     }
 
     /** A neighbour went away: if it (or another member) reported why, that report is the better error. */
     private CollectiveException failLost(String reason) {
-        String reported = comm.failureOfNow(members);
-        return reported != null ? comm.fail(this, reported, false) : comm.fail(this, reason, true);
+        String reported = health.failureOfNow(members);
+        return reported != null ? health.fail(this, reported, false) : health.fail(this, reason, true);
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -390,14 +380,14 @@ final class Ring implements AutoCloseable {
 
     /**
      * Per collective, as a link of that bandwidth would behave: a frame may go once the time since the collective
-     * started has paid for the bytes sent so far (plus one frame of burst).
+     * started has paid for the bytes sent so far (plus one frame of slack).
      */
     private boolean throttleAllows(int frameBytes) {
         long now = System.nanoTime();
         if (throttleStartNs == 0) {
             throttleStartNs = now;
         }
-        double paidBytes = (now - throttleStartNs) / 1e9 * THROTTLE_BYTES_PER_S;
+        double paidBytes = (now - throttleStartNs) / 1e9 * throttleBytesPerS;
         return throttledBytes <= paidBytes;
     }
 
@@ -419,7 +409,7 @@ final class Ring implements AutoCloseable {
      */
     private long claimFrame(int step, long elementOffset, int count) {
         int payloadBytes = count * type.bytes();
-        if (THROTTLE_BYTES_PER_S > 0 && !throttleAllows(Frame.HEADER_LENGTH + payloadBytes)) {
+        if (throttleBytesPerS > 0 && !throttleAllows(Frame.HEADER_LENGTH + payloadBytes)) {
             return 0;
         }
         long result = out.tryClaim(Frame.HEADER_LENGTH + payloadBytes);
@@ -448,7 +438,7 @@ final class Ring implements AutoCloseable {
         bytesSent.addAndGet(Frame.HEADER_LENGTH + payloadBytes);
         throttledBytes += Frame.HEADER_LENGTH + payloadBytes;
         notConnectedSinceNs = 0;
-        comm.frameSent();
+        health.frameSent();
     }
 
     /** A claim that failed: false if the frame may go later (back pressure, throttle), else the failure. */
@@ -466,13 +456,13 @@ final class Ring implements AutoCloseable {
             return false;
         }
         if (result == Publication.CLOSED) {
-            throw comm.fail(this, "the link to rank " + nextRank + " is closed: this process group is closing", true);
+            throw health.fail(this, "the link to rank " + nextRank + " is closed: this process group is closing", true);
         }
         if (result == Publication.MAX_POSITION_EXCEEDED) {
-            throw comm.fail(this, "the link to rank " + nextRank + " reached its maximum position"
+            throw health.fail(this, "the link to rank " + nextRank + " reached its maximum position"
                     + " (" + out.describe() + " too small for this job's traffic)", true);
         }
-        throw comm.fail(this, "unexpected Aeron offer result " + result, true);
+        throw health.fail(this, "unexpected Aeron offer result " + result, true);
     }
 
     /**
@@ -485,7 +475,7 @@ final class Ring implements AutoCloseable {
         if (receiver.error != null) {
             String error = receiver.error;
             receiver.error = null;
-            throw comm.fail(this, error, true);
+            throw health.fail(this, error, true);
         }
         if (receiver.notForwarded != 1) {
             long result = receiver.notForwarded;
@@ -552,7 +542,7 @@ final class Ring implements AutoCloseable {
                 error = "rank " + prevRank + " sent step " + buffer.getInt(offset + Frame.STEP_OFFSET) + " elements ["
                         + buffer.getLong(offset + Frame.ELEMENT_OFFSET_OFFSET) + ", +" + buffer.getInt(offset + Frame.COUNT_OFFSET)
                         + ") where step " + step + " elements [" + elementOffset + ", +" + count + ") were expected"
-                        + " (a different chunk size, DTRAIN_CHUNK_BYTES, or transport MTU on that rank?)";
+                        + " (a different frame payload size, DTRAIN_FRAME_PAYLOAD_BYTES, or transport MTU on that rank?)";
                 return true;
             }
             int bytes = count * type.bytes();

@@ -16,7 +16,7 @@ import org.agrona.MutableDirectBuffer;
  * a time, the same on both.
  */
 final class RingLinks {
-    /** A same-host link's ring: 4 chunks, like an ipc publication's term (see Ring.IPC_TERM_LENGTH: it stays in cache). */
+    /** A same-host link's ring: 4 MiB, like an ipc publication's term (see Ring.IPC_TERM_LENGTH: it stays in cache). */
     static final int SHM_CAPACITY = 4 << 20;
     private static final String SHM_SCHEME = "shm:";
 

@@ -1,5 +1,7 @@
 package io.dtrain.parallel;
 
+import io.dtrain.common.ByteSizes;
+import io.dtrain.common.UserFacingException;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
@@ -7,11 +9,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
+import org.slf4j.LoggerFactory;
 
 /**
  * Everything a worker needs to join a job. {@link #fromEnvironment(Map)} reads torchrun's variables
  * ({@code RANK}, {@code WORLD_SIZE}, {@code LOCAL_RANK}, {@code MASTER_ADDR}, {@code MASTER_PORT}) plus dtrain's
- * own ({@code DTRAIN_*}, listed in the module README).
+ * own ({@code DTRAIN_*}, listed in the module README). A bad value is a {@link UserFacingException} naming the variable.
  *
  * @param rank               this worker's rank in the world, 0..worldSize-1
  * @param worldSize          number of workers in the job
@@ -29,48 +32,57 @@ import java.util.Map;
  * @param externalDriver     true: a driver is already running in {@code aeronDir}, never start one
  * @param advertiseAddress   address peers send UDP to; null: the address this host uses to reach the store
  * @param hostStore          true: rank 0 runs the rendezvous store (no launcher on node 0 hosts it)
- * @param chunkBytes         largest payload of one wire frame (capped by the Aeron MTU)
+ * @param maxFramePayloadBytes largest payload of one ring frame (capped by the link's MTU)
+ * @param throttleBytesPerSecond benchmarks and tests: cap what each ring sends per collective at this rate (0 = off)
  */
 public record WorldConfig(int rank, int worldSize, int localRank, String masterAddr, int masterPort,
                              String jobId, byte[] secret, Duration timeout, Duration rendezvousTimeout,
                              Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
-                             String advertiseAddress, boolean hostStore, int chunkBytes) {
+                             String advertiseAddress, boolean hostStore, int maxFramePayloadBytes,
+                             long throttleBytesPerSecond) {
 
     /** How a ring link between two workers goes; see the transport parameter. Pipeline links use Aeron always. */
     public enum Transport { AUTO, SHM, IPC, UDP }
 
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(60);
-    public static final int DEFAULT_CHUNK_BYTES = 64 * 1024;
+    public static final int DEFAULT_FRAME_PAYLOAD_BYTES = 64 * 1024;
+    /** The old name of DTRAIN_FRAME_PAYLOAD_BYTES, still read (with a deprecation warning) when the new one is unset. */
+    static final String DEPRECATED_FRAME_PAYLOAD_VARIABLE = "DTRAIN_CHUNK_BYTES";
 
     public WorldConfig {
         if (worldSize < 1) {
-            throw new IllegalArgumentException("world size must be >= 1, got " + worldSize + " (WORLD_SIZE)");
+            throw new UserFacingException("world size must be >= 1, got " + worldSize + " (WORLD_SIZE)");
         }
         if (rank < 0 || rank >= worldSize) {
-            throw new IllegalArgumentException("rank " + rank + " is outside 0.." + (worldSize - 1) + " (RANK, WORLD_SIZE)");
+            throw new UserFacingException("rank " + rank + " is outside 0.." + (worldSize - 1) + " (RANK, WORLD_SIZE)");
         }
         if (masterPort < 0 || masterPort > 65535) {
-            throw new IllegalArgumentException("master port " + masterPort + " is not a TCP port (MASTER_PORT)");
+            throw new UserFacingException("master port " + masterPort + " is not a TCP port (MASTER_PORT)");
         }
         if (jobId == null || jobId.isBlank() || !jobId.matches("[A-Za-z0-9._-]+")) {
-            throw new IllegalArgumentException("job id '" + jobId + "' must be non-empty letters, digits, '.', '_' or '-' (DTRAIN_JOB_ID)");
+            throw new UserFacingException("job id '" + jobId + "' must be non-empty letters, digits, '.', '_' or '-' (DTRAIN_JOB_ID)");
         }
         if (worldSize > 1 && (secret == null || secret.length == 0)) {
-            throw new IllegalArgumentException("no job secret: set DTRAIN_JOB_SECRET or DTRAIN_JOB_SECRET_FILE"
+            throw new UserFacingException("no job secret: set DTRAIN_JOB_SECRET or DTRAIN_JOB_SECRET_FILE"
                     + " (the dtrain launcher sets it; every worker of the job needs the same one)");
         }
         if (timeout.isNegative() || timeout.isZero()) {
-            throw new IllegalArgumentException("collective timeout must be positive, got " + timeout + " (DTRAIN_COLLECTIVE_TIMEOUT)");
+            throw new UserFacingException("collective timeout must be positive, got " + timeout + " (DTRAIN_COLLECTIVE_TIMEOUT)");
         }
-        if (chunkBytes < 64) {
-            throw new IllegalArgumentException("chunk bytes must be >= 64, got " + chunkBytes + " (DTRAIN_CHUNK_BYTES)");
+        if (maxFramePayloadBytes < 64) {
+            throw new UserFacingException("the frame payload must be at least 64 bytes, got " + maxFramePayloadBytes
+                    + " (DTRAIN_FRAME_PAYLOAD_BYTES)");
+        }
+        if (throttleBytesPerSecond < 0) {
+            throw new UserFacingException("the transport throttle must be >= 0 bytes/s (0 = off), got "
+                    + throttleBytesPerSecond + " (DTRAIN_TRANSPORT_THROTTLE)");
         }
     }
 
     /** A single-process world (no network). */
     public static WorldConfig single() {
         return new WorldConfig(0, 1, 0, "127.0.0.1", 0, "local", new byte[0], DEFAULT_TIMEOUT,
-                Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_CHUNK_BYTES);
+                Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_FRAME_PAYLOAD_BYTES, 0);
     }
 
     /** Reads the configuration from environment variables, e.g. {@code System.getenv()}. */
@@ -89,28 +101,31 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         try {
             transport = Transport.valueOf(transportName.trim().toUpperCase(java.util.Locale.ROOT));
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("DTRAIN_TRANSPORT='" + transportName + "' must be auto, shm, ipc or udp");
+            throw new UserFacingException("DTRAIN_TRANSPORT='" + transportName + "' must be auto, shm, ipc or udp");
         }
         String nodeId = env.getOrDefault("DTRAIN_NODE_ID", hostName());
         String aeronDir = env.get("DTRAIN_AERON_DIR");
         boolean external = Boolean.parseBoolean(env.getOrDefault("DTRAIN_AERON_EXTERNAL_DRIVER", "false"));
         if (external && aeronDir == null) {
-            throw new IllegalArgumentException("DTRAIN_AERON_EXTERNAL_DRIVER=true needs DTRAIN_AERON_DIR (the external driver's directory)");
+            throw new UserFacingException("DTRAIN_AERON_EXTERNAL_DRIVER=true needs DTRAIN_AERON_DIR (the external driver's directory)");
         }
         String store = env.getOrDefault("DTRAIN_STORE", "rank0");
         if (!store.equals("rank0") && !store.equals("external")) {
-            throw new IllegalArgumentException("DTRAIN_STORE='" + store + "' must be rank0 (rank 0 hosts the rendezvous store)"
+            throw new UserFacingException("DTRAIN_STORE='" + store + "' must be rank0 (rank 0 hosts the rendezvous store)"
                     + " or external (the launcher on node 0 hosts it)");
         }
-        int chunkBytes = intVar(env, "DTRAIN_CHUNK_BYTES", DEFAULT_CHUNK_BYTES);
+        long framePayload = framePayloadVar(env);
+        long throttle = sizeVar(env, "DTRAIN_TRANSPORT_THROTTLE", 0);
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir == null ? null : Path.of(aeronDir), external,
-                env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), chunkBytes);
+                env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), (int) Math.min(Integer.MAX_VALUE, framePayload),
+                throttle);
     }
 
     public WorldConfig withTimeout(Duration newTimeout) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, newTimeout,
-                rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore, chunkBytes);
+                rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
+                maxFramePayloadBytes, throttleBytesPerSecond);
     }
 
     /** The driver directory: the configured one, or /dev/shm/dtrain-USER-JOBID/aeron (tmpdir without /dev/shm). */
@@ -190,7 +205,7 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         try {
             return Files.readString(Path.of(file), StandardCharsets.UTF_8).strip().getBytes(StandardCharsets.UTF_8);
         } catch (IOException e) {
-            throw new IllegalArgumentException("cannot read the job secret file " + file + " (DTRAIN_JOB_SECRET_FILE): " + e.getMessage(), e);
+            throw new UserFacingException("cannot read the job secret file " + file + " (DTRAIN_JOB_SECRET_FILE): " + e.getMessage(), e);
         }
     }
 
@@ -202,8 +217,26 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         try {
             return Integer.parseInt(value.trim());
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("environment variable " + name + "='" + value + "' is not an integer");
+            throw new UserFacingException("environment variable " + name + "='" + value + "' is not an integer");
         }
+    }
+
+    /** A byte size or rate as {@link ByteSizes#parse} reads it: "65536", "64KiB", "2MB". */
+    private static long sizeVar(Map<String, String> env, String name, long defaultValue) {
+        String value = env.get(name);
+        return value == null || value.isBlank() ? defaultValue : ByteSizes.parse(value, name);
+    }
+
+    private static long framePayloadVar(Map<String, String> env) {
+        String name = "DTRAIN_FRAME_PAYLOAD_BYTES";
+        String value = env.get(name);
+        String old = env.get(DEPRECATED_FRAME_PAYLOAD_VARIABLE);
+        if ((value == null || value.isBlank()) && old != null && !old.isBlank()) {
+            LoggerFactory.getLogger(WorldConfig.class).warn("{} is deprecated: it is now called {} (the largest payload"
+                    + " of one ring frame)", DEPRECATED_FRAME_PAYLOAD_VARIABLE, name);
+            name = DEPRECATED_FRAME_PAYLOAD_VARIABLE;
+        }
+        return sizeVar(env, name, DEFAULT_FRAME_PAYLOAD_BYTES);
     }
 
     /** "60", "60s", "500ms" or "2m". */
@@ -225,7 +258,7 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
             }
             return Duration.ofMillis(Math.round(Double.parseDouble(v) * 1000));
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("environment variable " + name + "='" + value
+            throw new UserFacingException("environment variable " + name + "='" + value
                     + "' is not a duration (e.g. 60, 60s, 500ms, 2m)");
         }
     }

@@ -188,7 +188,7 @@ public final class CollectiveWorker {
         int n = world.size();
         int[] neighbours = java.util.stream.IntStream.of(me - 1, me + 1).filter(r -> r >= 0 && r < n).toArray();
         int messages = 6;
-        long[] shape = {4, 300, 256}; // 2.4 MiB as float64: several chunks per message
+        long[] shape = {4, 300, 256}; // 2.4 MiB as float64: several pieces per message
         try (PeerLinks links = world.peerLinks("chain", neighbours)) {
             for (int m = 0; m < messages; m++) {
                 for (int peer : neighbours) {

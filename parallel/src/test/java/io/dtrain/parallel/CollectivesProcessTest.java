@@ -43,7 +43,7 @@ class CollectivesProcessTest {
         Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), Duration.ofSeconds(20));
         env.put("DTRAIN_TRANSPORT", transport);
         if (world % 2 == 1) {
-            env.put("DTRAIN_CHUNK_BYTES", "1000"); // many frames per segment, frame sizes not a multiple of 8
+            env.put("DTRAIN_FRAME_PAYLOAD_BYTES", "1000"); // many frames per segment, frame sizes not a multiple of 8
         }
         List<Workers.Result> results = Workers.run(world, "correctness", env, rank -> List.of(), Duration.ofSeconds(90));
         for (Workers.Result r : results) {
@@ -76,9 +76,9 @@ class CollectivesProcessTest {
         int world = 4;
         Duration timeout = Duration.ofSeconds(4);
         Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), timeout);
-        env.put("DTRAIN_CHUNK_BYTES", "4096");
+        env.put("DTRAIN_FRAME_PAYLOAD_BYTES", "4096");
         List<Workers.Result> results = Workers.run(world, "kill", env,
-                rank -> rank == 2 ? List.of("-Ddtrain.test.killAfterChunks=100") : List.of(), Duration.ofSeconds(60));
+                rank -> rank == 2 ? List.of("-Ddtrain.test.killAfterFrames=100") : List.of(), Duration.ofSeconds(60));
         Workers.Result killed = results.get(2);
         assertEquals(137, killed.exitCode(), killed::toString);
         assertTrue(killed.stderr().contains("killing rank 2"), killed::toString);

@@ -30,7 +30,7 @@ class PeerLinksProcessTest {
             String[] bytes = r.lines("BYTES").get(0).split(" ");
             int neighbours = r.rank() == 1 ? 2 : 1;
             long sent = Long.parseLong(bytes[1]);
-            // payload plus a 72-byte header per chunk (at most 1 MiB each)
+            // payload plus a 72-byte header per piece (at most 1 MiB each)
             assertTrue(sent >= neighbours * payload && sent <= neighbours * (payload + 40 * 72), "rank " + r.rank() + " sent " + sent);
             assertEquals(sent, Long.parseLong(bytes[2]), "rank " + r.rank() + " received as much as it sent");
         }

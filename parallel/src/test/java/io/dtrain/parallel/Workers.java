@@ -1,20 +1,17 @@
 package io.dtrain.parallel;
 
+import io.dtrain.parallel.spawn.WorkerJvm;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Properties;
-import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.function.IntFunction;
@@ -40,33 +37,9 @@ final class Workers {
     private Workers() {
     }
 
-    static List<String> jvmOptions() {
-        Path file = Path.of(System.getProperty("dtrain.repo.root", "..")).resolve("jvm.properties");
-        Properties properties = new Properties();
-        try (InputStream in = Files.newInputStream(file)) {
-            properties.load(in);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + " (dtrain.repo.root)", e);
-        }
-        return Arrays.asList(properties.getProperty("dtrain.jvm.options").trim().split("\\s+"));
-    }
-
-    static int freePort() {
-        try (ServerSocket socket = new ServerSocket(0)) {
-            return socket.getLocalPort();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-    }
-
     /** Environment of every worker of a job on this host. */
     static Map<String, String> jobEnv(int world, Path aeronDir, Duration timeout) {
-        Map<String, String> env = new HashMap<>();
-        env.put("WORLD_SIZE", Integer.toString(world));
-        env.put("MASTER_ADDR", "127.0.0.1");
-        env.put("MASTER_PORT", Integer.toString(freePort()));
-        env.put("DTRAIN_JOB_ID", "test-" + UUID.randomUUID().toString().substring(0, 8));
-        env.put("DTRAIN_JOB_SECRET", "s3cret-" + UUID.randomUUID());
+        Map<String, String> env = WorkerJvm.oneHostJob("test", world);
         env.put("DTRAIN_COLLECTIVE_TIMEOUT", timeout.toMillis() + "ms");
         env.put("DTRAIN_RENDEZVOUS_TIMEOUT", "60s");
         env.put("DTRAIN_AERON_DIR", aeronDir.toString());
@@ -75,22 +48,11 @@ final class Workers {
     }
 
     static Process start(List<String> prefix, int rank, String scenario, Map<String, String> env, List<String> extraJvmArgs) {
-        List<String> command = new ArrayList<>(prefix);
-        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        command.addAll(jvmOptions());
-        command.add("-Xmx256m");
-        command.add("-XX:+UseSerialGC");
-        command.addAll(extraJvmArgs);
-        command.add("-cp");
-        command.add(System.getProperty("java.class.path"));
-        command.add(CollectiveWorker.class.getName());
-        command.add(scenario);
-        ProcessBuilder builder = new ProcessBuilder(command);
-        builder.environment().putAll(env);
-        builder.environment().put("RANK", Integer.toString(rank));
-        builder.environment().put("LOCAL_RANK", Integer.toString(rank));
+        List<String> jvmOptions = new ArrayList<>(List.of("-Xmx256m", "-XX:+UseSerialGC"));
+        jvmOptions.addAll(extraJvmArgs);
         try {
-            return builder.start();
+            return WorkerJvm.of(CollectiveWorker.class).prefix(prefix).jvmOptions(jvmOptions).args(List.of(scenario))
+                    .environment(env).processBuilder(rank, rank).start();
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }

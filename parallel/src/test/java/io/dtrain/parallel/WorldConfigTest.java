@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.dtrain.common.UserFacingException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -71,19 +72,43 @@ class WorldConfigTest {
     void badValuesNameTheVariable() {
         Map<String, String> env = new HashMap<>(Map.of("WORLD_SIZE", "2", "DTRAIN_JOB_SECRET", "x"));
         env.put("RANK", "two");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("RANK"));
+        assertTrue(assertThrows(UserFacingException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("RANK"));
         env.put("RANK", "2");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("outside"));
+        assertTrue(assertThrows(UserFacingException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("outside"));
         env.put("RANK", "1");
         env.put("DTRAIN_COLLECTIVE_TIMEOUT", "soon");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_COLLECTIVE_TIMEOUT"));
+        assertTrue(assertThrows(UserFacingException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_COLLECTIVE_TIMEOUT"));
         env.remove("DTRAIN_COLLECTIVE_TIMEOUT");
         env.put("DTRAIN_TRANSPORT", "tcp");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_TRANSPORT"));
+        assertTrue(assertThrows(UserFacingException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_TRANSPORT"));
         env.remove("DTRAIN_TRANSPORT");
         env.remove("DTRAIN_JOB_SECRET");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_JOB_SECRET"));
+        assertTrue(assertThrows(UserFacingException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("DTRAIN_JOB_SECRET"));
         env.put("DTRAIN_JOB_SECRET_FILE", "/nonexistent/secret");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("/nonexistent/secret"));
+        assertTrue(assertThrows(UserFacingException.class, () -> WorldConfig.fromEnvironment(env)).getMessage().contains("/nonexistent/secret"));
+    }
+
+    @Test
+    void frameSizeAndThrottleAreByteSizesWithTheCommonUnits() {
+        WorldConfig defaults = WorldConfig.fromEnvironment(Map.of());
+        assertEquals(WorldConfig.DEFAULT_FRAME_PAYLOAD_BYTES, defaults.maxFramePayloadBytes());
+        assertEquals(0, defaults.throttleBytesPerSecond());
+
+        WorldConfig c = WorldConfig.fromEnvironment(Map.of("DTRAIN_FRAME_PAYLOAD_BYTES", "32KiB",
+                "DTRAIN_TRANSPORT_THROTTLE", "2MB"));
+        assertEquals(32 * 1024, c.maxFramePayloadBytes());
+        assertEquals(2_000_000, c.throttleBytesPerSecond(), "MB is decimal, as everywhere in dtrain");
+        assertEquals(200_000, WorldConfig.fromEnvironment(Map.of("DTRAIN_TRANSPORT_THROTTLE", "200000")).throttleBytesPerSecond());
+        assertEquals(4096, WorldConfig.fromEnvironment(Map.of("DTRAIN_CHUNK_BYTES", "4096")).maxFramePayloadBytes(),
+                "the old name of the frame payload variable is still read");
+        assertEquals(1000, WorldConfig.fromEnvironment(Map.of("DTRAIN_CHUNK_BYTES", "4096",
+                "DTRAIN_FRAME_PAYLOAD_BYTES", "1000")).maxFramePayloadBytes(), "the new name wins");
+
+        UserFacingException fast = assertThrows(UserFacingException.class,
+                () -> WorldConfig.fromEnvironment(Map.of("DTRAIN_TRANSPORT_THROTTLE", "fast")));
+        assertTrue(fast.getMessage().startsWith("DTRAIN_TRANSPORT_THROTTLE: 'fast' is not a byte size"), fast.getMessage());
+        UserFacingException tiny = assertThrows(UserFacingException.class,
+                () -> WorldConfig.fromEnvironment(Map.of("DTRAIN_FRAME_PAYLOAD_BYTES", "32")));
+        assertTrue(tiny.getMessage().contains("at least 64 bytes"), tiny.getMessage());
     }
 }

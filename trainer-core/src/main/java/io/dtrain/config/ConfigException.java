@@ -1,11 +1,13 @@
 package io.dtrain.config;
 
+import io.dtrain.common.UserFacingException;
+
 /**
  * A configuration problem, naming the file, the line (1-based, -1 if unknown) and the dotted key:
  * {@code configs/x.yaml:7: model.n_head: expected an integer, got 'four'}. A problem in a {@code --set}
  * override has the file {@link #OVERRIDE} and reads {@code --set model.n_head: expected an integer, got 'four'}.
  */
-public final class ConfigException extends RuntimeException {
+public final class ConfigException extends UserFacingException {
     /** The "file" of values given on the command line with --set key=value. */
     public static final String OVERRIDE = "--set";
     private static final long serialVersionUID = 1L;

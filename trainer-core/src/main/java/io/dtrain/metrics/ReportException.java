@@ -1,7 +1,9 @@
 package io.dtrain.metrics;
 
+import io.dtrain.common.UserFacingException;
+
 /** A run directory that cannot be reported on; the message names the file (and line) and what to do. */
-public final class ReportException extends RuntimeException {
+public final class ReportException extends UserFacingException {
     public ReportException(String message) {
         super(message);
     }

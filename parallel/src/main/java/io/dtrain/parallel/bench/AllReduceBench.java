@@ -1,22 +1,22 @@
 package io.dtrain.parallel.bench;
 
+import io.dtrain.common.ByteSizes;
+import io.dtrain.common.UserFacingException;
 import io.dtrain.parallel.ElementType;
 import io.dtrain.parallel.FlatBuffer;
 import io.dtrain.parallel.WorldConfig;
 import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.parallel.ReduceOp;
+import io.dtrain.parallel.spawn.WorkerJvm;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.lang.management.ManagementFactory;
-import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.UUID;
+import java.util.Map;
 
 /**
  * AllReduce benchmark like nccl-tests: {@link #launch} starts {@code world} worker processes on this host; each runs
@@ -30,72 +30,36 @@ public final class AllReduceBench {
     private AllReduceBench() {
     }
 
-    /** Parses sizes like "1MiB,16MiB,64MiB,256MiB,4KiB,1000". */
+    /**
+     * Parses a comma-separated list of byte sizes, e.g. "1MiB,16MiB,64MiB,256MiB,4KiB,1000", each as
+     * {@link ByteSizes#parse} reads a size (KiB/MiB/GiB binary, KB/MB/GB decimal).
+     */
     public static long[] parseSizes(String sizes) {
-        return Arrays.stream(sizes.split(",")).map(String::trim).filter(s -> !s.isEmpty()).mapToLong(s -> {
-            String v = s.toLowerCase(Locale.ROOT);
-            long unit = 1;
-            String number = v;
-            if (v.endsWith("gib")) {
-                unit = 1L << 30;
-            } else if (v.endsWith("mib")) {
-                unit = 1L << 20;
-            } else if (v.endsWith("kib")) {
-                unit = 1L << 10;
-            }
-            if (unit > 1) {
-                number = v.substring(0, v.length() - 3);
-            }
-            try {
-                return Long.parseLong(number) * unit;
-            } catch (NumberFormatException e) {
-                throw new IllegalArgumentException("size '" + s + "' is not a number with an optional KiB/MiB/GiB suffix");
-            }
-        }).toArray();
+        return Arrays.stream(sizes.split(",")).map(String::trim).filter(s -> !s.isEmpty())
+                .mapToLong(s -> ByteSizes.parse(s, "--sizes")).toArray();
     }
 
     /** Starts the workers, forwards rank 0's table to {@code out}; returns 0 if every worker succeeded. */
     public static int launch(int world, long[] sizes, String transport, int iterations, PrintStream out)
             throws IOException, InterruptedException {
         if (world < 1) {
-            throw new IllegalArgumentException("--world must be >= 1");
+            throw new UserFacingException("--world must be >= 1, got " + world);
         }
-        int port;
-        try (ServerSocket socket = new ServerSocket(0)) {
-            port = socket.getLocalPort();
+        long largest = Arrays.stream(sizes).max().orElse(0);
+        String memory = Math.max(256, 3 * largest / (1 << 20) + 128) + "m";
+        Map<String, String> env = WorkerJvm.oneHostJob("bench", world);
+        env.put("DTRAIN_TRANSPORT", transport);
+        env.put("DTRAIN_DRIVER_IDLE_EXIT", "2");
+        env.put("DTRAIN_RENDEZVOUS_TIMEOUT", "60s");
+        List<String> args = new ArrayList<>(List.of(Integer.toString(iterations)));
+        for (long size : sizes) {
+            args.add(Long.toString(size));
         }
-        String job = "bench-" + UUID.randomUUID().toString().substring(0, 8);
-        String secret = UUID.randomUUID().toString();
         List<Process> processes = new ArrayList<>();
         for (int rank = 0; rank < world; rank++) {
-            List<String> command = new ArrayList<>();
-            command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-            for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-                if (arg.startsWith("--add-opens") || arg.startsWith("--add-exports") || arg.startsWith("-Dorg.slf4j") || arg.startsWith("-Ddtrain.") || arg.startsWith("-Daeron.")) {
-                    command.add(arg);
-                }
-            }
-            long largest = Arrays.stream(sizes).max().orElse(0);
-            command.add("-Xmx" + Math.max(256, 3 * largest / (1 << 20) + 128) + "m");
-            command.add("-XX:MaxDirectMemorySize=" + Math.max(256, 3 * largest / (1 << 20) + 128) + "m");
-            command.add("-cp");
-            command.add(System.getProperty("java.class.path"));
-            command.add(AllReduceBench.class.getName());
-            command.add(Integer.toString(iterations));
-            for (long size : sizes) {
-                command.add(Long.toString(size));
-            }
-            ProcessBuilder builder = new ProcessBuilder(command);
-            builder.environment().put("RANK", Integer.toString(rank));
-            builder.environment().put("LOCAL_RANK", Integer.toString(rank));
-            builder.environment().put("WORLD_SIZE", Integer.toString(world));
-            builder.environment().put("MASTER_ADDR", "127.0.0.1");
-            builder.environment().put("MASTER_PORT", Integer.toString(port));
-            builder.environment().put("DTRAIN_JOB_ID", job);
-            builder.environment().put("DTRAIN_JOB_SECRET", secret);
-            builder.environment().put("DTRAIN_TRANSPORT", transport);
-            builder.environment().put("DTRAIN_DRIVER_IDLE_EXIT", "2");
-            builder.environment().put("DTRAIN_RENDEZVOUS_TIMEOUT", "60s");
+            ProcessBuilder builder = WorkerJvm.of(AllReduceBench.class)
+                    .jvmOptions(List.of("-Xmx" + memory, "-XX:MaxDirectMemorySize=" + memory))
+                    .args(args).environment(env).processBuilder(rank, rank);
             builder.redirectError(ProcessBuilder.Redirect.INHERIT);
             builder.redirectOutput(rank == 0 ? ProcessBuilder.Redirect.PIPE : ProcessBuilder.Redirect.DISCARD);
             processes.add(builder.start());

@@ -1,7 +1,12 @@
 package io.dtrain.parallel.rendezvous;
 
-/** A blocking get on the rendezvous store did not see its key in time. */
-public class RendezvousTimeoutException extends RuntimeException {
+import io.dtrain.common.UserFacingException;
+
+/**
+ * The rendezvous store was not reachable, or a blocking get did not see its key, in time: a worker that was not
+ * started, or was started with another address, port or job id, which the user fixes.
+ */
+public class RendezvousTimeoutException extends UserFacingException {
     public RendezvousTimeoutException(String message) {
         super(message);
     }

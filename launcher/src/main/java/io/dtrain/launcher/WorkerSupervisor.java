@@ -1,0 +1,217 @@
+package io.dtrain.launcher;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.io.Writer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Pattern;
+
+/**
+ * The worker processes of one node of a launched job: starts them, prints their output prefixed with the rank (rank
+ * 0 in full, the others only warnings and errors unless {@code allRanksOutput}), waits for them, and on the first
+ * failure stops the others (SIGTERM, then SIGKILL after the grace period) and names the failed rank with the end
+ * of its output. Closing it, or this JVM exiting, stops every worker still running.
+ */
+final class WorkerSupervisor implements AutoCloseable {
+    private static final int TAIL_LINES = 40;
+    private static final Pattern WARNING_OR_ERROR = Pattern.compile(
+            "(?i)(\\bWARN|\\bERROR\\b|\\berror:|exception|\\bFATAL\\b|dtrain thread dump)");
+
+    /** Warnings every ND4J process prints at start; repeated by every rank they only hide the real ones. */
+    private static final Pattern KNOWN_NOISE = Pattern.compile("Duplicate TF op mapping found");
+
+    private final PrintStream out;
+    private final PrintStream err;
+    private final boolean allRanksOutput;
+    private final Path logDir;
+    private final int stopGraceSeconds;
+    private final List<Worker> workers = new CopyOnWriteArrayList<>();
+    private final Thread stopOnExit = new Thread(() -> workers.forEach(w -> w.process.destroyForcibly()),
+            "dtrain-launch-stop");
+
+    /** One worker process and what it printed. */
+    private static final class Worker {
+        final int rank;
+        final int localRank;
+        final Process process;
+        final ArrayDeque<String> tail = new ArrayDeque<>();
+        Thread pump;
+
+        Worker(int rank, int localRank, Process process) {
+            this.rank = rank;
+            this.localRank = localRank;
+            this.process = process;
+        }
+
+        synchronized void remember(String line) {
+            if (tail.size() == TAIL_LINES) {
+                tail.removeFirst();
+            }
+            tail.addLast(line);
+        }
+
+        synchronized List<String> lastLines() {
+            return new ArrayList<>(tail);
+        }
+    }
+
+    /**
+     * @param logDir           also write each worker's full output to {@code logDir/rank<r>.log} (null: no logs)
+     * @param stopGraceSeconds after a failure, how long the other workers get to exit on SIGTERM
+     */
+    WorkerSupervisor(PrintStream out, PrintStream err, boolean allRanksOutput, Path logDir, int stopGraceSeconds)
+            throws IOException {
+        this.out = out;
+        this.err = err;
+        this.allRanksOutput = allRanksOutput;
+        this.logDir = logDir;
+        this.stopGraceSeconds = stopGraceSeconds;
+        if (logDir != null) {
+            Files.createDirectories(logDir);
+        }
+        Runtime.getRuntime().addShutdownHook(stopOnExit);
+    }
+
+    /** Starts one worker (its output merged into one stream) and begins printing its output. */
+    void start(int rank, int localRank, ProcessBuilder builder) throws IOException {
+        Worker w = new Worker(rank, localRank, builder.redirectErrorStream(true).start());
+        workers.add(w);
+        w.pump = pump(w);
+    }
+
+    /** Waits for all workers; on the first failure stops the others and reports it. Returns the launcher's exit code. */
+    int awaitAll() throws InterruptedException {
+        LinkedBlockingQueue<Worker> exited = new LinkedBlockingQueue<>();
+        for (Worker w : workers) {
+            w.process.onExit().thenRun(() -> exited.add(w));
+        }
+        for (int done = 0; done < workers.size(); done++) {
+            Worker w = exited.take();
+            int code = w.process.exitValue();
+            if (code == 0) {
+                continue;
+            }
+            long t0 = System.nanoTime();
+            stopAll();
+            w.pump.join(2_000);
+            StringBuilder msg = new StringBuilder(String.format(Locale.ROOT,
+                    "dtrain launch: rank %d (local rank %d, pid %d) failed with exit code %d%s; stopped the other %d "
+                            + "worker(s) of this node in %.1f s.%nLast lines of rank %d's output:%n", w.rank, w.localRank,
+                    w.process.pid(), code, describeExit(code), workers.size() - 1, (System.nanoTime() - t0) / 1e9, w.rank));
+            for (String line : w.lastLines()) {
+                msg.append("  [rank ").append(w.rank).append("] ").append(line).append(System.lineSeparator());
+            }
+            if (logDir != null) {
+                msg.append("Full logs: ").append(logDir.toAbsolutePath()).append(System.lineSeparator());
+            }
+            err.print(msg);
+            err.flush();
+            return code > 0 && code < 128 ? code : 1;
+        }
+        out.printf(Locale.ROOT, "launch: all %d worker(s) of this node finished%n", workers.size());
+        return 0;
+    }
+
+    /** Stops every worker still running and waits for their output to be printed. */
+    @Override
+    public void close() throws InterruptedException {
+        stopAll();
+        for (Worker w : workers) {
+            if (w.pump != null) {
+                w.pump.join(2_000);
+            }
+        }
+        try {
+            Runtime.getRuntime().removeShutdownHook(stopOnExit);
+        } catch (IllegalStateException e) {
+            // the JVM is already shutting down
+        }
+    }
+
+    private static String describeExit(int code) {
+        if (code > 128 && code < 128 + 32) {
+            int signal = code - 128;
+            String name = switch (signal) {
+                case 9 -> "SIGKILL";
+                case 15 -> "SIGTERM";
+                case 6 -> "SIGABRT";
+                case 11 -> "SIGSEGV";
+                case 2 -> "SIGINT";
+                default -> "signal " + signal;
+            };
+            return " (killed by " + name + (signal == 9 ? ": out of memory, or killed from outside?" : "") + ")";
+        }
+        return "";
+    }
+
+    /** SIGTERM to every live worker, then SIGKILL to those still running after the grace period. */
+    private void stopAll() {
+        workers.forEach(w -> w.process.destroy());
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(stopGraceSeconds);
+        for (Worker w : workers) {
+            try {
+                long left = deadline - System.nanoTime();
+                if (left <= 0 || !w.process.waitFor(left, TimeUnit.NANOSECONDS)) {
+                    w.process.destroyForcibly();
+                    w.process.waitFor(5, TimeUnit.SECONDS);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                w.process.destroyForcibly();
+            }
+        }
+    }
+
+    /** Prefixes each line with the rank; rank 0 in full, others warnings/errors (and their stack traces) only. */
+    private Thread pump(Worker w) throws IOException {
+        Writer log = logDir == null ? null : Files.newBufferedWriter(logDir.resolve("rank" + w.rank + ".log"), StandardCharsets.UTF_8);
+        boolean everything = allRanksOutput || w.rank == 0;
+        String prefix = "[rank " + w.rank + "] ";
+        Thread t = new Thread(() -> {
+            boolean printingError = false;
+            try (InputStream in = w.process.getInputStream();
+                 BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8))) {
+                for (String line; (line = reader.readLine()) != null; ) {
+                    w.remember(line);
+                    if (log != null) {
+                        log.write(line);
+                        log.write('\n');
+                        log.flush();
+                    }
+                    boolean continuation = printingError && (line.startsWith("\t") || line.startsWith(" ")
+                            || line.startsWith("Caused by") || line.isEmpty());
+                    printingError = (WARNING_OR_ERROR.matcher(line).find() && !KNOWN_NOISE.matcher(line).find())
+                            || continuation;
+                    if (everything || printingError) {
+                        out.println(prefix + line);
+                    }
+                }
+            } catch (IOException e) {
+                // the worker is gone; what it printed so far is kept
+            } finally {
+                if (log != null) {
+                    try {
+                        log.close();
+                    } catch (IOException ignored) {
+                        // best effort
+                    }
+                }
+            }
+        }, "dtrain-launch-output-rank" + w.rank);
+        t.setDaemon(true);
+        t.start();
+        return t;
+    }
+}
