@@ -1,12 +1,12 @@
 package io.dtrain.model;
 
+import io.dtrain.compute.ComputeThreads;
 import io.dtrain.config.ModelConfig;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 
-import io.dtrain.model.fused.ComputeThreads;
 import io.dtrain.model.fused.FusedStage;
 import io.dtrain.model.fused.KvCacheDecoder;
 import io.dtrain.model.samediff.SameDiffStage;

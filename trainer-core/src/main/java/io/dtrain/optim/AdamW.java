@@ -8,8 +8,10 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
+import java.nio.ByteBuffer;
 import java.nio.DoubleBuffer;
-import java.nio.FloatBuffer;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -176,23 +178,47 @@ public final class AdamW {
         }
     }
 
+    /**
+     * float32 state: the update in float32 lanes (as PyTorch's AdamW computes it for float32 parameters), split
+     * over the compute threads. Element-wise, so the result does not depend on the split.
+     */
     private void updateFloat(INDArray params, INDArray grads, long from, long to, double decayFactor,
                              double stepSize, double bc2Sqrt, double gradScale) {
-        FloatBuffer p = NioViews.floats(params, from, to);
-        FloatBuffer g = NioViews.floats(grads, from, to);
-        FloatBuffer mb = NioViews.floats(m, from - stateFrom, to - stateFrom);
-        FloatBuffer vb = NioViews.floats(v, from - stateFrom, to - stateFrom);
-        double b1 = beta1, b2 = beta2, e = eps, omb1 = 1.0 - beta1, omb2 = 1.0 - beta2;
+        ByteBuffer p = FloatLanes.bytes(params, from, to);
+        ByteBuffer g = FloatLanes.bytes(grads, from, to);
+        ByteBuffer mb = FloatLanes.bytes(m, from - stateFrom, to - stateFrom);
+        ByteBuffer vb = FloatLanes.bytes(v, from - stateFrom, to - stateFrom);
         int n = (int) (to - from);
-        for (int i = 0; i < n; i++) {
-            double gi = g.get(i) * gradScale;
-            double mi = b1 * mb.get(i) + omb1 * gi;
-            double vi = b2 * vb.get(i) + omb2 * gi * gi;
-            mb.put(i, (float) mi);
-            vb.put(i, (float) vi);
-            double pi = p.get(i) * decayFactor;
-            p.put(i, (float) (pi - stepSize * (mi / (Math.sqrt(vi) / bc2Sqrt + e))));
-        }
+        float gs = (float) gradScale;
+        float b1 = (float) beta1;
+        float b2 = (float) beta2;
+        float omb1 = (float) (1.0 - beta1);
+        float omb2 = (float) (1.0 - beta2);
+        float e = (float) eps;
+        float decay = (float) decayFactor;
+        float step = (float) stepSize;
+        float invBc2 = (float) (1.0 / bc2Sqrt);
+        FloatLanes.forEachShare(n, (a, z) -> {
+            int i = a;
+            for (; i + FloatLanes.L <= z; i += FloatLanes.L) {
+                FloatVector gi = FloatLanes.load(g, i).mul(gs);
+                FloatVector mi = FloatLanes.load(mb, i).mul(b1).add(gi.mul(omb1));
+                FloatVector vi = FloatLanes.load(vb, i).mul(b2).add(gi.mul(gi).mul(omb2));
+                FloatLanes.store(mi, mb, i);
+                FloatLanes.store(vi, vb, i);
+                FloatVector denom = vi.lanewise(VectorOperators.SQRT).mul(invBc2).add(e);
+                FloatLanes.store(FloatLanes.load(p, i).mul(decay).sub(mi.div(denom).mul(step)), p, i);
+            }
+            for (; i < z; i++) {
+                float gi = g.getFloat(i << 2) * gs;
+                float mi = b1 * mb.getFloat(i << 2) + omb1 * gi;
+                float vi = b2 * vb.getFloat(i << 2) + omb2 * gi * gi;
+                mb.putFloat(i << 2, mi);
+                vb.putFloat(i << 2, vi);
+                float denom = (float) Math.sqrt(vi) * invBc2 + e;
+                p.putFloat(i << 2, p.getFloat(i << 2) * decay - mi / denom * step);
+            }
+        });
     }
 
     private void updateDouble(INDArray params, INDArray grads, long from, long to, double decayFactor,

@@ -32,28 +32,51 @@ public final class GradClipper {
         for (long c = from; c < to; c += NioViews.MAX_CHUNK) {
             long ce = Math.min(to, c + NioViews.MAX_CHUNK);
             total += flat.dataType() == DataType.FLOAT
-                    ? sumOfSquares(NioViews.floats(flat, c, ce)) : sumOfSquares(NioViews.doubles(flat, c, ce));
+                    ? sumOfSquares(FloatLanes.bytes(flat, c, ce), (int) (ce - c)) : sumOfSquares(NioViews.doubles(flat, c, ce));
         }
         return total;
     }
 
-    private static double sumOfSquares(FloatBuffer b) {
-        // Two accumulators: shorter dependency chain, same double precision.
-        double s0 = 0, s1 = 0;
-        int n = b.limit();
-        int i = 0;
-        for (; i + 1 < n; i += 2) {
-            double a = b.get(i);
-            double c = b.get(i + 1);
-            s0 += a * a;
-            s1 += c * c;
+    /**
+     * float32: the squares summed in double lanes (each float lane widened), over blocks of {@value #BLOCK}
+     * elements split over the compute threads; the blocks' sums are added in block order, so the total does not
+     * depend on the split.
+     */
+    private static double sumOfSquares(java.nio.ByteBuffer b, int n) {
+        int blocks = (n + BLOCK - 1) / BLOCK;
+        double[] blockSums = new double[blocks];
+        jdk.incubator.vector.VectorSpecies<Double> wide = jdk.incubator.vector.DoubleVector.SPECIES_PREFERRED;
+        int parts = FloatLanes.L / wide.length();
+        FloatLanes.forEachShare(blocks, (a, z) -> {
+            for (int k = a; k < z; k++) {
+                int from = k * BLOCK;
+                int to = Math.min(n, from + BLOCK);
+                jdk.incubator.vector.DoubleVector acc = jdk.incubator.vector.DoubleVector.zero(wide);
+                int i = from;
+                for (; i + FloatLanes.L <= to; i += FloatLanes.L) {
+                    jdk.incubator.vector.FloatVector x = FloatLanes.load(b, i);
+                    for (int part = 0; part < parts; part++) {
+                        jdk.incubator.vector.DoubleVector xd = (jdk.incubator.vector.DoubleVector)
+                                x.convertShape(jdk.incubator.vector.VectorOperators.F2D, wide, part);
+                        acc = xd.fma(xd, acc);
+                    }
+                }
+                double sum = acc.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+                for (; i < to; i++) {
+                    double x = b.getFloat(i << 2);
+                    sum += x * x;
+                }
+                blockSums[k] = sum;
+            }
+        });
+        double total = 0;
+        for (double s : blockSums) {
+            total += s;
         }
-        if (i < n) {
-            double a = b.get(i);
-            s0 += a * a;
-        }
-        return s0 + s1;
+        return total;
     }
+
+    private static final int BLOCK = 4096;
 
     private static double sumOfSquares(DoubleBuffer b) {
         double s0 = 0, s1 = 0;

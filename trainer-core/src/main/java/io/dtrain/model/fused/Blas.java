@@ -1,5 +1,6 @@
 package io.dtrain.model.fused;
 
+import io.dtrain.compute.Workers;
 import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.openblas.global.openblas_nolapack;

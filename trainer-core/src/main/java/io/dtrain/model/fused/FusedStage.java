@@ -1,5 +1,6 @@
 package io.dtrain.model.fused;
 
+import io.dtrain.compute.Workers;
 import io.dtrain.config.ModelConfig;
 import io.dtrain.model.DropoutKeys;
 import io.dtrain.model.DropoutMasks;

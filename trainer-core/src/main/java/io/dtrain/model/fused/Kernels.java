@@ -1,5 +1,6 @@
 package io.dtrain.model.fused;
 
+import io.dtrain.compute.Workers;
 import java.nio.ByteBuffer;
 
 /**

@@ -1,7 +1,7 @@
-package io.dtrain.model.fused;
+package io.dtrain.compute;
 
 /**
- * The process's one team of compute threads for the fused engine (OMP_NUM_THREADS, as the launcher sizes it per
+^ * The process's one team of compute threads (the fused engine, the optimizer) (OMP_NUM_THREADS, as the launcher sizes it per
  * worker, else every core), made on first use and shared by every stage: one process, one set of threads.
  */
 public final class ComputeThreads {

@@ -1,4 +1,4 @@
-package io.dtrain.model.fused;
+package io.dtrain.compute;
 
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
