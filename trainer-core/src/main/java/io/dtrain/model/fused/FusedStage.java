@@ -47,6 +47,8 @@ public final class FusedStage implements Stage {
     private final int vocab;
     private final double eps;
     private final double attnScale;
+    /** Query rows per attention product: a row block needs only the keys up to its end (causal). */
+    private final int causalBlock;
     private final Workers workers;
     private final Blas blas;
     private final Kernels k;
@@ -139,6 +141,7 @@ public final class FusedStage implements Stage {
         this.vocab = cfg.vocabSize();
         this.eps = cfg.layerNormEps();
         this.attnScale = 1.0 / Math.sqrt(headDim);
+        this.causalBlock = Math.max(32, Math.min(128, seqLen / 8));
         this.workers = workers;
         this.blas = new Blas(workers.size());
         this.k = isDouble ? new DoubleKernels() : new FloatKernels();
@@ -529,7 +532,12 @@ public final class FusedStage implements Stage {
         int p = (b * heads + h) * seqLen * seqLen;
         Tensor qkv = act.qkv[l];
         Tensor att = act.att[l];
-        blas.gemm(m, false, true, seqLen, seqLen, headDim, attnScale, qkv, q, qkvRow, qkv, kk, qkvRow, 0.0, att, p, seqLen);
+        // causal: the rows of block [r0, r1) only need the keys [0, r1)
+        for (int r0 = 0; r0 < seqLen; r0 += causalBlock) {
+            int r1 = Math.min(seqLen, r0 + causalBlock);
+            blas.gemm(m, false, true, r1 - r0, r1, headDim, attnScale, qkv, q + r0 * qkvRow, qkvRow, qkv, kk, qkvRow,
+                    0.0, att, p + r0 * seqLen, seqLen);
+        }
         k.causalSoftmax(att, p, seqLen, 0, 0, seqLen);
         Tensor probs = att;
         int probsOff = p;
@@ -540,8 +548,12 @@ public final class FusedStage implements Stage {
             probs = scratch.probs[m];
             probsOff = 0;
         }
-        blas.gemm(m, false, false, seqLen, headDim, seqLen, 1.0, probs, probsOff, seqLen, qkv, v, qkvRow, 0.0,
-                act.attY[l], b * seqLen * d + h * headDim, d);
+        int y = b * seqLen * d + h * headDim;
+        for (int r0 = 0; r0 < seqLen; r0 += causalBlock) {
+            int r1 = Math.min(seqLen, r0 + causalBlock);
+            blas.gemm(m, false, false, r1 - r0, headDim, r1, 1.0, probs, probsOff + r0 * seqLen, seqLen, qkv, v, qkvRow,
+                    0.0, act.attY[l], y + r0 * d, d);
+        }
     }
 
     /**
@@ -834,19 +846,27 @@ public final class FusedStage implements Stage {
             probs = scratch.probs[m];
             probsOff = 0;
         }
-        // d(dropped probs) = dY . V^T ; dV = (dropped probs)^T . dY
-        blas.gemm(m, false, true, seqLen, seqLen, headDim, 1.0, scratch.dAttY, dy, d, qkv, v, qkvRow, 0.0, dP, 0, seqLen);
-        blas.gemm(m, true, false, seqLen, headDim, seqLen, 1.0, probs, probsOff, seqLen, scratch.dAttY, dy, d, 0.0,
-                scratch.dQkv, v, qkvRow);
+        // d(dropped probs) = dY . V^T (row block [r0, r1): keys [0, r1)); dV = (dropped probs)^T . dY (row block
+        // [c0, c1) of dV: queries [c0, T), the probabilities above the diagonal being 0)
+        for (int r0 = 0; r0 < seqLen; r0 += causalBlock) {
+            int r1 = Math.min(seqLen, r0 + causalBlock);
+            blas.gemm(m, false, true, r1 - r0, r1, headDim, 1.0, scratch.dAttY, dy + r0 * d, d, qkv, v, qkvRow, 0.0,
+                    dP, r0 * seqLen, seqLen);
+            blas.gemm(m, true, false, r1 - r0, headDim, seqLen - r0, 1.0, probs, probsOff + r0 * seqLen + r0, seqLen,
+                    scratch.dAttY, dy + r0 * d, d, 0.0, scratch.dQkv, v + r0 * qkvRow, qkvRow);
+        }
         if (keys != null) {
             k.applyMask(dP, 0, act.probsMask[l], p, keep, 0, seqLen * seqLen);
         }
         k.causalSoftmaxBackward(att, p, dP, 0, seqLen, 0, seqLen);
-        // dQ = dS . K * scale ; dK = dS^T . Q * scale
-        blas.gemm(m, false, false, seqLen, headDim, seqLen, attnScale, dP, 0, seqLen, qkv, kk, qkvRow, 0.0,
-                scratch.dQkv, q, qkvRow);
-        blas.gemm(m, true, false, seqLen, headDim, seqLen, attnScale, dP, 0, seqLen, qkv, q, qkvRow, 0.0,
-                scratch.dQkv, kk, qkvRow);
+        // dQ = dS . K * scale (row block: keys [0, r1)); dK = dS^T . Q * scale (row block [c0, c1): queries [c0, T))
+        for (int r0 = 0; r0 < seqLen; r0 += causalBlock) {
+            int r1 = Math.min(seqLen, r0 + causalBlock);
+            blas.gemm(m, false, false, r1 - r0, headDim, r1, attnScale, dP, r0 * seqLen, seqLen, qkv, kk, qkvRow, 0.0,
+                    scratch.dQkv, q + r0 * qkvRow, qkvRow);
+            blas.gemm(m, true, false, r1 - r0, headDim, seqLen - r0, attnScale, dP, r0 * seqLen + r0, seqLen,
+                    qkv, q + r0 * qkvRow, qkvRow, 0.0, scratch.dQkv, kk + r0 * qkvRow, qkvRow);
+        }
     }
 
     private void requireLast(String what) {
