@@ -19,8 +19,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-class SystemSamplerTest {
-    static final Path SMI_DATA = Path.of(System.getProperty("dtrain.shared.data", "../../shared/data"), "nvidia-smi");
+public class SystemSamplerTest {
+    /** Recorded nvidia-smi output (also used by the report tests). */
+    public static final Path SMI_DATA = Path.of(System.getProperty("dtrain.shared.data", "../../shared/data"), "nvidia-smi");
     private static final ObjectMapper JSON = new ObjectMapper();
 
     @Test
