@@ -271,7 +271,7 @@ public class RunMetricsTest {
     }
 
     @Test
-    void prometheusTextFormat() {
+    void prometheusExpositionEscapesHelpAndLabelsAndGroupsSamplesOfOneName() {
         String text = PrometheusEndpoint.exposition(List.of(
                 new PrometheusEndpoint.Gauge("x_total", "help \\ with\nnewline", Map.of("a", "q\"uote"), 1.5),
                 new PrometheusEndpoint.Gauge("x_total", "ignored", Map.of("a", "b"), Double.NaN),
