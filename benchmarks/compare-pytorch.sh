@@ -31,10 +31,7 @@ fi
 
 JAR="$ROOT/launcher/target/dtrain.jar"
 CLASSES="$ROOT/benchmarks/target/classes"
-if [ ! -f "$JAR" ] || [ ! -f "$CLASSES/io/dtrain/bench/TorchComparison.class" ] || [ -z "${DTRAIN_NO_REBUILD:-}" ]; then
-  echo "compare-pytorch.sh: building dtrain.jar and the benchmarks (set DTRAIN_NO_REBUILD=1 to skip)..." >&2
-  mvn -B -q -o -Dmaven.test.skip=true -pl benchmarks -am install >&2
-fi
+"$ROOT/benchmarks/build.sh"   # dtrain.jar and the benchmark classes, rebuilt when sources changed
 
 DEFAULT_MEMORY="-Dorg.bytedeco.javacpp.maxphysicalbytes=6G -Dorg.bytedeco.javacpp.maxbytes=4G"
 JVM_OPTS="$(sed -n 's/^dtrain\.jvm\.options=//p' "$ROOT/jvm.properties")"

@@ -1,6 +1,9 @@
-// dtrain data-pipeline benchmarks, run as a single-file program (java DataBench.java ...) on the data-pipeline
-// classpath; see run.sh. Prints one JSON object per figure, with the 1-minute load average at that moment.
-//   encode FILE TOKENIZER_DIR            GPT-2 encode MB/s of UTF-8 text, one thread and all cores (median of 5)
+// dtrain data-pipeline benchmarks, run as a single-file program (java DataBench.java ...) on the classpath of
+// launcher/target/dtrain.jar; see run.sh. Prints one JSON object per figure, with the 1-minute load average at that
+// moment.
+//   encode FILE TOKENIZER_DIR            GPT-2 encode MB/s of UTF-8 text, one thread and all cores (median of 5 passes
+//                                        after 2 warm-up passes; first_pass_mb_per_s: the first of them, which with
+//                                        one thread is a fresh tokenizer on a cold JIT, as a real run starts)
 //   preprocess INPUT OUT TOKENIZER_DIR   Preprocessor.run on all cores into a fresh OUT: MB/s of text
 //   loader SHARDS TOKENIZER_DIR          BatchLoader.buildStep on the calling thread (one core): tokens/s
 
@@ -48,6 +51,7 @@ public class DataBench {
         long bytes = texts.stream().mapToLong(t -> t.getBytes(StandardCharsets.UTF_8).length).sum();
         for (int threads : new int[] {1, CORES}) {
             double[] seconds = new double[5];
+            double firstPassSeconds = 0;
             long tokens = 0;
             for (int pass = -2; pass < seconds.length; pass++) {  // two warm-up passes (JIT)
                 AtomicInteger next = new AtomicInteger();
@@ -69,13 +73,16 @@ public class DataBench {
                 }
                 if (pass >= 0) {
                     seconds[pass] = (System.nanoTime() - t0) / 1e9;
+                } else if (pass == -2) {
+                    firstPassSeconds = (System.nanoTime() - t0) / 1e9;
                 }
                 tokens = count.get();
             }
             Arrays.sort(seconds);
             System.out.printf(Locale.ROOT, "{\"impl\": \"dtrain-gpt2\", \"threads\": %d, \"documents\": %d, \"bytes\": %d,"
-                    + " \"tokens\": %d, \"mb_per_s\": %.2f, \"load\": %s}%n",
-                    threads, texts.size(), bytes, tokens, bytes / 1e6 / seconds[2], load());
+                    + " \"tokens\": %d, \"mb_per_s\": %.2f, \"first_pass_mb_per_s\": %.2f, \"load\": %s}%n",
+                    threads, texts.size(), bytes, tokens, bytes / 1e6 / seconds[2], bytes / 1e6 / firstPassSeconds,
+                    load());
         }
     }
 

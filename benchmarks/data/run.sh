@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-pipeline benchmarks: GPT-2 encode (dtrain vs OpenAI tiktoken, same texts, one run), preprocess MB/s,
-# loader tokens/s. Run from anywhere after `mvn -o -q install -DskipTests`; prints one JSON line per figure.
-# Needs node + `npm install` in this directory (tiktoken, WASM) and the zstd CLI.
+# loader tokens/s. Run from anywhere; builds dtrain.jar first if needed (benchmarks/build.sh); prints one JSON line
+# per figure. Needs node + npm (this script runs `npm install` here once: tiktoken, WASM), the zstd CLI, and
+# ../shared/data (pile-sample, gpt2-tokenizer; DTRAIN_SHARED_DATA overrides the path).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -9,11 +10,10 @@ data="${DTRAIN_SHARED_DATA:-$repo/../shared/data}"
 out="$here/out"
 mkdir -p "$out"
 
-cd "$repo"
-mvn -o -q -pl data-pipeline dependency:build-classpath -Dmdep.outputFile="$out/classpath.txt" -Dmdep.includeScope=runtime
-cp="$repo/data-pipeline/target/classes:$(cat "$out/classpath.txt")"
+"$repo/benchmarks/build.sh"   # launcher/target/dtrain.jar holds the data pipeline and all its dependencies
 opts=$(sed -n 's/^dtrain.jvm.options=//p' "$repo/jvm.properties")
-java_bench() { java $opts -cp "$cp" "$here/DataBench.java" "$@"; }
+# shellcheck disable=SC2086  # option lists are space-separated by design
+java_bench() { java $opts -cp "$repo/launcher/target/dtrain.jar" "$here/DataBench.java" "$@"; }
 
 [ -d "$here/node_modules/tiktoken" ] || (cd "$here" && npm install --no-audit --no-fund >/dev/null)
 zstd -dcq "$data/pile-sample/val/00.jsonl.zst" > "$out/val.jsonl"

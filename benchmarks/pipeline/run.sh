@@ -10,14 +10,6 @@
 # --tabulate-only re-prints the real runs' tables from the run directories under --out without training.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-if [ -z "${DTRAIN_NO_REBUILD:-}" ]; then
-  "$ROOT/bin/dtrain" --version >/dev/null   # builds the jar once if sources changed, not between runs
-  export DTRAIN_NO_REBUILD=1
-fi
-BENCH_CLASS="$ROOT/benchmarks/target/classes/io/dtrain/bench/PipelineBubbleBench.class"
-BENCH_SRC="$ROOT/benchmarks/src/main/java/io/dtrain/bench/PipelineBubbleBench.java"
-if [ ! -f "$BENCH_CLASS" ] || [ "$BENCH_SRC" -nt "$BENCH_CLASS" ]; then
-  echo "pipeline/run.sh: compiling the benchmarks module..." >&2
-  (cd "$ROOT" && mvn -B -q -o -Dmaven.test.skip=true -pl benchmarks compile) >&2
-fi
+"$ROOT/benchmarks/build.sh"   # dtrain.jar (bin/dtrain's) and PipelineBubbleBench, once if sources changed
+export DTRAIN_NO_REBUILD=1     # not between runs
 exec /usr/bin/python3 "$ROOT/benchmarks/pipeline/pp_bench.py" "$@"

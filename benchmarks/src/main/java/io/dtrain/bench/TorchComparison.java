@@ -3,6 +3,7 @@ package io.dtrain.bench;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import io.dtrain.common.AtomicFiles;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
 import io.dtrain.data.loader.BatchLoader;
@@ -28,12 +29,9 @@ import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -264,7 +262,7 @@ public final class TorchComparison implements Callable<Integer> {
                 "load_average_before", loadBefore, "load_average_after", loadAfter, "dtrain_peak_rss", peakRss()));
         summary.put("passed", failures.isEmpty());
         summary.put("failures", failures);
-        writeAtomically(dir.resolve("comparison.json"), JSON.writeValueAsBytes(summary));
+        AtomicFiles.write(dir.resolve("comparison.json"), JSON.writeValueAsBytes(summary));
         System.out.println("results: " + dir.resolve("comparison.json"));
         if (!failures.isEmpty()) {
             System.out.println("DISAGREEMENT (" + failures.size() + "):");
@@ -317,7 +315,7 @@ public final class TorchComparison implements Callable<Integer> {
             }
         }
         String bin = meta.getFileName().toString().replaceFirst("\\.json$", "") + ".bin";
-        writeAtomically(meta.resolveSibling(bin), buf.array());
+        AtomicFiles.write(meta.resolveSibling(bin), buf.array());
         Map<String, String> kinds = new LinkedHashMap<>();
         for (ParamSpec s : layout.specs()) {
             kinds.put(s.name(), s.kind().name());
@@ -330,7 +328,7 @@ public final class TorchComparison implements Callable<Integer> {
         m.put("micro_batch", micro);
         m.put("window", seqLen + 1);
         m.put("param_kinds", kinds);
-        writeAtomically(meta, JSON.writeValueAsBytes(m));
+        AtomicFiles.write(meta, JSON.writeValueAsBytes(m));
     }
 
     /** Runs gpt_reference.py; its stderr goes to ours, its stdout's last line is the JSON result. */
@@ -391,18 +389,6 @@ public final class TorchComparison implements Callable<Integer> {
         } catch (IOException | UncheckedIOException e) {
             return "unknown CPU";
         }
-    }
-
-    static void writeAtomically(Path target, byte[] bytes) throws IOException {
-        Path tmp = target.resolveSibling(target.getFileName() + ".tmp");
-        try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-                StandardOpenOption.TRUNCATE_EXISTING)) {
-            ByteBuffer b = ByteBuffer.wrap(bytes);
-            while (b.hasRemaining()) {
-                ch.write(b);
-            }
-        }
-        Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
     private static void deleteTree(Path dir) throws IOException {

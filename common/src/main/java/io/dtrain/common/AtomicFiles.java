@@ -1,5 +1,6 @@
 package io.dtrain.common;
 
+import java.io.FilterOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
@@ -14,7 +15,7 @@ import java.nio.file.StandardCopyOption;
  * previous version untouched and at most a stray {@code .NAME.tmp} that the next write replaces.
  */
 public final class AtomicFiles {
-    /** Writes the content of a file; the stream is the temporary file's. */
+    /** Writes the content of a file; the stream is the temporary file's, and closing it (as writers do) is fine. */
     @FunctionalInterface
     public interface Content {
         void writeTo(OutputStream out) throws IOException;
@@ -47,7 +48,7 @@ public final class AtomicFiles {
             try (var channel = java.nio.channels.FileChannel.open(tmp, java.nio.file.StandardOpenOption.CREATE,
                     java.nio.file.StandardOpenOption.TRUNCATE_EXISTING, java.nio.file.StandardOpenOption.WRITE);
                  OutputStream out = new java.io.BufferedOutputStream(java.nio.channels.Channels.newOutputStream(channel), 1 << 16)) {
-                content.writeTo(out);
+                content.writeTo(new KeepOpen(out));
                 out.flush();
                 channel.force(true);
             }
@@ -55,6 +56,23 @@ public final class AtomicFiles {
         } catch (IOException | RuntimeException e) {
             Files.deleteIfExists(tmp);
             throw e;
+        }
+    }
+
+    /** The content's view of the stream: its close() only flushes, so the file can still be forced and renamed. */
+    private static final class KeepOpen extends FilterOutputStream {
+        KeepOpen(OutputStream out) {
+            super(out);
+        }
+
+        @Override
+        public void write(byte[] b, int off, int len) throws IOException {
+            out.write(b, off, len);
+        }
+
+        @Override
+        public void close() throws IOException {
+            out.flush();
         }
     }
 

@@ -42,5 +42,12 @@ class CommonTest {
         }));
         assertEquals("two", Files.readString(f));
         assertFalse(Files.exists(AtomicFiles.temporaryFor(f)));
+        // Writers close the stream they were given (try-with-resources, Jackson, zstd): the write still commits.
+        AtomicFiles.write(f, out -> {
+            try (out) {
+                out.write("three".getBytes());
+            }
+        });
+        assertEquals("three", Files.readString(f));
     }
 }

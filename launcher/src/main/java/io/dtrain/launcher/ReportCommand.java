@@ -1,10 +1,10 @@
 package io.dtrain.launcher;
 
 import io.dtrain.common.AtomicFiles;
-import io.dtrain.metrics.ReportException;
-import io.dtrain.metrics.RunData;
 import io.dtrain.metrics.RunMetrics;
-import io.dtrain.metrics.RunReport;
+import io.dtrain.report.ReportException;
+import io.dtrain.report.RunData;
+import io.dtrain.report.RunReport;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;

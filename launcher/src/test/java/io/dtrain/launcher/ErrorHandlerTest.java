@@ -4,7 +4,7 @@ import io.dtrain.checkpoint.CheckpointException;
 import io.dtrain.common.UserFacingException;
 import io.dtrain.config.ConfigException;
 import io.dtrain.data.DataException;
-import io.dtrain.metrics.ReportException;
+import io.dtrain.report.ReportException;
 import io.dtrain.parallel.rendezvous.RendezvousAuthException;
 import io.dtrain.parallel.rendezvous.RendezvousTimeoutException;
 import java.io.PrintWriter;

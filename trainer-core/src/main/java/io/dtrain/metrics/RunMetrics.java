@@ -143,8 +143,9 @@ public final class RunMetrics implements AutoCloseable {
         double mfu = mfu(s);
         double achieved = s.stepMs() <= 0 ? Double.NaN
                 : flopsPerToken * s.tokens() / dataParallelSize / (s.stepMs() / 1000.0);
-        String extra = "," + new JsonLine().field("flops_per_token", flopsPerToken).field("achieved_flops", achieved)
-                .field("peak_flops", peakFlops).field("mfu", mfu).fields();
+        String extra = "," + new JsonLine().field(StepFields.FLOPS_PER_TOKEN, flopsPerToken)
+                .field(StepFields.ACHIEVED_FLOPS, achieved).field(StepFields.PEAK_FLOPS, peakFlops)
+                .field(StepFields.MFU, mfu).fields();
         try {
             steps.write(s.toJson(System.currentTimeMillis(), rank, extra));
             steps.newLine();

@@ -1,12 +1,17 @@
 package io.dtrain.metrics;
 
+import io.dtrain.metrics.SystemFields.Gpu;
+import io.dtrain.metrics.SystemFields.Net;
+
 import java.util.List;
 import java.util.Map;
 
+import static io.dtrain.metrics.SystemFields.*;
+
 /**
- * One reading of the system sampler: one JSON line of {@code metrics/system-rank<r>.jsonl}. Rates are over the
- * interval since the previous reading; percentages of CPU are of all cores of the host (0..100). Unknown values
- * (no /proc, first reading) are NaN / -1 and written as null.
+ * One reading of the system sampler: one JSON line of {@code metrics/system-rank<r>.jsonl}, fields named by
+ * {@link SystemFields}. Rates are over the interval since the previous reading; percentages of CPU are of all cores of
+ * the host (0..100). Unknown values (no /proc, first reading) are NaN / -1 and written as null.
  *
  * @param wallMillis        wall-clock time of the reading (this host's clock)
  * @param rank              the rank that took it
@@ -49,8 +54,8 @@ public record SystemSample(long wallMillis, int rank, double clockOffsetMs, doub
                 netJson.append(',');
             }
             JsonLine.quote(netJson, e.getKey());
-            netJson.append(':').append(new JsonLine().field("rx_bytes_per_s", e.getValue().rxBytesPerSec())
-                    .field("tx_bytes_per_s", e.getValue().txBytesPerSec()));
+            netJson.append(':').append(new JsonLine().field(Net.RX_BYTES_PER_S, e.getValue().rxBytesPerSec())
+                    .field(Net.TX_BYTES_PER_S, e.getValue().txBytesPerSec()));
         }
         netJson.append('}');
         StringBuilder gpuJson = new StringBuilder("[");
@@ -58,19 +63,19 @@ public record SystemSample(long wallMillis, int rank, double clockOffsetMs, doub
             if (gpuJson.length() > 1) {
                 gpuJson.append(',');
             }
-            gpuJson.append(new JsonLine().field("index", g.index()).field("name", g.name())
-                    .field("util_pct", g.utilPercent()).field("mem_used_bytes", g.memUsedBytes())
-                    .field("mem_total_bytes", g.memTotalBytes()).field("power_w", g.powerWatts())
-                    .field("temp_c", g.temperatureC()));
+            gpuJson.append(new JsonLine().field(Gpu.INDEX, g.index()).field(Gpu.NAME, g.name())
+                    .field(Gpu.UTIL_PCT, g.utilPercent()).field(Gpu.MEM_USED_BYTES, g.memUsedBytes())
+                    .field(Gpu.MEM_TOTAL_BYTES, g.memTotalBytes()).field(Gpu.POWER_W, g.powerWatts())
+                    .field(Gpu.TEMP_C, g.temperatureC()));
         }
         gpuJson.append(']');
-        return new JsonLine().field("ts", wallMillis).field("rank", rank).field("clock_offset_ms", clockOffsetMs)
-                .field("cpu_pct", cpuPercent).field("iowait_pct", iowaitPercent).field("proc_cpu_pct", processCpuPercent)
-                .field("cpus", cpus).field("mem_total_bytes", memTotalBytes).field("mem_available_bytes", memAvailableBytes)
-                .field("rss_bytes", rssBytes).field("heap_used_bytes", heapUsedBytes).field("heap_max_bytes", heapMaxBytes)
-                .field("offheap_bytes", offHeapBytes).field("physical_bytes", physicalBytes).field("gc_ms", gcMillis)
-                .field("net_rx_bytes_per_s", netRxBytesPerSec).field("net_tx_bytes_per_s", netTxBytesPerSec)
-                .raw("net", netJson.toString()).field("disk_read_bytes_per_s", diskReadBytesPerSec)
-                .field("disk_write_bytes_per_s", diskWriteBytesPerSec).raw("gpus", gpuJson.toString()).toString();
+        return new JsonLine().field(TS, wallMillis).field(RANK, rank).field(CLOCK_OFFSET_MS, clockOffsetMs)
+                .field(CPU_PCT, cpuPercent).field(IOWAIT_PCT, iowaitPercent).field(PROC_CPU_PCT, processCpuPercent)
+                .field(CPUS, cpus).field(MEM_TOTAL_BYTES, memTotalBytes).field(MEM_AVAILABLE_BYTES, memAvailableBytes)
+                .field(RSS_BYTES, rssBytes).field(HEAP_USED_BYTES, heapUsedBytes).field(HEAP_MAX_BYTES, heapMaxBytes)
+                .field(OFFHEAP_BYTES, offHeapBytes).field(PHYSICAL_BYTES, physicalBytes).field(GC_MS, gcMillis)
+                .field(NET_RX_BYTES_PER_S, netRxBytesPerSec).field(NET_TX_BYTES_PER_S, netTxBytesPerSec)
+                .raw(NET, netJson.toString()).field(DISK_READ_BYTES_PER_S, diskReadBytesPerSec)
+                .field(DISK_WRITE_BYTES_PER_S, diskWriteBytesPerSec).raw(GPUS, gpuJson.toString()).toString();
     }
 }

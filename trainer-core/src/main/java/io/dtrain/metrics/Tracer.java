@@ -3,6 +3,7 @@ package io.dtrain.metrics;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
+import io.dtrain.common.AtomicFiles;
 
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -10,7 +11,6 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
@@ -151,7 +151,7 @@ public class Tracer implements AutoCloseable {
 
     /**
      * Joins per-rank trace files (complete or cut off mid-run) into {@code target} as
-     * {@code {"traceEvents":[...]}}, written to a temporary name and renamed.
+     * {@code {"traceEvents":[...]}}, written atomically ({@link AtomicFiles}).
      */
     public static void merge(List<Path> rankFiles, Path target) throws IOException {
         ObjectMapper json = new ObjectMapper();
@@ -161,9 +161,8 @@ public class Tracer implements AutoCloseable {
                 events.add(e);
             }
         }
-        Path tmp = target.resolveSibling(target.getFileName() + ".tmp");
-        json.writeValue(tmp.toFile(), json.createObjectNode().put("displayTimeUnit", "ms").set("traceEvents", events));
-        Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        JsonNode trace = json.createObjectNode().put("displayTimeUnit", "ms").set("traceEvents", events);
+        AtomicFiles.write(target, out -> json.writeValue(out, trace));
     }
 
     /** The events of one rank's file; a file cut off mid-run loses at most its last, partial event. */

@@ -1,5 +1,9 @@
 package io.dtrain.train;
 
+import io.dtrain.metrics.StepFields;
+
+import static io.dtrain.metrics.StepFields.*;
+
 /**
  * What one optimizer step did and how long its phases took. One JSON line per step per rank in
  * {@code <run>/metrics/steps-rank<r>.jsonl} (written by {@link io.dtrain.metrics.RunMetrics#step}, which adds the
@@ -56,15 +60,22 @@ public record StepStats(long step, double loss, double lr, double gradNorm, long
 
     /** @param extraFields more fields, each preceded by a comma (e.g. {@code ,"mfu":0.41}), or "" */
     public String toJson(long wallClockMillis, int rank, String extraFields) {
-        return String.format(java.util.Locale.ROOT,
-                "{\"ts\":%d,\"rank\":%d,\"step\":%d,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens\":%d,"
-                        + "\"step_ms\":%.3f,\"data_wait_ms\":%.3f,\"compute_ms\":%.3f,\"forward_ms\":%s,"
-                        + "\"backward_ms\":%s,\"optimizer_ms\":%.3f,\"comm_ms\":%.3f,\"other_ms\":%.3f,"
-                        + "\"bubble_ms\":%s,\"tokens_per_s\":%.1f,\"skipped\":%b%s}",
+        return String.format(java.util.Locale.ROOT, JSON_FORMAT,
                 wallClockMillis, rank, step, json(loss), json(lr), json(gradNorm), tokens, stepMs, dataWaitMs,
                 computeMs, millis(forwardMs), millis(backwardMs), optimizerMs, commMs, otherMs(), millis(bubbleMs),
                 tokensPerSecond(),
                 skipped, extraFields);
+    }
+
+    /** The line's format; field names from {@link StepFields}, which {@code dtrain report} reads by. */
+    private static final String JSON_FORMAT = "{" + key(TS) + "%d," + key(RANK) + "%d," + key(STEP) + "%d,"
+            + key(LOSS) + "%s," + key(LR) + "%s," + key(GRAD_NORM) + "%s," + key(TOKENS) + "%d,"
+            + key(STEP_MS) + "%.3f," + key(DATA_WAIT_MS) + "%.3f," + key(COMPUTE_MS) + "%.3f," + key(FORWARD_MS) + "%s,"
+            + key(BACKWARD_MS) + "%s," + key(OPTIMIZER_MS) + "%.3f," + key(COMM_MS) + "%.3f," + key(OTHER_MS) + "%.3f,"
+            + key(BUBBLE_MS) + "%s," + key(TOKENS_PER_S) + "%.1f," + key(SKIPPED) + "%b%s}";
+
+    private static String key(String name) {
+        return "\"" + name + "\":";
     }
 
     /** Full precision so that resume tests can compare losses exactly. */

@@ -230,7 +230,7 @@ class CheckpointTest {
     }
 
     @Test
-    void latestPointingNowhere() throws IOException {
+    void aLatestPointerToAMissingOrGarbledStepNamesTheCheckpointsThatExist() throws IOException {
         ParamLayout layout = layout();
         INDArray p = random(layout, DataType.FLOAT, 1);
         write(10, layout, p, p, p, 3);

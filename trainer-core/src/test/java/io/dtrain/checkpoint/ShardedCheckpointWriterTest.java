@@ -352,7 +352,7 @@ class ShardedCheckpointWriterTest {
     }
 
     @Test
-    void parametersOnlyAndPiecesThatDoNotFit() throws Exception {
+    void aParametersOnlyCheckpointEqualsOneWritersAndMismatchedPiecesAreRefusedByTheirRank() throws Exception {
         ParamLayout layout = layout();
         INDArray p = random(layout, DataType.FLOAT, 51);
         List<String> names = layout.specs().stream().map(ParamSpec::name).toList();

@@ -53,7 +53,7 @@ class ShippedConfigsTest {
     }
 
     @Test
-    void gptTiny() {
+    void gptTinyIsAOneMillionParameterByteModelOnTheBuiltInSample() {
         RunConfig c = load("gpt-tiny.yaml");
         ModelConfig m = c.model();
         assertEquals(List.of(257, 128, 128, 4, 4), List.of(m.vocabSize(), m.seqLen(), m.dModel(), m.nLayer(), m.nHead()));
@@ -75,7 +75,7 @@ class ShippedConfigsTest {
     }
 
     @Test
-    void gptMicro() {
+    void gptMicroHas34kParametersAndSplitsItsBatchIntoFourMicroBatchesOnOneRank() {
         ModelConfig m = load("gpt-micro.yaml").model();
         assertEquals(List.of(257, 16, 32, 2, 2), List.of(m.vocabSize(), m.seqLen(), m.dModel(), m.nLayer(), m.nHead()));
         assertEquals(34_208, parameters(m));
@@ -114,7 +114,7 @@ class ShippedConfigsTest {
     }
 
     @Test
-    void seedPostLn() {
+    void seedPostLnIsAPostNormReluModelWithAnUntiedHead() {
         RunConfig c = load("seed-post-ln.yaml");
         ModelConfig m = c.model();
         assertEquals(List.of("post", "relu"), List.of(m.norm(), m.activation()));

@@ -28,7 +28,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-class RunMetricsTest {
+public class RunMetricsTest {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     @Test
@@ -70,10 +70,46 @@ class RunMetricsTest {
                 GemmBenchmark.best(results));
     }
 
-    static RunConfig config(Path runDir, int intervalMs, int prometheusPort) {
+    /** A small run whose metrics go to {@code runDir} (also used by the report tests). */
+    public static RunConfig config(Path runDir, int intervalMs, int prometheusPort) {
         return ConfigLoader.fromMap(Map.of("data.train", "/abs/corpus", "training.steps", 3,
                 "output.dir", runDir.toString(), "model.seq_len", 16, "model.d_model", 32, "model.n_layer", 2,
                 "metrics", Map.of("interval_ms", intervalMs, "device", "v100", "prometheus_port", prometheusPort)));
+    }
+
+    /** The values of the public String constants of {@code fields} (its own, not its nested classes'). */
+    private static Set<String> declared(Class<?> fields) throws IllegalAccessException {
+        Set<String> names = new HashSet<>();
+        for (java.lang.reflect.Field f : fields.getDeclaredFields()) {
+            if (f.getType() == String.class && java.lang.reflect.Modifier.isStatic(f.getModifiers())) {
+                names.add((String) f.get(null));
+            }
+        }
+        return names;
+    }
+
+    private static Set<String> keys(JsonNode object) {
+        Set<String> names = new HashSet<>();
+        object.fieldNames().forEachRemaining(names::add);
+        return names;
+    }
+
+    @Test
+    void stepAndSystemLinesUseExactlyTheDeclaredFieldNames(@TempDir Path tmp) throws Exception {
+        Path runDir = tmp.resolve("run");
+        try (RunMetrics metrics = RunMetrics.start(config(runDir, 60_000, 0),
+                new RunContext(0, 1, 0, 1), 30_000)) {
+            metrics.step(new StepStats(0, 2.5, 1e-3, 0.75, 1024, 200, 20, 150, 25, false, 50, 100, 5, 3));
+        }
+        JsonNode step = JSON.readTree(Files.readAllLines(runDir.resolve("metrics/steps-rank0.jsonl")).get(0));
+        assertEquals(declared(StepFields.class), keys(step));
+
+        JsonNode sample = JSON.readTree(new SystemSample(1, 0, 0, 50, 1, 20, 2, 100, 50, 10, 5, 8, 3, 4, 0,
+                Map.of("lo", new SystemSample.Rates(1, 2)), 0, 0, 0, 0,
+                List.of(new GpuSample(0, "T4", 40, 1, 2, 70, 60))).toJson());
+        assertEquals(declared(SystemFields.class), keys(sample));
+        assertEquals(declared(SystemFields.Net.class), keys(sample.get(SystemFields.NET).get("lo")));
+        assertEquals(declared(SystemFields.Gpu.class), keys(sample.get(SystemFields.GPUS).get(0)));
     }
 
     static int freePort() throws Exception {
@@ -234,7 +270,7 @@ class RunMetricsTest {
     }
 
     @Test
-    void prometheusTextFormat() {
+    void prometheusExpositionEscapesHelpAndLabelsAndGroupsSamplesOfOneName() {
         String text = PrometheusEndpoint.exposition(List.of(
                 new PrometheusEndpoint.Gauge("x_total", "help \\ with\nnewline", Map.of("a", "q\"uote"), 1.5),
                 new PrometheusEndpoint.Gauge("x_total", "ignored", Map.of("a", "b"), Double.NaN),

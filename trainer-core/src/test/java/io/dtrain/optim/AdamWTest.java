@@ -207,7 +207,7 @@ class AdamWTest {
     }
 
     @Test
-    void worksOnViewsOfALargerAllocation() {
+    void viewsIntoALargerBufferUpdateLikeStandaloneArraysAndLeaveTheRestUntouched() {
         ParamLayout layout = layout();
         int n = (int) layout.size();
         OptimizerConfig c = cfg(0.1, false, false);
@@ -231,7 +231,7 @@ class AdamWTest {
     }
 
     @Test
-    void rejectsBadInput() {
+    void aWrongDtypeSizeRangeOrBetaIsRefusedNamingIt() {
         ParamLayout layout = layout();
         AdamW opt = new AdamW(layout, cfg(0.1, false, false), DataType.FLOAT);
         INDArray p = initialParams(layout, DataType.FLOAT);

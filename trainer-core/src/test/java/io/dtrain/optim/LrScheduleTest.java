@@ -42,7 +42,7 @@ class LrScheduleTest {
     }
 
     @Test
-    void linearAndConstantDecay() {
+    void linearDecayEndsAtMinLrAndConstantDecayStaysAtThePeak() {
         LrSchedule lin = new LrSchedule(LR, MIN, 10, LrSchedule.Decay.LINEAR, 110);
         assertEquals(6e-4, lin.lr(10), 1e-18);
         assertEquals(3.3e-4, lin.lr(60), 1e-18);

@@ -1,5 +1,6 @@
 package io.dtrain.data.fs;
 
+import io.dtrain.common.AtomicFiles;
 import io.dtrain.data.DataException;
 import java.io.FileNotFoundException;
 import java.io.IOException;
@@ -12,6 +13,7 @@ import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Options;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.LocalFileSystem;
+import org.apache.hadoop.fs.RawLocalFileSystem;
 import org.apache.hadoop.hdfs.DistributedFileSystem;
 
 /**
@@ -110,10 +112,19 @@ public final class DataFiles {
 
     /**
      * Writes {@code target} through a temporary sibling that is renamed over it only when {@code body} completed,
-     * so readers never see a half-written file; on failure the temporary file is deleted.
+     * so readers never see a half-written file; on failure the temporary file is deleted. Local files go through
+     * {@link AtomicFiles} (the project's one atomic write); other file systems through Hadoop's rename.
      */
     public static void writeAtomically(Path target, Writer body) {
         FileSystem fs = fileSystem(target);
+        if (fs instanceof RawLocalFileSystem local) {
+            try {
+                AtomicFiles.write(local.pathToFile(target).toPath(), body::write);
+            } catch (IOException | RuntimeException e) {
+                throw writeFailed(target, e);
+            }
+            return;
+        }
         Path temp = new Path(target.getParent(), "." + target.getName() + ".tmp-" + ProcessHandle.current().pid()
                 + "-" + Thread.currentThread().getId());
         try {
@@ -135,10 +146,17 @@ public final class DataFiles {
             } catch (IOException suppressed) {
                 e.addSuppressed(suppressed);
             }
-            if (e instanceof DataException de) {
-                throw de;
-            }
-            throw new DataException(display(target) + ": write failed: " + e.getMessage(), e);
+            throw writeFailed(target, e);
         }
+    }
+
+    /** True for the name of a temporary file {@link #writeAtomically} leaves when killed mid-write. */
+    public static boolean isTemporary(String name) {
+        return name.startsWith(".") && (name.endsWith(".tmp") || name.contains(".tmp-"));
+    }
+
+    private static DataException writeFailed(Path target, Exception e) {
+        return e instanceof DataException de ? de
+                : new DataException(display(target) + ": write failed: " + e.getMessage(), e);
     }
 }

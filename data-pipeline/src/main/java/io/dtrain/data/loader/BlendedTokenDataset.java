@@ -13,11 +13,9 @@ import java.util.List;
  * evenly spaced sample {@code floor(k * size_j / n_j)} when it is downsampled. {@link BatchLoader} shuffles the
  * blended indices, so every global batch mixes the sources in proportion. O(number of sources) memory.
  */
-public final class BlendedTokenDataset implements TokenDataset {
+public final class BlendedTokenDataset extends AbstractTokenDataset {
     private final List<TokenDataset> sources;
     private final long[] rangeStart;  // blended index of each source's first sample, then numSamples
-    private final long numSamples;
-    private final int seqLen;
 
     /** One source and its weight (any positive number; weights are normalized). */
     public record Source(TokenDataset dataset, double weight) {}
@@ -27,6 +25,22 @@ public final class BlendedTokenDataset implements TokenDataset {
     }
 
     public BlendedTokenDataset(List<Source> sources, long numSamples) {
+        this(sources, numSamples, rangeStarts(sources, numSamples));
+    }
+
+    private BlendedTokenDataset(List<Source> sources, long numSamples, long[] rangeStart) {
+        super(sources.get(0).dataset().seqLen(), numSamples,
+                sources.stream().mapToLong(s -> s.dataset().numTokens()).sum(),
+                sources.stream().mapToLong(s -> s.dataset().numDocuments()).sum(), badRecordsOf(sources));
+        this.sources = new ArrayList<>();
+        for (Source s : sources) {
+            this.sources.add(s.dataset());
+        }
+        this.rangeStart = rangeStart;
+    }
+
+    /** Checks the sources; the blended index where each source's range starts, then {@code numSamples}. */
+    private static long[] rangeStarts(List<Source> sources, long numSamples) {
         if (sources.isEmpty()) {
             throw new IllegalArgumentException("blending needs at least one source");
         }
@@ -65,14 +79,22 @@ public final class BlendedTokenDataset implements TokenDataset {
             counts[best]++;
             remainders[best] = -1;
         }
-        this.sources = new ArrayList<>();
-        this.rangeStart = new long[counts.length + 1];
+        long[] rangeStart = new long[counts.length + 1];
         for (int j = 0; j < counts.length; j++) {
-            this.sources.add(sources.get(j).dataset());
             rangeStart[j + 1] = rangeStart[j] + counts[j];
         }
-        this.numSamples = numSamples;
-        this.seqLen = len;
+        return rangeStart;
+    }
+
+    /** The sources' skipped records together. */
+    private static BadRecordReport badRecordsOf(List<Source> sources) {
+        long count = 0;
+        List<BadRecordReport.BadRecord> kept = new ArrayList<>();
+        for (Source s : sources) {
+            count += s.dataset().badRecords().count();
+            kept.addAll(s.dataset().badRecords().records());
+        }
+        return BadRecordReport.restored(count, kept);
     }
 
     /** Samples of source {@code j} per epoch. */
@@ -80,40 +102,9 @@ public final class BlendedTokenDataset implements TokenDataset {
         return rangeStart[j + 1] - rangeStart[j];
     }
 
-    @Override
-    public long numSamples() {
-        return numSamples;
-    }
-
-    @Override
-    public int seqLen() {
-        return seqLen;
-    }
-
-    @Override
-    public long numTokens() {
-        return sources.stream().mapToLong(TokenDataset::numTokens).sum();
-    }
-
-    @Override
-    public long numDocuments() {
-        return sources.stream().mapToLong(TokenDataset::numDocuments).sum();
-    }
-
-    @Override
-    public BadRecordReport badRecords() {
-        long count = 0;
-        List<BadRecordReport.BadRecord> kept = new ArrayList<>();
-        for (TokenDataset s : sources) {
-            count += s.badRecords().count();
-            kept.addAll(s.badRecords().records());
-        }
-        return BadRecordReport.restored(count, kept);
-    }
-
     /** Token {@code i} of the sources' streams one after another (the blend itself is a set of windows). */
     @Override
-    public int token(long i) {
+    int tokenAt(long i) {
         for (TokenDataset s : sources) {
             if (i < s.numTokens()) {
                 return s.token(i);
@@ -125,8 +116,8 @@ public final class BlendedTokenDataset implements TokenDataset {
 
     /** Source index and that source's sample index of blended sample {@code i}: {@code {source, sample}}. */
     public long[] locate(long i) {
-        if (i < 0 || i >= numSamples) {
-            throw new IndexOutOfBoundsException("sample " + i + " of " + numSamples);
+        if (i < 0 || i >= numSamples()) {
+            throw new IndexOutOfBoundsException("sample " + i + " of " + numSamples());
         }
         int j = 0;
         while (i >= rangeStart[j + 1]) {
@@ -149,7 +140,7 @@ public final class BlendedTokenDataset implements TokenDataset {
     }
 
     @Override
-    public void window(long sampleIndex, int[] dst) {
+    void copyWindow(long sampleIndex, int[] dst) {
         long[] at = locate(sampleIndex);
         sources.get((int) at[0]).window(at[1], dst);
     }

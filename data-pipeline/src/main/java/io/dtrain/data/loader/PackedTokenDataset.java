@@ -9,31 +9,20 @@ import java.util.Arrays;
  * Stored as {@code char[]} (unsigned 16 bit) when the vocabulary fits, else {@code int[]}; a Java array caps it at
  * about 2^31 tokens, which is what the Arrow shards replace.
  */
-public final class PackedTokenDataset implements TokenDataset {
+public final class PackedTokenDataset extends AbstractTokenDataset {
     private final char[] small;
     private final int[] large;
-    private final long numTokens;
-    private final int seqLen;
-    private final long numSamples;
-    private final long numDocuments;
-    private final BadRecordReport badRecords;
 
     private PackedTokenDataset(char[] small, int[] large, long numTokens, int seqLen, long numDocuments,
                                BadRecordReport badRecords) {
-        if (seqLen < 1) {
-            throw new IllegalArgumentException("seqLen must be >= 1, got " + seqLen);
-        }
+        super(seqLen, samples(numTokens, seqLen), numTokens, numDocuments, badRecords);
         this.small = small;
         this.large = large;
-        this.numTokens = numTokens;
-        this.seqLen = seqLen;
-        this.numDocuments = numDocuments;
-        this.badRecords = badRecords;
-        this.numSamples = numTokens <= seqLen ? 0 : (numTokens - 1) / seqLen;
-        if (numSamples == 0) {
-            throw new DataException("the data holds " + numTokens + " tokens, fewer than one sample needs (seqLen + 1 = "
-                    + (seqLen + 1) + "); use more data or a shorter sequence length");
-        }
+    }
+
+    private static long samples(long numTokens, int seqLen) {
+        checkSeqLen(seqLen);
+        return samplesIn(numTokens, seqLen, "the data");
     }
 
     /** Wraps already packed tokens (tests, synthetic data). */
@@ -42,45 +31,13 @@ public final class PackedTokenDataset implements TokenDataset {
     }
 
     @Override
-    public long numSamples() {
-        return numSamples;
-    }
-
-    @Override
-    public int seqLen() {
-        return seqLen;
-    }
-
-    @Override
-    public long numTokens() {
-        return numTokens;
-    }
-
-    @Override
-    public long numDocuments() {
-        return numDocuments;
-    }
-
-    /** Records the reader skipped while building this dataset. */
-    @Override
-    public BadRecordReport badRecords() {
-        return badRecords;
-    }
-
-    /** Token at position {@code i} of the packed stream. */
-    @Override
-    public int token(long i) {
+    int tokenAt(long i) {
         return small != null ? small[(int) i] : large[(int) i];
     }
 
     @Override
-    public void window(long sampleIndex, int[] dst) {
-        if (sampleIndex < 0 || sampleIndex >= numSamples) {
-            throw new IndexOutOfBoundsException("sample " + sampleIndex + " of " + numSamples);
-        }
-        if (dst.length != seqLen + 1) {
-            throw new IllegalArgumentException("window buffer has length " + dst.length + ", needs seqLen + 1 = " + (seqLen + 1));
-        }
+    void copyWindow(long sampleIndex, int[] dst) {
+        int seqLen = seqLen();
         int from = (int) (sampleIndex * seqLen);
         if (small != null) {
             for (int k = 0; k <= seqLen; k++) {

@@ -230,7 +230,7 @@ public final class Preprocessor {
             fs.mkdirs(outDir);
             for (FileStatus st : fs.listStatus(outDir)) {
                 String name = st.getPath().getName();
-                if (name.startsWith(".") && name.contains(".tmp-")) {
+                if (DataFiles.isTemporary(name)) {
                     fs.delete(st.getPath(), false);  // left by an interrupted run; never a complete file
                 }
             }

@@ -6,10 +6,12 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.dtrain.data.DataException;
+import io.dtrain.data.reader.BadRecordReport;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.BitSet;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 
 class BatchLoaderTest {
@@ -103,7 +105,48 @@ class BatchLoaderTest {
             long[] e0 = loader.microBatch(0, 0).sampleIndices();
             long[] e1 = loader.microBatch(10, 0).sampleIndices();
             assertTrue(!Arrays.equals(e0, e1), "epoch 1 repeats epoch 0's order");
-            assertTrue(loader.dataWaitNanos() >= 0);
+        }
+    }
+
+    /** A dataset whose every window takes {@code millis} to copy; counts the windows copied so far. */
+    private static TokenDataset slow(TokenDataset ds, int millis, AtomicInteger copied) {
+        return new TokenDataset() {
+            public long numSamples() { return ds.numSamples(); }
+            public int seqLen() { return ds.seqLen(); }
+            public long numTokens() { return ds.numTokens(); }
+            public long numDocuments() { return ds.numDocuments(); }
+            public BadRecordReport badRecords() { return ds.badRecords(); }
+            public int token(long i) { return ds.token(i); }
+            public void window(long sampleIndex, int[] dst) {
+                try {
+                    Thread.sleep(millis);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                ds.window(sampleIndex, dst);
+                copied.incrementAndGet();
+            }
+        };
+    }
+
+    @Test
+    void dataWaitCountsOnlyTheTimeABatchWasNotReady() throws InterruptedException {
+        AtomicInteger copied = new AtomicInteger();
+        long buildNanos = 4 * 50 * 1_000_000L;  // a step is 4 windows of 50 ms
+        try (BatchLoader loader = new BatchLoader(slow(countingDataset(T * 40 + 1), 50, copied), 4, 2, 0, 1, 3)) {
+            loader.microBatch(0, 0);  // nothing prefetched: waits for (nearly) the whole of step 0
+            long afterFirst = loader.dataWaitNanos();
+            assertTrue(afterFirst >= buildNanos * 3 / 4, "waited " + afterFirst + " ns for a step that takes " + buildNanos);
+            loader.microBatch(0, 1);  // built with the first
+            assertTrue(loader.dataWaitNanos() - afterFirst < buildNanos, "micro-batch 1 came with micro-batch 0");
+            while (copied.get() < 8) {  // step 1 is built in the background meanwhile
+                Thread.sleep(10);
+            }
+            Thread.sleep(50);
+            long beforeSecond = loader.dataWaitNanos();
+            loader.microBatch(1, 0);
+            long waited = loader.dataWaitNanos() - beforeSecond;
+            assertTrue(waited < buildNanos, "a prefetched step was waited for " + waited + " ns");
         }
     }
 

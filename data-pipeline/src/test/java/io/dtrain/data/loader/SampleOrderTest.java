@@ -49,7 +49,7 @@ class SampleOrderTest {
     }
 
     @Test
-    void worksForBillionsOfSamples() {
+    void billionsOfSamplesMapIntoRangeWithoutOverflow() {
         long n = 5_000_000_003L;
         SampleOrder order = new SampleOrder(n, 7);
         long s0 = order.sampleAt(3, 0);

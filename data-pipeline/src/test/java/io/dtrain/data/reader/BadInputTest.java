@@ -65,7 +65,7 @@ class BadInputTest {
     }
 
     @Test
-    void missingTextField() {
+    void aRecordWithoutATextFieldIsSkippedOrFailsNamingItsLine() {
         BadRecordReport[] report = new BadRecordReport[1];
         List<Document> docs = readSkipping("missing-text-field-line-3-of-5.jsonl", report);
         assertEquals(List.of(1L, 2L, 4L, 5L), lines(docs));

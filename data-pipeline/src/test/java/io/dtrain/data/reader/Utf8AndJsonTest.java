@@ -25,7 +25,7 @@ class Utf8AndJsonTest {
     }
 
     @Test
-    void wellFormedUtf8Passes() {
+    void wellFormedUtf8UpToU10FFFFHasNoInvalidByte() {
         byte[] ok = "plain ascii long enough for the fast path; é € 😀 中文 \u0000 end".getBytes(StandardCharsets.UTF_8);
         assertEquals(-1, Utf8.firstInvalid(ok, 0, ok.length));
         assertEquals(-1, firstInvalid(0xF4, 0x8F, 0xBF, 0xBF));  // U+10FFFF

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.dtrain.common.AtomicFiles;
 import io.dtrain.data.DataException;
 import io.dtrain.data.SharedData;
 import io.dtrain.data.loader.ArrowTokenDataset;
@@ -196,9 +197,10 @@ public class PreprocessTest {
             }
         }
         Files.delete(out.resolve(Manifest.FILE_NAME));
-        Files.write(out.resolve(".00-00004.arrow.tmp-4242-1"), "half a shard".getBytes(StandardCharsets.UTF_8));
+        Path halfShard = AtomicFiles.temporaryFor(out.resolve("00-00004.arrow"));
+        Files.write(halfShard, "half a shard".getBytes(StandardCharsets.UTF_8));
         Map<String, FileTime> kept = shardTimes(out);
-        kept.remove(".00-00004.arrow.tmp-4242-1");
+        kept.remove(halfShard.getFileName().toString());
         assertFalse(TokenDatasets.isPreprocessed(out.toString()));
         Thread.sleep(20);
 
@@ -208,7 +210,7 @@ public class PreprocessTest {
         assertEquals(complete, resumed.manifest(), "same shards, byte for byte (same sha256)");
         Map<String, FileTime> now = shardTimes(out);
         kept.forEach((name, time) -> assertEquals(time, now.get(name), name + " was rewritten"));
-        assertFalse(now.containsKey(".00-00004.arrow.tmp-4242-1"), "temporary file left behind");
+        assertFalse(now.containsKey(halfShard.getFileName().toString()), "temporary file left behind");
         assertTrue(resumed.documents() < 71, "documents of kept shards were tokenized again: " + resumed.documents());
     }
 

@@ -18,7 +18,7 @@ class ByteTokenizerTest {
     }
 
     @Test
-    void decodeIsLenient() {
+    void decodeReplacesInvalidUtf8AndSpellsOutTheEndOfTextId() {
         assertEquals("a\uFFFDb", tok.decode(new int[] {'a', 0xFF, 'b'}));
         assertEquals("a<|endoftext|>b", tok.decode(new int[] {'a', 256, 'b'}));
     }

@@ -11,13 +11,9 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.dtrain.data.DataException;
 import io.dtrain.data.SharedData;
-import io.dtrain.data.reader.BadRecordPolicy;
-import io.dtrain.data.reader.Document;
-import io.dtrain.data.reader.PileReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -129,32 +125,5 @@ class Gpt2TokenizerTest {
         Files.writeString(tmp.resolve("merges.txt"), "#version: 0.2\n\u0120 t\nthis line is wrong\n");
         e = assertThrows(DataException.class, () -> Gpt2Tokenizer.load(tmp));
         assertTrue(e.getMessage().contains("merges.txt:3:"), e.getMessage());
-    }
-
-    @Test
-    void printsThroughputOnPileSampleVal() {
-        List<String> texts = new ArrayList<>();
-        long bytes = 0;
-        try (PileReader r = PileReader.open(SharedData.path("pile-sample/val").toString(), BadRecordPolicy.FAIL)) {
-            while (r.hasNext()) {
-                Document d = r.next();
-                texts.add(d.text());
-                bytes += d.text().getBytes(StandardCharsets.UTF_8).length;
-            }
-        }
-        Gpt2Tokenizer fresh = Gpt2Tokenizer.load(dir);  // cold cache, as a real run starts
-        long tokens = 0;
-        long t0 = System.nanoTime();
-        for (String t : texts) {
-            tokens += fresh.encode(t).length;
-        }
-        double coldSeconds = (System.nanoTime() - t0) / 1e9;
-        t0 = System.nanoTime();
-        for (String t : texts) {
-            fresh.encode(t);
-        }
-        double warmSeconds = (System.nanoTime() - t0) / 1e9;
-        System.out.printf("GPT-2 BPE on pile-sample/val: %,d bytes -> %,d tokens; first pass %.1f MB/s, second pass %.1f MB/s (1 thread)%n",
-                bytes, tokens, bytes / 1e6 / coldSeconds, bytes / 1e6 / warmSeconds);
     }
 }

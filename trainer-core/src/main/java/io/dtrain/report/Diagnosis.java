@@ -1,5 +1,6 @@
-package io.dtrain.metrics;
+package io.dtrain.report;
 
+import io.dtrain.metrics.SystemFields;
 import com.fasterxml.jackson.databind.JsonNode;
 
 import java.util.ArrayList;
@@ -57,17 +58,17 @@ public final class Diagnosis {
         double[] stepMs = steps.stream().mapToDouble(RunData.Step::stepMs).toArray();
         List<JsonNode> s = r.samples();
         double memUsed = s.stream().mapToDouble(n -> {
-            double t = RunData.num(n, "mem_total_bytes");
-            return t > 0 ? (t - RunData.num(n, "mem_available_bytes")) / t : Double.NaN;
+            double t = RunData.num(n, SystemFields.MEM_TOTAL_BYTES);
+            return t > 0 ? (t - RunData.num(n, SystemFields.MEM_AVAILABLE_BYTES)) / t : Double.NaN;
         }).filter(Double::isFinite).max().orElse(Double.NaN);
         double gpuSum = 0;
         int gpuCount = 0;
         int gpus = 0;
         for (JsonNode n : s) {
-            JsonNode g = n.path("gpus");
+            JsonNode g = n.path(SystemFields.GPUS);
             gpus = Math.max(gpus, g.size());
             for (JsonNode one : g) {
-                double u = RunData.num(one, "util_pct");
+                double u = RunData.num(one, SystemFields.Gpu.UTIL_PCT);
                 if (Double.isFinite(u)) {
                     gpuSum += u;
                     gpuCount++;
@@ -81,9 +82,9 @@ public final class Diagnosis {
                 median(steps.stream().mapToDouble(RunData.Step::tokensPerSecond).toArray()),
                 mean(steps.stream().mapToDouble(RunData.Step::mfu).toArray()),
                 (int) r.steps().stream().filter(RunData.Step::skipped).count(), s.size(),
-                mean(s.stream().mapToDouble(n -> RunData.num(n, "cpu_pct")).toArray()),
-                mean(s.stream().mapToDouble(n -> RunData.num(n, "proc_cpu_pct")).toArray()),
-                mean(s.stream().mapToDouble(n -> RunData.num(n, "iowait_pct")).toArray()), memUsed,
+                mean(s.stream().mapToDouble(n -> RunData.num(n, SystemFields.CPU_PCT)).toArray()),
+                mean(s.stream().mapToDouble(n -> RunData.num(n, SystemFields.PROC_CPU_PCT)).toArray()),
+                mean(s.stream().mapToDouble(n -> RunData.num(n, SystemFields.IOWAIT_PCT)).toArray()), memUsed,
                 gpuCount == 0 ? Double.NaN : gpuSum / gpuCount, gpus, share(steps, RunData.Step::bubbleMs, total));
     }
 

@@ -1,6 +1,13 @@
-package io.dtrain.metrics;
+package io.dtrain.report;
 
 import io.dtrain.config.RunConfig;
+import io.dtrain.metrics.GpuSample;
+import io.dtrain.metrics.NvidiaSmi;
+import io.dtrain.metrics.RunMetrics;
+import io.dtrain.metrics.RunMetricsTest;
+import io.dtrain.metrics.SystemSample;
+import io.dtrain.metrics.SystemSamplerTest;
+import io.dtrain.metrics.Tracer;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.StepStats;
 import org.junit.jupiter.api.Test;

@@ -1,5 +1,7 @@
-package io.dtrain.metrics;
+package io.dtrain.report;
 
+import io.dtrain.metrics.StepFields;
+import io.dtrain.metrics.SystemFields;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -35,7 +37,7 @@ public final class RunData {
         }
     }
 
-    /** What one rank recorded; system samples are kept as parsed JSON (see {@link SystemSample} for the fields). */
+    /** What one rank recorded; system samples are kept as parsed JSON (fields: {@link SystemFields}). */
     public record Rank(int rank, List<Step> steps, List<JsonNode> samples) {
     }
 
@@ -141,10 +143,11 @@ public final class RunData {
     }
 
     private static Step step(JsonNode n) {
-        return new Step(n.path("step").asLong(), n.path("ts").asLong(), num(n, "loss"), num(n, "lr"),
-                num(n, "step_ms"), num(n, "data_wait_ms"), num(n, "compute_ms"), num(n, "forward_ms"),
-                num(n, "backward_ms"), num(n, "optimizer_ms"), num(n, "comm_ms"), num(n, "tokens_per_s"),
-                num(n, "mfu"), n.path("skipped").asBoolean(false), num(n, "bubble_ms"));
+        return new Step(n.path(StepFields.STEP).asLong(), n.path(StepFields.TS).asLong(), num(n, StepFields.LOSS),
+                num(n, StepFields.LR), num(n, StepFields.STEP_MS), num(n, StepFields.DATA_WAIT_MS),
+                num(n, StepFields.COMPUTE_MS), num(n, StepFields.FORWARD_MS), num(n, StepFields.BACKWARD_MS),
+                num(n, StepFields.OPTIMIZER_MS), num(n, StepFields.COMM_MS), num(n, StepFields.TOKENS_PER_S),
+                num(n, StepFields.MFU), n.path(StepFields.SKIPPED).asBoolean(false), num(n, StepFields.BUBBLE_MS));
     }
 
     /** A number field; NaN when absent, null or a string such as "NaN". */

@@ -1,4 +1,4 @@
-package io.dtrain.metrics;
+package io.dtrain.report;
 
 import io.dtrain.common.UserFacingException;
 

@@ -1,4 +1,4 @@
-package io.dtrain.metrics;
+package io.dtrain.report;
 
 import java.util.List;
 import java.util.Locale;

@@ -1,6 +1,7 @@
-package io.dtrain.metrics;
+package io.dtrain.report;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.dtrain.metrics.SystemFields;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -51,8 +52,8 @@ public final class RunReport {
 
     /** Rank 0's clock: the sample's wall time minus its host's measured offset. */
     private static double alignedMillis(JsonNode sample) {
-        double offset = RunData.num(sample, "clock_offset_ms");
-        return RunData.num(sample, "ts") - (Double.isFinite(offset) ? offset : 0);
+        double offset = RunData.num(sample, SystemFields.CLOCK_OFFSET_MS);
+        return RunData.num(sample, SystemFields.TS) - (Double.isFinite(offset) ? offset : 0);
     }
 
     public String markdown() {
@@ -241,31 +242,33 @@ public final class RunReport {
         String x = "seconds since the first sample";
         StringBuilder sb = new StringBuilder();
         sb.append(SvgChart.line("CPU, rank " + r.rank() + note, x, "% of all cores", List.of(
-                new SvgChart.Series("host CPU", t, field(s, "cpu_pct", 1)),
-                new SvgChart.Series("this process", t, field(s, "proc_cpu_pct", 1)),
-                new SvgChart.Series("I/O wait", t, field(s, "iowait_pct", 1)))));
+                new SvgChart.Series("host CPU", t, field(s, SystemFields.CPU_PCT, 1)),
+                new SvgChart.Series("this process", t, field(s, SystemFields.PROC_CPU_PCT, 1)),
+                new SvgChart.Series("I/O wait", t, field(s, SystemFields.IOWAIT_PCT, 1)))));
         double gb = 1e9;
-        double[] hostUsed = s.stream().mapToDouble(n -> (RunData.num(n, "mem_total_bytes")
-                - RunData.num(n, "mem_available_bytes")) / gb).toArray();
+        double[] hostUsed = s.stream().mapToDouble(n -> (RunData.num(n, SystemFields.MEM_TOTAL_BYTES)
+                - RunData.num(n, SystemFields.MEM_AVAILABLE_BYTES)) / gb).toArray();
         sb.append(SvgChart.line("memory, rank " + r.rank() + note, x, "GB", List.of(
                 new SvgChart.Series("host used", t, hostUsed),
-                new SvgChart.Series("process RSS", t, field(s, "rss_bytes", gb)),
-                new SvgChart.Series("JVM heap", t, field(s, "heap_used_bytes", gb)),
-                new SvgChart.Series("ND4J off-heap", t, field(s, "offheap_bytes", gb)))));
+                new SvgChart.Series("process RSS", t, field(s, SystemFields.RSS_BYTES, gb)),
+                new SvgChart.Series("JVM heap", t, field(s, SystemFields.HEAP_USED_BYTES, gb)),
+                new SvgChart.Series("ND4J off-heap", t, field(s, SystemFields.OFFHEAP_BYTES, gb)))));
         sb.append(SvgChart.line("network, rank " + r.rank() + note, x, "MB/s", List.of(
-                new SvgChart.Series("received", t, field(s, "net_rx_bytes_per_s", 1e6)),
-                new SvgChart.Series("sent", t, field(s, "net_tx_bytes_per_s", 1e6)))));
+                new SvgChart.Series("received", t, field(s, SystemFields.NET_RX_BYTES_PER_S, 1e6)),
+                new SvgChart.Series("sent", t, field(s, SystemFields.NET_TX_BYTES_PER_S, 1e6)))));
         sb.append(SvgChart.line("disk, rank " + r.rank() + note, x, "MB/s", List.of(
-                new SvgChart.Series("read", t, field(s, "disk_read_bytes_per_s", 1e6)),
-                new SvgChart.Series("written", t, field(s, "disk_write_bytes_per_s", 1e6)))));
-        int gpus = s.stream().mapToInt(n -> n.path("gpus").size()).max().orElse(0);
+                new SvgChart.Series("read", t, field(s, SystemFields.DISK_READ_BYTES_PER_S, 1e6)),
+                new SvgChart.Series("written", t, field(s, SystemFields.DISK_WRITE_BYTES_PER_S, 1e6)))));
+        int gpus = s.stream().mapToInt(n -> n.path(SystemFields.GPUS).size()).max().orElse(0);
         if (gpus > 0) {
             List<SvgChart.Series> util = new ArrayList<>();
             List<SvgChart.Series> mem = new ArrayList<>();
             for (int g = 0; g < gpus; g++) {
                 int gi = g;
-                util.add(new SvgChart.Series("GPU " + g, t, s.stream().mapToDouble(n -> gpu(n, gi, "util_pct", 1)).toArray()));
-                mem.add(new SvgChart.Series("GPU " + g, t, s.stream().mapToDouble(n -> gpu(n, gi, "mem_used_bytes", gb)).toArray()));
+                util.add(new SvgChart.Series("GPU " + g, t,
+                        s.stream().mapToDouble(n -> gpu(n, gi, SystemFields.Gpu.UTIL_PCT, 1)).toArray()));
+                mem.add(new SvgChart.Series("GPU " + g, t,
+                        s.stream().mapToDouble(n -> gpu(n, gi, SystemFields.Gpu.MEM_USED_BYTES, gb)).toArray()));
             }
             sb.append(SvgChart.line("GPU utilisation, rank " + r.rank() + note, x, "%", util));
             sb.append(SvgChart.line("GPU memory used, rank " + r.rank() + note, x, "GB", mem));
@@ -274,7 +277,7 @@ public final class RunReport {
     }
 
     private static double gpu(JsonNode sample, int position, String field, double scale) {
-        JsonNode g = sample.path("gpus").path(position);
+        JsonNode g = sample.path(SystemFields.GPUS).path(position);
         return g.isMissingNode() ? Double.NaN : RunData.num(g, field) / scale;
     }
 

@@ -1,0 +1,40 @@
+package io.dtrain.metrics;
+
+/**
+ * The field names of one line of {@code metrics/steps-rank<r>.jsonl}, defined once: {@link io.dtrain.train.StepStats}
+ * and {@link RunMetrics#step} write them, {@code io.dtrain.report} reads them. Durations are in milliseconds.
+ */
+public final class StepFields {
+    /** Wall-clock time the line was written, epoch milliseconds of this host's clock. */
+    public static final String TS = "ts";
+    public static final String RANK = "rank";
+    /** 0-based optimizer step. */
+    public static final String STEP = "step";
+    public static final String LOSS = "loss";
+    public static final String LR = "lr";
+    public static final String GRAD_NORM = "grad_norm";
+    /** Tokens the step consumed, all ranks. */
+    public static final String TOKENS = "tokens";
+    public static final String STEP_MS = "step_ms";
+    public static final String DATA_WAIT_MS = "data_wait_ms";
+    public static final String COMPUTE_MS = "compute_ms";
+    public static final String FORWARD_MS = "forward_ms";
+    public static final String BACKWARD_MS = "backward_ms";
+    public static final String OPTIMIZER_MS = "optimizer_ms";
+    /** Exposed communication: time the step waited for collectives not hidden behind compute. */
+    public static final String COMM_MS = "comm_ms";
+    public static final String OTHER_MS = "other_ms";
+    /** Pipeline parallelism: time the stage waited for its neighbours (null without a pipeline). */
+    public static final String BUBBLE_MS = "bubble_ms";
+    public static final String TOKENS_PER_S = "tokens_per_s";
+    /** The update was skipped (non-finite loss or gradients). */
+    public static final String SKIPPED = "skipped";
+    /** Added by {@link RunMetrics#step}: the model FLOPs per token, this rank's achieved FLOP/s, the peak, MFU. */
+    public static final String FLOPS_PER_TOKEN = "flops_per_token";
+    public static final String ACHIEVED_FLOPS = "achieved_flops";
+    public static final String PEAK_FLOPS = "peak_flops";
+    public static final String MFU = "mfu";
+
+    private StepFields() {
+    }
+}
