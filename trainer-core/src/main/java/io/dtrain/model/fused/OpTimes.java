@@ -1,5 +1,7 @@
 package io.dtrain.model.fused;
 
+import io.dtrain.compute.Workers;
+
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
@@ -41,20 +43,26 @@ public final class OpTimes {
         java.util.Arrays.fill(nanos, 0);
     }
 
-    /** Starts timing at this point (the start of a pass). */
-    void start() {
-        if (enabled) {
+    /** Starts timing at this point (the start of a pass); only the team's leader times. */
+    void start(Workers.Team t) {
+        if (enabled && t.isLeader()) {
             last = System.nanoTime();
         }
     }
 
-    /** Charges the time since the last mark to {@code kind}. */
-    void charge(Kind kind) {
-        if (enabled) {
+    /** Charges the leader's time since its last mark to {@code kind}. */
+    void charge(Workers.Team t, Kind kind) {
+        if (enabled && t.isLeader()) {
             long now = System.nanoTime();
             nanos[kind.ordinal()] += now - last;
             last = now;
         }
+    }
+
+    /** A barrier whose wait counts as such. */
+    void sync(Workers.Team t) {
+        t.barrier();
+        charge(t, Kind.BARRIER);
     }
 
     /** Milliseconds by kind, in a fixed order. */

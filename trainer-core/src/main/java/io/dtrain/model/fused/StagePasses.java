@@ -1,0 +1,415 @@
+package io.dtrain.model.fused;
+
+import io.dtrain.compute.Workers;
+import io.dtrain.config.ModelConfig;
+import io.dtrain.model.DropoutKeys;
+import io.dtrain.model.DropoutMasks;
+
+import java.nio.ByteBuffer;
+
+/**
+ * The three passes of a {@link FusedStage} over one micro-batch, each run by every member of the {@link Workers}
+ * team as one parallel region: forward (embedding on stage 0, the blocks, ln_f on the last stage), loss (the
+ * {@link Classifier}) and backward (the blocks in reverse, then the embedding's gradients on stage 0).
+ *
+ * <p>Work split: row-wise ops by rows, each member's share the same range in every op, so most ops need no
+ * barrier; attention by (sample, head) pairs; weight gradients (sums over rows) by output columns. A barrier sits
+ * wherever an op reads what another member's share wrote.
+ */
+final class StagePasses {
+    private final ModelConfig cfg;
+    private final int firstBlock;
+    private final int blocks;
+    private final boolean first;
+    private final boolean last;
+    private final double keep;
+    private final int seqLen;
+    private final int d;
+    private final int heads;
+    private final int ff;
+    private final int vocab;
+    private final double eps;
+    private final Workers workers;
+    private final Blas blas;
+    private final Kernels k;
+    private final Attention attention;
+    private final Classifier classifier;
+    private final OpTimes ops;
+
+    // ---- arguments of the running region (set by the calling thread before Workers.run; read by every member)
+    private Activations act;
+    private Scratch scratch;
+    private Weights params;
+    private Weights grads;
+    private int batch;
+    private int rows;
+    private DropoutKeys keys;
+    private int[] targets;
+    private double gradScale;
+    private final Workers.Region forwardRegion = this::forwardPass;
+    private final Workers.Region lossRegion = this::lossPass;
+    private final Workers.Region backwardRegion = this::backwardPass;
+
+    StagePasses(ModelConfig cfg, int stage, int numStages, int firstBlock, int endBlock, Workers workers, OpTimes ops) {
+        this.cfg = cfg;
+        this.firstBlock = firstBlock;
+        this.blocks = endBlock - firstBlock;
+        this.first = stage == 0;
+        this.last = stage == numStages - 1;
+        this.keep = 1.0 / (1.0 - cfg.dropout());
+        this.seqLen = cfg.seqLen();
+        this.d = cfg.dModel();
+        this.heads = cfg.nHead();
+        this.ff = cfg.ffWidth();
+        this.vocab = cfg.vocabSize();
+        this.eps = cfg.layerNormEps();
+        this.workers = workers;
+        this.blas = new Blas(workers.size());
+        this.k = cfg.isDouble() ? new DoubleKernels() : new FloatKernels();
+        this.attention = new Attention(cfg, blas, k);
+        this.classifier = new Classifier(cfg, blas, k, ops);
+        this.ops = ops;
+    }
+
+    /** The forward pass of the micro-batch whose inputs {@code act} holds (x[0] on later stages, tokens on stage 0). */
+    void forward(Activations act, Scratch scratch, Weights params, int batch, DropoutKeys keys) {
+        set(act, scratch, params, null, batch, keys);
+        workers.run(forwardRegion);
+    }
+
+    /** The loss pass after a forward pass; with {@code grads} also dL/d(head input), ready for {@link #backward}. */
+    void loss(int[] targets, Weights grads, double gradScale) {
+        this.targets = targets;
+        this.grads = grads;
+        this.gradScale = gradScale;
+        workers.run(lossRegion);
+    }
+
+    /** The backward pass of the micro-batch {@code act} holds, from scratch.dRes = dL/d(stage output). */
+    void backward(Activations act, Scratch scratch, Weights params, Weights grads, int batch, DropoutKeys keys) {
+        set(act, scratch, params, grads, batch, keys);
+        workers.run(backwardRegion);
+    }
+
+    /** dL/dlogits and the loss' row values come from the last {@link #loss}; logits alone for generation. */
+    void logits(Tensor in, int r0, int n, Tensor out, int offOut) {
+        classifier.logits(0, in, r0, n, params, out, offOut);
+    }
+
+    private void set(Activations act, Scratch scratch, Weights params, Weights grads, int batch, DropoutKeys keys) {
+        this.act = act;
+        this.scratch = scratch;
+        this.params = params;
+        this.grads = grads;
+        this.batch = batch;
+        this.rows = batch * seqLen;
+        this.keys = keys;
+    }
+
+    // ------------------------------------------------------------------ forward
+
+    private void forwardPass(Workers.Team t) {
+        int m = t.index();
+        int r0 = t.from(rows);
+        int r1 = t.to(rows);
+        ops.start(t);
+        if (first) {
+            k.embed(act.tokens, params.wte, params.wpe, act.x[0], seqLen, d, r0, r1);
+            if (keys != null) {
+                DropoutBytes.fill(act.embeddingMask, keys, cfg.dropout(), DropoutMasks.EMBEDDING_LAYER,
+                        DropoutMasks.SITE_EMBEDDING, (long) seqLen * d, r0 * d, r1 * d);
+                k.applyMask(act.x[0], 0, act.embeddingMask, 0, keep, r0 * d, r1 * d);
+            }
+            ops.charge(t, OpTimes.Kind.EMBEDDING);
+        }
+        for (int l = 0; l < blocks; l++) {
+            Weights.Block w = params.blocks[l];
+            int layer = firstBlock + l;
+            Tensor x = act.x[l];
+            Tensor attnIn = x;
+            if (cfg.preNorm()) {
+                k.layerNorm(x, w.ln1W, w.ln1B, act.norm1[l], act.mean1[l], act.rstd1[l], d, eps, r0, r1);
+                attnIn = act.norm1[l];
+                ops.charge(t, OpTimes.Kind.LAYER_NORM);
+            }
+            linearForward(m, attnIn, w.attnW, w.attnB, act.qkv[l], d, 3 * d, r0, r1);
+            ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
+            ops.sync(t);
+            int pairs = batch * heads;
+            for (int p = t.from(pairs); p < t.to(pairs); p++) {
+                attention.forward(m, act, scratch, l, layer, p / heads, p % heads, keys);
+            }
+            ops.charge(t, OpTimes.Kind.ATTENTION_FORWARD);
+            ops.sync(t);
+            linearForward(m, act.attY[l], w.projW, w.projB, scratch.proj, d, d, r0, r1);
+            ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
+            ByteBuffer attnMask = residualMask(act.attnMask, l, layer, DropoutMasks.SITE_ATTENTION_RESIDUAL, r0, r1);
+            k.residual(x, scratch.proj, attnMask, 0, keep, act.sum1[l], r0 * d, r1 * d);
+            ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+            Tensor mlpIn;
+            if (cfg.preNorm()) {
+                k.layerNorm(act.sum1[l], w.ln2W, w.ln2B, act.norm2OrSum2[l], act.mean2[l], act.rstd2[l], d, eps, r0, r1);
+                mlpIn = act.norm2OrSum2[l];
+            } else {
+                k.layerNorm(act.sum1[l], w.ln1W, w.ln1B, act.norm1[l], act.mean1[l], act.rstd1[l], d, eps, r0, r1);
+                mlpIn = act.norm1[l];
+            }
+            ops.charge(t, OpTimes.Kind.LAYER_NORM);
+            linearForward(m, mlpIn, w.fcW, w.fcB, act.fc[l], d, ff, r0, r1);
+            ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
+            activation(act.fc[l], scratch.act, r0 * ff, r1 * ff);
+            ops.charge(t, OpTimes.Kind.ACTIVATION);
+            linearForward(m, scratch.act, w.fc2W, w.fc2B, scratch.proj, ff, d, r0, r1);
+            ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
+            ByteBuffer mlpMask = residualMask(act.mlpMask, l, layer, DropoutMasks.SITE_MLP_RESIDUAL, r0, r1);
+            if (cfg.preNorm()) {
+                k.residual(act.sum1[l], scratch.proj, mlpMask, 0, keep, act.x[l + 1], r0 * d, r1 * d);
+                ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+            } else {
+                k.residual(act.norm1[l], scratch.proj, mlpMask, 0, keep, act.norm2OrSum2[l], r0 * d, r1 * d);
+                ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+                k.layerNorm(act.norm2OrSum2[l], w.ln2W, w.ln2B, act.x[l + 1], act.mean2[l], act.rstd2[l], d, eps, r0, r1);
+                ops.charge(t, OpTimes.Kind.LAYER_NORM);
+            }
+        }
+        if (last && cfg.preNorm()) {
+            k.layerNorm(act.x[blocks], params.lnfW, params.lnfB, act.lnf, act.meanF, act.rstdF, d, eps, r0, r1);
+            ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        }
+    }
+
+    /** The dropout mask of a residual site for rows [r0, r1) (generated during forward), or null without dropout. */
+    private ByteBuffer residualMask(ByteBuffer[] masks, int l, int layer, int site, int r0, int r1) {
+        if (keys == null) {
+            return null;
+        }
+        DropoutBytes.fill(masks[l], keys, cfg.dropout(), layer, site, (long) seqLen * d, r0 * d, r1 * d);
+        return masks[l];
+    }
+
+    private void activation(Tensor in, Tensor out, int from, int to) {
+        if ("relu".equals(cfg.activation())) {
+            k.relu(in, out, from, to);
+        } else {
+            k.gelu(in, out, from, to);
+        }
+    }
+
+    private void activationBackward(Tensor in, Tensor dOut, Tensor dIn, int from, int to) {
+        if ("relu".equals(cfg.activation())) {
+            k.reluBackward(in, dOut, dIn, from, to);
+        } else {
+            k.geluBackward(in, dOut, dIn, from, to);
+        }
+    }
+
+    /** out[r0:r1] = in[r0:r1] . W (+ bias): rows of [N, inF] . [inF, outF]. */
+    private void linearForward(int m, Tensor in, Tensor w, Tensor bias, Tensor out, int inF, int outF, int r0, int r1) {
+        if (bias != null) {
+            k.fillRows(bias, out, 0, outF, r0, r1);
+        }
+        blas.gemm(m, false, false, r1 - r0, outF, inF, 1.0, in, r0 * inF, inF, w, 0, outF, bias != null ? 1.0 : 0.0,
+                out, r0 * outF, outF);
+    }
+
+    // ------------------------------------------------------------------ loss (last stage)
+
+    private void lossPass(Workers.Team t) {
+        Tensor in = cfg.preNorm() ? act.lnf : act.x[blocks];
+        Tensor dIn = cfg.preNorm() ? scratch.dNormA : scratch.dRes;
+        classifier.run(t, in, dIn, rows, targets, scratch, params, grads, grads == null ? Double.NaN : gradScale,
+                grads != null);
+    }
+
+    // ------------------------------------------------------------------ backward
+
+    /** From dRes = dL/d(stage output) (last stage: from the loss pass) back to the input or the embeddings. */
+    private void backwardPass(Workers.Team t) {
+        int m = t.index();
+        int r0 = t.from(rows);
+        int r1 = t.to(rows);
+        Tensor dRes = scratch.dRes;
+        ops.start(t);
+        if (last && cfg.preNorm()) {
+            // dNormA holds dL/d(ln_f output); dRes = LN_f backward (fresh)
+            zero(dRes, r0 * d, r1 * d);
+            ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+            k.layerNormBackwardInput(scratch.dNormA, act.x[blocks], params.lnfW, act.meanF, act.rstdF, dRes, d, r0, r1);
+            ops.charge(t, OpTimes.Kind.LAYER_NORM);
+            ops.charge(t, OpTimes.Kind.LAYER_NORM);
+            ops.sync(t);
+            k.layerNormBackwardParams(scratch.dNormA, act.x[blocks], act.meanF, act.rstdF, grads.lnfW, grads.lnfB,
+                    rows, d, t.from(d), t.to(d));
+            ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        }
+        for (int l = blocks - 1; l >= 0; l--) {
+            if (cfg.preNorm()) {
+                preNormBlockBackward(t, l, r0, r1);
+            } else {
+                postNormBlockBackward(t, l, r0, r1);
+            }
+        }
+        if (first) {
+            if (keys != null) {
+                k.applyMask(dRes, 0, act.embeddingMask, 0, keep, r0 * d, r1 * d);
+            }
+            ops.charge(t, OpTimes.Kind.EMBEDDING);
+            ops.sync(t);
+            k.scatterAddRows(act.tokens, rows, dRes, grads.wte, d, t.from(vocab), t.to(vocab));
+            k.sumOverBatch(dRes, grads.wpe, batch, seqLen, d, t.from(seqLen), t.to(seqLen));
+            ops.charge(t, OpTimes.Kind.EMBEDDING);
+        }
+    }
+
+    private void zero(Tensor x, int from, int to) {
+        k.zero(x, from, to);
+    }
+
+    /**
+     * Pre-norm block backward; dRes holds dL/d(block output) and becomes dL/d(block input). The residual stream's
+     * gradient passes straight through both additions; each branch adds its part.
+     */
+    private void preNormBlockBackward(Workers.Team t, int l, int r0, int r1) {
+        int m = t.index();
+        Weights.Block w = params.blocks[l];
+        Weights.Block g = grads.blocks[l];
+        Tensor dRes = scratch.dRes;
+        // MLP branch: x' = sum1 + drop(fc2(act(fc(norm2))))
+        Tensor dMlp = branchGradient(dRes, act.mlpMask, l, r0, r1);
+        ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        activation(act.fc[l], scratch.act, r0 * ff, r1 * ff);
+        ops.charge(t, OpTimes.Kind.ACTIVATION);
+        ops.sync(t);
+        linearBackward(t, scratch.act, dMlp, w.fc2W, g.fc2W, g.fc2B, scratch.dFc, ff, d, false);
+        ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        activationBackward(act.fc[l], scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
+        ops.charge(t, OpTimes.Kind.ACTIVATION);
+        ops.sync(t);
+        linearBackward(t, act.norm2OrSum2[l], scratch.dFc, w.fcW, g.fcW, g.fcB, scratch.dNormA, d, ff, false);
+        ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        k.layerNormBackwardInput(scratch.dNormA, act.sum1[l], w.ln2W, act.mean2[l], act.rstd2[l], dRes, d, r0, r1);
+        ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        ops.sync(t);
+        k.layerNormBackwardParams(scratch.dNormA, act.sum1[l], act.mean2[l], act.rstd2[l], g.ln2W, g.ln2B, rows, d,
+                t.from(d), t.to(d));
+        ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        // attention branch: sum1 = x + drop(proj(attn(norm1)))
+        Tensor dAttn = branchGradient(dRes, act.attnMask, l, r0, r1);
+        ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        ops.sync(t);
+        linearBackward(t, act.attY[l], dAttn, w.projW, g.projW, g.projB, scratch.dAttY, d, d, false);
+        ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        ops.sync(t);
+        attentionBackwardAll(t, l);
+        ops.charge(t, OpTimes.Kind.ATTENTION_BACKWARD);
+        ops.sync(t);
+        linearBackward(t, act.norm1[l], scratch.dQkv, w.attnW, g.attnW, g.attnB, scratch.dNormB, d, 3 * d, false);
+        ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        k.layerNormBackwardInput(scratch.dNormB, act.x[l], w.ln1W, act.mean1[l], act.rstd1[l], dRes, d, r0, r1);
+        ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        ops.sync(t);
+        k.layerNormBackwardParams(scratch.dNormB, act.x[l], act.mean1[l], act.rstd1[l], g.ln1W, g.ln1B, rows, d,
+                t.from(d), t.to(d));
+        ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        ops.sync(t);
+    }
+
+    /**
+     * Post-norm block backward: x' = LN2(sum2), sum2 = norm1 + drop(mlp(norm1)), norm1 = LN1(sum1),
+     * sum1 = x + drop(attn(x)). dRes holds dL/dx' and becomes dL/dx.
+     */
+    private void postNormBlockBackward(Workers.Team t, int l, int r0, int r1) {
+        int m = t.index();
+        Weights.Block w = params.blocks[l];
+        Weights.Block g = grads.blocks[l];
+        Tensor dRes = scratch.dRes;
+        Tensor dSum = scratch.dNormA;
+        // dSum2 = LN2 backward of dL/dx'
+        zero(dSum, r0 * d, r1 * d);
+        ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        k.layerNormBackwardInput(dRes, act.norm2OrSum2[l], w.ln2W, act.mean2[l], act.rstd2[l], dSum, d, r0, r1);
+        ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        ops.sync(t);
+        k.layerNormBackwardParams(dRes, act.norm2OrSum2[l], act.mean2[l], act.rstd2[l], g.ln2W, g.ln2B, rows, d,
+                t.from(d), t.to(d));
+        ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        ops.sync(t);
+        // dRes := dSum2 (the residual path into norm1); the MLP branch adds its part
+        dRes.copyFrom(dSum, r0 * d, r0 * d, (r1 - r0) * d);
+        ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        Tensor dMlp = branchGradient(dSum, act.mlpMask, l, r0, r1);
+        ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        activation(act.fc[l], scratch.act, r0 * ff, r1 * ff);
+        ops.charge(t, OpTimes.Kind.ACTIVATION);
+        ops.sync(t);
+        linearBackward(t, scratch.act, dMlp, w.fc2W, g.fc2W, g.fc2B, scratch.dFc, ff, d, false);
+        ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        activationBackward(act.fc[l], scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
+        ops.charge(t, OpTimes.Kind.ACTIVATION);
+        ops.sync(t);
+        linearBackward(t, act.norm1[l], scratch.dFc, w.fcW, g.fcW, g.fcB, dRes, d, ff, true);
+        ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        ops.sync(t);
+        // dRes = dL/d(norm1); dSum1 = LN1 backward
+        zero(scratch.dNormB, r0 * d, r1 * d);
+        ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        k.layerNormBackwardInput(dRes, act.sum1[l], w.ln1W, act.mean1[l], act.rstd1[l], scratch.dNormB, d, r0, r1);
+        ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        ops.sync(t);
+        k.layerNormBackwardParams(dRes, act.sum1[l], act.mean1[l], act.rstd1[l], g.ln1W, g.ln1B, rows, d,
+                t.from(d), t.to(d));
+        ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        ops.sync(t);
+        // dRes := dSum1 (the residual path into x); the attention branch adds its part
+        dRes.copyFrom(scratch.dNormB, r0 * d, r0 * d, (r1 - r0) * d);
+        ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        Tensor dAttn = branchGradient(scratch.dNormB, act.attnMask, l, r0, r1);
+        ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        ops.sync(t);
+        linearBackward(t, act.attY[l], dAttn, w.projW, g.projW, g.projB, scratch.dAttY, d, d, false);
+        ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        ops.sync(t);
+        attentionBackwardAll(t, l);
+        ops.charge(t, OpTimes.Kind.ATTENTION_BACKWARD);
+        ops.sync(t);
+        linearBackward(t, act.x[l], scratch.dQkv, w.attnW, g.attnW, g.attnB, dRes, d, 3 * d, true);
+        ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
+        ops.sync(t);
+    }
+
+    /** The gradient entering a dropped-out residual branch: dSum itself, or dSum * mask in dBranch. */
+    private Tensor branchGradient(Tensor dSum, ByteBuffer[] masks, int l, int r0, int r1) {
+        if (keys == null) {
+            return dSum;
+        }
+        k.maskedCopy(dSum, r0 * d, masks[l], r0 * d, keep, scratch.dBranch, r0 * d, (r1 - r0) * d);
+        return scratch.dBranch;
+    }
+
+    /**
+     * Backward of out = in . W + b for all N rows, given dOut complete for every row (the caller's barrier):
+     * dW += in^T . dOut and db += column sums, split by output columns; dIn (= or += with accumulate) =
+     * dOut . W^T for this member's rows. Callers barrier before anything reads another member's rows of dIn.
+     */
+    private void linearBackward(Workers.Team t, Tensor in, Tensor dOut, Tensor w, Tensor dW, Tensor dB, Tensor dIn,
+                                int inF, int outF, boolean accumulate) {
+        int m = t.index();
+        int c0 = t.from(outF);
+        int c1 = t.to(outF);
+        blas.gemm(m, true, false, inF, c1 - c0, rows, 1.0, in, 0, inF, dOut, c0, outF, 1.0, dW, c0, outF);
+        if (dB != null) {
+            k.columnSums(dOut, dB, rows, outF, c0, c1);
+        }
+        int r0 = t.from(rows);
+        int r1 = t.to(rows);
+        blas.gemm(m, false, true, r1 - r0, inF, outF, 1.0, dOut, r0 * outF, outF, w, 0, outF, accumulate ? 1.0 : 0.0,
+                dIn, r0 * inF, inF);
+    }
+
+    private void attentionBackwardAll(Workers.Team t, int l) {
+        int pairs = batch * heads;
+        for (int p = t.from(pairs); p < t.to(pairs); p++) {
+            attention.backward(t.index(), act, scratch, l, p / heads, p % heads, keys != null);
+        }
+    }
+}
