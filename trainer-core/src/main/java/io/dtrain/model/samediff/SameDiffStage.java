@@ -136,6 +136,11 @@ public final class SameDiffStage implements Stage {
         }
     }
 
+    /** Adds a listener to the stage's graph (e.g. per-op timing in benchmarks). */
+    public void addListener(org.nd4j.autodiff.listeners.Listener listener) {
+        graph.sd.addListeners(listener);
+    }
+
     // ------------------------------------------------------------------ parameters
 
     @Override
