@@ -38,35 +38,38 @@ public final class GradClipper {
     }
 
     /**
-     * float32: the squares summed in double lanes (each float lane widened), over blocks of {@value #BLOCK}
-     * elements split over the compute threads; the blocks' sums are added in block order, so the total does not
-     * depend on the split.
+     * float32: each square in double (so the sum is as good as a double sum, whatever the values), summed over
+     * blocks of {@value #BLOCK} elements split over the compute threads; the blocks' sums are added in block order,
+     * so the total does not depend on the split.
      */
     private static double sumOfSquares(java.nio.ByteBuffer b, int n) {
         int blocks = (n + BLOCK - 1) / BLOCK;
         double[] blockSums = new double[blocks];
-        jdk.incubator.vector.VectorSpecies<Double> wide = jdk.incubator.vector.DoubleVector.SPECIES_PREFERRED;
-        int parts = FloatLanes.L / wide.length();
         FloatLanes.forEachShare(blocks, (a, z) -> {
             for (int k = a; k < z; k++) {
                 int from = k * BLOCK;
                 int to = Math.min(n, from + BLOCK);
-                jdk.incubator.vector.DoubleVector acc = jdk.incubator.vector.DoubleVector.zero(wide);
+                // four accumulators: a shorter dependency chain, the same double precision
+                double s0 = 0;
+                double s1 = 0;
+                double s2 = 0;
+                double s3 = 0;
                 int i = from;
-                for (; i + FloatLanes.L <= to; i += FloatLanes.L) {
-                    jdk.incubator.vector.FloatVector x = FloatLanes.load(b, i);
-                    for (int part = 0; part < parts; part++) {
-                        jdk.incubator.vector.DoubleVector xd = (jdk.incubator.vector.DoubleVector)
-                                x.convertShape(jdk.incubator.vector.VectorOperators.F2D, wide, part);
-                        acc = xd.fma(xd, acc);
-                    }
+                for (; i + 4 <= to; i += 4) {
+                    double x0 = b.getFloat(i << 2);
+                    double x1 = b.getFloat((i + 1) << 2);
+                    double x2 = b.getFloat((i + 2) << 2);
+                    double x3 = b.getFloat((i + 3) << 2);
+                    s0 += x0 * x0;
+                    s1 += x1 * x1;
+                    s2 += x2 * x2;
+                    s3 += x3 * x3;
                 }
-                double sum = acc.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
                 for (; i < to; i++) {
                     double x = b.getFloat(i << 2);
-                    sum += x * x;
+                    s0 += x * x;
                 }
-                blockSums[k] = sum;
+                blockSums[k] = (s0 + s1) + (s2 + s3);
             }
         });
         double total = 0;
