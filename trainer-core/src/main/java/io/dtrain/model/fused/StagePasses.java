@@ -66,6 +66,9 @@ final class StagePasses {
         this.workers = workers;
         this.blas = new Blas(workers.size());
         this.k = cfg.isDouble() ? new DoubleKernels() : new FloatKernels();
+        if (!cfg.isDouble()) {
+            KernelWarmUp.floatKernels();
+        }
         this.attention = new Attention(cfg, blas, k);
         this.classifier = new Classifier(cfg, blas, k, ops);
         this.ops = ops;
