@@ -125,7 +125,7 @@ public final class ProcessGroup implements AutoCloseable {
 
     /** Bytes this process has sent on this group's ring (headers included). */
     public long bytesSent() {
-        return ring.bytesSent.get();
+        return ring.bytesSent();
     }
 
     // ---------------------------------------------------------------------------------------------------------

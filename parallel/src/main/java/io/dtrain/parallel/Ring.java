@@ -1,19 +1,16 @@
 package io.dtrain.parallel;
 
-import io.aeron.Publication;
-import java.time.Duration;
 import java.util.Arrays;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
-import org.agrona.DirectBuffer;
-import org.agrona.MutableDirectBuffer;
 import org.agrona.concurrent.BackoffIdleStrategy;
 import org.agrona.concurrent.IdleStrategy;
 
 /**
  * The ring of one process group: a link to the next member and one from the previous one (a shared-memory
- * {@link ShmLink} within a host, else an Aeron stream; see {@link RingLinks}), and the collectives on top. Runs on
- * the communication thread only (one op at a time), allocation-free per frame.
+ * {@link ShmLink} within a host, else an Aeron stream; see {@link RingLinks}), and the collectives on top. This class
+ * is their schedule: which segment of the buffer each member sends and receives at each ring step, and in which order
+ * frames go; how one frame is claimed, sent, checked and reduced on the links is {@link RingFrames}. Runs on the
+ * communication thread only (one op at a time), allocation-free per frame.
  *
  * <p>Words: a <em>frame</em> is one message on a link (a {@link Frame} header and at most the group's frame payload);
  * a <em>burst</em> is {@link #BURST_FRAMES} consecutive frames of one segment; <em>slice</em> l is the l-th burst of
@@ -25,27 +22,12 @@ import org.agrona.concurrent.IdleStrategy;
  * copied around, so every member gets the same bits on every run.
  */
 final class Ring implements AutoCloseable {
-    // Small on purpose: the three terms of an ipc publication (12 MiB) stay in the last-level cache, so writing a frame
-    // does not first read a cold line from memory and the receiver reduces out of cache. A 32 MiB term doubled the
-    // copy and add time per frame on the 2-core test machine. The price: an ipc publication may run at most
-    // term/2 = 2 MiB ahead of its subscriber, and only the driver's conductor moves that limit (see DriverMain).
-    static final String IPC_TERM_LENGTH = "4m";
-    static final String UDP_TERM_LENGTH = "8m";
     /**
      * Frames per burst, the part of one segment in one slice (see {@link #runRing}): 16 x 64 KiB = 1 MiB, half the
      * smallest link window (ipc: term/2 = 2 MiB; udp: 4 MiB; shm: 4 MiB), so a received frame waiting for room to
      * forward it always gets it.
      */
     static final int BURST_FRAMES = 16;
-    private static final long NOT_CONNECTED_GRACE_NS = TimeUnit.SECONDS.toNanos(1);
-    /**
-     * Benchmark/diagnosis option (DTRAIN_TRANSPORT_THROTTLE): bytes/s this process may send per collective on this
-     * ring (0 = off), to make communication comparable to compute on a fast local transport. A throttled frame is
-     * retried like a back-pressured one, so timeouts and failure handling stay the same.
-     */
-    private final long throttleBytesPerS;
-    private long throttleStartNs;
-    private long throttledBytes;
 
     final Communicator comm;
     private final HealthMonitor health;
@@ -55,24 +37,11 @@ final class Ring implements AutoCloseable {
     final int size;
     final int prevRank;
     final int nextRank;
-    private final RingLinks.Outbound out;
-    private final RingLinks.InboundFrames in;
-    private final int maxPayloadBytes;
+    private final RingFrames frames;
     private final IdleStrategy idle = new BackoffIdleStrategy(20, 50, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(100));
-    private final FrameReceiver receiver = new FrameReceiver();
-    final AtomicLong bytesSent = new AtomicLong();
     private final long[] segmentStart;
 
-    // The running collective (comm thread only).
-    private int kind;
-    private String opName;
-    private int nameHash;
-    private long seq;
-    private long totalElements;
-    private ElementType type;
-    private ReduceOp reduceOp;
-    private int misc;
-    private long baseAddress;
+    // The running collective's schedule (comm thread only).
     private int frameElements;
     private long burstElements;
     private int slices;
@@ -82,7 +51,6 @@ final class Ring implements AutoCloseable {
     private final Cursor send = new Cursor();
     private final Cursor recv = new Cursor();
     private long lastProgressNs;
-    private long notConnectedSinceNs;
 
     Ring(Communicator comm, String groupKey, int[] members, int streamBase) {
         this.comm = comm;
@@ -94,40 +62,7 @@ final class Ring implements AutoCloseable {
         this.prevRank = members[Math.floorMod(index - 1, size)];
         this.nextRank = members[Math.floorMod(index + 1, size)];
         this.segmentStart = new long[size + 1];
-        this.throttleBytesPerS = comm.config().throttleBytesPerSecond();
-        if (size == 1) {
-            out = null;
-            in = null;
-            maxPayloadBytes = comm.config().maxFramePayloadBytes();
-            return;
-        }
-        WorldConfig config = comm.config();
-        Duration wait = config.rendezvousTimeout();
-        RingLinks.Incoming incoming = RingLinks.openIncoming(comm, groupKey, prevRank, streamBase + index);
-        in = incoming.frames();
-        comm.store().set("ring/" + groupKey + "/" + comm.rank(), incoming.senderChannel());
-        String channel = comm.store().getString("ring/" + groupKey + "/" + nextRank, wait);
-        out = RingLinks.openOutgoing(comm, channel, streamBase + Math.floorMod(index + 1, size));
-        // Every member must cut buffers into the same frames, so the group uses its smallest frame (MTUs differ
-        // between ipc and udp links).
-        comm.store().set("payload/" + groupKey + "/" + comm.rank(),
-                Integer.toString(Math.min(config.maxFramePayloadBytes(), out.maxFrameLength() - Frame.HEADER_LENGTH)));
-        int smallest = Integer.MAX_VALUE;
-        for (int member : members) {
-            smallest = Math.min(smallest, Integer.parseInt(comm.store().getString("payload/" + groupKey + "/" + member, wait)));
-        }
-        maxPayloadBytes = smallest;
-        long deadline = System.nanoTime() + wait.toNanos();
-        while (!out.isConnected() || !in.isConnected()) {
-            if (System.nanoTime() > deadline) {
-                throw new CollectiveException("group " + groupKey + " on rank " + comm.rank() + ": ring not connected after "
-                        + wait.toSeconds() + " s (to rank " + nextRank + ": " + out.isConnected() + ", from rank "
-                        + prevRank + ": " + in.isConnected() + ") over " + channel);
-            }
-            Inbound.pause();
-        }
-        org.slf4j.LoggerFactory.getLogger(Ring.class).info("group {} rank {}: receiving from rank {} over {}, sending to rank {} over {}, {} B frames",
-                groupKey, comm.rank(), prevRank, in.describe(), nextRank, out.describe(), maxPayloadBytes);
+        this.frames = new RingFrames(this, streamBase);
     }
 
     static int indexOf(int[] members, int rank) {
@@ -178,24 +113,25 @@ final class Ring implements AutoCloseable {
         if (size == 1) {
             return;
         }
-        long frames = (totalElements + frameElements - 1) / frameElements;
+        long totalElements = buffer.elements();
+        long frameCount = (totalElements + frameElements - 1) / frameElements;
         boolean root = index == rootIndex;
         boolean forward = Math.floorMod(index + 1, size) != rootIndex;
-        long sent = root || forward ? 0 : frames;
-        long received = root ? frames : 0;
+        long sent = root || forward ? 0 : frameCount;
+        long received = root ? frameCount : 0;
         lastProgressNs = System.nanoTime();
-        while (sent < frames || received < frames) {
+        while (sent < frameCount || received < frameCount) {
             int work = 0;
-            if (sent < frames && sent < received) {
+            if (sent < frameCount && sent < received) {
                 long offset = sent * frameElements;
-                if (offer(0, offset, (int) Math.min(frameElements, totalElements - offset))) {
+                if (frames.offer(0, offset, (int) Math.min(frameElements, totalElements - offset))) {
                     sent++;
                     work++;
                 }
             }
-            if (received < frames) {
+            if (received < frameCount) {
                 long offset = received * frameElements;
-                if (poll(0, offset, (int) Math.min(frameElements, totalElements - offset), false, false, false)) {
+                if (frames.poll(0, offset, (int) Math.min(frameElements, totalElements - offset), false, false, false)) {
                     received++;
                     work++;
                 }
@@ -205,18 +141,9 @@ final class Ring implements AutoCloseable {
     }
 
     private void begin(int kind, String name, long sequence, FlatBuffer buffer, ReduceOp op) {
-        this.kind = kind;
-        this.opName = name;
-        this.nameHash = name.hashCode();
-        this.seq = sequence;
-        this.totalElements = buffer.elements();
-        this.type = buffer.type();
-        this.reduceOp = op;
-        this.misc = Frame.misc(buffer.type(), op);
-        this.baseAddress = buffer.address();
-        this.frameElements = Math.max(1, maxPayloadBytes / type.bytes());
+        frames.begin(kind, name, sequence, buffer, op);
+        this.frameElements = Math.max(1, frames.maxPayloadBytes / buffer.type().bytes());
         this.burstElements = (long) BURST_FRAMES * frameElements;
-        this.notConnectedSinceNs = 0;
     }
 
     private void equalSegments(long elements) {
@@ -252,7 +179,7 @@ final class Ring implements AutoCloseable {
      * copying after. Slices follow each other without a pause: the wire order is (slice, step, frame) on every link.
      *
      * <p>Only step 0 sends from the caller's buffer. Every later frame is sent by the receive of the same burst one
-     * step earlier, in one pass over the received frame (see {@link FrameReceiver}): reduce (or copy) it straight into
+     * step earlier, in one pass over the received frame (see {@link RingFrames#poll}): reduce (or copy) it straight into
      * the claim of the frame that forwards it. So a received frame must wait until the sender is exactly at its
      * forward; with bursts of at most half a link's window, every link always has room for that,
      * whatever the other members do (no cycle of full links), which the whole-segment ring of before could not
@@ -262,8 +189,7 @@ final class Ring implements AutoCloseable {
         if (steps == 0) {
             return; // a group of one
         }
-        throttleStartNs = 0;
-        throttledBytes = 0;
+        frames.restartThrottle();
         this.steps = steps;
         this.reduceSteps = reduceSteps;
         this.shift = shift;
@@ -281,7 +207,7 @@ final class Ring implements AutoCloseable {
                 int segment = sendSegment(0);
                 long offset = burstStart(send.slice, segment) + (long) send.frame * frameElements;
                 int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
-                if (offer(0, offset, count)) {
+                if (frames.offer(0, offset, count)) {
                     work++;
                     send.advance();
                 }
@@ -294,7 +220,7 @@ final class Ring implements AutoCloseable {
                     int count = (int) Math.min(frameElements, segmentStart[segment + 1] - offset);
                     boolean reduce = recv.step < reduceSteps;
                     boolean last = recv.step == reduceSteps - 1;
-                    if (poll(recv.step, offset, count, reduce, last, forward)) {
+                    if (frames.poll(recv.step, offset, count, reduce, last, forward)) {
                         work++;
                         recv.advance();
                         if (forward) {
@@ -354,7 +280,7 @@ final class Ring implements AutoCloseable {
         if (failed != null) {
             throw health.fail(this, failed, false);
         }
-        if (in != null && in.isClosed()) {
+        if (frames.incomingClosed()) {
             throw failLost("rank " + prevRank + " (previous in the ring) is gone: its stream closed"
                     + " (the process died or closed its process group)");
         }
@@ -370,251 +296,31 @@ final class Ring implements AutoCloseable {
     }
 
     /** A neighbour went away: if it (or another member) reported why, that report is the better error. */
-    private CollectiveException failLost(String reason) {
+    CollectiveException failLost(String reason) {
         String reported = health.failureOfNow(members);
         return reported != null ? health.fail(this, reported, false) : health.fail(this, reason, true);
     }
 
     // ---------------------------------------------------------------------------------------------------------
-    // Frames
 
-    /**
-     * Per collective, as a link of that bandwidth would behave: a frame may go once the time since the collective
-     * started has paid for the bytes sent so far (plus one frame of slack).
-     */
-    private boolean throttleAllows(int frameBytes) {
-        long now = System.nanoTime();
-        if (throttleStartNs == 0) {
-            throttleStartNs = now;
-        }
-        double paidBytes = (now - throttleStartNs) / 1e9 * throttleBytesPerS;
-        return throttledBytes <= paidBytes;
+    long bytesSent() {
+        return frames.bytesSent.get();
     }
-
-    /** Sends one frame of the caller's buffer (ring step 0). */
-    private boolean offer(int step, long elementOffset, int count) {
-        long result = claimFrame(step, elementOffset, count);
-        if (result <= 0) {
-            return checkNotSent(result);
-        }
-        int bytes = count * type.bytes();
-        Reduce.copy(claimedPayload(), baseAddress + elementOffset * type.bytes(), bytes);
-        commitFrame(bytes);
-        return true;
-    }
-
-    /**
-     * Claims the next frame on the outgoing link and writes its header: the new position (> 0), or Aeron's reason it
-     * cannot go now (< 0), or 0 while throttled. The payload follows at {@link #claimedPayload}.
-     */
-    private long claimFrame(int step, long elementOffset, int count) {
-        int payloadBytes = count * type.bytes();
-        if (throttleBytesPerS > 0 && !throttleAllows(Frame.HEADER_LENGTH + payloadBytes)) {
-            return 0;
-        }
-        long result = out.tryClaim(Frame.HEADER_LENGTH + payloadBytes);
-        if (result > 0) {
-            MutableDirectBuffer buffer = out.buffer();
-            int at = out.offset();
-            buffer.putInt(at + Frame.TYPE_OFFSET, Frame.TYPE_DATA);
-            buffer.putInt(at + Frame.KIND_OFFSET, kind);
-            buffer.putLong(at + Frame.SEQ_OFFSET, seq);
-            buffer.putInt(at + Frame.NAME_HASH_OFFSET, nameHash);
-            buffer.putInt(at + Frame.STEP_OFFSET, step);
-            buffer.putLong(at + Frame.ELEMENT_OFFSET_OFFSET, elementOffset);
-            buffer.putLong(at + Frame.TOTAL_OFFSET, totalElements);
-            buffer.putInt(at + Frame.COUNT_OFFSET, count);
-            buffer.putInt(at + Frame.MISC_OFFSET, misc);
-        }
-        return result;
-    }
-
-    private long claimedPayload() {
-        return out.buffer().addressOffset() + out.offset() + Frame.HEADER_LENGTH;
-    }
-
-    private void commitFrame(int payloadBytes) {
-        out.commit();
-        bytesSent.addAndGet(Frame.HEADER_LENGTH + payloadBytes);
-        throttledBytes += Frame.HEADER_LENGTH + payloadBytes;
-        notConnectedSinceNs = 0;
-        health.frameSent();
-    }
-
-    /** A claim that failed: false if the frame may go later (back pressure, throttle), else the failure. */
-    private boolean checkNotSent(long result) {
-        if (result == 0 || result == Publication.BACK_PRESSURED || result == Publication.ADMIN_ACTION) {
-            return false;
-        }
-        if (result == Publication.NOT_CONNECTED) {
-            long now = System.nanoTime();
-            if (notConnectedSinceNs == 0) {
-                notConnectedSinceNs = now;
-            } else if (now - notConnectedSinceNs > NOT_CONNECTED_GRACE_NS) {
-                throw failLost("rank " + nextRank + " (next in the ring) disconnected: it died or closed its process group");
-            }
-            return false;
-        }
-        if (result == Publication.CLOSED) {
-            throw health.fail(this, "the link to rank " + nextRank + " is closed: this process group is closing", true);
-        }
-        if (result == Publication.MAX_POSITION_EXCEEDED) {
-            throw health.fail(this, "the link to rank " + nextRank + " reached its maximum position"
-                    + " (" + out.describe() + " too small for this job's traffic)", true);
-        }
-        throw health.fail(this, "unexpected Aeron offer result " + result, true);
-    }
-
-    /**
-     * Consumes the next frame if it is there; it must be the one expected at (step, elementOffset, count). With
-     * {@code forward}, only together with sending its content on at step + 1 (which may have to wait).
-     */
-    private boolean poll(int step, long elementOffset, int count, boolean reduce, boolean last, boolean forward) {
-        receiver.expect(step, elementOffset, count, reduce, reduce && last && reduceOp == ReduceOp.AVG, reduce && !last, forward);
-        int fragments = in.poll(receiver);
-        if (receiver.error != null) {
-            String error = receiver.error;
-            receiver.error = null;
-            throw health.fail(this, error, true);
-        }
-        if (receiver.notForwarded != 1) {
-            long result = receiver.notForwarded;
-            receiver.notForwarded = 1;
-            return checkNotSent(result);
-        }
-        return fragments > 0 && receiver.received;
-    }
-
-    /**
-     * Takes one frame out of the incoming link in one pass: a frame that goes on at the next step is reduced (or copied)
-     * straight into the claim of that next frame, so the partial sums of intermediate steps never touch the caller's
-     * buffer (it is overwritten by the final values later); the caller's buffer gets only final values and copies.
-     */
-    private final class FrameReceiver implements RingLinks.FrameHandler {
-        private int step;
-        private long elementOffset;
-        private int count;
-        private boolean reduce;
-        private boolean average;
-        private boolean partial;
-        private boolean forward;
-        boolean received;
-        /** The claim result that kept a frame to forward in the incoming link (1 = none). */
-        long notForwarded = 1;
-        String error;
-
-        void expect(int step, long elementOffset, int count, boolean reduce, boolean average, boolean partial, boolean forward) {
-            this.step = step;
-            this.elementOffset = elementOffset;
-            this.count = count;
-            this.reduce = reduce;
-            this.average = average;
-            this.partial = partial;
-            this.forward = forward;
-            this.received = false;
-        }
-
-        @Override
-        public boolean onFrame(DirectBuffer buffer, int offset, int length) {
-            if (length < Frame.HEADER_LENGTH || buffer.getInt(offset + Frame.TYPE_OFFSET) != Frame.TYPE_DATA) {
-                error = "rank " + prevRank + " sent a malformed frame (" + (length < 0 ? "fragmented" : length + " bytes")
-                        + "): it runs another dtrain version or another job reused this stream";
-                return true;
-            }
-            int peerKind = buffer.getInt(offset + Frame.KIND_OFFSET);
-            long peerSeq = buffer.getLong(offset + Frame.SEQ_OFFSET);
-            int peerNameHash = buffer.getInt(offset + Frame.NAME_HASH_OFFSET);
-            long peerTotal = buffer.getLong(offset + Frame.TOTAL_OFFSET);
-            int peerMisc = buffer.getInt(offset + Frame.MISC_OFFSET);
-            if (peerKind != kind || peerSeq != seq || peerNameHash != nameHash || peerTotal != totalElements || peerMisc != misc) {
-                error = "mismatched collectives: rank " + prevRank + " (previous in the ring) is in " + Frame.kindName(peerKind)
-                        + " #" + peerSeq + (peerNameHash != nameHash ? " with another name" : "")
-                        + " (" + peerTotal + " elements, " + Frame.miscName(peerMisc) + ") while rank " + comm.rank()
-                        + " is in " + Frame.kindName(kind) + " '" + opName + "' #" + seq + " (" + totalElements
-                        + " elements, " + Frame.miscName(misc) + "); every rank must issue the same collectives"
-                        + " in the same order with the same sizes";
-                return true;
-            }
-            if (buffer.getInt(offset + Frame.STEP_OFFSET) != step
-                    || buffer.getLong(offset + Frame.ELEMENT_OFFSET_OFFSET) != elementOffset
-                    || buffer.getInt(offset + Frame.COUNT_OFFSET) != count
-                    || length != Frame.HEADER_LENGTH + count * type.bytes()) {
-                error = "rank " + prevRank + " sent step " + buffer.getInt(offset + Frame.STEP_OFFSET) + " elements ["
-                        + buffer.getLong(offset + Frame.ELEMENT_OFFSET_OFFSET) + ", +" + buffer.getInt(offset + Frame.COUNT_OFFSET)
-                        + ") where step " + step + " elements [" + elementOffset + ", +" + count + ") were expected"
-                        + " (a different frame payload size, DTRAIN_FRAME_PAYLOAD_BYTES, or transport MTU on that rank?)";
-                return true;
-            }
-            int bytes = count * type.bytes();
-            // Bounds were checked above (length matches count) and by FlatBuffer (the buffer holds the range).
-            long own = baseAddress + elementOffset * type.bytes();
-            long src = buffer.addressOffset() + offset + Frame.HEADER_LENGTH;
-            if (forward) {
-                long result = claimFrame(step + 1, elementOffset, count);
-                if (result <= 0) {
-                    notForwarded = result;
-                    return false; // stays in the incoming link until the next frame can go
-                }
-                long out = claimedPayload();
-                if (partial) {
-                    addTo(out, own, src);
-                } else {
-                    if (reduce) {
-                        add(own, src);
-                    } else {
-                        Reduce.copy(own, src, bytes);
-                    }
-                    Reduce.copy(out, reduce ? own : src, bytes);
-                }
-                commitFrame(bytes);
-            } else if (reduce) {
-                add(own, src);
-            } else {
-                Reduce.copy(own, src, bytes);
-            }
-            received = true;
-            return true;
-        }
-
-        private void add(long dst, long src) {
-            if (type == ElementType.FLOAT32) {
-                if (average) {
-                    Reduce.addFloatsDivide(dst, src, count, size);
-                } else {
-                    Reduce.addFloats(dst, src, count);
-                }
-            } else if (average) {
-                Reduce.addDoublesDivide(dst, src, count, size);
-            } else {
-                Reduce.addDoubles(dst, src, count);
-            }
-        }
-
-        private void addTo(long out, long a, long b) {
-            if (type == ElementType.FLOAT32) {
-                Reduce.addFloatsTo(out, a, b, count);
-            } else {
-                Reduce.addDoublesTo(out, a, b, count);
-            }
-        }
-    }
-
-    // ---------------------------------------------------------------------------------------------------------
 
     int kind() {
-        return kind;
+        return frames.kind();
     }
 
     String opName() {
-        return opName;
+        return frames.opName();
     }
 
     long seq() {
-        return seq;
+        return frames.seq();
     }
 
     String describeOp() {
-        return Frame.kindName(kind) + " '" + opName + "' #" + seq;
+        return Frame.kindName(kind()) + " '" + opName() + "' #" + seq();
     }
 
     String describeGroup() {
@@ -623,12 +329,7 @@ final class Ring implements AutoCloseable {
 
     @Override
     public void close() {
-        if (out != null) {
-            out.close();
-        }
-        if (in != null) {
-            in.close();
-        }
+        frames.close();
     }
 
 }
