@@ -132,13 +132,12 @@ public final class StepBreakdown implements Callable<Integer> {
             }
             PrintStream console = System.out;
             System.setOut(quiet); // SameDiff prints a line per op when it first builds a gradient graph
+            // Timing is on from the start: switching it on later would make the JIT recompile the passes mid-run.
+            fused.forEach(t -> t.enable(true));
             for (int i = 0; i < warmup; i++) {
                 trainer.trainStep();
             }
-            fused.forEach(t -> {
-                t.reset();
-                t.enable(true);
-            });
+            fused.forEach(OpTimes::reset);
             sdTimer.on = true;
             List<StepStats> timed = new ArrayList<>();
             for (int i = 0; i < steps; i++) {

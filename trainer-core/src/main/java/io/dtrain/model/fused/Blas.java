@@ -62,8 +62,18 @@ final class Blas {
             db[i] = new DoubleAt();
             dc[i] = new DoubleAt();
         }
-        // The team parallelises; BLAS must not start threads of its own inside each member's call.
-        openblas_nolapack.blas_set_num_threads(1);
+        singleThreaded();
+    }
+
+    /**
+     * The team parallelises; BLAS must not start threads of its own inside each member's call (two members each
+     * running a two-thread GEMM on two cores halve the speed). Checked before every pass: ND4J's native
+     * initialisation sets BLAS back to its own thread count, and it may run after this engine was built.
+     */
+    static void singleThreaded() {
+        if (openblas_nolapack.blas_get_num_threads() != 1) {
+            openblas_nolapack.blas_set_num_threads(1);
+        }
     }
 
     /**

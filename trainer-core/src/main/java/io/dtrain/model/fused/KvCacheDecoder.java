@@ -105,6 +105,7 @@ public final class KvCacheDecoder {
                     + " positions; " + n + " more do not fit (reset and start from a cropped context)");
         }
         int start = length;
+        Blas.singleThreaded();
         for (int i = 0; i < n; i++) {
             int tok = newTokens[i];
             if (tok < 0 || tok >= vocab) {

@@ -77,6 +77,7 @@ final class StagePasses {
     /** The forward pass of the micro-batch whose inputs {@code act} holds (x[0] on later stages, tokens on stage 0). */
     void forward(Activations act, Scratch scratch, Weights params, int batch, DropoutKeys keys) {
         set(act, scratch, params, null, batch, keys);
+        Blas.singleThreaded();
         workers.run(forwardRegion);
     }
 
@@ -91,6 +92,7 @@ final class StagePasses {
     /** The backward pass of the micro-batch {@code act} holds, from scratch.dRes = dL/d(stage output). */
     void backward(Activations act, Scratch scratch, Weights params, Weights grads, int batch, DropoutKeys keys) {
         set(act, scratch, params, grads, batch, keys);
+        Blas.singleThreaded();
         workers.run(backwardRegion);
     }
 
