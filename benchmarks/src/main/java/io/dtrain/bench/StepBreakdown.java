@@ -157,6 +157,16 @@ public final class StepBreakdown implements Callable<Integer> {
             rows.put("optimizer (clip, AdamW, parameters to the model)", optimizerMs);
             rows.put("rest of the step (data, bookkeeping)", Math.max(0, stepMs - computeMs - optimizerMs));
             long tokens = (long) cfg.training().globalBatch() * cfg.model().seqLen();
+            long activationBytes = 0;
+            for (int s = 0; s < model.numStages(); s++) {
+                if (model.stage(s) instanceof FusedStage f) {
+                    activationBytes += f.activationBytes();
+                }
+            }
+            if (activationBytes > 0) {
+                System.out.printf(Locale.ROOT, "activations held (fused engine, training.recompute=%s): %.1f MiB%n",
+                        cfg.training().recompute(), activationBytes / 1048576.0);
+            }
             System.out.printf(Locale.ROOT, "%s engine, %s (d %d, %d layers, T %d, %d x %d tokens per step): %.1f ms per"
                             + " step, %.0f tok/s (mean of %d steps after %d warm-up)%n", engine, config,
                     cfg.model().dModel(), cfg.model().nLayer(), cfg.model().seqLen(), cfg.training().globalBatch(),

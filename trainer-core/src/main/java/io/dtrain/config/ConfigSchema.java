@@ -215,6 +215,8 @@ public final class ConfigSchema {
             integer("training.checkpoint_interval", 0, Range.atLeast(0), "checkpoint every N steps (0 = only at the end)"),
             choice("training.on_non_finite", "stop", List.of("stop", "skip"),
                     "when loss or gradients are NaN/Inf: stop the run, or skip the step"),
+            choice("training.recompute", "none", List.of("none", "blocks"),
+                    "activation recomputation: none (keep every block's activations for the backward pass) or blocks (keep only each block's input and recompute the block just before its backward: less memory, one more forward per step)"),
 
             path("output.dir", "runs/default", true, "run directory (checkpoints, metrics, resolved config)"),
             integer("output.keep_checkpoints", 3, Range.atLeast(1), "keep the newest K checkpoints"),

@@ -17,6 +17,7 @@ package io.dtrain.config;
  *                           data-parallel size
  * @param checkpointInterval checkpoint every N steps (0 = only at the end)
  * @param onNonFinite        "stop" or "skip" when loss or gradients are NaN/Inf
+ * @param recompute          "none" or "blocks": keep only block inputs and recompute each block before its backward
  */
 public record TrainingConfig(
         int globalBatch,
@@ -28,7 +29,12 @@ public record TrainingConfig(
         int evalInterval,
         int evalSequences,
         int checkpointInterval,
-        String onNonFinite) {
+        String onNonFinite,
+        String recompute) {
+
+    public boolean recomputeBlocks() {
+        return "blocks".equals(recompute);
+    }
 
     public static TrainingConfig defaults() {
         return ConfigSchema.defaults().training();

@@ -40,10 +40,18 @@ public final class GptModel implements AutoCloseable {
     private final int onlyStage;
 
     public GptModel(ModelConfig cfg, int[] blocksPerStage) {
-        this(cfg, blocksPerStage, -1);
+        this(cfg, blocksPerStage, -1, false);
     }
 
-    private GptModel(ModelConfig cfg, int[] blocksPerStage, int onlyStage) {
+    /**
+     * @param recompute {@code training.recompute: blocks}: keep only each block's input per in-flight micro-batch
+     *                  and recompute the block's forward pass just before its backward pass
+     */
+    public GptModel(ModelConfig cfg, int[] blocksPerStage, boolean recompute) {
+        this(cfg, blocksPerStage, -1, recompute);
+    }
+
+    private GptModel(ModelConfig cfg, int[] blocksPerStage, int onlyStage, boolean recompute) {
         validate(cfg, blocksPerStage);
         this.cfg = cfg;
         this.blocksPerStage = blocksPerStage.clone();
@@ -57,11 +65,22 @@ public final class GptModel implements AutoCloseable {
             if (onlyStage < 0 || s == onlyStage) {
                 int end = block + blocksPerStage[s];
                 stages[s] = "fused".equals(engine)
-                        ? new FusedStage(cfg, layout, s, stages.length, block, end, ComputeThreads.shared(), clock)
-                        : new SameDiffStage(cfg, layout, s, stages.length, block, end, clock);
+                        ? new FusedStage(cfg, layout, s, stages.length, block, end, recompute, ComputeThreads.shared(), clock)
+                        : recompute ? blockByBlock(s, block, end) : new SameDiffStage(cfg, layout, s, stages.length, block, end, clock);
             }
             block += blocksPerStage[s];
         }
+    }
+
+    /** SameDiff recomputes a part's forward in its backward: one part per block keeps only the block inputs. */
+    private Stage blockByBlock(int s, int firstBlock, int endBlock) {
+        Stage[] parts = new Stage[endBlock - firstBlock];
+        for (int l = firstBlock; l < endBlock; l++) {
+            boolean firstPart = s == 0 && l == firstBlock;
+            boolean lastPart = s == stages.length - 1 && l == endBlock - 1;
+            parts[l - firstBlock] = new SameDiffStage(cfg, layout, s, firstPart, lastPart, l, l + 1, clock);
+        }
+        return new StageChain(s, parts);
     }
 
     /**
@@ -71,10 +90,15 @@ public final class GptModel implements AutoCloseable {
      * (forwardBackward, loss, logits) need every stage and refuse.
      */
     public static GptModel forStage(ModelConfig cfg, int[] blocksPerStage, int stage) {
+        return forStage(cfg, blocksPerStage, stage, false);
+    }
+
+    /** As {@link #forStage(ModelConfig, int[], int)}, with block-level recomputation when {@code recompute}. */
+    public static GptModel forStage(ModelConfig cfg, int[] blocksPerStage, int stage, boolean recompute) {
         if (stage < 0 || stage >= blocksPerStage.length) {
             throw new IllegalArgumentException("stage " + stage + " outside 0.." + (blocksPerStage.length - 1));
         }
-        return new GptModel(cfg, blocksPerStage, stage);
+        return new GptModel(cfg, blocksPerStage, stage, recompute);
     }
 
     private void requireWhole(String what) {

@@ -91,7 +91,8 @@ public abstract class TrainStepBase implements TrainStep {
                     + segments + ") exceeds model.n_layer (" + cfg.model().nLayer() + "): each overlap segment needs"
                     + " at least one block; use 1.." + cfg.model().nLayer());
         }
-        return new GptModel(cfg.model(), GptModel.balancedPartition(cfg.model(), segments));
+        return new GptModel(cfg.model(), GptModel.balancedPartition(cfg.model(), segments),
+                cfg.training().recomputeBlocks());
     }
 
     @Override

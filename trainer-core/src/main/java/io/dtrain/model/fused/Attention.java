@@ -40,14 +40,14 @@ final class Attention {
     }
 
     /** Probabilities into att[l] (dropout mask generated when {@code keys} is set), the head's output into attY[l]. */
-    void forward(int m, Activations act, Scratch scratch, int l, int layer, int b, int h, DropoutKeys keys) {
+    void forward(int m, Activations.Block blk, Scratch scratch, int layer, int b, int h, DropoutKeys keys) {
         int qkvRow = 3 * d;
         int q = b * seqLen * qkvRow + h * headDim;
         int kk = q + d;
         int v = q + 2 * d;
         int p = (b * heads + h) * seqLen * seqLen;
-        Tensor qkv = act.qkv[l];
-        Tensor att = act.att[l];
+        Tensor qkv = blk.qkv;
+        Tensor att = blk.att;
         // causal: the rows of block [r0, r1) only need the keys [0, r1)
         for (int r0 = 0; r0 < seqLen; r0 += causalBlock) {
             int r1 = Math.min(seqLen, r0 + causalBlock);
@@ -58,7 +58,7 @@ final class Attention {
         Tensor probs = att;
         int probsOff = p;
         if (keys != null) {
-            ByteBuffer mask = act.probsMask[l];
+            ByteBuffer mask = blk.probsMask;
             DropoutBytes.fill(mask, keys, dropout, layer, DropoutMasks.SITE_ATTENTION_PROBS, (long) heads * seqLen * seqLen,
                     p, p + seqLen * seqLen);
             k.maskedCopy(att, p, mask, p, keep, scratch.probs[m], 0, seqLen * seqLen);
@@ -69,25 +69,25 @@ final class Attention {
         for (int r0 = 0; r0 < seqLen; r0 += causalBlock) {
             int r1 = Math.min(seqLen, r0 + causalBlock);
             blas.gemm(m, false, false, r1 - r0, headDim, r1, 1.0, probs, probsOff + r0 * seqLen, seqLen, qkv, v, qkvRow,
-                    0.0, act.attY[l], y + r0 * d, d);
+                    0.0, blk.attY, y + r0 * d, d);
         }
     }
 
     /** Backward of one (sample, head): dAttY's head columns -> dQkv's q, k, v columns of that head. */
-    void backward(int m, Activations act, Scratch scratch, int l, int b, int h, boolean withDropout) {
+    void backward(int m, Activations.Block blk, Scratch scratch, int b, int h, boolean withDropout) {
         int qkvRow = 3 * d;
         int q = b * seqLen * qkvRow + h * headDim;
         int kk = q + d;
         int v = q + 2 * d;
         int p = (b * heads + h) * seqLen * seqLen;
         int dy = b * seqLen * d + h * headDim;
-        Tensor qkv = act.qkv[l];
-        Tensor att = act.att[l];
+        Tensor qkv = blk.qkv;
+        Tensor att = blk.att;
         Tensor dP = scratch.dProbs[m];
         Tensor probs = att;
         int probsOff = p;
         if (withDropout) {
-            k.maskedCopy(att, p, act.probsMask[l], p, keep, scratch.probs[m], 0, seqLen * seqLen);
+            k.maskedCopy(att, p, blk.probsMask, p, keep, scratch.probs[m], 0, seqLen * seqLen);
             probs = scratch.probs[m];
             probsOff = 0;
         }
@@ -101,7 +101,7 @@ final class Attention {
                     scratch.dAttY, dy + r0 * d, d, 0.0, scratch.dQkv, v + r0 * qkvRow, qkvRow);
         }
         if (withDropout) {
-            k.applyMask(dP, 0, act.probsMask[l], p, keep, 0, seqLen * seqLen);
+            k.applyMask(dP, 0, blk.probsMask, p, keep, 0, seqLen * seqLen);
         }
         k.causalSoftmaxBackward(att, p, dP, 0, seqLen, 0, seqLen);
         // dQ = dS . K * scale (row block: keys [0, r1)); dK = dS^T . Q * scale (row block [c0, c1): queries [c0, T))

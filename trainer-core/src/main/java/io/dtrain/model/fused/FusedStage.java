@@ -40,6 +40,9 @@ public final class FusedStage implements Stage {
     private final PhaseClock clock;
     private final OpTimes opTimes = new OpTimes();
     private final StagePasses passes;
+    private final boolean recompute;
+    /** With recompute: the one block workspace every slot shares (sized for the largest batch seen). */
+    private Activations.Block workspace;
 
     private Weights params;
     private Weights grads;
@@ -52,6 +55,15 @@ public final class FusedStage implements Stage {
 
     public FusedStage(ModelConfig cfg, ParamLayout layout, int stage, int numStages, int firstBlock, int endBlock,
                       Workers workers, PhaseClock clock) {
+        this(cfg, layout, stage, numStages, firstBlock, endBlock, false, workers, clock);
+    }
+
+    /**
+     * @param recompute keep only each block's input per in-flight micro-batch and recompute the block's activations
+     *                  into one shared workspace just before its backward pass ({@code training.recompute: blocks})
+     */
+    public FusedStage(ModelConfig cfg, ParamLayout layout, int stage, int numStages, int firstBlock, int endBlock,
+                      boolean recompute, Workers workers, PhaseClock clock) {
         this.cfg = cfg;
         this.layout = layout;
         this.stage = stage;
@@ -65,7 +77,8 @@ public final class FusedStage implements Stage {
         this.vocab = cfg.vocabSize();
         this.workers = workers;
         this.clock = clock;
-        this.passes = new StagePasses(cfg, stage, numStages, firstBlock, endBlock, workers, opTimes);
+        this.recompute = recompute;
+        this.passes = new StagePasses(cfg, stage, numStages, firstBlock, endBlock, recompute, workers, opTimes);
     }
 
     @Override
@@ -109,8 +122,14 @@ public final class FusedStage implements Stage {
         if (index >= slots.length) {
             slots = java.util.Arrays.copyOf(slots, index + 1);
         }
+        if (recompute && (workspace == null || workspace.capacity < batchSize)) {
+            workspace = new Activations.Block(cfg, batchSize, isDouble);
+            for (int i = 0; i < slots.length; i++) {
+                slots[i] = null; // every slot must point at the new workspace
+            }
+        }
         if (slots[index] == null || slots[index].capacity < batchSize) {
-            slots[index] = new Activations(cfg, blocks, first, last, batchSize, isDouble);
+            slots[index] = new Activations(cfg, blocks, first, last, batchSize, isDouble, recompute ? workspace : null);
         }
         if (scratch == null || scratch.capacity < batchSize) {
             scratch = new Scratch(cfg, batchSize, workers.size(), isDouble);
@@ -306,6 +325,17 @@ public final class FusedStage implements Stage {
         return slots[slot + 1];
     }
 
+    /** Bytes of activations this stage holds now: every slot's own, the shared workspace and the scratch buffers. */
+    public long activationBytes() {
+        long total = scratch == null ? 0 : Scratch.bytes(cfg, scratch.capacity, workers.size());
+        for (Activations a : slots) {
+            if (a != null) {
+                total += Activations.bytes(cfg, blocks, first, last, a.capacity, recompute);
+            }
+        }
+        return total + (workspace == null ? 0 : Activations.Block.bytes(cfg, workspace.capacity));
+    }
+
     private void requireLast(String what) {
         if (!last) {
             throw new IllegalStateException(what + " runs on the last stage only, this is stage " + stage);
@@ -321,6 +351,7 @@ public final class FusedStage implements Stage {
     @Override
     public void close() {
         slots = new Activations[0];
+        workspace = null;
         scratch = null;
         params = null;
         grads = null;

@@ -40,7 +40,7 @@ final class Scratch {
         dFc = Tensor.allocate(isDouble, n * f);
         losses = Tensor.allocate(isDouble, n);
         // The classifier runs over row chunks so [rows, V] logits stay small even for GPT-2's 50,257 tokens.
-        logitRows = (int) Math.max(1, Math.min(n, (1L << 24) / cfg.vocabSize()));
+        logitRows = logitRows(cfg, capacity);
         logits = Tensor.allocate(isDouble, (long) logitRows * cfg.vocabSize());
         probs = new Tensor[members];
         dProbs = new Tensor[members];
@@ -49,5 +49,20 @@ final class Scratch {
             probs[i] = Tensor.allocate(isDouble, tt);
             dProbs[i] = Tensor.allocate(isDouble, tt);
         }
+    }
+
+    private static int logitRows(ModelConfig cfg, int capacity) {
+        long n = (long) capacity * cfg.seqLen();
+        return (int) Math.max(1, Math.min(n, (1L << 24) / cfg.vocabSize()));
+    }
+
+    /** Bytes the scratch buffers take for {@code capacity} sequences and {@code members} compute threads. */
+    static long bytes(ModelConfig cfg, int capacity, int members) {
+        long n = (long) capacity * cfg.seqLen();
+        long d = cfg.dModel();
+        long f = cfg.ffWidth();
+        long elements = 6 * n * d + 3 * n * d + 2 * n * f + n + (long) logitRows(cfg, capacity) * cfg.vocabSize()
+                + 2L * members * cfg.seqLen() * cfg.seqLen();
+        return elements * (cfg.isDouble() ? 8 : 4);
     }
 }

@@ -35,6 +35,8 @@ final class StagePasses {
     private final Attention attention;
     private final Classifier classifier;
     private final OpTimes ops;
+    /** training.recompute: blocks: every block's activations are a shared workspace, recomputed before its backward. */
+    private final boolean recompute;
 
     // ---- arguments of the running region (set by the calling thread before Workers.run; read by every member)
     private Activations act;
@@ -50,8 +52,10 @@ final class StagePasses {
     private final Workers.Region lossRegion = this::lossPass;
     private final Workers.Region backwardRegion = this::backwardPass;
 
-    StagePasses(ModelConfig cfg, int stage, int numStages, int firstBlock, int endBlock, Workers workers, OpTimes ops) {
+    StagePasses(ModelConfig cfg, int stage, int numStages, int firstBlock, int endBlock, boolean recompute,
+                Workers workers, OpTimes ops) {
         this.cfg = cfg;
+        this.recompute = recompute;
         this.firstBlock = firstBlock;
         this.blocks = endBlock - firstBlock;
         this.first = stage == 0;
@@ -114,7 +118,6 @@ final class StagePasses {
     // ------------------------------------------------------------------ forward
 
     private void forwardPass(Workers.Team t) {
-        int m = t.index();
         int r0 = t.from(rows);
         int r1 = t.to(rows);
         ops.start(t);
@@ -128,54 +131,7 @@ final class StagePasses {
             ops.charge(t, OpTimes.Kind.EMBEDDING);
         }
         for (int l = 0; l < blocks; l++) {
-            Weights.Block w = params.blocks[l];
-            int layer = firstBlock + l;
-            Tensor x = act.x[l];
-            Tensor attnIn = x;
-            if (cfg.preNorm()) {
-                k.layerNorm(x, w.ln1W, w.ln1B, act.norm1[l], act.mean1[l], act.rstd1[l], d, eps, r0, r1);
-                attnIn = act.norm1[l];
-                ops.charge(t, OpTimes.Kind.LAYER_NORM);
-            }
-            linearForward(m, attnIn, w.attnW, w.attnB, act.qkv[l], d, 3 * d, r0, r1);
-            ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
-            ops.sync(t);
-            int pairs = batch * heads;
-            for (int p = t.from(pairs); p < t.to(pairs); p++) {
-                attention.forward(m, act, scratch, l, layer, p / heads, p % heads, keys);
-            }
-            ops.charge(t, OpTimes.Kind.ATTENTION_FORWARD);
-            ops.sync(t);
-            linearForward(m, act.attY[l], w.projW, w.projB, scratch.proj, d, d, r0, r1);
-            ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
-            ByteBuffer attnMask = residualMask(act.attnMask, l, layer, DropoutMasks.SITE_ATTENTION_RESIDUAL, r0, r1);
-            k.residual(x, scratch.proj, attnMask, 0, keep, act.sum1[l], r0 * d, r1 * d);
-            ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
-            Tensor mlpIn;
-            if (cfg.preNorm()) {
-                k.layerNorm(act.sum1[l], w.ln2W, w.ln2B, act.norm2OrSum2[l], act.mean2[l], act.rstd2[l], d, eps, r0, r1);
-                mlpIn = act.norm2OrSum2[l];
-            } else {
-                k.layerNorm(act.sum1[l], w.ln1W, w.ln1B, act.norm1[l], act.mean1[l], act.rstd1[l], d, eps, r0, r1);
-                mlpIn = act.norm1[l];
-            }
-            ops.charge(t, OpTimes.Kind.LAYER_NORM);
-            linearForward(m, mlpIn, w.fcW, w.fcB, act.fc[l], d, ff, r0, r1);
-            ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
-            activation(act.fc[l], scratch.act, r0 * ff, r1 * ff);
-            ops.charge(t, OpTimes.Kind.ACTIVATION);
-            linearForward(m, scratch.act, w.fc2W, w.fc2B, scratch.proj, ff, d, r0, r1);
-            ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
-            ByteBuffer mlpMask = residualMask(act.mlpMask, l, layer, DropoutMasks.SITE_MLP_RESIDUAL, r0, r1);
-            if (cfg.preNorm()) {
-                k.residual(act.sum1[l], scratch.proj, mlpMask, 0, keep, act.x[l + 1], r0 * d, r1 * d);
-                ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
-            } else {
-                k.residual(act.norm1[l], scratch.proj, mlpMask, 0, keep, act.norm2OrSum2[l], r0 * d, r1 * d);
-                ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
-                k.layerNorm(act.norm2OrSum2[l], w.ln2W, w.ln2B, act.x[l + 1], act.mean2[l], act.rstd2[l], d, eps, r0, r1);
-                ops.charge(t, OpTimes.Kind.LAYER_NORM);
-            }
+            blockForward(t, l, r0, r1);
         }
         if (last && cfg.preNorm()) {
             k.layerNorm(act.x[blocks], params.lnfW, params.lnfB, act.lnf, act.meanF, act.rstdF, d, eps, r0, r1);
@@ -183,13 +139,67 @@ final class StagePasses {
         }
     }
 
+    /** Block l's forward pass: x[l] -> x[l + 1], its activations into act.blocks[l] (the workspace when recomputing). */
+    private void blockForward(Workers.Team t, int l, int r0, int r1) {
+        int m = t.index();
+        Weights.Block w = params.blocks[l];
+        Activations.Block b = act.blocks[l];
+        int layer = firstBlock + l;
+        Tensor x = act.x[l];
+        Tensor attnIn = x;
+        if (cfg.preNorm()) {
+            k.layerNorm(x, w.ln1W, w.ln1B, b.norm1, b.mean1, b.rstd1, d, eps, r0, r1);
+            attnIn = b.norm1;
+            ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        }
+        linearForward(m, attnIn, w.attnW, w.attnB, b.qkv, d, 3 * d, r0, r1);
+        ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
+        ops.sync(t);
+        int pairs = batch * heads;
+        for (int p = t.from(pairs); p < t.to(pairs); p++) {
+            attention.forward(m, act.blocks[l], scratch, layer, p / heads, p % heads, keys);
+        }
+        ops.charge(t, OpTimes.Kind.ATTENTION_FORWARD);
+        ops.sync(t);
+        linearForward(m, b.attY, w.projW, w.projB, scratch.proj, d, d, r0, r1);
+        ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
+        ByteBuffer attnMask = residualMask(b.attnMask, layer, DropoutMasks.SITE_ATTENTION_RESIDUAL, r0, r1);
+        k.residual(x, scratch.proj, attnMask, 0, keep, b.sum1, r0 * d, r1 * d);
+        ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        Tensor mlpIn;
+        if (cfg.preNorm()) {
+            k.layerNorm(b.sum1, w.ln2W, w.ln2B, b.norm2OrSum2, b.mean2, b.rstd2, d, eps, r0, r1);
+            mlpIn = b.norm2OrSum2;
+        } else {
+            k.layerNorm(b.sum1, w.ln1W, w.ln1B, b.norm1, b.mean1, b.rstd1, d, eps, r0, r1);
+            mlpIn = b.norm1;
+        }
+        ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        linearForward(m, mlpIn, w.fcW, w.fcB, b.fc, d, ff, r0, r1);
+        ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
+        activation(b.fc, scratch.act, r0 * ff, r1 * ff);
+        ops.charge(t, OpTimes.Kind.ACTIVATION);
+        linearForward(m, scratch.act, w.fc2W, w.fc2B, scratch.proj, ff, d, r0, r1);
+        ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
+        ByteBuffer mlpMask = residualMask(b.mlpMask, layer, DropoutMasks.SITE_MLP_RESIDUAL, r0, r1);
+        if (cfg.preNorm()) {
+            k.residual(b.sum1, scratch.proj, mlpMask, 0, keep, act.x[l + 1], r0 * d, r1 * d);
+            ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+        } else {
+            k.residual(b.norm1, scratch.proj, mlpMask, 0, keep, b.norm2OrSum2, r0 * d, r1 * d);
+            ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
+            k.layerNorm(b.norm2OrSum2, w.ln2W, w.ln2B, act.x[l + 1], b.mean2, b.rstd2, d, eps, r0, r1);
+            ops.charge(t, OpTimes.Kind.LAYER_NORM);
+        }
+    }
+
     /** The dropout mask of a residual site for rows [r0, r1) (generated during forward), or null without dropout. */
-    private ByteBuffer residualMask(ByteBuffer[] masks, int l, int layer, int site, int r0, int r1) {
+    private ByteBuffer residualMask(ByteBuffer mask, int layer, int site, int r0, int r1) {
         if (keys == null) {
             return null;
         }
-        DropoutBytes.fill(masks[l], keys, cfg.dropout(), layer, site, (long) seqLen * d, r0 * d, r1 * d);
-        return masks[l];
+        DropoutBytes.fill(mask, keys, cfg.dropout(), layer, site, (long) seqLen * d, r0 * d, r1 * d);
+        return mask;
     }
 
     private void activation(Tensor in, Tensor out, int from, int to) {
@@ -248,6 +258,11 @@ final class StagePasses {
             ops.charge(t, OpTimes.Kind.LAYER_NORM);
         }
         for (int l = blocks - 1; l >= 0; l--) {
+            if (recompute) {
+                // the workspace held block l + 1's activations until that block's last barrier
+                blockForward(t, l, r0, r1);
+                ops.sync(t);
+            }
             if (cfg.preNorm()) {
                 preNormBlockBackward(t, l, r0, r1);
             } else {
@@ -280,40 +295,40 @@ final class StagePasses {
         Weights.Block g = grads.blocks[l];
         Tensor dRes = scratch.dRes;
         // MLP branch: x' = sum1 + drop(fc2(act(fc(norm2))))
-        Tensor dMlp = branchGradient(dRes, act.mlpMask, l, r0, r1);
+        Tensor dMlp = branchGradient(dRes, act.blocks[l].mlpMask, r0, r1);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
-        activation(act.fc[l], scratch.act, r0 * ff, r1 * ff);
+        activation(act.blocks[l].fc, scratch.act, r0 * ff, r1 * ff);
         ops.charge(t, OpTimes.Kind.ACTIVATION);
         ops.sync(t);
         linearBackward(t, scratch.act, dMlp, w.fc2W, g.fc2W, g.fc2B, scratch.dFc, ff, d, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
-        activationBackward(act.fc[l], scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
+        activationBackward(act.blocks[l].fc, scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
         ops.charge(t, OpTimes.Kind.ACTIVATION);
         ops.sync(t);
-        linearBackward(t, act.norm2OrSum2[l], scratch.dFc, w.fcW, g.fcW, g.fcB, scratch.dNormA, d, ff, false);
+        linearBackward(t, act.blocks[l].norm2OrSum2, scratch.dFc, w.fcW, g.fcW, g.fcB, scratch.dNormA, d, ff, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
-        k.layerNormBackwardInput(scratch.dNormA, act.sum1[l], w.ln2W, act.mean2[l], act.rstd2[l], dRes, d, r0, r1);
+        k.layerNormBackwardInput(scratch.dNormA, act.blocks[l].sum1, w.ln2W, act.blocks[l].mean2, act.blocks[l].rstd2, dRes, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
-        k.layerNormBackwardParams(scratch.dNormA, act.sum1[l], act.mean2[l], act.rstd2[l], g.ln2W, g.ln2B, rows, d,
+        k.layerNormBackwardParams(scratch.dNormA, act.blocks[l].sum1, act.blocks[l].mean2, act.blocks[l].rstd2, g.ln2W, g.ln2B, rows, d,
                 t.from(d), t.to(d));
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         // attention branch: sum1 = x + drop(proj(attn(norm1)))
-        Tensor dAttn = branchGradient(dRes, act.attnMask, l, r0, r1);
+        Tensor dAttn = branchGradient(dRes, act.blocks[l].attnMask, r0, r1);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         ops.sync(t);
-        linearBackward(t, act.attY[l], dAttn, w.projW, g.projW, g.projB, scratch.dAttY, d, d, false);
+        linearBackward(t, act.blocks[l].attY, dAttn, w.projW, g.projW, g.projB, scratch.dAttY, d, d, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         ops.sync(t);
         attentionBackwardAll(t, l);
         ops.charge(t, OpTimes.Kind.ATTENTION_BACKWARD);
         ops.sync(t);
-        linearBackward(t, act.norm1[l], scratch.dQkv, w.attnW, g.attnW, g.attnB, scratch.dNormB, d, 3 * d, false);
+        linearBackward(t, act.blocks[l].norm1, scratch.dQkv, w.attnW, g.attnW, g.attnB, scratch.dNormB, d, 3 * d, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
-        k.layerNormBackwardInput(scratch.dNormB, act.x[l], w.ln1W, act.mean1[l], act.rstd1[l], dRes, d, r0, r1);
+        k.layerNormBackwardInput(scratch.dNormB, act.x[l], w.ln1W, act.blocks[l].mean1, act.blocks[l].rstd1, dRes, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
-        k.layerNormBackwardParams(scratch.dNormB, act.x[l], act.mean1[l], act.rstd1[l], g.ln1W, g.ln1B, rows, d,
+        k.layerNormBackwardParams(scratch.dNormB, act.x[l], act.blocks[l].mean1, act.blocks[l].rstd1, g.ln1W, g.ln1B, rows, d,
                 t.from(d), t.to(d));
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
@@ -332,46 +347,46 @@ final class StagePasses {
         // dSum2 = LN2 backward of dL/dx'
         zero(dSum, r0 * d, r1 * d);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
-        k.layerNormBackwardInput(dRes, act.norm2OrSum2[l], w.ln2W, act.mean2[l], act.rstd2[l], dSum, d, r0, r1);
+        k.layerNormBackwardInput(dRes, act.blocks[l].norm2OrSum2, w.ln2W, act.blocks[l].mean2, act.blocks[l].rstd2, dSum, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
-        k.layerNormBackwardParams(dRes, act.norm2OrSum2[l], act.mean2[l], act.rstd2[l], g.ln2W, g.ln2B, rows, d,
+        k.layerNormBackwardParams(dRes, act.blocks[l].norm2OrSum2, act.blocks[l].mean2, act.blocks[l].rstd2, g.ln2W, g.ln2B, rows, d,
                 t.from(d), t.to(d));
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
         // dRes := dSum2 (the residual path into norm1); the MLP branch adds its part
         dRes.copyFrom(dSum, r0 * d, r0 * d, (r1 - r0) * d);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
-        Tensor dMlp = branchGradient(dSum, act.mlpMask, l, r0, r1);
+        Tensor dMlp = branchGradient(dSum, act.blocks[l].mlpMask, r0, r1);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
-        activation(act.fc[l], scratch.act, r0 * ff, r1 * ff);
+        activation(act.blocks[l].fc, scratch.act, r0 * ff, r1 * ff);
         ops.charge(t, OpTimes.Kind.ACTIVATION);
         ops.sync(t);
         linearBackward(t, scratch.act, dMlp, w.fc2W, g.fc2W, g.fc2B, scratch.dFc, ff, d, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
-        activationBackward(act.fc[l], scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
+        activationBackward(act.blocks[l].fc, scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
         ops.charge(t, OpTimes.Kind.ACTIVATION);
         ops.sync(t);
-        linearBackward(t, act.norm1[l], scratch.dFc, w.fcW, g.fcW, g.fcB, dRes, d, ff, true);
+        linearBackward(t, act.blocks[l].norm1, scratch.dFc, w.fcW, g.fcW, g.fcB, dRes, d, ff, true);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         ops.sync(t);
         // dRes = dL/d(norm1); dSum1 = LN1 backward
         zero(scratch.dNormB, r0 * d, r1 * d);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
-        k.layerNormBackwardInput(dRes, act.sum1[l], w.ln1W, act.mean1[l], act.rstd1[l], scratch.dNormB, d, r0, r1);
+        k.layerNormBackwardInput(dRes, act.blocks[l].sum1, w.ln1W, act.blocks[l].mean1, act.blocks[l].rstd1, scratch.dNormB, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
-        k.layerNormBackwardParams(dRes, act.sum1[l], act.mean1[l], act.rstd1[l], g.ln1W, g.ln1B, rows, d,
+        k.layerNormBackwardParams(dRes, act.blocks[l].sum1, act.blocks[l].mean1, act.blocks[l].rstd1, g.ln1W, g.ln1B, rows, d,
                 t.from(d), t.to(d));
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
         // dRes := dSum1 (the residual path into x); the attention branch adds its part
         dRes.copyFrom(scratch.dNormB, r0 * d, r0 * d, (r1 - r0) * d);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
-        Tensor dAttn = branchGradient(scratch.dNormB, act.attnMask, l, r0, r1);
+        Tensor dAttn = branchGradient(scratch.dNormB, act.blocks[l].attnMask, r0, r1);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         ops.sync(t);
-        linearBackward(t, act.attY[l], dAttn, w.projW, g.projW, g.projB, scratch.dAttY, d, d, false);
+        linearBackward(t, act.blocks[l].attY, dAttn, w.projW, g.projW, g.projB, scratch.dAttY, d, d, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         ops.sync(t);
         attentionBackwardAll(t, l);
@@ -383,11 +398,11 @@ final class StagePasses {
     }
 
     /** The gradient entering a dropped-out residual branch: dSum itself, or dSum * mask in dBranch. */
-    private Tensor branchGradient(Tensor dSum, ByteBuffer[] masks, int l, int r0, int r1) {
+    private Tensor branchGradient(Tensor dSum, ByteBuffer mask, int r0, int r1) {
         if (keys == null) {
             return dSum;
         }
-        k.maskedCopy(dSum, r0 * d, masks[l], r0 * d, keep, scratch.dBranch, r0 * d, (r1 - r0) * d);
+        k.maskedCopy(dSum, r0 * d, mask, r0 * d, keep, scratch.dBranch, r0 * d, (r1 - r0) * d);
         return scratch.dBranch;
     }
 
@@ -414,7 +429,7 @@ final class StagePasses {
     private void attentionBackwardAll(Workers.Team t, int l) {
         int pairs = batch * heads;
         for (int p = t.from(pairs); p < t.to(pairs); p++) {
-            attention.backward(t.index(), act, scratch, l, p / heads, p % heads, keys != null);
+            attention.backward(t.index(), act.blocks[l], scratch, p / heads, p % heads, keys != null);
         }
     }
 }

@@ -47,16 +47,18 @@ final class GptGraph {
     private final int dModel;
     private final boolean dropout;
 
-    GptGraph(ModelConfig cfg, ParamLayout layout, int stage, boolean first, boolean last, int firstBlock, int endBlock) {
+    GptGraph(ModelConfig cfg, ParamLayout layout, boolean first, boolean last, int firstBlock, int endBlock) {
         this.cfg = cfg;
         this.dtype = cfg.isDouble() ? DataType.DOUBLE : DataType.FLOAT;
         this.seqLen = cfg.seqLen();
         this.dModel = cfg.dModel();
         this.dropout = cfg.dropout() > 0.0;
         boolean tiedHead = last && cfg.tieEmbeddings();
+        // The graph's own parameters: its blocks', and on the last stage ln_f's and an untied head's (wte and wpe
+        // are used outside the graph, or as the tied head's replica below).
         List<String> owned = new ArrayList<>();
-        for (ParamSpec s : layout.stageSpecs(stage)) {
-            if (!s.name().equals(GptNames.WTE) && !s.name().equals(GptNames.WPE)) {
+        for (ParamSpec s : layout.specs()) {
+            if (ownedBy(s.name(), firstBlock, endBlock, last)) {
                 owned.add(s.name());
             }
         }
@@ -104,6 +106,15 @@ final class GptGraph {
         // gradient is exactly 1 per token, and scale the gradients by 1/N afterwards (see SameDiffStage.loss).
         sd.sum(LOSS_SUM, perToken);
         sd.setLossVariables(LOSS_SUM);
+    }
+
+    private static boolean ownedBy(String name, int firstBlock, int endBlock, boolean last) {
+        for (int l = firstBlock; l < endBlock; l++) {
+            if (name.startsWith("h." + l + ".")) {
+                return true;
+            }
+        }
+        return last && (name.startsWith("ln_f.") || name.equals(GptNames.LM_HEAD_WEIGHT));
     }
 
     /** SameDiff variable name of a parameter: dots would clash with SameDiff's own naming. */

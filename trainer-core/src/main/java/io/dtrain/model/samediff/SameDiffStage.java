@@ -52,11 +52,20 @@ public final class SameDiffStage implements Stage {
 
     public SameDiffStage(ModelConfig cfg, ParamLayout layout, int stage, int numStages, int firstBlock, int endBlock,
                          PhaseClock clock) {
+        this(cfg, layout, stage, stage == 0, stage == numStages - 1, firstBlock, endBlock, clock);
+    }
+
+    /**
+     * Blocks [firstBlock, endBlock) of pipeline stage {@code stage}, with the embedding when {@code first} and ln_f,
+     * the head and the loss when {@code last} (a stage recomputed block by block is a chain of such parts).
+     */
+    public SameDiffStage(ModelConfig cfg, ParamLayout layout, int stage, boolean first, boolean last, int firstBlock,
+                         int endBlock, PhaseClock clock) {
         this.cfg = cfg;
         this.layout = layout;
         this.stage = stage;
-        this.first = stage == 0;
-        this.last = stage == numStages - 1;
+        this.first = first;
+        this.last = last;
         this.firstBlock = firstBlock;
         this.endBlock = endBlock;
         this.dtype = cfg.isDouble() ? DataType.DOUBLE : DataType.FLOAT;
@@ -65,7 +74,7 @@ public final class SameDiffStage implements Stage {
         this.dropout = cfg.dropout() > 0.0;
         this.clock = clock;
         this.embedding = first ? new TokenEmbedding(cfg, layout, dtype) : null;
-        this.graph = new GptGraph(cfg, layout, stage, first, last, firstBlock, endBlock);
+        this.graph = new GptGraph(cfg, layout, first, last, firstBlock, endBlock);
         if (last) {
             graph.sd.setListeners(backwardStart);
         }
@@ -200,7 +209,7 @@ public final class SameDiffStage implements Stage {
         Map<String, INDArray> ph = placeholders(x, keys);
         INDArray out = graph.sd.output(ph, GptGraph.X_OUT).get(GptGraph.X_OUT);
         clock.addForward(System.nanoTime() - t0);
-        if (slot >= 0) {
+        if (slot != -1) {
             held.put(slot, new Held(x, first ? inputs(windows) : null, keys));
         }
         return out.reshape(batchOf(x), seqLen, dModel);

@@ -59,7 +59,8 @@ public final class PipelineStep extends TrainStepBase {
 
     private PipelineStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, PipelineGroups pipe) {
         super(cfg, context, loader, out, GptModel.forStage(cfg.model(),
-                StagePartition.blocksPerStage(cfg.model(), pipe.stages(), cfg.parallel().pipelinePartition()), pipe.stage()));
+                StagePartition.blocksPerStage(cfg.model(), pipe.stages(), cfg.parallel().pipelinePartition()), pipe.stage(),
+                cfg.training().recomputeBlocks()));
         this.pipe = pipe;
         this.replicas = DataParallelGroup.of(pipe.dataParallel());
         this.transport = new PeerPipeTransport(pipe.links(), s -> pipe.rankOf(s, pipe.replica()));
