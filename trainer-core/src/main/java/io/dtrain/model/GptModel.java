@@ -142,6 +142,12 @@ public final class GptModel implements AutoCloseable {
         require(cfg.layerNormEps() >= 0.0, "model.layer_norm_eps must be >= 0, got " + cfg.layerNormEps());
         require("auto".equals(cfg.engine()) || "fused".equals(cfg.engine()) || "samediff".equals(cfg.engine()),
                 "model.engine must be auto, fused or samediff, got " + cfg.engine());
+        require(!"fused".equals(cfg.engine()) || "fused".equals(new ModelConfig(cfg.vocabSize(), cfg.seqLen(),
+                        cfg.dModel(), cfg.nLayer(), cfg.nHead(), cfg.dFf(), cfg.norm(), cfg.activation(), cfg.dropout(),
+                        cfg.tieEmbeddings(), cfg.bias(), cfg.initStd(), cfg.layerNormEps(), cfg.dtype(), "auto")
+                        .resolvedEngine()),
+                "model.engine: fused computes in host memory and runs on ND4J's CPU backend only; this build uses "
+                        + Nd4j.getBackend().getClass().getSimpleName() + ": use model.engine: auto or samediff");
         require(blocksPerStage.length >= 1, "need at least one stage");
         int sum = 0;
         for (int b : blocksPerStage) {
