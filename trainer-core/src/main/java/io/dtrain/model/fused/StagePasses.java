@@ -37,6 +37,11 @@ final class StagePasses {
     private final OpTimes ops;
     /** training.recompute: blocks: every block's activations are a shared workspace, recomputed before its backward. */
     private final boolean recompute;
+    /** With recompute: whose block activations the workspace holds now, and which block (set between regions). */
+    private Activations workspaceHolder;
+    private int workspaceBlock;
+    /** The backward region may use the last block's activations as they are (its forward just left them there). */
+    private boolean lastBlockInWorkspace;
 
     // ---- arguments of the running region (set by the calling thread before Workers.run; read by every member)
     private Activations act;
@@ -83,6 +88,8 @@ final class StagePasses {
         set(act, scratch, params, null, batch, keys);
         Blas.singleThreaded();
         workers.run(forwardRegion);
+        workspaceHolder = act;
+        workspaceBlock = blocks - 1;
     }
 
     /** The loss pass after a forward pass; with {@code grads} also dL/d(head input), ready for {@link #backward}. */
@@ -96,8 +103,11 @@ final class StagePasses {
     /** The backward pass of the micro-batch {@code act} holds, from scratch.dRes = dL/d(stage output). */
     void backward(Activations act, Scratch scratch, Weights params, Weights grads, int batch, DropoutKeys keys) {
         set(act, scratch, params, grads, batch, keys);
+        lastBlockInWorkspace = recompute && workspaceHolder == act && workspaceBlock == blocks - 1;
         Blas.singleThreaded();
         workers.run(backwardRegion);
+        workspaceHolder = act;
+        workspaceBlock = 0;
     }
 
     /** dL/dlogits and the loss' row values come from the last {@link #loss}; logits alone for generation. */
@@ -258,7 +268,7 @@ final class StagePasses {
             ops.charge(t, OpTimes.Kind.LAYER_NORM);
         }
         for (int l = blocks - 1; l >= 0; l--) {
-            if (recompute) {
+            if (recompute && !(l == blocks - 1 && lastBlockInWorkspace)) {
                 // the workspace held block l + 1's activations until that block's last barrier
                 blockForward(t, l, r0, r1);
                 ops.sync(t);
