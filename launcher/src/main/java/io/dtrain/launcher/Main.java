@@ -19,6 +19,7 @@ import picocli.CommandLine.Command;
                 PreprocessCommand.class,
                 ReportCommand.class,
                 BenchCommand.class,
+                PlanCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 

@@ -325,6 +325,19 @@ public final class FusedStage implements Stage {
         return slots[slot + 1];
     }
 
+    /**
+     * Bytes the activations of one in-flight micro-batch of {@code batch} sequences take in a stage of
+     * {@code blocks} blocks (what {@link #activationBytes} counts per slot).
+     */
+    public static long slotBytes(ModelConfig cfg, int blocks, boolean first, boolean last, int batch, boolean recompute) {
+        return Activations.bytes(cfg, blocks, first, last, batch, recompute);
+    }
+
+    /** Bytes a stage holds once whatever the micro-batches in flight: scratch buffers and the recompute workspace. */
+    public static long sharedBytes(ModelConfig cfg, int batch, boolean recompute, int threads) {
+        return Scratch.bytes(cfg, batch, threads) + (recompute ? Activations.Block.bytes(cfg, batch) : 0);
+    }
+
     /** Bytes of activations this stage holds now: every slot's own, the shared workspace and the scratch buffers. */
     public long activationBytes() {
         long total = scratch == null ? 0 : Scratch.bytes(cfg, scratch.capacity, workers.size());

@@ -1,0 +1,194 @@
+package io.dtrain.plan;
+
+import io.dtrain.config.ModelConfig;
+import io.dtrain.config.RunConfig;
+import io.dtrain.metrics.Mfu;
+import io.dtrain.model.GptNames;
+import io.dtrain.model.StagePartition;
+import io.dtrain.model.fused.FusedStage;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+
+/**
+ * Lays a run out on N nodes of G devices: for a layout (P pipeline stages x D data-parallel replicas, micro-batch,
+ * schedule, recomputation) the memory each stage's device needs and the time of a step, and the layout it
+ * recommends. The arithmetic, per device:
+ *
+ * <ul>
+ * <li>memory = 16 bytes per parameter of the stage (fp32 weights, gradients and AdamW's two moments, the moments
+ * divided by D under ZeRO-1, which runs without pipeline stages only) + activations per micro-batch x micro-batches in flight (1 without a pipeline; stage s
+ * of 1F1B min(P - s, M); GPipe M) + the engine's shared buffers. Activations are what the fused engine allocates
+ * (exact: the same sizing functions); the SameDiff engine (the GPU path) keeps a graph's forward and backward
+ * intermediates within a call, counted as twice that (an estimate);</li>
+ * <li>FLOPs per token = 6N + 12·L·d·T ({@link Mfu}); recomputation adds one forward (x 4/3);</li>
+ * <li>compute time = FLOPs / (peak x assumed MFU); several CPU workers on one node share its peak;</li>
+ * <li>a pipelined step takes (M + P - 1) micro-batch slots of one stage (the bubble is (P - 1)/(M + P - 1));</li>
+ * <li>the gradient AllReduce moves 2 (D-1)/D x 4 bytes per parameter at the AllReduce bus bandwidth (within a node
+ * when a stage's replicas fit in one, else between nodes), not overlapped (conservative); the tied embedding's
+ * gradient is summed between the first and last stage; activations and their gradients cross each stage boundary
+ * once per micro-batch.</li>
+ * </ul>
+ * The optimizer, data loading and the JVM are not modelled (a few % of a CPU step).
+ */
+public final class Planner {
+    /** One layout to evaluate. */
+    public record Layout(int stages, int replicas, int microBatch, String schedule, boolean recompute, boolean zero) {
+        @Override
+        public String toString() {
+            return "P=" + stages + " x D=" + replicas + ", micro_batch " + microBatch + ", " + schedule
+                    + (recompute ? ", recompute blocks" : "") + (zero ? ", ZeRO-1" : "");
+        }
+    }
+
+    /** Memory of one stage's device. */
+    public record StageMemory(int stage, int blocks, long parameters, double stateBytes, double activationBytesPerMicroBatch,
+                              int inFlight, double sharedBytes) {
+        public double totalBytes() {
+            return stateBytes + activationBytesPerMicroBatch * inFlight + sharedBytes;
+        }
+    }
+
+    /** What a layout costs and gives. */
+    public record Plan(Layout layout, List<StageMemory> stages, int microBatches, double flopsPerToken,
+                       double computeSeconds, double allReduceSeconds, double pipeSeconds, double bubbleFraction,
+                       double stepSeconds, double tokensPerSecond, double mfu, double maxStageBytes, boolean fits) {
+    }
+
+    private final RunConfig cfg;
+    private final ModelConfig model;
+    private final DeviceProfile device;
+    private final int nodes;
+    private final int devicesPerNode;
+    private final boolean gpu;
+
+    public Planner(RunConfig cfg, DeviceProfile device, int nodes, int devicesPerNode) {
+        if (nodes < 1 || devicesPerNode < 1) {
+            throw new IllegalArgumentException("need at least one node and one device per node");
+        }
+        this.cfg = cfg;
+        this.model = cfg.model();
+        this.device = device;
+        this.nodes = nodes;
+        this.devicesPerNode = devicesPerNode;
+        this.gpu = !"cpu".equals(device.name());
+    }
+
+    public int world() {
+        return nodes * devicesPerNode;
+    }
+
+    /** The peak one device (one worker) gets: a CPU node's peak is shared by the workers running on it. */
+    private double devicePeak() {
+        return gpu ? device.peakFlopsFp32() : device.peakFlopsFp32() / devicesPerNode;
+    }
+
+    public Plan evaluate(Layout layout) {
+        int p = layout.stages();
+        int d = layout.replicas();
+        int b = layout.microBatch();
+        int global = cfg.training().globalBatch();
+        if (p * d != world() || global % (b * d) != 0) {
+            throw new IllegalArgumentException(layout + " does not fit a world of " + world() + " and global batch " + global);
+        }
+        int m = global / (b * d);
+        int[] blocks = StagePartition.blocksPerStage(model, p, p == 1 ? "" : cfg.parallel().pipelinePartition());
+        long total = GptNames.layout(model, blocks).size();
+        double flopsPerToken = Mfu.flopsPerToken(model, total);
+        double recomputeFactor = layout.recompute() ? 4.0 / 3.0 : 1.0;
+        int threads = gpu ? 1 : Math.max(1, Runtime.getRuntime().availableProcessors() / devicesPerNode);
+        List<StageMemory> stages = new ArrayList<>();
+        double maxStage = 0;
+        long maxParams = 0;
+        for (int s = 0; s < p; s++) {
+            long params = GptNames.stageLayout(model, blocks, s).size();
+            maxParams = Math.max(maxParams, params);
+            boolean zero = layout.zero() && p == 1 && d > 1;
+            double state = params * (4.0 + 4.0 + 8.0 / (zero ? d : 1));
+            boolean first = s == 0;
+            boolean last = s == p - 1;
+            double slot = FusedStage.slotBytes(model, blocks[s], first, last, b, layout.recompute());
+            double shared = FusedStage.sharedBytes(model, b, layout.recompute(), threads);
+            if (gpu) {
+                // SameDiff keeps a call's forward and backward intermediates: twice the fused engine's tensors
+                slot = layout.recompute() ? slot : 2 * slot;
+                shared = 2 * shared;
+            }
+            int inFlight = p == 1 ? 1 : "gpipe".equals(layout.schedule()) ? m : Math.min(p - s, m);
+            StageMemory sm = new StageMemory(s, blocks[s], params, state, slot, inFlight, shared);
+            stages.add(sm);
+            maxStage = Math.max(maxStage, sm.totalBytes());
+        }
+        double rate = devicePeak() * device.assumedMfu();
+        double microBatchFlops = (double) b * model.seqLen() * flopsPerToken * recomputeFactor;
+        double compute;
+        double bubble;
+        if (p == 1) {
+            compute = m * microBatchFlops / rate;
+            bubble = 0;
+        } else {
+            compute = (m + p - 1) * (microBatchFlops / p) / rate;
+            bubble = (p - 1.0) / (m + p - 1.0);
+        }
+        boolean replicasInNode = d <= devicesPerNode && devicesPerNode % d == 0 || nodes == 1;
+        double allReduceBw = replicasInNode ? device.intraNodeBytesPerS() : device.interNodeBytesPerS();
+        double allReduce = d == 1 ? 0 : 2.0 * (d - 1) / d * 4.0 * maxParams / allReduceBw;
+        boolean pipelineInNode = p * d <= devicesPerNode || nodes == 1;
+        double pipeBw = pipelineInNode ? device.intraNodeBytesPerS() : device.interNodeBytesPerS();
+        double pipe = 0;
+        if (p > 1) {
+            double boundary = (double) b * model.seqLen() * model.dModel() * 4.0;
+            pipe = 2.0 * m * boundary / pipeBw;
+            if (model.tieEmbeddings()) {
+                pipe += 4.0 * model.vocabSize() * model.dModel() / pipeBw;
+            }
+        }
+        double step = compute + allReduce + pipe;
+        double tokens = (double) global * model.seqLen();
+        double tokensPerSecond = tokens / step;
+        double mfu = flopsPerToken * tokensPerSecond / (devicePeak() * world());
+        boolean fits = maxStage <= device.usableBytes();
+        return new Plan(layout, stages, m, flopsPerToken, compute, allReduce, pipe, bubble, step, tokensPerSecond, mfu,
+                maxStage, fits);
+    }
+
+    /**
+     * Every layout of this world: P a divisor of the world up to n_layer, D the rest, every power-of-two micro-batch
+     * that divides the global batch per replica, 1F1B (never worse than GPipe: the same bubble, less memory),
+     * recomputation on and off; the fastest first, ties to the larger micro-batch (GEMMs run better on more rows,
+     * which the model does not count) and then to less memory.
+     */
+    public List<Plan> candidates() {
+        List<Plan> out = new ArrayList<>();
+        int global = cfg.training().globalBatch();
+        for (int p = 1; p <= Math.min(world(), model.nLayer()); p++) {
+            if (world() % p != 0) {
+                continue;
+            }
+            int d = world() / p;
+            if (global % d != 0) {
+                continue;
+            }
+            for (int b = 1; b <= global / d; b *= 2) {
+                if ((global / d) % b != 0) {
+                    continue;
+                }
+                for (boolean recompute : new boolean[] {false, true}) {
+                    out.add(evaluate(new Layout(p, d, b, "1f1b", recompute, false)));
+                    if (p == 1 && d > 1) { // ZeRO-1 is not supported together with pipeline stages
+                        out.add(evaluate(new Layout(p, d, b, "1f1b", recompute, true)));
+                    }
+                }
+            }
+        }
+        out.sort(Comparator.comparingDouble((Plan p) -> Math.round(p.stepSeconds() * 1e6))
+                .thenComparing(p -> -p.layout().microBatch()).thenComparingDouble(Plan::maxStageBytes));
+        return out;
+    }
+
+    /** The fastest layout that fits the device's memory, or null when none does. */
+    public Plan recommend() {
+        return candidates().stream().filter(Plan::fits).findFirst().orElse(null);
+    }
+}
