@@ -1,6 +1,7 @@
 package io.dtrain.launcher;
 
 import io.dtrain.parallel.WorldConfig;
+import io.dtrain.train.StopSignals;
 import io.dtrain.parallel.rendezvous.RendezvousServer;
 import io.dtrain.parallel.spawn.WorkerJvm;
 import io.dtrain.parallel.transport.MediaDriverProcess;
@@ -129,6 +130,7 @@ public final class LaunchCommand implements Callable<Integer> {
                     worldSize, nodeRank, nnodes, host, port, size.describe());
             List<List<String>> pinned = pinCpus ? size.pinnedPrefixes(nprocPerNode) : null;
             try (WorkerSupervisor workers = new WorkerSupervisor(out, err, allRanksOutput, logDir, stopGraceSeconds)) {
+                forwardStopSignals(workers, out);
                 for (int local = 0; local < nprocPerNode; local++) {
                     int rank = nodeRank * nprocPerNode + local;
                     WorkerJvm worker = WorkerJvm.of(Main.class).jvmOptions(size.jvmOptions()).args(command).environment(env);
@@ -139,6 +141,32 @@ public final class LaunchCommand implements Callable<Integer> {
                 }
                 return workers.awaitAll();
             }
+        }
+    }
+
+    /**
+     * SIGTERM and SIGUSR1 (a scheduler taking the node back) go on to every worker, which finish their step and write a
+     * checkpoint together (exit status 75); a second SIGTERM kills them at once.
+     */
+    private static void forwardStopSignals(WorkerSupervisor workers, PrintStream out) {
+        boolean[] termSeen = {false};
+        try {
+            sun.misc.Signal.handle(new sun.misc.Signal("TERM"), s -> {
+                if (termSeen[0]) {
+                    out.println("launch: second SIGTERM: killing the workers (the previous checkpoint is intact)");
+                    workers.killAll();
+                    Runtime.getRuntime().halt(StopSignals.EXIT_STOPPED);
+                }
+                termSeen[0] = true;
+                out.println("launch: SIGTERM: asking the workers to checkpoint and stop");
+                workers.forward("TERM");
+            });
+            sun.misc.Signal.handle(new sun.misc.Signal("USR1"), s -> {
+                out.println("launch: SIGUSR1: asking the workers to checkpoint and stop");
+                workers.forward("USR1");
+            });
+        } catch (IllegalArgumentException e) {
+            // signals reserved by the JVM (-Xrs): the default behaviour stays
         }
     }
 

@@ -5,6 +5,7 @@ import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
 import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.train.RunContext;
+import io.dtrain.train.StopSignals;
 import io.dtrain.train.Trainer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -48,7 +49,9 @@ public final class TrainCommand implements Callable<Integer> {
 
     @Option(names = "--resume", arity = "0..1", paramLabel = "CHECKPOINT", fallbackValue = "",
             description = "Continue exactly from a checkpoint: a step directory, a checkpoints directory or a run "
-                    + "directory (default: the latest checkpoint under output.dir).")
+                    + "directory (default: the latest checkpoint under output.dir); 'auto': from the latest checkpoint "
+                    + "under output.dir if there is one, else from scratch (the default under Slurm or a restarting "
+                    + "dtrain launch, so that one command line serves a job's whole life).")
     String resume;
 
     @Option(names = "--overwrite",
@@ -67,6 +70,15 @@ public final class TrainCommand implements Callable<Integer> {
         Path runDir = Path.of(cfg.output().dir());
         Path checkpoints = runDir.resolve("checkpoints");
         boolean hasCheckpoints = Files.isDirectory(checkpoints) && Files.exists(checkpoints.resolve("latest"));
+        String how = resume == null && !overwrite && underScheduler(env) ? "auto" : resume;
+        if ("auto".equals(how)) {
+            // a requeued or restarted job runs the same command line again: continue if there is something to continue
+            resume = hasCheckpoints ? "" : null;
+            if (rank == 0) {
+                out.println(hasCheckpoints ? "resume auto: continuing from the latest checkpoint under " + checkpoints
+                        : "resume auto: no checkpoint under " + checkpoints + " yet: starting from scratch");
+            }
+        }
         // Every rank checks (same answer on a shared output.dir), so all fail at once instead of waiting at rendezvous.
         if (resume == null && hasCheckpoints && !overwrite) {
             throw new UserError("output.dir " + runDir + " already holds checkpoints: pass --resume to continue "
@@ -91,7 +103,17 @@ public final class TrainCommand implements Callable<Integer> {
         return train(cfg, runDir, checkpoints, worldSize, out);
     }
 
+    /**
+     * Under a scheduler that may requeue or restart the job (Slurm, a restarting dtrain launch, torchrun's elastic
+     * agent) the same command line must continue a run: there --resume auto is the default.
+     */
+    static boolean underScheduler(Map<String, String> env) {
+        return env.containsKey("SLURM_JOB_ID") || "auto".equals(env.get("DTRAIN_RESUME"))
+                || env.containsKey("TORCHELASTIC_RESTART_COUNT");
+    }
+
     private int train(RunConfig cfg, Path runDir, Path checkpoints, int worldSize, PrintStream out) {
+        StopSignals.install(out, stopDeadline());
         // WORLD_SIZE > 1 (set by dtrain launch, torchrun-style wrappers, Slurm scripts): join as a data-parallel rank.
         // With parallel.pipeline.stages = P > 1 the world is P stages x D replicas.
         try (ProcessGroup world = worldSize > 1 ? ProcessGroup.fromEnvironment() : null;
@@ -105,6 +127,9 @@ public final class TrainCommand implements Callable<Integer> {
             long startStep = trainer.step();
             double val = trainer.train();
             double secs = (System.nanoTime() - t0) / 1e9;
+            if (trainer.stoppedAt() >= 0) {
+                return StopSignals.EXIT_REQUEUE;
+            }
             if (!context.isLogger()) {
                 return 0;
             }
@@ -114,6 +139,19 @@ public final class TrainCommand implements Callable<Integer> {
                     runDir.toAbsolutePath());
         }
         return 0;
+    }
+
+    /** DTRAIN_STOP_DEADLINE (seconds, default 120): how long a stop signal leaves to write the checkpoint. */
+    private static java.time.Duration stopDeadline() {
+        String v = System.getenv("DTRAIN_STOP_DEADLINE");
+        if (v == null || v.isBlank()) {
+            return java.time.Duration.ofSeconds(120);
+        }
+        try {
+            return java.time.Duration.ofSeconds(Long.parseLong(v.strip().replaceAll("s$", "")));
+        } catch (NumberFormatException e) {
+            throw new UserError("DTRAIN_STOP_DEADLINE='" + v + "' must be a number of seconds, e.g. 120");
+        }
     }
 
     private static int intEnv(Map<String, String> env, String name, int defaultValue) {

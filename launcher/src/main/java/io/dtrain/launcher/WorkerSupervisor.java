@@ -1,6 +1,8 @@
 package io.dtrain.launcher;
 
 import java.io.BufferedReader;
+import io.dtrain.train.StopSignals;
+
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
@@ -97,10 +99,16 @@ final class WorkerSupervisor implements AutoCloseable {
         for (Worker w : workers) {
             w.process.onExit().thenRun(() -> exited.add(w));
         }
+        int stoppedOnSignal = 0;
         for (int done = 0; done < workers.size(); done++) {
             Worker w = exited.take();
             int code = w.process.exitValue();
             if (code == 0) {
+                continue;
+            }
+            if (code == StopSignals.EXIT_REQUEUE) {
+                // a stop signal: every rank checkpoints together and exits so; wait for the others
+                stoppedOnSignal++;
                 continue;
             }
             long t0 = System.nanoTime();
@@ -120,8 +128,31 @@ final class WorkerSupervisor implements AutoCloseable {
             err.flush();
             return code > 0 && code < 128 ? code : 1;
         }
+        if (stoppedOnSignal > 0) {
+            out.printf(Locale.ROOT, "launch: %d worker(s) of this node stopped on a signal after writing their checkpoint:"
+                    + " exit status %d; run the same command again to continue%n", stoppedOnSignal, StopSignals.EXIT_REQUEUE);
+            return StopSignals.EXIT_REQUEUE;
+        }
         out.printf(Locale.ROOT, "launch: all %d worker(s) of this node finished%n", workers.size());
         return 0;
+    }
+
+    /** Sends {@code signal} (e.g. "TERM", "USR1") to every worker still running. */
+    void forward(String signal) {
+        for (Worker w : workers) {
+            if (w.process.isAlive()) {
+                try {
+                    new ProcessBuilder("kill", "-" + signal, Long.toString(w.process.pid())).inheritIO().start();
+                } catch (IOException e) {
+                    err.println("dtrain launch: could not send SIG" + signal + " to rank " + w.rank + ": " + e.getMessage());
+                }
+            }
+        }
+    }
+
+    /** Kills every worker at once (a second stop signal). */
+    void killAll() {
+        workers.forEach(w -> w.process.destroyForcibly());
     }
 
     /** Stops every worker still running and waits for their output to be printed. */

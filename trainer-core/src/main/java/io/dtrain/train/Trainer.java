@@ -31,6 +31,8 @@ public final class Trainer implements AutoCloseable {
     private final RunConfig cfg;
     private final RunContext context;
     private final PrintStream out;
+    private long stoppedAt = -1;
+    private long lastCheckpointStep = -1;
     private final Path runDir;
     private final long totalSteps;
     private final Tokenizer tokenizer;
@@ -121,6 +123,19 @@ public final class Trainer implements AutoCloseable {
                 out.println(metrics.describe());
             }
             while (trainStep.step() < totalSteps) {
+                if (stopRequested()) {
+                    stoppedAt = trainStep.step();
+                    if (lastCheckpointStep != stoppedAt) {
+                        saveCheckpoint();
+                    }
+                    if (context.isLogger()) {
+                        out.printf(Locale.ROOT, "stop: checkpoint of step %d written on %s; exit status %d: run the same"
+                                        + " command again to continue (--resume auto)%n", stoppedAt,
+                                StopSignals.requestedBy() != null ? StopSignals.requestedBy() : "another rank's signal",
+                                StopSignals.EXIT_REQUEUE);
+                    }
+                    break;
+                }
                 StepStats s = trainStep.run();
                 metrics.step(s);
                 long done = trainStep.step();
@@ -144,6 +159,25 @@ public final class Trainer implements AutoCloseable {
             trainStep.setTracer(Tracer.NOOP);
         }
         return lastEval;
+    }
+
+    /**
+     * Whether any rank got a stop signal: every rank asks at the same step boundary, so they all stop at the same
+     * step and write one checkpoint together. One process: just its own flag; a job: a sum over the world.
+     */
+    private boolean stopRequested() {
+        double mine = StopSignals.requestedBy() != null ? 1 : 0;
+        if (context.world() == null) {
+            return mine > 0;
+        }
+        double[] any = {mine};
+        RankSums.sum(context.world(), any, "stop requests");
+        return any[0] > 0;
+    }
+
+    /** The step at which a stop signal ended {@link #train()}, or -1 when it ran to the end. */
+    public long stoppedAt() {
+        return stoppedAt;
     }
 
     /** One optimizer step; advances {@link #step()}. */
@@ -180,6 +214,7 @@ public final class Trainer implements AutoCloseable {
         extra.put("config_yaml", ConfigLoader.toYaml(cfg));
         try {
             Path dir = trainStep.saveCheckpoint(extra);
+            lastCheckpointStep = trainStep.step();
             if (context.isLogger()) {
                 out.println("checkpoint " + dir);
             }
