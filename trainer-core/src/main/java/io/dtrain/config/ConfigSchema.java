@@ -171,6 +171,8 @@ public final class ConfigSchema {
             choice("model.dtype", "float32", List.of("float32", "float64"), "floating-point type of parameters and activations"),
             choice("model.engine", "auto", List.of("auto", "fused", "samediff"),
                     "what computes the model: fused (hand-written CPU kernels on preallocated buffers), samediff (the SameDiff graph; the CUDA path) or auto (fused on the CPU backend, samediff otherwise)"),
+            path("model.init_from", "", false,
+                    "start from these weights instead of a random initialisation: a safetensors file or a Hugging Face model directory (model.safetensors) in GPT-2's layout, e.g. one `dtrain export --format hf` wrote; shapes must match this config (\"\" = random, from training.seed)"),
 
             number("optimizer.lr", 6e-4, Range.greaterThan(0), "peak learning rate (after warm-up)"),
             number("optimizer.min_lr", 6e-5, Range.atLeast(0), "learning rate at the end of the decay; <= lr"),
