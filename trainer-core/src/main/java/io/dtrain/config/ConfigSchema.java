@@ -228,8 +228,10 @@ public final class ConfigSchema {
             number("metrics.peak_flops", 0.0, Range.atLeast(0),
                     "peak FLOP/s of one rank's device for the MFU (0 = the device's figure)"),
             integer("metrics.prometheus_port", 0, new Range(0.0, true, 65535.0, true),
-                    "serve Prometheus text metrics at http://host:(port + rank)/metrics; 0 = off"),
+                    "serve Prometheus metrics at http://host:(port + local rank)/metrics, so every node uses the same ports; 0 = off"),
             bool("metrics.trace", true, "write a Chrome/Perfetto trace of every step's phases (metrics/trace-rankN.json, merged into trace.json)"),
+            bool("metrics.tensorboard", true,
+                    "write TensorBoard event files of the training and validation scalars under tensorboard/rankN/ (tensorboard --logdir RUN/tensorboard; wandb sync --sync-tensorboard)"),
 
             number("parallel.dp.bucket_mb", 25.0, Range.greaterThan(0),
                     "data parallelism: AllReduce gradients in buckets of at most this many MiB (as PyTorch DDP's bucket_cap_mb)"),
