@@ -301,4 +301,40 @@ public class RunMetricsTest {
         crashed.close();
         assertFalse(RunMetrics.mergeTraces(tmp.resolve("nothing-here")));
     }
+
+    /** The port is the base plus the local rank (the same ports on every node); the labels say where the rank sits. */
+    @Test
+    void theEndpointListensOnBasePlusLocalRankWithThePlaceAsLabels() throws Exception {
+        int base = freePort();
+        PrometheusMetrics.Source nothing = new PrometheusMetrics.Source() {
+            public StepStats lastStep() {
+                return null;
+            }
+
+            public double lastMfu() {
+                return Double.NaN;
+            }
+
+            public double lastValLoss() {
+                return Double.NaN;
+            }
+
+            public SystemSample latestSystemSample() {
+                return null;
+            }
+        };
+        try (PrometheusMetrics p = PrometheusMetrics.start(base - 1, new PrometheusMetrics.Place(5, 1, 2, 1), nothing)) {
+            assertEquals(base, p.port());
+            p.step(new StepStats(0, 2.0, 1e-3, 1.0, 64, 120, 1, 100, 10, true), 2, 16);
+            Map<String, PrometheusText.Family> m = PrometheusText.parse(HttpClient.newHttpClient().send(
+                    HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + base + "/metrics")).build(),
+                    HttpResponse.BodyHandlers.ofString()).body());
+            Map<String, String> place = Map.of("rank", "5", "local_rank", "1", "stage", "2", "replica", "1");
+            assertEquals(1, m.get("dtrain_steps_total").value("dtrain_steps_total", place));
+            assertEquals(1, m.get("dtrain_skipped_steps_total").value("dtrain_skipped_steps_total", place));
+            assertEquals(32, m.get("dtrain_tokens_total").value("dtrain_tokens_total", place));
+            assertEquals(2, m.get("dtrain_samples_total").value("dtrain_samples_total", place));
+            assertTrue(!m.containsKey("dtrain_loss"), "no loss sample before a step is known");
+        }
+    }
 }
