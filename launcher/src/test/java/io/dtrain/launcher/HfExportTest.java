@@ -192,6 +192,28 @@ class HfExportTest {
                 c.err());
     }
 
+    /** A run started from an export resumes from its checkpoint without the file it started from. */
+    @Test
+    void aResumedRunDoesNotNeedTheInitFromFileAgain() throws IOException {
+        Path hf = export(tiedRun, "resume-source");
+        Path run = tmp.resolve("from-hf");
+        List<String> args = List.of("train", "--config", "configs/gpt-micro.yaml", "--set", "training.eval_interval=0",
+                "--set", "metrics.interval_ms=0", "--set", "model.init_from=" + hf, "--set", "output.dir=" + run);
+        List<String> first = new ArrayList<>(args);
+        first.addAll(List.of("--set", "training.steps=2"));
+        Cli started = Cli.run(first.toArray(String[]::new));
+        assertEquals(0, started.exitCode(), started.toString());
+        assertTrue(started.out().contains("model: weights from " + hf.resolve("model.safetensors")), started.out());
+        try (var files = Files.walk(hf)) {
+            files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        }
+        List<String> more = new ArrayList<>(args);
+        more.addAll(List.of("--set", "training.steps=3", "--resume"));
+        Cli resumed = Cli.run(more.toArray(String[]::new));
+        assertEquals(0, resumed.exitCode(), resumed.toString());
+        assertTrue(resumed.out().contains("resumed from") && resumed.out().contains("done: 1 steps"), resumed.out());
+    }
+
     static Path script() {
         return Path.of(System.getProperty("dtrain.repo.root", "..")).resolve("benchmarks/pytorch/hf_gpt2.py");
     }
