@@ -62,9 +62,10 @@ def run_logged(cmd, name, tool):
 
 
 def steps_per_rank(run_dir, ranks):
-    """Every rank's metrics/steps-rank<r>.jsonl, as lists of step records."""
+    """Every rank's metrics/steps-rank<r>.jsonl, as lists of step records (evaluation records left out)."""
     per_rank = []
     for r in range(ranks):
         with open(os.path.join(run_dir, "metrics", f"steps-rank{r}.jsonl")) as f:
-            per_rank.append([json.loads(line) for line in f if line.strip()])
+            records = [json.loads(line) for line in f if line.strip()]
+            per_rank.append([rec for rec in records if rec.get("type", "step") == "step"])
     return per_rank

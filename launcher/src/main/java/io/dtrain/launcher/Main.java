@@ -15,6 +15,7 @@ import picocli.CommandLine.Command;
                 LaunchCommand.class,
                 EvalCommand.class,
                 GenerateCommand.class,
+                ExportCommand.class,
                 TokenizeCommand.class,
                 PreprocessCommand.class,
                 ReportCommand.class,

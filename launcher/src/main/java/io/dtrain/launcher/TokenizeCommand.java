@@ -7,11 +7,13 @@ import io.dtrain.data.reader.PileReader;
 import io.dtrain.data.tokenizer.Gpt2Tokenizer;
 import io.dtrain.data.tokenizer.Tokenizer;
 import io.dtrain.data.tokenizer.Tokenizers;
+import io.dtrain.metrics.JsonLines;
 import java.io.BufferedOutputStream;
 import java.io.OutputStream;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import org.apache.hadoop.fs.Path;
 import picocli.CommandLine;
@@ -109,14 +111,10 @@ public final class TokenizeCommand implements Callable<Integer> {
             DataFiles.writeAtomically(new Path(output), file -> {
                 try (OutputStream raw = output.endsWith(".zst") ? new ZstdOutputStream(file, 3) : file;
                      OutputStream sink = new BufferedOutputStream(raw, 1 << 16)) {
-                    StringBuilder line = new StringBuilder();
                     while (reader.hasNext()) {
                         int[] ids = encode(tok, reader.next().text());
-                        line.setLength(0);
-                        line.append("{\"ids\": ");
-                        appendList(line, ids);
-                        line.append("}\n");
-                        sink.write(line.toString().getBytes(StandardCharsets.US_ASCII));
+                        sink.write(JsonLines.line(Map.of("ids", ids)).getBytes(StandardCharsets.UTF_8));
+                        sink.write('\n');
                         counts[0]++;
                         counts[1] += ids.length;
                     }

@@ -67,6 +67,9 @@ public final class TrainCommand implements Callable<Integer> {
         // Deprecation lines once per job, not once per rank.
         RunConfig cfg = ConfigLoader.load(config, overrides, Path.of("").toAbsolutePath(),
                 rank == 0 ? ConfigLoader.WARN_TO_STDERR : line -> { });
+        if (resume != null) {
+            cfg = cfg.forResume();   // the weights come from the checkpoint, not model.init_from
+        }
         Path runDir = Path.of(cfg.output().dir());
         Path checkpoints = runDir.resolve("checkpoints");
         boolean hasCheckpoints = Files.isDirectory(checkpoints) && Files.exists(checkpoints.resolve("latest"));

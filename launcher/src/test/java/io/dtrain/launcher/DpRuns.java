@@ -44,11 +44,15 @@ final class DpRuns {
         return args;
     }
 
+    /** The step records of a rank (its steps file also holds evaluation records). */
     static List<JsonNode> steps(Path runDir, int rank) {
         try {
             List<JsonNode> out = new ArrayList<>();
             for (String line : Files.readAllLines(runDir.resolve("metrics/steps-rank" + rank + ".jsonl"))) {
-                out.add(JSON.readTree(line));
+                JsonNode record = JSON.readTree(line);
+                if (!record.path("type").asText().equals("eval")) {   // step records only
+                    out.add(record);
+                }
             }
             return out;
         } catch (IOException e) {

@@ -62,7 +62,9 @@ class ReadmeExamplesTest {
             Map.entry("--input IN.jsonl", "data/pile-tiny/train/01.jsonl"),
             Map.entry("--output OUT.jsonl", "{tmp}/tokens.jsonl"),
             Map.entry("--input SHARDS", "data/pile-tiny/train"),
-            Map.entry("--output DIR", "{tmp}/preprocessed"));
+            Map.entry("--output DIR", "{tmp}/preprocessed"),
+            Map.entry("--out DIR", "{tmp}/hf"),
+            Map.entry("--out HF_DIR", "{tmp}/hf"));
 
     /**
      * Options added to commands that start with these words because they would otherwise take more than ~30 s.

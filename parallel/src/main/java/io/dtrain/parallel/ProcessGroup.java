@@ -110,6 +110,11 @@ public final class ProcessGroup implements AutoCloseable {
         return comm.rank();
     }
 
+    /** This process's rank among the job's processes on its host ({@code LOCAL_RANK}). */
+    public int localRank() {
+        return comm.config().localRank();
+    }
+
     /** The world ranks of the members, in group-rank order. */
     public int[] worldRanks() {
         return ring.members.clone();

@@ -27,6 +27,11 @@ public final class ConfigReference {
                 .append("`configs/gpt-tiny.yaml:11: model.n_head: expected an integer, got 'four'` or\n")
                 .append("`--set model.n_heads: unknown key; did you mean model.n_head?`.\n\n");
         sb.append("The resolved configuration (every key) is printed at start and stored with each checkpoint.\n\n");
+        sb.append("Editor support: [config.schema.json](config.schema.json) is a JSON Schema of these files, generated from\n")
+                .append("the same table. With VS Code's YAML extension, put\n")
+                .append("`# yaml-language-server: $schema=../docs/config.schema.json` on the first line of a config (or map\n")
+                .append("`docs/config.schema.json` to `configs/*.yaml` under `yaml.schemas` in the settings) to get key\n")
+                .append("completion, descriptions and checks of types, choices and ranges while editing.\n\n");
         sb.append("Sections: ");
         for (int i = 0; i < ConfigSchema.sections().size(); i++) {
             ConfigSchema.Section s = ConfigSchema.sections().get(i);

@@ -19,6 +19,8 @@ package io.dtrain.config;
  * @param dtype          "float32" or "float64" (tests use float64)
  * @param engine         what computes the model: "fused" (hand-written CPU kernels), "samediff" (the SameDiff
  *                       graph; the CUDA path) or "auto" (fused on the CPU backend, samediff otherwise)
+ * @param initFrom       GPT-2-layout weights to start from (a safetensors file or a Hugging Face model directory),
+ *                       "" to initialise from training.seed
  */
 public record ModelConfig(
         int vocabSize,
@@ -35,7 +37,16 @@ public record ModelConfig(
         double initStd,
         double layerNormEps,
         String dtype,
-        String engine) {
+        String engine,
+        String initFrom) {
+
+    /** No weights to start from: initialised from training.seed. */
+    public ModelConfig(int vocabSize, int seqLen, int dModel, int nLayer, int nHead, int dFf, String norm,
+                       String activation, double dropout, boolean tieEmbeddings, boolean bias, double initStd,
+                       double layerNormEps, String dtype, String engine) {
+        this(vocabSize, seqLen, dModel, nLayer, nHead, dFf, norm, activation, dropout, tieEmbeddings, bias, initStd,
+                layerNormEps, dtype, engine, "");
+    }
 
     public int ffWidth() {
         return dFf > 0 ? dFf : 4 * dModel;

@@ -50,6 +50,20 @@ public record RunConfig(
         return training.globalBatch() / perStep;
     }
 
+    /**
+     * This configuration for a resumed run: the checkpoint holds the weights, so {@code model.init_from}, which only
+     * a fresh start reads, is cleared (the file it named may be gone by now).
+     */
+    public RunConfig forResume() {
+        if (model.initFrom().isEmpty()) {
+            return this;
+        }
+        ModelConfig m = new ModelConfig(model.vocabSize(), model.seqLen(), model.dModel(), model.nLayer(),
+                model.nHead(), model.dFf(), model.norm(), model.activation(), model.dropout(), model.tieEmbeddings(),
+                model.bias(), model.initStd(), model.layerNormEps(), model.dtype(), model.engine(), "");
+        return new RunConfig(m, optimizer, schedule, data, training, output, metrics, parallel);
+    }
+
     /** Optimizer steps this run takes: training.steps, or the steps that cover training.tokens. */
     public long totalSteps() {
         if (training.steps() > 0) {

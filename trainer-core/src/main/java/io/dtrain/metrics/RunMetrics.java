@@ -13,6 +13,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -24,12 +25,15 @@ import java.util.stream.Stream;
  * <pre>
  *   try (RunMetrics metrics = RunMetrics.start(cfg, run, parameterCount)) {
  *       ... tracer spans around each phase: metrics.tracer().span("forward_backward", "compute", t0, t1) ...
- *       metrics.step(stats);      // one line of metrics/steps-rank&lt;r&gt;.jsonl (+ MFU), gauges, trace flush
+ *       metrics.step(stats);      // one line of metrics/steps-rank&lt;r&gt;.jsonl (+ MFU), TensorBoard, Prometheus
+ *       metrics.eval(step, loss, sequences);   // an evaluation record, likewise
  *   }                             // stops the sampler and the endpoint; rank 0 merges the trace into trace.json
  * </pre>
- * Files, under the run directory: {@code metrics/steps-rank<r>.jsonl}, {@code metrics/system-rank<r>.jsonl}
- * (every {@code metrics.interval_ms}), {@code metrics/trace-rank<r>.json} and {@code trace.json}
- * ({@code metrics.trace}); a Prometheus endpoint on {@code metrics.prometheus_port + rank} when set.
+ * Files, under the run directory: {@code metrics/steps-rank<r>.jsonl} (step and evaluation records, written by
+ * {@link JsonLines}), {@code metrics/system-rank<r>.jsonl} (every {@code metrics.interval_ms}),
+ * {@code metrics/trace-rank<r>.json} and {@code trace.json} ({@code metrics.trace}),
+ * {@code tensorboard/rank<r>/events.out.tfevents.*} ({@code metrics.tensorboard}); a Prometheus endpoint on
+ * {@code metrics.prometheus_port + local rank} when set.
  */
 public final class RunMetrics implements AutoCloseable {
     private final Path runDir;
@@ -41,16 +45,20 @@ public final class RunMetrics implements AutoCloseable {
     private final BufferedWriter steps;
     private final SystemSampler sampler;
     private final Tracer tracer;
-    private final PrometheusEndpoint endpoint;
+    private final TensorBoardEvents tensorboard;
+    private final PrometheusMetrics prometheus;
+    private final int seqLen;
     private volatile double clockOffsetMs;
     private volatile StepStats lastStep;
     private volatile double lastMfu = Double.NaN;
+    private volatile double lastValLoss = Double.NaN;
 
     private RunMetrics(RunConfig cfg, RunContext run, long parameterCount) throws IOException {
         MetricsConfig m = cfg.metrics();
         this.runDir = Path.of(cfg.output().dir());
         this.rank = run.rank();
         this.dataParallelSize = run.dataParallelSize();
+        this.seqLen = cfg.model().seqLen();
         this.flopsPerToken = Mfu.flopsPerToken(cfg.model(), parameterCount);
         this.peakFlops = Mfu.peakFlops(m, GemmBenchmark::quickPeak);
         this.peakSource = m.peakFlops() > 0 ? "metrics.peak_flops"
@@ -68,8 +76,13 @@ public final class RunMetrics implements AutoCloseable {
             }
             this.tracer = m.trace() ? Tracer.open(dir.resolve("trace-rank" + rank + ".json"), rank) : Tracer.NOOP;
             opened.add(tracer);
-            this.endpoint = m.prometheusPort() <= 0 ? null
-                    : PrometheusEndpoint.start(m.prometheusPort() + rank, this::gauges);
+            this.tensorboard = m.tensorboard()
+                    ? TensorBoardEvents.create(runDir.resolve("tensorboard").resolve("rank" + rank), rank) : null;
+            if (tensorboard != null) {
+                opened.add(tensorboard);
+            }
+            this.prometheus = m.prometheusPort() <= 0 ? null : PrometheusMetrics.start(m.prometheusPort(),
+                    new PrometheusMetrics.Place(rank, run.localRank(), run.stage(), run.dataParallelRank()), source());
         } catch (IOException | RuntimeException e) {
             for (AutoCloseable c : opened) {
                 try {
@@ -117,7 +130,12 @@ public final class RunMetrics implements AutoCloseable {
 
     /** The port of the Prometheus endpoint, or -1 without one. */
     public int prometheusPort() {
-        return endpoint == null ? -1 : endpoint.port();
+        return prometheus == null ? -1 : prometheus.port();
+    }
+
+    /** The TensorBoard event file, or null ({@code metrics.tensorboard: false}). */
+    public Path tensorboardFile() {
+        return tensorboard == null ? null : tensorboard.file();
     }
 
     /** The newest system reading, or null (sampling off, or before the first interval). */
@@ -127,9 +145,10 @@ public final class RunMetrics implements AutoCloseable {
 
     /** One line saying what is recorded, for the run's log. */
     public String describe() {
-        return String.format(Locale.ROOT, "metrics: %s/metrics (steps%s%s)%s; MFU = %.3g FLOP/token x tokens/s / %.3g FLOP/s (%s)",
+        return String.format(Locale.ROOT, "metrics: %s/metrics (steps%s%s)%s%s; MFU = %.3g FLOP/token x tokens/s / %.3g FLOP/s (%s)",
                 runDir, sampler == null ? "" : ", system", tracer == Tracer.NOOP ? "" : ", trace",
-                endpoint == null ? "" : "; Prometheus on :" + endpoint.port() + "/metrics", flopsPerToken, peakFlops,
+                tensorboard == null ? "" : "; TensorBoard: " + runDir.resolve("tensorboard"),
+                prometheus == null ? "" : "; Prometheus on :" + prometheus.port() + "/metrics", flopsPerToken, peakFlops,
                 peakSource);
     }
 
@@ -138,87 +157,114 @@ public final class RunMetrics implements AutoCloseable {
         return Mfu.mfu(flopsPerToken, (double) s.tokens() / dataParallelSize, s.stepMs() / 1000.0, peakFlops);
     }
 
-    /** Records a finished step: its JSON line (flushed), the gauges, and the trace so far. */
+    /** Records a finished step: its JSON line (flushed), its TensorBoard scalars, Prometheus, the trace so far. */
     public void step(StepStats s) {
         double mfu = mfu(s);
         double achieved = s.stepMs() <= 0 ? Double.NaN
                 : flopsPerToken * s.tokens() / dataParallelSize / (s.stepMs() / 1000.0);
-        String extra = "," + new JsonLine().field(StepFields.FLOPS_PER_TOKEN, flopsPerToken)
-                .field(StepFields.ACHIEVED_FLOPS, achieved).field(StepFields.PEAK_FLOPS, peakFlops)
-                .field(StepFields.MFU, mfu).fields();
+        long now = System.currentTimeMillis();
+        Map<String, Object> record = s.toRecord(now, rank);
+        record.put(StepFields.FLOPS_PER_TOKEN, flopsPerToken);
+        record.put(StepFields.ACHIEVED_FLOPS, JsonLines.measured(achieved));
+        record.put(StepFields.PEAK_FLOPS, peakFlops);
+        record.put(StepFields.MFU, JsonLines.measured(mfu));
+        writeLine(record);
+        if (tensorboard != null) {
+            Map<String, Double> scalars = new LinkedHashMap<>();
+            scalars.put(TensorBoardTags.TRAIN_LOSS, s.loss());
+            scalars.put(TensorBoardTags.LR, s.lr());
+            scalars.put(TensorBoardTags.GRAD_NORM, s.gradNorm());
+            scalars.put(TensorBoardTags.TOKENS_PER_S, s.tokensPerSecond());
+            scalars.put(TensorBoardTags.MFU, mfu);
+            scalars.put(TensorBoardTags.STEP_MS, s.stepMs());
+            scalars.put(TensorBoardTags.DATA_WAIT_MS, s.dataWaitMs());
+            scalars.put(TensorBoardTags.COMPUTE_MS, s.computeMs());
+            scalars.put(TensorBoardTags.FORWARD_MS, s.forwardMs());
+            scalars.put(TensorBoardTags.BACKWARD_MS, s.backwardMs());
+            scalars.put(TensorBoardTags.OPTIMIZER_MS, s.optimizerMs());
+            scalars.put(TensorBoardTags.COMM_MS, s.commMs());
+            scalars.put(TensorBoardTags.BUBBLE_MS, s.bubbleMs());
+            scalars.put(TensorBoardTags.OTHER_MS, s.otherMs());
+            writeScalars(s.step() + 1, now, scalars);
+        }
+        lastStep = s;
+        lastMfu = mfu;
+        if (prometheus != null) {
+            prometheus.step(s, dataParallelSize, seqLen);
+        }
+        tracer.flush();
+    }
+
+    /**
+     * Records an evaluation after {@code stepsDone} optimizer steps: an {@code "type": "eval"} line in the steps
+     * file, the TensorBoard scalars {@code loss/val} and {@code loss/val_ppl}, and Prometheus's {@code dtrain_val_loss}.
+     */
+    public void eval(long stepsDone, double valLoss, int sequences) {
+        long now = System.currentTimeMillis();
+        Map<String, Object> record = JsonLines.record();
+        record.put(StepFields.TYPE, StepFields.TYPE_EVAL);
+        record.put(StepFields.TS, now);
+        record.put(StepFields.RANK, rank);
+        record.put(StepFields.STEP, stepsDone);
+        record.put(StepFields.VAL_LOSS, valLoss);
+        record.put(StepFields.VAL_PPL, Math.exp(valLoss));
+        record.put(StepFields.EVAL_SEQUENCES, sequences);
+        writeLine(record);
+        if (tensorboard != null) {
+            writeScalars(stepsDone, now, Map.of(TensorBoardTags.VAL_LOSS, valLoss, TensorBoardTags.VAL_PPL, Math.exp(valLoss)));
+        }
+        lastValLoss = valLoss;
+    }
+
+    private void writeLine(Map<String, Object> record) {
         try {
-            steps.write(s.toJson(System.currentTimeMillis(), rank, extra));
+            steps.write(JsonLines.line(record));
             steps.newLine();
             steps.flush();
         } catch (IOException e) {
             throw new UncheckedIOException("writing " + runDir.resolve("metrics/steps-rank" + rank + ".jsonl"), e);
         }
-        lastStep = s;
-        lastMfu = mfu;
-        tracer.flush();
     }
 
-    private List<PrometheusEndpoint.Gauge> gauges() {
-        List<PrometheusEndpoint.Gauge> g = new ArrayList<>();
-        Map<String, String> r = Map.of("rank", Integer.toString(rank));
-        StepStats s = lastStep;
-        if (s != null) {
-            g.add(new PrometheusEndpoint.Gauge("dtrain_step", "optimizer steps done", r, s.step() + 1));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_loss", "training loss of the last step", r, s.loss()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_learning_rate", "learning rate of the last step", r, s.lr()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_grad_norm", "global gradient norm before clipping", r, s.gradNorm()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_tokens_per_second", "tokens per second (all ranks)", r,
-                    s.tokensPerSecond()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_step_seconds", "wall time of the last step", r, s.stepMs() / 1000));
-            String help = "time of one phase of the last step";
-            g.add(phase(help, "data_wait", s.dataWaitMs()));
-            g.add(phase(help, "compute", s.computeMs()));
-            g.add(phase(help, "optimizer", s.optimizerMs()));
-            g.add(phase(help, "comm", s.commMs()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_mfu", "model FLOPs utilization of the last step (0..1)", r, lastMfu));
+    private void writeScalars(long step, long wallMillis, Map<String, Double> scalars) {
+        try {
+            tensorboard.scalars(step, wallMillis, scalars);
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing " + tensorboard.file(), e);
         }
-        SystemSample sys = latestSystemSample();
-        if (sys != null) {
-            g.add(new PrometheusEndpoint.Gauge("dtrain_cpu_percent", "host CPU busy, % of all cores", r, sys.cpuPercent()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_process_cpu_percent", "this process's CPU, % of all cores", r,
-                    sys.processCpuPercent()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_iowait_percent", "host CPU waiting for I/O, %", r, sys.iowaitPercent()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_memory_available_bytes", "host MemAvailable", r, sys.memAvailableBytes()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_heap_used_bytes", "JVM heap in use", r, sys.heapUsedBytes()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_offheap_bytes", "ND4J/JavaCPP off-heap bytes", r, sys.offHeapBytes()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_network_receive_bytes_per_second", "received, all interfaces but lo",
-                    r, sys.netRxBytesPerSec()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_network_transmit_bytes_per_second", "sent, all interfaces but lo", r,
-                    sys.netTxBytesPerSec()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_disk_read_bytes_per_second", "read from disks", r,
-                    sys.diskReadBytesPerSec()));
-            g.add(new PrometheusEndpoint.Gauge("dtrain_disk_write_bytes_per_second", "written to disks", r,
-                    sys.diskWriteBytesPerSec()));
-            for (GpuSample gpu : sys.gpus()) {
-                Map<String, String> l = new java.util.TreeMap<>(Map.of("rank", Integer.toString(rank), "gpu", Integer.toString(gpu.index())));
-                g.add(new PrometheusEndpoint.Gauge("dtrain_gpu_utilization_percent", "nvidia-smi utilization.gpu", l,
-                        gpu.utilPercent()));
-                g.add(new PrometheusEndpoint.Gauge("dtrain_gpu_memory_used_bytes", "nvidia-smi memory.used", l,
-                        gpu.memUsedBytes()));
-                g.add(new PrometheusEndpoint.Gauge("dtrain_gpu_power_watts", "nvidia-smi power.draw", l, gpu.powerWatts()));
-                g.add(new PrometheusEndpoint.Gauge("dtrain_gpu_temperature_celsius", "nvidia-smi temperature.gpu", l,
-                        gpu.temperatureC()));
+    }
+
+    private PrometheusMetrics.Source source() {
+        return new PrometheusMetrics.Source() {
+            @Override
+            public StepStats lastStep() {
+                return lastStep;
             }
-        }
-        return g;
-    }
 
-    private PrometheusEndpoint.Gauge phase(String help, String phase, double ms) {
-        return new PrometheusEndpoint.Gauge("dtrain_phase_seconds", help,
-                new java.util.TreeMap<>(Map.of("rank", Integer.toString(rank), "phase", phase)), ms / 1000);
+            @Override
+            public double lastMfu() {
+                return lastMfu;
+            }
+
+            @Override
+            public double lastValLoss() {
+                return lastValLoss;
+            }
+
+            @Override
+            public SystemSample latestSystemSample() {
+                return RunMetrics.this.latestSystemSample();
+            }
+        };
     }
 
     /** Stops recording; rank 0 then merges the per-rank traces present into {@code trace.json}. */
     @Override
     public void close() {
         List<Exception> errors = new ArrayList<>();
-        closeQuietly(endpoint, errors);
+        closeQuietly(prometheus, errors);
         closeQuietly(sampler, errors);
+        closeQuietly(tensorboard, errors);
         closeQuietly(tracer, errors);
         closeQuietly(steps, errors);
         if (rank == 0 && tracer != Tracer.NOOP) {

@@ -1,14 +1,22 @@
 package io.dtrain.metrics;
 
 /**
- * The field names of one line of {@code metrics/steps-rank<r>.jsonl}, defined once: {@link io.dtrain.train.StepStats}
+ * The field names of the lines of {@code metrics/steps-rank<r>.jsonl} (a step or an evaluation), defined once: {@link io.dtrain.train.StepStats}
  * and {@link RunMetrics#step} write them, {@code io.dtrain.report} reads them. Durations are in milliseconds.
  */
 public final class StepFields {
+    /**
+     * The record type: {@link #TYPE_STEP} for an optimizer step, {@link #TYPE_EVAL} for an evaluation (fields
+     * {@link #TS}, {@link #RANK}, {@link #STEP}, {@link #VAL_LOSS}, {@link #VAL_PPL}, {@link #EVAL_SEQUENCES}).
+     * Lines without it (files of older runs) are steps.
+     */
+    public static final String TYPE = "type";
+    public static final String TYPE_STEP = "step";
+    public static final String TYPE_EVAL = "eval";
     /** Wall-clock time the line was written, epoch milliseconds of this host's clock. */
     public static final String TS = "ts";
     public static final String RANK = "rank";
-    /** 0-based optimizer step. */
+    /** 0-based optimizer step; in an evaluation record, the optimizer steps done before it. */
     public static final String STEP = "step";
     public static final String LOSS = "loss";
     public static final String LR = "lr";
@@ -34,6 +42,13 @@ public final class StepFields {
     public static final String ACHIEVED_FLOPS = "achieved_flops";
     public static final String PEAK_FLOPS = "peak_flops";
     public static final String MFU = "mfu";
+
+    /** An evaluation's mean validation loss (nats per token), after {@link #STEP} optimizer steps. */
+    public static final String VAL_LOSS = "val_loss";
+    /** exp(val_loss). */
+    public static final String VAL_PPL = "val_ppl";
+    /** Validation sequences the evaluation covered. */
+    public static final String EVAL_SEQUENCES = "sequences";
 
     private StepFields() {
     }

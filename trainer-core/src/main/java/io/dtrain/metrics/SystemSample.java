@@ -3,6 +3,8 @@ package io.dtrain.metrics;
 import io.dtrain.metrics.SystemFields.Gpu;
 import io.dtrain.metrics.SystemFields.Net;
 
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -47,35 +49,49 @@ public record SystemSample(long wallMillis, int rank, double clockOffsetMs, doub
     public record Rates(double rxBytesPerSec, double txBytesPerSec) {
     }
 
+    /** The sample's JSON line; measurements to six significant digits, non-finite ones null ({@link JsonLines}). */
     public String toJson() {
-        StringBuilder netJson = new StringBuilder("{");
+        Map<String, Object> netJson = new LinkedHashMap<>();
         for (Map.Entry<String, Rates> e : net.entrySet()) {
-            if (netJson.length() > 1) {
-                netJson.append(',');
-            }
-            JsonLine.quote(netJson, e.getKey());
-            netJson.append(':').append(new JsonLine().field(Net.RX_BYTES_PER_S, e.getValue().rxBytesPerSec())
-                    .field(Net.TX_BYTES_PER_S, e.getValue().txBytesPerSec()));
+            Map<String, Object> rates = JsonLines.record();
+            rates.put(Net.RX_BYTES_PER_S, JsonLines.measured(e.getValue().rxBytesPerSec()));
+            rates.put(Net.TX_BYTES_PER_S, JsonLines.measured(e.getValue().txBytesPerSec()));
+            netJson.put(e.getKey(), rates);
         }
-        netJson.append('}');
-        StringBuilder gpuJson = new StringBuilder("[");
+        List<Map<String, Object>> gpuJson = new ArrayList<>();
         for (GpuSample g : gpus) {
-            if (gpuJson.length() > 1) {
-                gpuJson.append(',');
-            }
-            gpuJson.append(new JsonLine().field(Gpu.INDEX, g.index()).field(Gpu.NAME, g.name())
-                    .field(Gpu.UTIL_PCT, g.utilPercent()).field(Gpu.MEM_USED_BYTES, g.memUsedBytes())
-                    .field(Gpu.MEM_TOTAL_BYTES, g.memTotalBytes()).field(Gpu.POWER_W, g.powerWatts())
-                    .field(Gpu.TEMP_C, g.temperatureC()));
+            Map<String, Object> gpu = JsonLines.record();
+            gpu.put(Gpu.INDEX, g.index());
+            gpu.put(Gpu.NAME, g.name());
+            gpu.put(Gpu.UTIL_PCT, JsonLines.measured(g.utilPercent()));
+            gpu.put(Gpu.MEM_USED_BYTES, g.memUsedBytes());
+            gpu.put(Gpu.MEM_TOTAL_BYTES, g.memTotalBytes());
+            gpu.put(Gpu.POWER_W, JsonLines.measured(g.powerWatts()));
+            gpu.put(Gpu.TEMP_C, JsonLines.measured(g.temperatureC()));
+            gpuJson.add(gpu);
         }
-        gpuJson.append(']');
-        return new JsonLine().field(TS, wallMillis).field(RANK, rank).field(CLOCK_OFFSET_MS, clockOffsetMs)
-                .field(CPU_PCT, cpuPercent).field(IOWAIT_PCT, iowaitPercent).field(PROC_CPU_PCT, processCpuPercent)
-                .field(CPUS, cpus).field(MEM_TOTAL_BYTES, memTotalBytes).field(MEM_AVAILABLE_BYTES, memAvailableBytes)
-                .field(RSS_BYTES, rssBytes).field(HEAP_USED_BYTES, heapUsedBytes).field(HEAP_MAX_BYTES, heapMaxBytes)
-                .field(OFFHEAP_BYTES, offHeapBytes).field(PHYSICAL_BYTES, physicalBytes).field(GC_MS, gcMillis)
-                .field(NET_RX_BYTES_PER_S, netRxBytesPerSec).field(NET_TX_BYTES_PER_S, netTxBytesPerSec)
-                .raw(NET, netJson.toString()).field(DISK_READ_BYTES_PER_S, diskReadBytesPerSec)
-                .field(DISK_WRITE_BYTES_PER_S, diskWriteBytesPerSec).raw(GPUS, gpuJson.toString()).toString();
+        Map<String, Object> r = JsonLines.record();
+        r.put(TS, wallMillis);
+        r.put(RANK, rank);
+        r.put(CLOCK_OFFSET_MS, JsonLines.measured(clockOffsetMs));
+        r.put(CPU_PCT, JsonLines.measured(cpuPercent));
+        r.put(IOWAIT_PCT, JsonLines.measured(iowaitPercent));
+        r.put(PROC_CPU_PCT, JsonLines.measured(processCpuPercent));
+        r.put(CPUS, cpus);
+        r.put(MEM_TOTAL_BYTES, memTotalBytes);
+        r.put(MEM_AVAILABLE_BYTES, memAvailableBytes);
+        r.put(RSS_BYTES, rssBytes);
+        r.put(HEAP_USED_BYTES, heapUsedBytes);
+        r.put(HEAP_MAX_BYTES, heapMaxBytes);
+        r.put(OFFHEAP_BYTES, offHeapBytes);
+        r.put(PHYSICAL_BYTES, physicalBytes);
+        r.put(GC_MS, JsonLines.measured(gcMillis));
+        r.put(NET_RX_BYTES_PER_S, JsonLines.measured(netRxBytesPerSec));
+        r.put(NET_TX_BYTES_PER_S, JsonLines.measured(netTxBytesPerSec));
+        r.put(NET, netJson);
+        r.put(DISK_READ_BYTES_PER_S, JsonLines.measured(diskReadBytesPerSec));
+        r.put(DISK_WRITE_BYTES_PER_S, JsonLines.measured(diskWriteBytesPerSec));
+        r.put(GPUS, gpuJson);
+        return JsonLines.line(r);
     }
 }

@@ -13,6 +13,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -51,10 +52,8 @@ public class Tracer implements AutoCloseable {
         java.time.Instant now = java.time.Instant.now();
         this.epochMicrosAtStart = now.getEpochSecond() * 1_000_000L + now.getNano() / 1000;
         out.write("[\n");
-        write(new JsonLine().field("name", "process_name").field("ph", "M").field("pid", rank)
-                .raw("args", new JsonLine().field("name", "rank " + rank).toString()).toString());
-        write(new JsonLine().field("name", "process_sort_index").field("ph", "M").field("pid", rank)
-                .raw("args", new JsonLine().field("sort_index", rank).toString()).toString());
+        write(JsonLines.line(metadata("process_name", -1, Map.of("name", "rank " + rank))));
+        write(JsonLines.line(metadata("process_sort_index", -1, Map.of("sort_index", rank))));
     }
 
     /** A tracer writing {@code file} for {@code rank}. */
@@ -73,14 +72,18 @@ public class Tracer implements AutoCloseable {
             return;
         }
         Thread t = Thread.currentThread();
-        String event = new JsonLine().field("name", name).field("cat", category).field("ph", "X")
-                .fixed("ts", micros(startNanos), 3).fixed("dur", Math.max(0, (endNanos - startNanos) / 1000.0), 3)
-                .field("pid", rank).field("tid", t.getId()).toString();
+        Map<String, Object> e = JsonLines.record();
+        e.put("name", name);
+        e.put("cat", category);
+        e.put("ph", "X");
+        e.put("ts", JsonLines.fixed(micros(startNanos), 3));
+        e.put("dur", JsonLines.fixed(Math.max(0, (endNanos - startNanos) / 1000.0), 3));
+        e.put("pid", rank);
+        e.put("tid", t.getId());
+        String event = JsonLines.line(e);
         synchronized (this) {
             if (namedThreads.add(t.getId())) {
-                write(new JsonLine().field("name", "thread_name").field("ph", "M").field("pid", rank)
-                        .field("tid", t.getId()).raw("args", new JsonLine().field("name", t.getName()).toString())
-                        .toString());
+                write(JsonLines.line(metadata("thread_name", t.getId(), Map.of("name", t.getName()))));
             }
             write(event);
         }
@@ -109,6 +112,19 @@ public class Tracer implements AutoCloseable {
         public void close() {
             tracer.span(name, category, startNanos, System.nanoTime());
         }
+    }
+
+    /** A metadata event ("ph": "M") of this rank, or of one of its threads ({@code tid} >= 0). */
+    private Map<String, Object> metadata(String name, long tid, Map<String, Object> args) {
+        Map<String, Object> e = JsonLines.record();
+        e.put("name", name);
+        e.put("ph", "M");
+        e.put("pid", rank);
+        if (tid >= 0) {
+            e.put("tid", tid);
+        }
+        e.put("args", args);
+        return e;
     }
 
     /** Microseconds since the epoch on rank 0's clock; fractional so sub-microsecond spans keep their order. */

@@ -37,8 +37,15 @@ public final class RunData {
         }
     }
 
-    /** What one rank recorded; system samples are kept as parsed JSON (fields: {@link SystemFields}). */
-    public record Rank(int rank, List<Step> steps, List<JsonNode> samples) {
+    /** One evaluation record: the mean validation loss after {@code step} optimizer steps. */
+    public record Eval(long step, long wallMillis, double valLoss) {
+    }
+
+    /**
+     * What one rank recorded: step and evaluation records (the {@code type} of a line of the steps file), system
+     * samples kept as parsed JSON (fields: {@link SystemFields}).
+     */
+    public record Rank(int rank, List<Step> steps, List<Eval> evals, List<JsonNode> samples) {
     }
 
     private final Path runDir;
@@ -72,6 +79,7 @@ public final class RunData {
                     + "output.dir of a training run)");
         }
         Map<Integer, List<Step>> steps = new TreeMap<>();
+        Map<Integer, List<Eval>> evals = new TreeMap<>();
         Map<Integer, List<JsonNode>> samples = new TreeMap<>();
         List<String> warnings = new ArrayList<>();
         List<Path> files;
@@ -89,7 +97,15 @@ public final class RunData {
             List<JsonNode> lines = readLines(f, warnings);
             if (m.group(1).equals("steps")) {
                 List<Step> out = steps.computeIfAbsent(rank, r -> new ArrayList<>());
-                lines.forEach(n -> out.add(step(n)));
+                List<Eval> evaluations = evals.computeIfAbsent(rank, r -> new ArrayList<>());
+                for (JsonNode n : lines) {
+                    if (StepFields.TYPE_EVAL.equals(n.path(StepFields.TYPE).asText(StepFields.TYPE_STEP))) {
+                        evaluations.add(new Eval(n.path(StepFields.STEP).asLong(), n.path(StepFields.TS).asLong(),
+                                num(n, StepFields.VAL_LOSS)));
+                    } else {
+                        out.add(step(n));
+                    }
+                }
             } else {
                 samples.computeIfAbsent(rank, r -> new ArrayList<>()).addAll(lines);
             }
@@ -99,10 +115,10 @@ public final class RunData {
         }
         TreeMap<Integer, Rank> ranks = new TreeMap<>();
         for (int r : steps.keySet()) {
-            ranks.put(r, new Rank(r, steps.get(r), samples.getOrDefault(r, List.of())));
+            ranks.put(r, new Rank(r, steps.get(r), evals.get(r), samples.getOrDefault(r, List.of())));
         }
         for (int r : samples.keySet()) {
-            ranks.putIfAbsent(r, new Rank(r, List.of(), samples.get(r)));
+            ranks.putIfAbsent(r, new Rank(r, List.of(), List.of(), samples.get(r)));
         }
         return new RunData(runDir, List.copyOf(ranks.values()), warnings);
     }

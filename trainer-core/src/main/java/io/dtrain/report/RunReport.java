@@ -84,7 +84,8 @@ public final class RunReport {
                     num(r.meanIowaitPercent(), "%.1f"), pct(r.maxMemoryUsedShare()), r.gpus(),
                     num(r.meanGpuUtilPercent(), "%.1f")));
         }
-        sb.append("\n## Loss\n\n| rank | first step | first loss | last step | last loss | min loss |\n|---:|---:|---:|---:|---:|---:|\n");
+        sb.append("\n## Loss\n\n| rank | first step | first loss | last step | last loss | min loss | evaluations"
+                + " | last val loss | min val loss |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (RunData.Rank r : run.ranks()) {
             if (r.steps().isEmpty()) {
                 continue;
@@ -92,11 +93,28 @@ public final class RunReport {
             RunData.Step first = r.steps().get(0);
             RunData.Step last = r.steps().get(r.steps().size() - 1);
             double min = r.steps().stream().mapToDouble(RunData.Step::loss).filter(Double::isFinite).min().orElse(Double.NaN);
-            sb.append(String.format(Locale.ROOT, "| %d | %d | %s | %d | %s | %s |%n", r.rank(), first.step() + 1,
-                    num(first.loss(), "%.4f"), last.step() + 1, num(last.loss(), "%.4f"), num(min, "%.4f")));
+            double lastVal = r.evals().isEmpty() ? Double.NaN : r.evals().get(r.evals().size() - 1).valLoss();
+            double minVal = r.evals().stream().mapToDouble(RunData.Eval::valLoss).filter(Double::isFinite).min()
+                    .orElse(Double.NaN);
+            sb.append(String.format(Locale.ROOT, "| %d | %d | %s | %d | %s | %s | %d | %s | %s |%n", r.rank(),
+                    first.step() + 1, num(first.loss(), "%.4f"), last.step() + 1, num(last.loss(), "%.4f"),
+                    num(min, "%.4f"), r.evals().size(), num(lastVal, "%.4f"), num(minVal, "%.4f")));
+        }
+        List<RunData.Eval> evals = evaluations();
+        if (!evals.isEmpty()) {
+            sb.append("\n## Validation\n\n| after step | val loss | val perplexity |\n|---:|---:|---:|\n");
+            for (RunData.Eval e : evals) {
+                sb.append(String.format(Locale.ROOT, "| %d | %s | %s |%n", e.step(), num(e.valLoss(), "%.4f"),
+                        num(Math.exp(e.valLoss()), "%.3f")));
+            }
         }
         sb.append("\n").append(rulesText()).append('\n');
         return sb.toString();
+    }
+
+    /** The run's evaluations: every rank records the same ones (a sum over ranks), so the first rank that has any. */
+    private List<RunData.Eval> evaluations() {
+        return run.ranks().stream().map(RunData.Rank::evals).filter(e -> !e.isEmpty()).findFirst().orElse(List.of());
     }
 
     private static String rulesText() {
@@ -147,8 +165,13 @@ public final class RunReport {
                 }
             }
         }
+        List<RunData.Eval> evals = evaluations();
+        if (!evals.isEmpty()) {
+            loss.add(new SvgChart.Series("validation", evals.stream().mapToDouble(RunData.Eval::step).toArray(),
+                    evals.stream().mapToDouble(RunData.Eval::valLoss).toArray()));
+        }
         if (!loss.isEmpty()) {
-            sb.append(SvgChart.line("training loss", "step", "loss", loss));
+            sb.append(SvgChart.line(evals.isEmpty() ? "training loss" : "training and validation loss", "step", "loss", loss));
             sb.append(SvgChart.line("learning rate", "step", "lr", lr));
         }
         for (RunData.Rank r : run.ranks()) {

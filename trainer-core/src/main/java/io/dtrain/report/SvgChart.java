@@ -18,6 +18,9 @@ final class SvgChart {
     private static final int TOP = 24;
     private static final int BOTTOM = 30;
 
+    /** Series with at most this many points get a dot on each. */
+    private static final int MARKED_POINTS = 50;
+
     /** One line: y over x. */
     record Series(String name, double[] x, double[] y) {
     }
@@ -67,6 +70,16 @@ final class SvgChart {
             sb.append("<polyline class=\"series\" data-series=\"").append(esc(s.name())).append("\" data-points=\"")
                     .append(n).append("\" fill=\"none\" stroke=\"").append(color).append("\" stroke-width=\"1.5\" points=\"")
                     .append(pts).append("\"><title>").append(esc(s.name())).append("</title></polyline>\n");
+            if (n <= MARKED_POINTS) {
+                // sparse series (evaluations every N steps, a single one at the end) also get a dot per point
+                for (String p : pts.toString().split(" ")) {
+                    if (!p.isEmpty()) {
+                        String[] xy = p.split(",");
+                        sb.append("<circle cx=\"").append(xy[0]).append("\" cy=\"").append(xy[1])
+                                .append("\" r=\"2.5\" fill=\"").append(color).append("\"/>\n");
+                    }
+                }
+            }
             legend(sb, k, s.name(), color);
         }
         return sb.append("</svg>\n").toString();

@@ -44,6 +44,16 @@ public record RunContext(int rank, int worldSize, int dataParallelRank, int data
         return new RunContext(world.worldRank(), world.size(), p.replica(), p.replicas(), world, p);
     }
 
+    /** This process's rank among the job's processes on its host (0 for one process). */
+    public int localRank() {
+        return world == null ? 0 : world.localRank();
+    }
+
+    /** This rank's pipeline stage (0 without a pipeline). */
+    public int stage() {
+        return pipeline == null ? 0 : pipeline.stage();
+    }
+
     /** Prints the console lines (rank 0; other ranks only warn). */
     public boolean isLogger() {
         return rank == 0;

@@ -1,13 +1,16 @@
 package io.dtrain.train;
 
+import io.dtrain.metrics.JsonLines;
 import io.dtrain.metrics.StepFields;
+
+import java.util.Map;
 
 import static io.dtrain.metrics.StepFields.*;
 
 /**
  * What one optimizer step did and how long its phases took. One JSON line per step per rank in
  * {@code <run>/metrics/steps-rank<r>.jsonl} (written by {@link io.dtrain.metrics.RunMetrics#step}, which adds the
- * MFU). Phases not measured are NaN and written as null; later phases (pipeline bubble) are new components here.
+ * MFU). Phases not measured are NaN and written as null (the rule of {@link JsonLines}); later phases (pipeline bubble) are new components here.
  *
  * @param step        0-based optimizer step
  * @param loss        mean training loss over the step's global batch (this rank's share with data parallelism)
@@ -54,36 +57,36 @@ public record StepStats(long step, double loss, double lr, double gradNorm, long
                 - (Double.isNaN(bubbleMs) ? 0 : bubbleMs));
     }
 
+    /** The step's JSON line (see {@link #toRecord}). */
     public String toJson(long wallClockMillis, int rank) {
-        return toJson(wallClockMillis, rank, "");
+        return JsonLines.line(toRecord(wallClockMillis, rank));
     }
 
-    /** @param extraFields more fields, each preceded by a comma (e.g. {@code ,"mfu":0.41}), or "" */
-    public String toJson(long wallClockMillis, int rank, String extraFields) {
-        return String.format(java.util.Locale.ROOT, JSON_FORMAT,
-                wallClockMillis, rank, step, json(loss), json(lr), json(gradNorm), tokens, stepMs, dataWaitMs,
-                computeMs, millis(forwardMs), millis(backwardMs), optimizerMs, commMs, otherMs(), millis(bubbleMs),
-                tokensPerSecond(),
-                skipped, extraFields);
-    }
-
-    /** The line's format; field names from {@link StepFields}, which {@code dtrain report} reads by. */
-    private static final String JSON_FORMAT = "{" + key(TS) + "%d," + key(RANK) + "%d," + key(STEP) + "%d,"
-            + key(LOSS) + "%s," + key(LR) + "%s," + key(GRAD_NORM) + "%s," + key(TOKENS) + "%d,"
-            + key(STEP_MS) + "%.3f," + key(DATA_WAIT_MS) + "%.3f," + key(COMPUTE_MS) + "%.3f," + key(FORWARD_MS) + "%s,"
-            + key(BACKWARD_MS) + "%s," + key(OPTIMIZER_MS) + "%.3f," + key(COMM_MS) + "%.3f," + key(OTHER_MS) + "%.3f,"
-            + key(BUBBLE_MS) + "%s," + key(TOKENS_PER_S) + "%.1f," + key(SKIPPED) + "%b%s}";
-
-    private static String key(String name) {
-        return "\"" + name + "\":";
-    }
-
-    /** Full precision so that resume tests can compare losses exactly. */
-    private static String json(double v) {
-        return Double.isFinite(v) ? Double.toString(v) : "\"" + v + "\"";
-    }
-
-    private static String millis(double v) {
-        return Double.isFinite(v) ? String.format(java.util.Locale.ROOT, "%.3f", v) : "null";
+    /**
+     * The step's record, field names from {@link StepFields} (which {@code dtrain report} reads by): the loss, lr and
+     * norm at full precision (resume tests compare losses exactly), durations and rates to six significant digits.
+     */
+    public Map<String, Object> toRecord(long wallClockMillis, int rank) {
+        Map<String, Object> r = JsonLines.record();
+        r.put(TYPE, TYPE_STEP);
+        r.put(TS, wallClockMillis);
+        r.put(RANK, rank);
+        r.put(STEP, step);
+        r.put(LOSS, loss);
+        r.put(LR, lr);
+        r.put(GRAD_NORM, gradNorm);
+        r.put(TOKENS, tokens);
+        r.put(STEP_MS, JsonLines.measured(stepMs));
+        r.put(DATA_WAIT_MS, JsonLines.measured(dataWaitMs));
+        r.put(COMPUTE_MS, JsonLines.measured(computeMs));
+        r.put(FORWARD_MS, JsonLines.measured(forwardMs));
+        r.put(BACKWARD_MS, JsonLines.measured(backwardMs));
+        r.put(OPTIMIZER_MS, JsonLines.measured(optimizerMs));
+        r.put(COMM_MS, JsonLines.measured(commMs));
+        r.put(OTHER_MS, JsonLines.measured(otherMs()));
+        r.put(BUBBLE_MS, JsonLines.measured(bubbleMs));
+        r.put(TOKENS_PER_S, JsonLines.measured(tokensPerSecond()));
+        r.put(SKIPPED, skipped);
+        return r;
     }
 }

@@ -6,6 +6,7 @@ import io.dtrain.config.ConfigException;
 import io.dtrain.config.RunConfig;
 import io.dtrain.data.loader.BatchLoader;
 import io.dtrain.data.loader.MicroBatch;
+import io.dtrain.hf.HfImport;
 import io.dtrain.metrics.Tracer;
 import io.dtrain.model.GptModel;
 import io.dtrain.optim.AdamW;
@@ -78,6 +79,12 @@ public abstract class TrainStepBase implements TrainStep {
         this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), cfg.totalSteps(), context.dataParallelSize());
         this.checkpointsDir = Path.of(cfg.output().dir()).resolve("checkpoints");
         model.initParams(params, cfg.training().seed());
+        if (!cfg.model().initFrom().isEmpty()) {
+            Path file = HfImport.load(cfg.model().initFrom(), cfg.model(), model.layout(), params);
+            if (context.isLogger()) {
+                out.println("model: weights from " + file + " (model.init_from)");
+            }
+        }
     }
 
     /**

@@ -148,6 +148,7 @@ public final class Trainer implements AutoCloseable {
                 int evalEvery = cfg.training().evalInterval();
                 if (evaluator != null && ((evalEvery > 0 && done % evalEvery == 0) || last)) {
                     lastEval = evaluate();
+                    metrics.eval(done, lastEval, evaluator.sequences());
                 }
                 int ckEvery = cfg.training().checkpointInterval();
                 if ((ckEvery > 0 && done % ckEvery == 0) || last) {

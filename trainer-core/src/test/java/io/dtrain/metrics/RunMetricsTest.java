@@ -100,9 +100,17 @@ public class RunMetricsTest {
         try (RunMetrics metrics = RunMetrics.start(config(runDir, 60_000, 0),
                 new RunContext(0, 1, 0, 1), 30_000)) {
             metrics.step(new StepStats(0, 2.5, 1e-3, 0.75, 1024, 200, 20, 150, 25, false, 50, 100, 5, 3));
+            metrics.eval(1, 2.25, 8);
         }
-        JsonNode step = JSON.readTree(Files.readAllLines(runDir.resolve("metrics/steps-rank0.jsonl")).get(0));
-        assertEquals(declared(StepFields.class), keys(step));
+        List<String> lines = Files.readAllLines(runDir.resolve("metrics/steps-rank0.jsonl"));
+        Set<String> evalOnly = Set.of(StepFields.VAL_LOSS, StepFields.VAL_PPL, StepFields.EVAL_SEQUENCES);
+        Set<String> stepFields = new HashSet<>(declared(StepFields.class));
+        stepFields.removeAll(evalOnly);
+        stepFields.remove(StepFields.TYPE_EVAL);   // a value of "type", not a field
+        assertEquals(stepFields, keys(JSON.readTree(lines.get(0))));
+        Set<String> evalFields = new HashSet<>(evalOnly);
+        evalFields.addAll(Set.of(StepFields.TYPE, StepFields.TS, StepFields.RANK, StepFields.STEP));
+        assertEquals(evalFields, keys(JSON.readTree(lines.get(1))));
 
         JsonNode sample = JSON.readTree(new SystemSample(1, 0, 0, 50, 1, 20, 2, 100, 50, 10, 5, 8, 3, 4, 0,
                 Map.of("lo", new SystemSample.Rates(1, 2)), 0, 0, 0, 0,
@@ -146,34 +154,59 @@ public class RunMetricsTest {
                 tracer.span("step", "step", t0, System.nanoTime());
                 metrics.step(new StepStats(step, 2.5 - step, 1e-3, 0.75, 1024, 200, 20, 150, 25, false, 50, 100, 5));
             }
+            metrics.eval(3, 1.25, 4);
             HttpResponse<String> scrape = HttpClient.newHttpClient().send(
                     HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/metrics")).build(),
                     HttpResponse.BodyHandlers.ofString());
             assertEquals(200, scrape.statusCode());
-            assertEquals(PrometheusEndpoint.CONTENT_TYPE, scrape.headers().firstValue("Content-Type").orElseThrow());
-            String body = scrape.body();
-            assertTrue(body.contains("# TYPE dtrain_loss gauge\n"), body);
-            assertTrue(body.contains("\ndtrain_loss{rank=\"0\"} 0.5\n"), body);
-            assertTrue(body.contains("\ndtrain_step{rank=\"0\"} 3\n"), body);
-            assertTrue(body.contains("\ndtrain_phase_seconds{phase=\"data_wait\",rank=\"0\"} 0.02\n"), body);
-            assertTrue(body.contains("\ndtrain_phase_seconds{phase=\"comm\",rank=\"0\"} 0.005\n"), body);
-            assertEquals(1, body.split("# HELP dtrain_phase_seconds ", -1).length - 1, body);
+            assertEquals("text/plain; version=0.0.4; charset=utf-8",
+                    scrape.headers().firstValue("Content-Type").orElseThrow());
+            Map<String, PrometheusText.Family> m = PrometheusText.parse(scrape.body());
+            Map<String, String> rank0 = Map.of("rank", "0", "local_rank", "0", "stage", "0", "replica", "0");
+            assertEquals("counter", m.get("dtrain_steps_total").type());
+            assertEquals(3, m.get("dtrain_steps_total").value("dtrain_steps_total", rank0));
+            assertEquals(3 * 512, m.get("dtrain_tokens_total").value("dtrain_tokens_total", rank0),
+                    "this replica's half of 1024 tokens a step");
+            assertEquals(3 * 512 / 16, m.get("dtrain_samples_total").value("dtrain_samples_total", rank0));
+            PrometheusText.Family stepTime = m.get("dtrain_step_duration_seconds");
+            assertEquals("histogram", stepTime.type());
+            assertEquals(3, stepTime.value("dtrain_step_duration_seconds_count", rank0));
+            assertEquals(0.6, stepTime.value("dtrain_step_duration_seconds_sum", rank0), 1e-12);
+            assertEquals(0, stepTime.value("dtrain_step_duration_seconds_bucket", Map.of("le", "0.16")));
+            assertEquals(3, stepTime.value("dtrain_step_duration_seconds_bucket", Map.of("le", "0.32")));
+            assertEquals("gauge", m.get("dtrain_loss").type());
+            assertEquals(0.5, m.get("dtrain_loss").value("dtrain_loss", rank0));
+            assertEquals(1.25, m.get("dtrain_val_loss").value("dtrain_val_loss", rank0));
+            assertEquals(3, m.get("dtrain_step").value("dtrain_step", rank0));
+            assertEquals(0.02, m.get("dtrain_phase_seconds").value("dtrain_phase_seconds", Map.of("phase", "data_wait")));
+            assertEquals(0.005, m.get("dtrain_phase_seconds").value("dtrain_phase_seconds", Map.of("phase", "comm")));
             double mfu = fpt * 512 / 0.2 / 125e12; // 1024 tokens over 2 data-parallel ranks in 200 ms
-            String mfuLine = body.lines().filter(l -> l.startsWith("dtrain_mfu{")).findFirst().orElseThrow();
-            assertEquals(mfu, Double.parseDouble(mfuLine.substring(mfuLine.indexOf(' ') + 1)), mfu * 1e-12);
+            assertEquals(mfu, m.get("dtrain_mfu").value("dtrain_mfu", rank0), mfu * 1e-12);
+            assertTrue(m.get("jvm_memory_used_bytes").value("jvm_memory_used_bytes", Map.of("area", "heap", "rank", "0")) > 0);
+            assertTrue(m.containsKey("jvm_threads_current") && m.containsKey("jvm_gc_collection_seconds"), m.keySet().toString());
+            for (PrometheusText.Family f : m.values()) {
+                for (PrometheusText.Sample sample : f.samples()) {
+                    assertTrue(sample.labels().entrySet().containsAll(rank0.entrySet()), "labels of " + sample);
+                }
+            }
 
             long deadline = System.currentTimeMillis() + 10_000;
             while (metrics.latestSystemSample() == null && System.currentTimeMillis() < deadline) {
                 Thread.sleep(10);
             }
-            String again = HttpClient.newHttpClient().send(HttpRequest.newBuilder(
-                    URI.create("http://127.0.0.1:" + port + "/metrics")).build(), HttpResponse.BodyHandlers.ofString()).body();
-            assertTrue(again.contains("\ndtrain_cpu_percent{rank=\"0\"} "), again);
-            assertTrue(again.contains("\ndtrain_offheap_bytes{rank=\"0\"} "), again);
+            Map<String, PrometheusText.Family> again = PrometheusText.parse(HttpClient.newHttpClient().send(
+                    HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/metrics")).build(),
+                    HttpResponse.BodyHandlers.ofString()).body());
+            assertTrue(again.get("dtrain_cpu_percent").value("dtrain_cpu_percent", rank0) >= 0);
+            assertTrue(again.get("dtrain_offheap_bytes").value("dtrain_offheap_bytes", rank0) >= 0);
         }
 
         List<String> steps = Files.readAllLines(runDir.resolve("metrics/steps-rank0.jsonl"));
-        assertEquals(3, steps.size());
+        assertEquals(4, steps.size(), "three steps and an evaluation");
+        JsonNode eval = JSON.readTree(steps.get(3));
+        assertEquals(List.of("eval", "3", "1.25", "4"), List.of(eval.get("type").asText(), eval.get("step").asText(),
+                eval.get("val_loss").asText(), eval.get("sequences").asText()));
+        assertEquals(Math.exp(1.25), eval.get("val_ppl").asDouble());
         JsonNode s2 = JSON.readTree(steps.get(2));
         assertEquals(2, s2.get("step").asLong());
         assertEquals(0.5, s2.get("loss").asDouble());
@@ -269,13 +302,39 @@ public class RunMetricsTest {
         assertFalse(RunMetrics.mergeTraces(tmp.resolve("nothing-here")));
     }
 
+    /** The port is the base plus the local rank (the same ports on every node); the labels say where the rank sits. */
     @Test
-    void prometheusExpositionEscapesHelpAndLabelsAndGroupsSamplesOfOneName() {
-        String text = PrometheusEndpoint.exposition(List.of(
-                new PrometheusEndpoint.Gauge("x_total", "help \\ with\nnewline", Map.of("a", "q\"uote"), 1.5),
-                new PrometheusEndpoint.Gauge("x_total", "ignored", Map.of("a", "b"), Double.NaN),
-                new PrometheusEndpoint.Gauge("y", "why", Map.of(), 3)));
-        assertEquals("# HELP x_total help \\\\ with\\nnewline\n# TYPE x_total gauge\nx_total{a=\"q\\\"uote\"} 1.5\n"
-                + "x_total{a=\"b\"} NaN\n# HELP y why\n# TYPE y gauge\ny 3\n", text);
+    void theEndpointListensOnBasePlusLocalRankWithThePlaceAsLabels() throws Exception {
+        int base = freePort();
+        PrometheusMetrics.Source nothing = new PrometheusMetrics.Source() {
+            public StepStats lastStep() {
+                return null;
+            }
+
+            public double lastMfu() {
+                return Double.NaN;
+            }
+
+            public double lastValLoss() {
+                return Double.NaN;
+            }
+
+            public SystemSample latestSystemSample() {
+                return null;
+            }
+        };
+        try (PrometheusMetrics p = PrometheusMetrics.start(base - 1, new PrometheusMetrics.Place(5, 1, 2, 1), nothing)) {
+            assertEquals(base, p.port());
+            p.step(new StepStats(0, 2.0, 1e-3, 1.0, 64, 120, 1, 100, 10, true), 2, 16);
+            Map<String, PrometheusText.Family> m = PrometheusText.parse(HttpClient.newHttpClient().send(
+                    HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + base + "/metrics")).build(),
+                    HttpResponse.BodyHandlers.ofString()).body());
+            Map<String, String> place = Map.of("rank", "5", "local_rank", "1", "stage", "2", "replica", "1");
+            assertEquals(1, m.get("dtrain_steps_total").value("dtrain_steps_total", place));
+            assertEquals(1, m.get("dtrain_skipped_steps_total").value("dtrain_skipped_steps_total", place));
+            assertEquals(32, m.get("dtrain_tokens_total").value("dtrain_tokens_total", place));
+            assertEquals(2, m.get("dtrain_samples_total").value("dtrain_samples_total", place));
+            assertTrue(!m.containsKey("dtrain_loss"), "no loss sample before a step is known");
+        }
     }
 }

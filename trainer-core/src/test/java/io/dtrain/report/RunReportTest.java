@@ -61,6 +61,9 @@ class RunReportTest {
                     tracer.span("step", "step", t0, t1);
                     metrics.step(new StepStats(step, 3.0 / (step + 1) + sum * 0, 1e-3 * (step + 1) / 8, 1.0, 1024,
                             (t1 - t0) / 1e6, (c0 - t0) / 1e6, (o0 - c0) / 1e6, (t1 - o0) / 1e6, false));
+                    if ((step + 1) % 4 == 0) {
+                        metrics.eval(step + 1, step == 3 ? 2.0 : 1.5, 8);
+                    }
                 }
                 Thread.sleep(60); // a few more samples after the last step
             }
@@ -87,12 +90,17 @@ class RunReportTest {
             assertEquals(samples, pointsOf(chart, "JVM heap"), "every sample of rank " + rank + " is plotted");
             assertEquals(8, pointsOf(section(html, "step time breakdown, rank " + rank), "data wait"));
         }
-        assertEquals(8, pointsOf(section(html, "training loss"), "rank 0"));
+        String loss = section(html, "training and validation loss");
+        assertEquals(8, pointsOf(loss, "rank 0"));
+        assertEquals(2, pointsOf(loss, "validation"), "the evaluations after steps 4 and 8");
         assertFalse(html.contains("http://") && html.replace("http://www.w3.org/2000/svg", "").contains("http://"),
                 "self-contained: nothing fetched");
         assertFalse(html.contains("<script"));
         String md = report.markdown();
         assertTrue(md.contains("| 1 | 7 | "), md);
+        assertTrue(md.contains("| 2 | 1.5000 | 1.5000 |"), "evaluations, last and min val loss: " + md);
+        assertTrue(md.contains("## Validation\n\n| after step | val loss | val perplexity |\n|---:|---:|---:|\n"
+                + "| 4 | 2.0000 | 7.389 |\n| 8 | 1.5000 | 4.482 |\n"), md);
         assertTrue(md.contains("rank 1 waits for data"), md);
         assertTrue(Files.exists(runDir.resolve("trace.json")));
     }

@@ -121,7 +121,13 @@ class TrainerTest {
         assertTrue(text.contains("step     4/4 | loss "), text);
         assertTrue(text.contains("eval step 2 | val loss "), text);
         assertTrue(text.contains("eval step 4 | val loss "), text);
-        List<String> steps = Files.readAllLines(tmp.resolve("run/metrics/steps-rank0.jsonl"));
+        List<String> records = Files.readAllLines(tmp.resolve("run/metrics/steps-rank0.jsonl"));
+        assertEquals(6, records.size(), "four steps and two evaluations");
+        List<String> evals = records.stream().filter(l -> l.startsWith("{\"type\":\"eval\"")).toList();
+        assertEquals(2, evals.size(), records.toString());
+        assertTrue(evals.get(0).contains("\"step\":2,") && evals.get(1).contains("\"step\":4,"), evals.toString());
+        assertEquals(val, jsonNumber(evals.get(1), "val_loss"), 1e-12, "the final evaluation's record");
+        List<String> steps = records.stream().filter(l -> l.startsWith("{\"type\":\"step\"")).toList();
         assertEquals(4, steps.size());
         assertTrue(steps.get(3).contains("\"step\":3"), steps.get(3));
         for (String line : steps) {

@@ -39,10 +39,15 @@ final class Gpt2TokenizerFiles {
         }
         Path vocab = new Path(location, "vocab.json");
         Path merges = new Path(location, "merges.txt");
+        Path json = new Path(location, "tokenizer.json");
         if (DataFiles.isFile(vocab) && DataFiles.isFile(merges)) {
+            if (DataFiles.isFile(json)) {
+                // Hugging Face's fast tokenizer would follow tokenizer.json: its settings must be ones we implement
+                JsonNode root = readJson(json);
+                refuseUnsupported(DataFiles.display(json), root, root.path("model"));
+            }
             return fromVocabAndMerges(vocab, merges);
         }
-        Path json = new Path(location, "tokenizer.json");
         if (DataFiles.isFile(json)) {
             return fromTokenizerJson(json);
         }
@@ -95,28 +100,82 @@ final class Gpt2TokenizerFiles {
         return vocab;
     }
 
+    /**
+     * Refuses what a {@code tokenizer.json} may say that this tokenizer does not do, rather than tokenize differently
+     * from Hugging Face without a word: a normalizer, a pre-tokenizer other than GPT-2's (ByteLevel with its regex and
+     * no prefix space), BPE options (dropout, subword prefix or suffix, byte fallback, ignore_merges), a
+     * post-processor that adds tokens, and added tokens that are not special (Hugging Face splits those out of any
+     * text). Supported: GPT-2's own tokenizer.json and byte-level BPEs of the same kind.
+     */
+    private static void refuseUnsupported(String file, JsonNode root, JsonNode model) {
+        String fix = "; dtrain implements GPT-2's byte-level BPE only (use the vocab.json + merges.txt of a GPT-2"
+                + " style tokenizer, or a tokenizer.json without this setting)";
+        JsonNode normalizer = root.path("normalizer");
+        if (!normalizer.isMissingNode() && !normalizer.isNull()) {
+            throw new DataException(file + ": normalizer " + describe(normalizer) + " is not supported: dtrain"
+                    + " tokenizes the text as it is, without normalization" + fix);
+        }
+        JsonNode pre = root.path("pre_tokenizer");
+        if (!"ByteLevel".equals(pre.path("type").asText())) {
+            throw new DataException(file + ": pre_tokenizer " + describe(pre) + " is not supported: only GPT-2's"
+                    + " \"ByteLevel\" pre-tokenizer is" + fix);
+        }
+        if (pre.path("add_prefix_space").asBoolean(false)) {
+            throw new DataException(file + ": pre_tokenizer.add_prefix_space=true is not supported (GPT-2 uses false)" + fix);
+        }
+        if (!pre.path("use_regex").asBoolean(true)) {
+            throw new DataException(file + ": pre_tokenizer.use_regex=false is not supported: dtrain always splits"
+                    + " the text with GPT-2's pre-tokenizer regex" + fix);
+        }
+        if (model.hasNonNull("dropout") && model.path("dropout").asDouble() != 0) {
+            throw new DataException(file + ": model.dropout=" + model.path("dropout") + " (BPE dropout) is not supported" + fix);
+        }
+        for (String key : List.of("continuing_subword_prefix", "end_of_word_suffix")) {
+            if (!model.path(key).asText("").isEmpty()) {
+                throw new DataException(file + ": model." + key + "=" + model.path(key) + " is not supported" + fix);
+            }
+        }
+        for (String key : List.of("byte_fallback", "ignore_merges")) {
+            if (model.path(key).asBoolean(false)) {
+                throw new DataException(file + ": model." + key + "=true is not supported" + fix);
+            }
+        }
+        JsonNode post = root.path("post_processor");
+        if (!post.isMissingNode() && !post.isNull() && !"ByteLevel".equals(post.path("type").asText())) {
+            throw new DataException(file + ": post_processor " + describe(post) + " is not supported: it adds tokens"
+                    + " around each sequence, whereas dtrain appends only the end-of-document token" + fix);
+        }
+        for (JsonNode added : root.path("added_tokens")) {
+            if (!added.path("special").asBoolean(false)) {
+                throw new DataException(file + ": added token " + added.path("content") + " (id " + added.path("id")
+                        + ") is not special: Hugging Face splits it out of any text before BPE, dtrain does not" + fix);
+            }
+        }
+    }
+
+    private static JsonNode readJson(Path path) {
+        try {
+            return new ObjectMapper().readTree(DataFiles.readAllBytes(path));
+        } catch (IOException e) {
+            throw new DataException(DataFiles.display(path) + ": not valid JSON: " + e.getMessage(), e);
+        }
+    }
+
+    private static String describe(JsonNode node) {
+        String type = node.path("type").asText("");
+        return type.isEmpty() ? node.toString() : "\"" + type + "\"";
+    }
+
     /** A Hugging Face {@code tokenizer.json} with a BPE model and the ByteLevel pre-tokenizer (GPT-2 family). */
     private static Gpt2Tokenizer fromTokenizerJson(Path path) {
         String file = DataFiles.display(path);
-        JsonNode root;
-        try {
-            root = new ObjectMapper().readTree(DataFiles.readAllBytes(path));
-        } catch (IOException e) {
-            throw new DataException(file + ": not valid JSON: " + e.getMessage(), e);
-        }
+        JsonNode root = readJson(path);
         JsonNode model = root.path("model");
         if (!"BPE".equals(model.path("type").asText("BPE")) || !model.path("vocab").isObject()) {
             throw new DataException(file + ": model.type must be \"BPE\" with a model.vocab object (got type "
                     + model.path("type") + ")");
         }
-        JsonNode pre = root.path("pre_tokenizer");
-        if (!"ByteLevel".equals(pre.path("type").asText())) {
-            throw new DataException(file + ": pre_tokenizer.type is " + pre.path("type")
-                    + ", but only GPT-2 style \"ByteLevel\" tokenizers are supported");
-        }
-        if (pre.path("add_prefix_space").asBoolean(false)) {
-            throw new DataException(file + ": pre_tokenizer.add_prefix_space=true is not supported (GPT-2 uses false)");
-        }
+        refuseUnsupported(file, root, model);
         Map<String, Integer> vocab = new HashMap<>(1 << 17);
         model.path("vocab").fields().forEachRemaining(e -> vocab.put(e.getKey(), e.getValue().asInt()));
         List<String[]> merges = new ArrayList<>();

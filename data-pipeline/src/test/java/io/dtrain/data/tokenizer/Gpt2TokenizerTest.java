@@ -15,6 +15,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -125,5 +126,58 @@ class Gpt2TokenizerTest {
         Files.writeString(tmp.resolve("merges.txt"), "#version: 0.2\n\u0120 t\nthis line is wrong\n");
         e = assertThrows(DataException.class, () -> Gpt2Tokenizer.load(tmp));
         assertTrue(e.getMessage().contains("merges.txt:3:"), e.getMessage());
+    }
+
+    /** tokenizer.json settings this tokenizer does not implement are refused, naming the setting, never ignored. */
+    @Test
+    void unsupportedTokenizerJsonSettingsAreRefusedNamingThem(@TempDir Path tmp) throws Exception {
+        Map<String, java.util.function.Consumer<ObjectNode>> settings = new java.util.LinkedHashMap<>();
+        settings.put("normalizer \"NFC\" is not supported", r -> r.putObject("normalizer").put("type", "NFC"));
+        settings.put("pre_tokenizer.use_regex=false is not supported", r -> r.with("pre_tokenizer").put("use_regex", false));
+        settings.put("pre_tokenizer \"Sequence\" is not supported", r -> r.putObject("pre_tokenizer").put("type", "Sequence"));
+        settings.put("pre_tokenizer.add_prefix_space=true is not supported", r -> r.with("pre_tokenizer").put("add_prefix_space", true));
+        settings.put("model.dropout=0.1 (BPE dropout) is not supported", r -> r.with("model").put("dropout", 0.1));
+        settings.put("model.continuing_subword_prefix=\"##\" is not supported", r -> r.with("model").put("continuing_subword_prefix", "##"));
+        settings.put("model.byte_fallback=true is not supported", r -> r.with("model").put("byte_fallback", true));
+        settings.put("post_processor \"TemplateProcessing\" is not supported", r -> r.putObject("post_processor").put("type", "TemplateProcessing"));
+        settings.put("added token \"<pad>\" (id 3) is not special", r -> r.withArray("added_tokens").addObject()
+                .put("id", 3).put("content", "<pad>").put("special", false));
+        for (Map.Entry<String, java.util.function.Consumer<ObjectNode>> s : settings.entrySet()) {
+            ObjectNode root = minimalTokenizerJson();
+            JSON.writeValue(tmp.resolve("tokenizer.json").toFile(), root);
+            Gpt2Tokenizer.load(tmp.resolve("tokenizer.json").toString());   // the plain file loads
+            s.getValue().accept(root);
+            JSON.writeValue(tmp.resolve("tokenizer.json").toFile(), root);
+            DataException e = assertThrows(DataException.class, () -> Gpt2Tokenizer.load(tmp.resolve("tokenizer.json").toString()));
+            assertTrue(e.getMessage().contains(s.getKey()), s.getKey() + " in: " + e.getMessage());
+            assertTrue(e.getMessage().contains("tokenizer.json: "), "names the file: " + e.getMessage());
+        }
+        // Beside vocab.json + merges.txt, a tokenizer.json (which Hugging Face's fast tokenizer follows) is checked too.
+        Files.copy(dir.resolve("vocab.json"), tmp.resolve("vocab.json"));
+        Files.copy(dir.resolve("merges.txt"), tmp.resolve("merges.txt"));
+        ObjectNode nfc = minimalTokenizerJson();
+        nfc.putObject("normalizer").put("type", "NFC");
+        JSON.writeValue(tmp.resolve("tokenizer.json").toFile(), nfc);
+        DataException e = assertThrows(DataException.class, () -> Gpt2Tokenizer.load(tmp.toString()));
+        assertTrue(e.getMessage().contains("normalizer \"NFC\""), e.getMessage());
+    }
+
+    /** A byte-level BPE of the 256 byte tokens and <|endoftext|>, no merges, and GPT-2's pre-tokenizer. */
+    private static ObjectNode minimalTokenizerJson() {
+        ObjectNode root = JSON.createObjectNode();
+        root.putNull("normalizer");
+        root.putObject("pre_tokenizer").put("type", "ByteLevel").put("add_prefix_space", false).put("trim_offsets", true)
+                .put("use_regex", true);
+        root.putObject("post_processor").put("type", "ByteLevel").put("trim_offsets", false);
+        ObjectNode model = root.putObject("model");
+        model.put("type", "BPE").putNull("dropout").putNull("continuing_subword_prefix").put("byte_fallback", false);
+        ObjectNode vocab = model.putObject("vocab");
+        char[] chars = Gpt2Tokenizer.byteToUnicode();
+        for (int b = 0; b < 256; b++) {
+            vocab.put(String.valueOf(chars[b]), b);
+        }
+        model.putArray("merges");
+        root.putArray("added_tokens").addObject().put("id", 256).put("content", "<|endoftext|>").put("special", true);
+        return root;
     }
 }
