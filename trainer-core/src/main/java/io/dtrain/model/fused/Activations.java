@@ -49,15 +49,58 @@ final class Activations {
     final int[] tokens;
     io.dtrain.model.DropoutKeys keys;
 
+    /** Bytes allocated for this set (tensors, masks and token ids): what {@link #bytes} predicts. */
+    final long allocatedBytes;
+    private long counted;
+
+    /**
+     * The bytes one set allocates for {@code capacity} sequences: tensors and dropout masks off-heap, token ids on
+     * the heap. The constructor allocates exactly this (a test holds them equal), so a memory estimate built on it
+     * cannot drift from the engine.
+     */
+    static long bytes(ModelConfig cfg, int blocks, boolean first, boolean last, int capacity) {
+        long n = (long) capacity * cfg.seqLen();
+        long d = cfg.dModel();
+        long probs = probs(cfg, capacity);
+        long perBlock = 4 * tensor(n * d) + 4 * tensor(n) + tensor(n * 3 * d) + tensor(probs) + tensor(n * cfg.ffWidth());
+        long elements = (blocks + 1) * tensor(n * d) + blocks * perBlock
+                + (last && cfg.preNorm() ? tensor(n * d) + 2 * tensor(n) : 0);
+        return elements * (cfg.isDouble() ? 8 : 4) + maskBytes(cfg, blocks, first, capacity) + (first ? 4 * n : 0);
+    }
+
+    /** The dropout masks' share of {@link #bytes}: JavaCPP-allocated, so counted against javacpp.maxbytes. */
+    static long maskBytes(ModelConfig cfg, int blocks, boolean first, int capacity) {
+        if (cfg.dropout() <= 0.0) {
+            return 0;
+        }
+        long n = (long) capacity * cfg.seqLen();
+        return (first ? n * cfg.dModel() : 0) + blocks * (probs(cfg, capacity) + 2 * n * cfg.dModel());
+    }
+
+    private static long probs(ModelConfig cfg, int capacity) {
+        return (long) capacity * cfg.nHead() * cfg.seqLen() * cfg.seqLen();
+    }
+
+    /** Elements {@link Tensor#allocate} takes for a tensor of {@code size} (at least one). */
+    private static long tensor(long size) {
+        return Math.max(1, size);
+    }
+
+    private Tensor allocate(boolean isDouble, long size) {
+        counted += tensor(size) * (isDouble ? 8 : 4);
+        return Tensor.allocate(isDouble, size);
+    }
+
     Activations(ModelConfig cfg, int blocks, boolean first, boolean last, int capacity, boolean isDouble) {
         this.capacity = capacity;
         long n = (long) capacity * cfg.seqLen();
         this.tokens = new int[first ? (int) n : 0];
+        counted += 4L * tokens.length;
         long d = cfg.dModel();
-        long probs = (long) capacity * cfg.nHead() * cfg.seqLen() * cfg.seqLen();
+        long probs = probs(cfg, capacity);
         x = new Tensor[blocks + 1];
         for (int l = 0; l <= blocks; l++) {
-            x[l] = Tensor.allocate(isDouble, n * d);
+            x[l] = allocate(isDouble, n * d);
         }
         norm1 = new Tensor[blocks];
         mean1 = new Tensor[blocks];
@@ -71,26 +114,27 @@ final class Activations {
         attY = new Tensor[blocks];
         fc = new Tensor[blocks];
         for (int l = 0; l < blocks; l++) {
-            norm1[l] = Tensor.allocate(isDouble, n * d);
-            mean1[l] = Tensor.allocate(isDouble, n);
-            rstd1[l] = Tensor.allocate(isDouble, n);
-            sum1[l] = Tensor.allocate(isDouble, n * d);
-            norm2OrSum2[l] = Tensor.allocate(isDouble, n * d);
-            mean2[l] = Tensor.allocate(isDouble, n);
-            rstd2[l] = Tensor.allocate(isDouble, n);
-            qkv[l] = Tensor.allocate(isDouble, n * 3 * d);
-            att[l] = Tensor.allocate(isDouble, probs);
-            attY[l] = Tensor.allocate(isDouble, n * d);
-            fc[l] = Tensor.allocate(isDouble, n * cfg.ffWidth());
+            norm1[l] = allocate(isDouble, n * d);
+            mean1[l] = allocate(isDouble, n);
+            rstd1[l] = allocate(isDouble, n);
+            sum1[l] = allocate(isDouble, n * d);
+            norm2OrSum2[l] = allocate(isDouble, n * d);
+            mean2[l] = allocate(isDouble, n);
+            rstd2[l] = allocate(isDouble, n);
+            qkv[l] = allocate(isDouble, n * 3 * d);
+            att[l] = allocate(isDouble, probs);
+            attY[l] = allocate(isDouble, n * d);
+            fc[l] = allocate(isDouble, n * cfg.ffWidth());
         }
         boolean lnF = last && cfg.preNorm();
-        lnf = lnF ? Tensor.allocate(isDouble, n * d) : null;
-        meanF = lnF ? Tensor.allocate(isDouble, n) : null;
-        rstdF = lnF ? Tensor.allocate(isDouble, n) : null;
+        lnf = lnF ? allocate(isDouble, n * d) : null;
+        meanF = lnF ? allocate(isDouble, n) : null;
+        rstdF = lnF ? allocate(isDouble, n) : null;
         if (cfg.dropout() > 0.0) {
             long perBlock = probs + 2 * n * d;
             long total = (first ? n * d : 0) + blocks * perBlock;
             maskMemory = new BytePointer(total);
+            counted += total;
             ByteBuffer all = maskMemory.capacity(total).limit(total).asByteBuffer();
             int at = 0;
             embeddingMask = first ? slice(all, at, n * d) : null;
@@ -113,6 +157,7 @@ final class Activations {
             attnMask = null;
             mlpMask = null;
         }
+        allocatedBytes = counted;
     }
 
     private static ByteBuffer slice(ByteBuffer all, int at, long length) {

@@ -68,6 +68,33 @@ public final class FusedStage implements Stage {
         this.passes = new StagePasses(cfg, stage, numStages, firstBlock, endBlock, workers, opTimes);
     }
 
+    /**
+     * Memory of one in-flight micro-batch of {@code batch} sequences through a stage of {@code blocks} blocks: the
+     * {@link Activations} set the stage allocates for it (tensors, dropout masks, token ids).
+     */
+    public static long activationBytes(ModelConfig cfg, int blocks, boolean first, boolean last, int batch) {
+        return Activations.bytes(cfg, blocks, first, last, batch);
+    }
+
+    /** The dropout masks' part of {@link #activationBytes} (allocated through JavaCPP: counted by javacpp.maxbytes). */
+    public static long maskBytes(ModelConfig cfg, int blocks, boolean first, int batch) {
+        return Activations.maskBytes(cfg, blocks, first, batch);
+    }
+
+    /** Memory of a stage's {@link Scratch} (one per stage, shared by its slots) for {@code batch} sequences. */
+    public static long scratchBytes(ModelConfig cfg, int batch, int computeThreads) {
+        return Scratch.bytes(cfg, batch, computeThreads);
+    }
+
+    /** Bytes of the activation sets and scratch this stage has allocated so far: what those estimates add up to. */
+    public long allocatedBytes() {
+        long sum = scratch == null ? 0 : scratch.allocatedBytes;
+        for (Activations a : slots) {
+            sum += a == null ? 0 : a.allocatedBytes;
+        }
+        return sum;
+    }
+
     @Override
     public int index() {
         return stage;
