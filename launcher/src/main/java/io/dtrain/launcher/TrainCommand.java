@@ -4,7 +4,10 @@ import io.dtrain.common.AtomicFiles;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
 import io.dtrain.parallel.ProcessGroup;
+import io.dtrain.parallel.WorldConfig;
 import io.dtrain.train.RunContext;
+import io.dtrain.train.TrainInputs;
+import io.dtrain.train.TrainingException;
 import io.dtrain.train.Trainer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -61,10 +64,16 @@ public final class TrainCommand implements Callable<Integer> {
         Map<String, String> env = System.getenv();
         int worldSize = intEnv(env, "WORLD_SIZE", 1);
         int rank = intEnv(env, "RANK", 0);
-        // Deprecation lines once per job, not once per rank.
-        RunConfig cfg = ConfigLoader.load(config, overrides, Path.of("").toAbsolutePath(),
-                rank == 0 ? ConfigLoader.WARN_TO_STDERR : line -> { });
+        // Nothing is printed or written before the configuration and its input paths are valid; deprecation lines
+        // once per job, not once per rank.
+        List<String> warnings = new ArrayList<>();
+        RunConfig cfg = ConfigLoader.load(config, overrides, Path.of("").toAbsolutePath(), warnings::add,
+                TrainInputs.CHECK);
+        if (rank == 0) {
+            warnings.forEach(System.err::println);
+        }
         Path runDir = Path.of(cfg.output().dir());
+        RunLog.use(runDir.resolve("logs"));
         Path checkpoints = runDir.resolve("checkpoints");
         boolean hasCheckpoints = Files.isDirectory(checkpoints) && Files.exists(checkpoints.resolve("latest"));
         // Every rank checks (same answer on a shared output.dir), so all fail at once instead of waiting at rendezvous.
@@ -83,9 +92,14 @@ public final class TrainCommand implements Callable<Integer> {
                 Files.deleteIfExists(runDir.resolve(f));
             }
         }
-        Files.createDirectories(runDir);
         String resolved = ConfigLoader.toYaml(cfg);
-        AtomicFiles.writeString(runDir.resolve("config.resolved.yaml"), resolved);
+        try {
+            Files.createDirectories(runDir);
+            AtomicFiles.writeString(runDir.resolve("config.resolved.yaml"), resolved);
+        } catch (IOException e) {
+            throw new UserError("cannot write " + runDir.resolve("config.resolved.yaml") + ": " + e.getMessage()
+                    + "; check that output.dir is writable and its disk has space", e);
+        }
         out.println("resolved config (" + config + (overrides.isEmpty() ? "" : " + " + overrides) + "):");
         out.print(resolved.indent(2));
         return train(cfg, runDir, checkpoints, worldSize, out);
@@ -94,7 +108,9 @@ public final class TrainCommand implements Callable<Integer> {
     private int train(RunConfig cfg, Path runDir, Path checkpoints, int worldSize, PrintStream out) {
         // WORLD_SIZE > 1 (set by dtrain launch, torchrun-style wrappers, Slurm scripts): join as a data-parallel rank.
         // With parallel.pipeline.stages = P > 1 the world is P stages x D replicas.
-        try (ProcessGroup world = worldSize > 1 ? ProcessGroup.fromEnvironment() : null;
+        // A failed collective writes its thread dump next to the run's other logs.
+        try (ProcessGroup world = worldSize > 1
+                ? ProcessGroup.init(WorldConfig.fromEnvironment(System.getenv()).withLogDir(RunLog.directory())) : null;
              RunContext context = world == null ? RunContext.single()
                      : RunContext.of(world, cfg.parallel().pipelineStages(), cfg.model().tieEmbeddings());
              Trainer trainer = new Trainer(cfg, context, out)) {
@@ -112,6 +128,11 @@ public final class TrainCommand implements Callable<Integer> {
                     trainer.step() - startStep, secs,
                     Double.isNaN(val) ? "" : String.format(java.util.Locale.ROOT, ", final val loss %.4f", val),
                     runDir.toAbsolutePath());
+        } catch (OutOfMemoryError e) {
+            // The trainer reports running out of memory with its estimate; this is the rest (e.g. reading the data).
+            throw new TrainingException("out of memory (" + e.getMessage() + "); read large"
+                    + " data sets as preprocessed shards (dtrain preprocess), or raise the limits (DTRAIN_JAVA_OPTS=-Xmx..."
+                    + " -Dorg.bytedeco.javacpp.maxphysicalbytes=..., dtrain launch --memory-per-worker)", e);
         }
         return 0;
     }

@@ -269,8 +269,11 @@ final class HealthMonitor {
             return "rank " + ring.prevRank + " (previous in the ring) sent nothing although every member reports being"
                     + " in this collective (network or media driver problem?)";
         }
-        return (culprits.size() == 1 ? "rank " + culprits.get(0) : "ranks " + culprits) + " stopped making progress: "
-                + String.join("; ", findings);
+        if (culprits.size() == 1) {
+            return "rank " + culprits.get(0) + " stopped making progress: it"
+                    + findings.get(0).substring(("rank " + culprits.get(0)).length());
+        }
+        return "ranks " + culprits + " stopped making progress: " + String.join("; ", findings);
     }
 
     private void heartbeatLoop() {
