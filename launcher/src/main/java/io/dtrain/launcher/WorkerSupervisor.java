@@ -120,9 +120,10 @@ final class WorkerSupervisor implements AutoCloseable {
             if (code == ErrorHandler.EXIT_USER_ERROR && w.error != null) {
                 // The worker said what happened in one line, naming the rank at fault first (a stalled peer, a bad
                 // config): that line leads, then who reported it.
-                err.printf(Locale.ROOT, "dtrain launch%s%s (reported by rank %d, pid %d, exit code %d; stopped the other"
-                                + " %d worker(s) of this node in %.1f s%s)%n", ErrorHandler.ERROR_MARK, w.error, w.rank,
-                        w.process.pid(), code, workers.size() - 1, (System.nanoTime() - t0) / 1e9,
+                String stopped = workers.size() == 1 ? "" : String.format(Locale.ROOT, "; stopped the other %d"
+                        + " worker(s) of this node in %.1f s", workers.size() - 1, (System.nanoTime() - t0) / 1e9);
+                err.printf(Locale.ROOT, "dtrain launch%s%s (reported by rank %d, pid %d, exit code %d%s%s)%n",
+                        ErrorHandler.ERROR_MARK, w.error, w.rank, w.process.pid(), code, stopped,
                         logDir == null ? "" : "; full output in " + logDir.toAbsolutePath());
                 err.flush();
                 return code;

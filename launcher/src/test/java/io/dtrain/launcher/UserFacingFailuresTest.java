@@ -92,6 +92,26 @@ class UserFacingFailuresTest {
         }
     }
 
+    /**
+     * Memory running out all the same is the same kind of line: here a worker with a 128 MiB heap reading 56 MB of
+     * raw text into memory (the estimate cannot know the data's size before reading it).
+     */
+    @Test
+    void runningOutOfMemoryAnywayIsOneLineWithTheKnobs(@TempDir Path tmp) {
+        Cli r = Cli.run("launch", "--nproc-per-node", "1", "--memory-per-worker", "512m", "--stop-grace", "2", "--",
+                "train", "--config", "configs/gpt-micro.yaml", "--set", "data.train=" + DATA.resolve("pile-sample/train"),
+                "--set", "output.dir=" + tmp.resolve("run"));
+        assertEquals(2, r.exitCode(), r.toString());
+        List<String> lines = r.err().lines().filter(l -> l.startsWith("dtrain launch: ")).toList();
+        assertEquals(1, lines.size(), r.toString());
+        System.out.println(lines.get(0));
+        assertTrue(lines.get(0).matches("dtrain launch: error: out of memory while reading the data \\(Java heap space\\):"
+                + " the Java heap \\(-Xmx [0-9.]+MiB\\) that holds the data read into memory is full; preprocess the data"
+                + " \\(dtrain preprocess: memory-mapped shards, off the heap\\) or raise -Xmx \\(DTRAIN_JAVA_OPTS\\)"
+                + " \\(stack trace: .*/run/logs/train-rank0\\.log\\) \\(reported by rank 0, .*"), lines.get(0));
+        assertFalse((r.out() + r.err()).contains("\tat "), "no stack trace on the console: " + r);
+    }
+
     // ---- 4. preprocessed shards list their bad records and honour data.on_bad_record: fail -----------------------
 
     @Test

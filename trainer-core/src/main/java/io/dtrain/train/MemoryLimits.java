@@ -61,7 +61,7 @@ public record MemoryLimits(long physicalCap, long inUse, long javacppCap, long j
                     + (localRanks > 1 ? " per rank, " + localRanks + " ranks share it" : "") + ")", Part.ALL,
                     available, "free memory or run fewer ranks per machine"));
         }
-        out.add(new Limit("the Java heap (-Xmx " + ByteSizes.format(heapMax) + "), which holds the data read into"
+        out.add(new Limit("the Java heap (-Xmx " + ByteSizes.format(heapMax) + ") that holds the data read into"
                 + " memory", Part.HEAP, heapMax, "preprocess the data (dtrain preprocess: memory-mapped shards, off"
                 + " the heap) or raise -Xmx (DTRAIN_JAVA_OPTS)"));
         if (javacppCap > 0) {

@@ -189,15 +189,33 @@ public record MemoryPlan(String engine, int batch, int sets, long parameters, lo
     }
 
     /**
-     * A run that ran out of memory anyway (the estimate was low, or something else grew): the same line, with the
-     * error that was thrown.
+     * A run that ran out of memory anyway ({@code when}: "while reading the data", "at step 5"): one line like a
+     * refusal, with the error that was thrown. The Java heap (data read into memory) has its own knobs; anything else
+     * is reported with the estimate and the tightest limit.
      */
-    public TrainingException outOfMemory(Throwable error, long step, MemoryLimits limits) {
+    public TrainingException outOfMemory(Throwable error, String when, MemoryLimits limits) {
+        String what = "out of memory " + when + " (" + error.getMessage() + ")";
+        if (isJavaHeap(error)) {
+            MemoryLimits.Limit heap = limits.limits().stream().filter(l -> l.part() == MemoryLimits.Part.HEAP)
+                    .findFirst().orElseThrow();
+            return new TrainingException(what + ": " + heap.name() + " is full; " + heap.raise(), error);
+        }
         MemoryLimits.Limit tightest = tightest(limits);
-        return new TrainingException("out of memory at step " + (step + 1) + " (" + error.getMessage() + "); the"
-                + " estimate was about " + ByteSizes.format(total()) + " per rank (" + parts() + ")"
-                + (tightest == null ? "" : " against " + tightest.name()) + "; "
+        return new TrainingException(what + "; the estimate was about " + ByteSizes.format(total()) + " per rank ("
+                + parts() + ")" + (tightest == null ? "" : " against " + tightest.name()) + "; "
                 + knobs(limits, tightest), error);
+    }
+
+    /** True when {@code e} is the JVM's heap running out (not off-heap memory). */
+    static boolean isJavaHeap(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            String m = t.getMessage() == null ? "" : t.getMessage();
+            if (t instanceof OutOfMemoryError && (m.contains("Java heap space") || m.contains("GC overhead")
+                    || m.contains("Requested array size"))) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** True when {@code e} is a failed allocation: the JVM's or JavaCPP's OutOfMemoryError, or ND4J's wrapper of one. */

@@ -57,17 +57,22 @@ public final class Trainer implements AutoCloseable {
         this.totalSteps = cfg.totalSteps();
         // Before anything large is read or built: the model alone must fit; the data is added once it is loaded.
         this.memoryLimits = MemoryLimits.current();
-        MemoryPlan.of(cfg, context, 0).check(memoryLimits);
+        MemoryPlan withoutData = MemoryPlan.of(cfg, context, 0);
+        withoutData.check(memoryLimits);
         this.tokenizer = TrainTokenizer.forConfig(cfg);
         int seqLen = cfg.model().seqLen();
         BadRecordPolicy policy = BadRecordPolicy.parse(cfg.data().onBadRecord());
-        this.trainData = TokenDatasets.load(cfg.data().train(), tokenizer, seqLen, policy);
-        report("train", cfg.data().train(), trainData);
-        if (cfg.data().val() != null && !cfg.data().val().isBlank()) {
-            this.valData = TokenDatasets.load(cfg.data().val(), tokenizer, seqLen, policy);
-            report("val", cfg.data().val(), valData);
-        } else {
-            this.valData = null;
+        try {
+            this.trainData = TokenDatasets.load(cfg.data().train(), tokenizer, seqLen, policy);
+            report("train", cfg.data().train(), trainData);
+            if (cfg.data().val() != null && !cfg.data().val().isBlank()) {
+                this.valData = TokenDatasets.load(cfg.data().val(), tokenizer, seqLen, policy);
+                report("val", cfg.data().val(), valData);
+            } else {
+                this.valData = null;
+            }
+        } catch (OutOfMemoryError e) {
+            throw withoutData.outOfMemory(e, "while reading the data", memoryLimits);
         }
         this.memoryPlan = MemoryPlan.of(cfg, context, trainData.heapBytes() + (valData == null ? 0 : valData.heapBytes()));
         if (context.isLogger()) {
@@ -81,7 +86,7 @@ public final class Trainer implements AutoCloseable {
         } catch (OutOfMemoryError | RuntimeException e) {
             loader.close();
             if (MemoryPlan.isOutOfMemory(e)) {
-                throw memoryPlan.outOfMemory(e, 0, memoryLimits);
+                throw memoryPlan.outOfMemory(e, "while building the model", memoryLimits);
             }
             throw e;
         }
@@ -140,7 +145,7 @@ public final class Trainer implements AutoCloseable {
             return trainSteps();
         } catch (OutOfMemoryError | RuntimeException e) {
             if (MemoryPlan.isOutOfMemory(e) && !(e instanceof io.dtrain.common.UserFacingException)) {
-                throw memoryPlan.outOfMemory(e, trainStep.step(), memoryLimits);
+                throw memoryPlan.outOfMemory(e, "at step " + (trainStep.step() + 1), memoryLimits);
             }
             throw e;
         }

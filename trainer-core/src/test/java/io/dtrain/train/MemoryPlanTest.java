@@ -83,10 +83,15 @@ class MemoryPlanTest {
         RuntimeException nd4j = new RuntimeException("Failed to allocate 4096 bytes", javacpp);
         assertTrue(MemoryPlan.isOutOfMemory(nd4j) && MemoryPlan.isOutOfMemory(javacpp));
         assertTrue(!MemoryPlan.isOutOfMemory(new IllegalStateException("shape mismatch")));
-        TrainingException e = plan.outOfMemory(nd4j, 4, LIMITS);
+        TrainingException e = plan.outOfMemory(nd4j, "at step 5", LIMITS);
         assertTrue(e.getMessage().startsWith("out of memory at step 5 (Failed to allocate 4096 bytes); the estimate was"
                 + " about "), e.getMessage());
         assertTrue(e.getMessage().contains("against javacpp.maxphysicalbytes 8.0GiB"), e.getMessage());
         assertTrue(e.getMessage().contains("-Dorg.bytedeco.javacpp.maxphysicalbytes"), e.getMessage());
+
+        TrainingException heap = plan.outOfMemory(new OutOfMemoryError("Java heap space"), "while reading the data", LIMITS);
+        assertEquals("out of memory while reading the data (Java heap space): the Java heap (-Xmx 6.0GiB) that holds"
+                + " the data read into memory is full; preprocess the data (dtrain preprocess: memory-mapped shards, off"
+                + " the heap) or raise -Xmx (DTRAIN_JAVA_OPTS)", heap.getMessage());
     }
 }
