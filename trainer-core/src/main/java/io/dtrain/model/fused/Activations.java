@@ -55,8 +55,8 @@ final class Activations {
 
     /**
      * The bytes one set allocates for {@code capacity} sequences: tensors and dropout masks off-heap, token ids on
-     * the heap. The constructor allocates exactly this (a test holds them equal), so a memory estimate built on it
-     * cannot drift from the engine.
+     * the heap. The constructor allocates exactly this (it asserts so, and {@code ActivationSizesTest} checks every
+     * kind of stage), so a memory estimate built on it cannot drift from the engine.
      */
     static long bytes(ModelConfig cfg, int blocks, boolean first, boolean last, int capacity) {
         long n = (long) capacity * cfg.seqLen();
@@ -158,6 +158,8 @@ final class Activations {
             mlpMask = null;
         }
         allocatedBytes = counted;
+        assert isDouble != cfg.isDouble() || counted == bytes(cfg, blocks, first, last, capacity)
+                : "Activations allocated " + counted + " bytes, Activations.bytes says " + bytes(cfg, blocks, first, last, capacity);
     }
 
     private static ByteBuffer slice(ByteBuffer all, int at, long length) {

@@ -78,5 +78,7 @@ final class Scratch {
             dProbs[i] = allocate(isDouble, tt);
         }
         allocatedBytes = counted;
+        assert isDouble != cfg.isDouble() || counted == bytes(cfg, capacity, members)
+                : "Scratch allocated " + counted + " bytes, Scratch.bytes says " + bytes(cfg, capacity, members);
     }
 }
