@@ -129,10 +129,10 @@ public final class TrainCommand implements Callable<Integer> {
                     Double.isNaN(val) ? "" : String.format(java.util.Locale.ROOT, ", final val loss %.4f", val),
                     runDir.toAbsolutePath());
         } catch (OutOfMemoryError e) {
-            // The trainer reports running out of memory with its estimate; this is the rest (e.g. reading the data).
-            throw new TrainingException("out of memory (" + e.getMessage() + "); read large"
-                    + " data sets as preprocessed shards (dtrain preprocess), or raise the limits (DTRAIN_JAVA_OPTS=-Xmx..."
-                    + " -Dorg.bytedeco.javacpp.maxphysicalbytes=..., dtrain launch --memory-per-worker)", e);
+            // The trainer reports running out of memory with its estimate; this is the rest (joining, resuming).
+            throw new TrainingException("out of memory (" + e.getMessage() + "); lower training.micro_batch, or raise"
+                    + " the limits (DTRAIN_JAVA_OPTS=-Xmx... -Dorg.bytedeco.javacpp.maxphysicalbytes=...; dtrain launch:"
+                    + " --memory-per-worker)", e);
         }
         return 0;
     }

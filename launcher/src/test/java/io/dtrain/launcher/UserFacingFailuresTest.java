@@ -236,7 +236,7 @@ class UserFacingFailuresTest {
             String line = errorLine(r);
             assertTrue(line.startsWith("dtrain preprocess: error: no documents in " + DATA.resolve("bad-input")
                     .resolve(name) + " (1 file(s), "), line);
-            assertTrue(line.contains("nothing was written to " + out), line);
+            assertTrue(line.contains("this run left nothing in " + out), line);
             assertFalse(Files.exists(out), "no stray shard or directory left: " + name);
         }
     }

@@ -23,7 +23,8 @@ import org.slf4j.LoggerFactory;
  * own connection and reads the failures reported there ({@code fail/<rank>}, set by a rank that saw a failure
  * first-hand, or by the store when a rank's connection dropped). Collectives and peer links ask it, cheaply, whether
  * a member failed; on a timeout it explains from the heartbeats who is dead, stalled or elsewhere; and it turns a
- * failure into the {@link CollectiveException} that leaves the process group unusable.
+ * failure into the {@link CollectiveException} that leaves the process group unusable, naming the rank at fault
+ * first, with this process's thread dump written to a file of the log directory.
  */
 final class HealthMonitor {
     static final String STATUS_PREFIX = "status/";

@@ -187,7 +187,7 @@ public final class Preprocessor {
             output.discard(written.stream().flatMap(List::stream).toList(), created);
             throw new DataException("no documents in " + options.input() + " (" + inputs.size() + " file(s), " + bad
                     + " bad record(s) skipped" + (examples.isEmpty() ? "" : ", first: " + examples.get(0))
-                    + "); nothing was written to " + options.output() + "; check the path and the files");
+                    + "); this run left nothing in " + options.output() + "; check the path and the files");
         }
         BadRecordReport badRecords = BadRecordReport.restored(bad, examples);
         Tokenizer tok = options.tokenizer();
