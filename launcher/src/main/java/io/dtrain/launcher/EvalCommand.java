@@ -19,9 +19,10 @@ import java.util.concurrent.Callable;
 @Command(name = "eval",
         mixinStandardHelpOptions = true,
         description = {
-                "Mean validation loss and perplexity of a checkpoint, over the same fixed set of validation sequences",
-                "that training evaluates (training.eval_sequences of data.val in the stored configuration, unless",
-                "overridden).",
+                "Mean validation loss and perplexity of a checkpoint.",
+                "",
+                "Evaluates the same fixed set of validation sequences that training does (training.eval_sequences of",
+                "data.val in the stored configuration, unless overridden).",
                 "",
                 "Example:",
                 "  dtrain eval --checkpoint runs/gpt-tiny",

@@ -17,8 +17,10 @@ import java.util.concurrent.Callable;
 @Command(name = "generate",
         mixinStandardHelpOptions = true,
         description = {
-                "Continue a prompt with a trained model (autoregressive sampling; the context is cropped to",
-                "model.seq_len). Prints the prompt followed by the generated text.",
+                "Continue a prompt with a trained model.",
+                "",
+                "Autoregressive sampling (the context is cropped to model.seq_len). Prints the prompt followed by the",
+                "generated text.",
                 "",
                 "Example:",
                 "  dtrain generate --checkpoint runs/gpt-tiny --prompt \"The kernel\" --max-tokens 200 --temperature 0.8 --top-k 40"})

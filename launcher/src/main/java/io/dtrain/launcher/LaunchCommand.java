@@ -109,6 +109,9 @@ public final class LaunchCommand implements Callable<Integer> {
         PrintStream out = System.out;
         PrintStream err = System.err;
         validate();
+        if (logDir != null) {
+            RunLog.use(logDir);
+        }
         int worldSize = nnodes * nprocPerNode;
         byte[] secret = readOrCreateSecret();
         String job = jobId != null ? jobId : defaultJobId(secret);

@@ -38,6 +38,7 @@ public final class Main implements Runnable {
 
     /** The configured command line (tests call this to run commands in-process). */
     public static CommandLine commandLine() {
+        RunLog.reset();
         CommandLine cl = new CommandLine(new Main());
         cl.setExecutionExceptionHandler(new ErrorHandler());
         cl.setCaseInsensitiveEnumValuesAllowed(true);

@@ -4,8 +4,11 @@ import io.dtrain.common.AtomicFiles;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
 import io.dtrain.parallel.ProcessGroup;
+import io.dtrain.parallel.WorldConfig;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.StopSignals;
+import io.dtrain.train.TrainInputs;
+import io.dtrain.train.TrainingException;
 import io.dtrain.train.Trainer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -64,13 +67,16 @@ public final class TrainCommand implements Callable<Integer> {
         Map<String, String> env = System.getenv();
         int worldSize = intEnv(env, "WORLD_SIZE", 1);
         int rank = intEnv(env, "RANK", 0);
-        // Deprecation lines once per job, not once per rank.
-        RunConfig cfg = ConfigLoader.load(config, overrides, Path.of("").toAbsolutePath(),
-                rank == 0 ? ConfigLoader.WARN_TO_STDERR : line -> { });
-        if (resume != null) {
-            cfg = cfg.forResume();   // the weights come from the checkpoint, not model.init_from
+        // Nothing is printed or written before the configuration and its input paths are valid; deprecation lines
+        // once per job, not once per rank.
+        List<String> warnings = new ArrayList<>();
+        RunConfig cfg = ConfigLoader.load(config, overrides, Path.of("").toAbsolutePath(), warnings::add,
+                TrainInputs.CHECK);
+        if (rank == 0) {
+            warnings.forEach(System.err::println);
         }
         Path runDir = Path.of(cfg.output().dir());
+        RunLog.use(runDir.resolve("logs"));
         Path checkpoints = runDir.resolve("checkpoints");
         boolean hasCheckpoints = Files.isDirectory(checkpoints) && Files.exists(checkpoints.resolve("latest"));
         String how = resume == null && !overwrite && underScheduler(env) ? "auto" : resume;
@@ -81,6 +87,9 @@ public final class TrainCommand implements Callable<Integer> {
                 out.println(hasCheckpoints ? "resume auto: continuing from the latest checkpoint under " + checkpoints
                         : "resume auto: no checkpoint under " + checkpoints + " yet: starting from scratch");
             }
+        }
+        if (resume != null) {
+            cfg = cfg.forResume();   // the weights come from the checkpoint, not model.init_from
         }
         // Every rank checks (same answer on a shared output.dir), so all fail at once instead of waiting at rendezvous.
         if (resume == null && hasCheckpoints && !overwrite) {
@@ -98,9 +107,14 @@ public final class TrainCommand implements Callable<Integer> {
                 Files.deleteIfExists(runDir.resolve(f));
             }
         }
-        Files.createDirectories(runDir);
         String resolved = ConfigLoader.toYaml(cfg);
-        AtomicFiles.writeString(runDir.resolve("config.resolved.yaml"), resolved);
+        try {
+            Files.createDirectories(runDir);
+            AtomicFiles.writeString(runDir.resolve("config.resolved.yaml"), resolved);
+        } catch (IOException e) {
+            throw new UserError("cannot write " + runDir.resolve("config.resolved.yaml") + ": " + e.getMessage()
+                    + "; check that output.dir is writable and its disk has space", e);
+        }
         out.println("resolved config (" + config + (overrides.isEmpty() ? "" : " + " + overrides) + "):");
         out.print(resolved.indent(2));
         return train(cfg, runDir, checkpoints, worldSize, out);
@@ -119,7 +133,9 @@ public final class TrainCommand implements Callable<Integer> {
         StopSignals.install(out, stopDeadline());
         // WORLD_SIZE > 1 (set by dtrain launch, torchrun-style wrappers, Slurm scripts): join as a data-parallel rank.
         // With parallel.pipeline.stages = P > 1 the world is P stages x D replicas.
-        try (ProcessGroup world = worldSize > 1 ? ProcessGroup.fromEnvironment() : null;
+        // A failed collective writes its thread dump next to the run's other logs.
+        try (ProcessGroup world = worldSize > 1
+                ? ProcessGroup.init(WorldConfig.fromEnvironment(System.getenv()).withLogDir(RunLog.directory())) : null;
              RunContext context = world == null ? RunContext.single()
                      : RunContext.of(world, cfg.parallel().pipelineStages(), cfg.model().tieEmbeddings());
              Trainer trainer = new Trainer(cfg, context, out)) {
@@ -140,6 +156,11 @@ public final class TrainCommand implements Callable<Integer> {
                     trainer.step() - startStep, secs,
                     Double.isNaN(val) ? "" : String.format(java.util.Locale.ROOT, ", final val loss %.4f", val),
                     runDir.toAbsolutePath());
+        } catch (OutOfMemoryError e) {
+            // The trainer reports running out of memory with its estimate; this is the rest (joining, resuming).
+            throw new TrainingException("out of memory (" + e.getMessage() + "); lower training.micro_batch, or raise"
+                    + " the limits (DTRAIN_JAVA_OPTS=-Xmx... -Dorg.bytedeco.javacpp.maxphysicalbytes=...; dtrain launch:"
+                    + " --memory-per-worker)", e);
         }
         return 0;
     }

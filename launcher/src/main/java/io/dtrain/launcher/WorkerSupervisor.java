@@ -18,6 +18,7 @@ import java.util.Locale;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
@@ -30,6 +31,10 @@ final class WorkerSupervisor implements AutoCloseable {
     private static final int TAIL_LINES = 40;
     private static final Pattern WARNING_OR_ERROR = Pattern.compile(
             "(?i)(\\bWARN|\\bERROR\\b|\\berror:|exception|\\bFATAL\\b|dtrain thread dump)");
+
+    /** A worker's one-line user-facing failure, as {@link ErrorHandler} prints it. */
+    private static final Pattern ERROR_LINE = Pattern.compile("dtrain [a-z-]+" + Pattern.quote(ErrorHandler.ERROR_MARK)
+            + "(.*)");
 
     /** Warnings every ND4J process prints at start; repeated by every rank they only hide the real ones. */
     private static final Pattern KNOWN_NOISE = Pattern.compile("Duplicate TF op mapping found");
@@ -49,6 +54,8 @@ final class WorkerSupervisor implements AutoCloseable {
         final int localRank;
         final Process process;
         final ArrayDeque<String> tail = new ArrayDeque<>();
+        /** The one-line message of the user-facing failure it printed ("dtrain CMD: error: ..."), or null. */
+        volatile String error;
         Thread pump;
 
         Worker(int rank, int localRank, Process process) {
@@ -62,6 +69,10 @@ final class WorkerSupervisor implements AutoCloseable {
                 tail.removeFirst();
             }
             tail.addLast(line);
+            Matcher m = ERROR_LINE.matcher(line);
+            if (m.matches()) {
+                error = m.group(1);
+            }
         }
 
         synchronized List<String> lastLines() {
@@ -114,6 +125,17 @@ final class WorkerSupervisor implements AutoCloseable {
             long t0 = System.nanoTime();
             stopAll();
             w.pump.join(2_000);
+            if (code == ErrorHandler.EXIT_USER_ERROR && w.error != null) {
+                // The worker said what happened in one line, naming the rank at fault first (a stalled peer, a bad
+                // config): that line leads, then who reported it.
+                String stopped = workers.size() == 1 ? "" : String.format(Locale.ROOT, "; stopped the other %d"
+                        + " worker(s) of this node in %.1f s", workers.size() - 1, (System.nanoTime() - t0) / 1e9);
+                err.printf(Locale.ROOT, "dtrain launch%s%s (reported by rank %d, pid %d, exit code %d%s%s)%n",
+                        ErrorHandler.ERROR_MARK, w.error, w.rank, w.process.pid(), code, stopped,
+                        logDir == null ? "" : "; full output in " + logDir.toAbsolutePath());
+                err.flush();
+                return code;
+            }
             StringBuilder msg = new StringBuilder(String.format(Locale.ROOT,
                     "dtrain launch: rank %d (local rank %d, pid %d) failed with exit code %d%s; stopped the other %d "
                             + "worker(s) of this node in %.1f s.%nLast lines of rank %d's output:%n", w.rank, w.localRank,

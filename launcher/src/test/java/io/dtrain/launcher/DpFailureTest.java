@@ -105,15 +105,72 @@ class DpFailureTest {
         }
     }
 
-    /** Every worker fails the same way (a missing config): the launcher passes on its exit code and its message. */
+    /**
+     * Every worker fails the same way (a missing config): the launcher's one line is the worker's, with who reported
+     * it and its exit code.
+     */
     @Test
     void workerErrorsAreReportedWithTheRankAndExitCode(@TempDir Path tmp) {
         Cli cli = Cli.run(launchArgs(2, List.of("train", "--config", tmp.resolve("missing.yaml").toString()))
                 .toArray(String[]::new));
         assertEquals(2, cli.exitCode(), cli.toString());
-        assertTrue(cli.err().matches("(?s).*dtrain launch: rank [01] \\(local rank [01], pid \\d+\\) failed with exit code 2.*"),
-                cli.err());
-        assertTrue(cli.err().contains("missing.yaml"), cli.err());
+        String line = cli.err().lines().filter(l -> l.startsWith("dtrain launch: ")).findFirst().orElseThrow();
+        assertTrue(line.matches("dtrain launch: error: config file .*missing\\.yaml not found .* \\(reported by rank [01],"
+                + " pid \\d+, exit code 2; stopped the other 1 worker\\(s\\) of this node in \\d+\\.\\d s\\)"), line);
+    }
+
+    /**
+     * A stalled rank (SIGSTOP, as a hung process or a swapped-out machine would be): the launcher's one line names it
+     * first, although another rank reported it, says where that rank's thread dump is (a file, not the console),
+     * and the last checkpoint stays intact.
+     */
+    @Test
+    void aStalledRankIsNamedFirstAndTheDumpsGoToAFile(@TempDir Path tmp) throws Exception {
+        Path run = tmp.resolve("run");
+        List<String> sets = microOverrides(run, 8, 400, "training.checkpoint_interval=2", "output.keep_checkpoints=2");
+        List<String> args = new ArrayList<>(List.of("launch", "--nproc-per-node", "2", "--memory-per-worker", "1g",
+                "--stop-grace", "2", "--env", "DTRAIN_COLLECTIVE_TIMEOUT=5s", "--"));
+        args.addAll(trainArgs(sets));
+        CompletableFuture<Cli> launched = CompletableFuture.supplyAsync(() -> Cli.run(args.toArray(String[]::new)));
+        ProcessHandle rank1 = null;
+        try {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            while (latestStep(run) < 2) {
+                assertTrue(System.nanoTime() < deadline && !launched.isDone(),
+                        "no checkpoint of step 2 within 120 s" + (launched.isDone() ? ":\n" + launched.get() : ""));
+                Thread.sleep(100);
+            }
+            rank1 = workers().stream().filter(p -> commandLine(p).contains("-Ddtrain.rank=1")).findFirst()
+                    .orElseThrow(() -> new AssertionError("no worker process with -Ddtrain.rank=1"));
+            assertEquals(0, new ProcessBuilder("kill", "-STOP", Long.toString(rank1.pid())).start().waitFor());
+            Cli cli = launched.get(60, TimeUnit.SECONDS);
+            assertEquals(2, cli.exitCode(), cli.toString());
+            List<String> headline = cli.err().lines().filter(l -> l.startsWith("dtrain launch: ")).toList();
+            assertEquals(1, headline.size(), cli.toString());
+            String line = headline.get(0);
+            System.out.println(line);
+            assertTrue(line.startsWith("dtrain launch: error: rank 1 stopped making progress: it has sent no heartbeat"
+                    + " for "), line);
+            assertTrue(line.contains("no progress for 5000 ms (DTRAIN_COLLECTIVE_TIMEOUT)") && line.contains(" failed on rank 0"), line);
+            assertTrue(line.contains("restart the job from its last checkpoint"), line);
+            assertTrue(line.contains("(reported by rank 0, pid "), line);
+            java.util.regex.Matcher dump = java.util.regex.Pattern.compile("thread dump of rank 0: (\\S+\\.txt)").matcher(line);
+            assertTrue(dump.find(), line);
+            assertTrue(Path.of(dump.group(1)).startsWith(run.resolve("logs")), line);
+            assertTrue(Files.readString(Path.of(dump.group(1))).startsWith("dtrain thread dump of rank 0 after: rank 1"),
+                    dump.group(1));
+            assertTrue(!(cli.out() + cli.err()).contains("\tat ") && !(cli.out() + cli.err()).contains("dtrain thread dump"),
+                    "no dumps or stack traces on the console: " + cli);
+            assertTrue(workers().isEmpty(), "no worker outlives the launcher");
+            Checkpoint last = Checkpoint.load(run);
+            last.verify();
+            assertTrue(last.step() >= 2, "checkpoint step " + last.step());
+        } finally {
+            if (rank1 != null) {
+                new ProcessBuilder("kill", "-CONT", Long.toString(rank1.pid())).start().waitFor();
+            }
+            workers().forEach(ProcessHandle::destroyForcibly);
+        }
     }
 
     @Test

@@ -45,7 +45,7 @@ final class Communicator implements AutoCloseable {
             clockOffsetNanos = 0;
             advertiseAddress = InetAddress.getLoopbackAddress();
             commThread = newCommThread();
-            health = new HealthMonitor(config.rank(), null);
+            health = new HealthMonitor(config.rank(), null, config.resolvedLogDir());
             return;
         }
         RendezvousServer startedServer = null;
@@ -88,7 +88,7 @@ final class Communicator implements AutoCloseable {
         store = connected;
         aeron = client;
         commThread = newCommThread();
-        health = new HealthMonitor(config.rank(), connectedHeartbeat);
+        health = new HealthMonitor(config.rank(), connectedHeartbeat, config.resolvedLogDir());
     }
 
     /** Joins the job (blocks until every rank has joined, or the rendezvous timeout) and starts the heartbeat. */

@@ -4,9 +4,15 @@ import io.dtrain.parallel.rendezvous.RendezvousClient;
 import io.dtrain.parallel.rendezvous.RendezvousServer;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -17,7 +23,8 @@ import org.slf4j.LoggerFactory;
  * own connection and reads the failures reported there ({@code fail/<rank>}, set by a rank that saw a failure
  * first-hand, or by the store when a rank's connection dropped). Collectives and peer links ask it, cheaply, whether
  * a member failed; on a timeout it explains from the heartbeats who is dead, stalled or elsewhere; and it turns a
- * failure into the {@link CollectiveException} that leaves the process group unusable.
+ * failure into the {@link CollectiveException} that leaves the process group unusable, naming the rank at fault
+ * first, with this process's thread dump written to a file of the log directory.
  */
 final class HealthMonitor {
     static final String STATUS_PREFIX = "status/";
@@ -27,6 +34,7 @@ final class HealthMonitor {
 
     private final int rank;
     private final RendezvousClient store;
+    private final Path logDir;
     private final Thread heartbeat;
     private final long killAfterFrames = Long.getLong("dtrain.test.killAfterFrames", 0);
     private long framesSent;
@@ -37,10 +45,14 @@ final class HealthMonitor {
     private volatile boolean running;
     private volatile boolean closing;
 
-    /** @param store this monitor's own connection to the rendezvous store; null in a world of one (nothing to watch) */
-    HealthMonitor(int rank, RendezvousClient store) {
+    /**
+     * @param store  this monitor's own connection to the rendezvous store; null in a world of one (nothing to watch)
+     * @param logDir where the thread dump of a failure is written
+     */
+    HealthMonitor(int rank, RendezvousClient store, Path logDir) {
         this.rank = rank;
         this.store = store;
+        this.logDir = logDir;
         if (store == null) {
             heartbeat = null;
         } else {
@@ -92,7 +104,12 @@ final class HealthMonitor {
         if (reason == null) {
             return null;
         }
-        return reason.startsWith("rank " + member) ? reason : "rank " + member + " failed: " + reason;
+        if (reason.startsWith("rank " + member + " ")) {
+            return reason;
+        }
+        // A report that names another rank first (a stalled rank that `member` diagnosed) keeps that rank first.
+        return reason.startsWith("rank") ? reason + " (reported by rank " + member + ")"
+                : "rank " + member + " failed: " + reason;
     }
 
     /** The failure reported by any member of {@code members}, or null. Cheap: a volatile read when healthy. */
@@ -134,31 +151,58 @@ final class HealthMonitor {
     }
 
     /**
-     * Builds the error of a failed collective, logs it with a thread dump, tells the other ranks through the store
-     * (when this rank saw the failure first-hand) and marks the process unusable.
+     * Builds the error of a failed collective (the reason first: it names the rank at fault), writes this rank's
+     * thread dump to a file, tells the other ranks through the store (when this rank saw the failure first-hand) and
+     * marks the process unusable.
      */
     CollectiveException fail(Ring ring, String reason, boolean firstHand) {
-        return fail(ring.describeOp() + " in group " + ring.describeGroup() + " failed on rank " + rank + ": " + reason,
+        return fail(reason + "; " + ring.describeOp() + " in group " + ring.describeGroup() + " failed on rank " + rank,
                 firstHand);
     }
 
-    /** As above for a failure that is not a collective's (a point-to-point link, {@link PeerLinks}). */
-    CollectiveException fail(String message, boolean firstHand) {
-        CollectiveException error = new CollectiveException(message);
+    /**
+     * As above for a failure that is not a collective's (a point-to-point link, {@link PeerLinks}); {@code what}
+     * names the rank at fault first. The store gets {@code what} alone (the other ranks add their own advice).
+     */
+    CollectiveException fail(String what, boolean firstHand) {
+        String dump = null;
+        if (broken == null) {
+            dump = writeThreadDump(what);
+        }
+        CollectiveException error = new CollectiveException(what + "; the process group is unusable: restart the job"
+                + " from its last checkpoint" + (dump == null ? "" : "; thread dump of rank " + rank + ": " + dump));
         if (broken == null) {
             broken = error;
         }
-        log.error(message);
-        System.err.println(threadDump("dtrain thread dump of rank " + rank + " after: " + message));
-        System.err.flush();
+        log.debug(error.getMessage());
         if (firstHand && store != null) {
             try {
-                store.set(RendezvousServer.FAIL_PREFIX + rank, message);
+                store.set(RendezvousServer.FAIL_PREFIX + rank, what);
             } catch (RuntimeException e) {
                 log.warn("could not report the failure to the rendezvous store: {}", e.getMessage());
             }
         }
         return error;
+    }
+
+    /**
+     * This process's threads at the failure, in a file of the log directory (a few hundred lines: not for the
+     * console); returns its path, or null after printing the dump to stderr when the file cannot be written.
+     */
+    private String writeThreadDump(String what) {
+        String dump = threadDump("dtrain thread dump of rank " + rank + " after: " + what);
+        String stamp = DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss", Locale.ROOT).withZone(ZoneOffset.UTC)
+                .format(Instant.now());
+        Path file = logDir.resolve("thread-dump-rank" + rank + "-" + stamp + ".txt");
+        try {
+            Files.createDirectories(logDir);
+            Files.writeString(file, dump, StandardCharsets.UTF_8);
+            return file.toString();
+        } catch (IOException | RuntimeException e) {
+            System.err.println(dump);
+            System.err.flush();
+            return null;
+        }
     }
 
     /** What the store's heartbeats say about one rank: alive and where, stalled, or never seen. */
@@ -226,7 +270,11 @@ final class HealthMonitor {
             return "rank " + ring.prevRank + " (previous in the ring) sent nothing although every member reports being"
                     + " in this collective (network or media driver problem?)";
         }
-        return "missing or mismatched ranks " + culprits + ": " + String.join("; ", findings);
+        if (culprits.size() == 1) {
+            return "rank " + culprits.get(0) + " stopped making progress: it"
+                    + findings.get(0).substring(("rank " + culprits.get(0)).length());
+        }
+        return "ranks " + culprits + " stopped making progress: " + String.join("; ", findings);
     }
 
     private void heartbeatLoop() {

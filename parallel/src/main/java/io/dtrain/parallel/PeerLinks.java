@@ -188,8 +188,8 @@ public final class PeerLinks implements AutoCloseable {
                 return;
             }
             if (result == Publication.CLOSED || result == Publication.MAX_POSITION_EXCEEDED) {
-                throw fail("cannot send tag " + tag + " to rank " + peer + ": the stream is "
-                        + (result == Publication.CLOSED ? "closed" : "at its maximum position"), true);
+                throw fail("the stream to rank " + peer + " is " + (result == Publication.CLOSED ? "closed" : "at its"
+                        + " maximum position"), "cannot send tag " + tag + " to rank " + peer, true);
             }
             // BACK_PRESSURED, ADMIN_ACTION and NOT_CONNECTED (a peer's receiver may lag behind at start) are retried
             // until the timeout; a dead peer is reported by the store long before that.
@@ -251,14 +251,15 @@ public final class PeerLinks implements AutoCloseable {
         String doing = awaited == null ? "sending tag " + tag + " to rank " + peer
                 : "waiting for " + awaited + " (rank " + peer + ")";
         if (failure != null) {
-            throw fail(doing + ": " + failure, false);
+            throw fail(failure, doing, false);
         }
-        throw fail(doing + " made no progress for " + comm.config().timeout().toSeconds() + " s (" + stuck + "): "
-                + comm.health().describeRank(peer), true);
+        throw fail(comm.health().describeRank(peer), doing + " made no progress for "
+                + comm.config().timeout().toSeconds() + " s (" + stuck + ", DTRAIN_COLLECTIVE_TIMEOUT)", true);
     }
 
-    private CollectiveException fail(String reason, boolean firstHand) {
-        return comm.health().fail("peer link " + name + " on rank " + comm.rank() + ": " + reason, firstHand);
+    /** The failure naming the rank at fault first ({@code culprit}), then what this rank's link was doing. */
+    private CollectiveException fail(String culprit, String doing, boolean firstHand) {
+        return comm.health().fail(culprit + "; peer link " + name + " on rank " + comm.rank() + ": " + doing, firstHand);
     }
 
     // ------------------------------------------------------------------ receiver thread

@@ -289,8 +289,8 @@ final class Ring implements AutoCloseable {
             if (reported != null) {
                 throw health.fail(this, reported, false);
             }
-            throw health.fail(this, "no progress for " + comm.config().timeout().toMillis() + " ms: "
-                    + health.diagnose(this), true);
+            throw health.fail(this, health.diagnose(this) + "; no progress for " + comm.config().timeout().toMillis()
+                    + " ms (DTRAIN_COLLECTIVE_TIMEOUT)", true);
         }
         idle.idle();
     }

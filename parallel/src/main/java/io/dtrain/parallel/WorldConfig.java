@@ -34,12 +34,14 @@ import org.slf4j.LoggerFactory;
  * @param hostStore          true: rank 0 runs the rendezvous store (no launcher on node 0 hosts it)
  * @param maxFramePayloadBytes largest payload of one ring frame (capped by the link's MTU)
  * @param throttleBytesPerSecond benchmarks and tests: cap what each ring sends per collective at this rate (0 = off)
+ * @param logDir             where a failure's thread dump is written; null: {@code $TMPDIR/dtrain-USER-JOBID}
+ *                           ({@code dtrain train} sets its run's {@code logs/})
  */
 public record WorldConfig(int rank, int worldSize, int localRank, String masterAddr, int masterPort,
                              String jobId, byte[] secret, Duration timeout, Duration rendezvousTimeout,
                              Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
                              String advertiseAddress, boolean hostStore, int maxFramePayloadBytes,
-                             long throttleBytesPerSecond) {
+                             long throttleBytesPerSecond, Path logDir) {
 
     /** How a ring link between two workers goes; see the transport parameter. Pipeline links use Aeron always. */
     public enum Transport { AUTO, SHM, IPC, UDP }
@@ -82,7 +84,7 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
     /** A single-process world (no network). */
     public static WorldConfig single() {
         return new WorldConfig(0, 1, 0, "127.0.0.1", 0, "local", new byte[0], DEFAULT_TIMEOUT,
-                Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_FRAME_PAYLOAD_BYTES, 0);
+                Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_FRAME_PAYLOAD_BYTES, 0, null);
     }
 
     /** Reads the configuration from environment variables, e.g. {@code System.getenv()}. */
@@ -119,13 +121,26 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir == null ? null : Path.of(aeronDir), external,
                 env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), (int) Math.min(Integer.MAX_VALUE, framePayload),
-                throttle);
+                throttle, null);
     }
 
     public WorldConfig withTimeout(Duration newTimeout) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, newTimeout,
                 rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
-                maxFramePayloadBytes, throttleBytesPerSecond);
+                maxFramePayloadBytes, throttleBytesPerSecond, logDir);
+    }
+
+    /** The same with failures' thread dumps written under {@code dir} (e.g. a run's logs directory). */
+    public WorldConfig withLogDir(Path dir) {
+        return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
+                rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
+                maxFramePayloadBytes, throttleBytesPerSecond, dir);
+    }
+
+    /** Where a failure's thread dump goes: {@link #logDir}, or a job-specific directory under the temporary directory. */
+    public Path resolvedLogDir() {
+        return logDir != null ? logDir
+                : Path.of(System.getProperty("java.io.tmpdir"), "dtrain-" + System.getProperty("user.name") + "-" + jobId);
     }
 
     /** The driver directory: the configured one, or /dev/shm/dtrain-USER-JOBID/aeron (tmpdir without /dev/shm). */

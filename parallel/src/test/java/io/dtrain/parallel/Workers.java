@@ -27,6 +27,24 @@ final class Workers {
             return stdout.lines().filter(l -> l.startsWith("FAILED")).findFirst().orElse(null);
         }
 
+        /**
+         * The thread dump the failure names ("thread dump of rank R: FILE"), read from its file; the console gets
+         * the one-line failure only.
+         */
+        String threadDump() {
+            String failure = failure();
+            java.util.regex.Matcher m = failure == null ? null
+                    : java.util.regex.Pattern.compile("thread dump of rank \\d+: (\\S+)").matcher(failure);
+            if (m == null || !m.find()) {
+                return "";
+            }
+            try {
+                return java.nio.file.Files.readString(java.nio.file.Path.of(m.group(1)));
+            } catch (java.io.IOException e) {
+                return "";
+            }
+        }
+
         @Override
         public String toString() {
             return "rank " + rank + " exit " + exitCode + " after " + millis + " ms\n--- stdout\n" + stdout + "--- stderr\n"

@@ -36,6 +36,19 @@ public final class ConfigLoader {
     /** Where deprecation lines go unless a caller passes its own sink: standard error. */
     public static final Consumer<String> WARN_TO_STDERR = System.err::println;
 
+    /**
+     * Checks the paths a run reads (every path key but output.dir, once resolved and non-empty) before anything
+     * uses them, so that a missing input is a {@link ConfigException} naming the file, line and key.
+     */
+    @FunctionalInterface
+    public interface InputCheck {
+        /** Null when {@code path} (the resolved value of {@code key}) is usable, else what is wrong and what to do. */
+        String problem(String key, String path);
+
+        /** Checks nothing: configurations that are only read (a checkpoint's, a report's). */
+        InputCheck NONE = (key, path) -> null;
+    }
+
     private static final Pattern URI_SCHEME = Pattern.compile("[A-Za-z][A-Za-z0-9+.-]*://.*");
 
     private ConfigLoader() {
@@ -53,6 +66,12 @@ public final class ConfigLoader {
 
     /** As {@link #load(Path, List, Path)}, with deprecation lines ("warning: file:line: key: ...") given to {@code warnings}. */
     public static RunConfig load(Path yaml, List<String> overrides, Path workingDir, Consumer<String> warnings) {
+        return load(yaml, overrides, workingDir, warnings, InputCheck.NONE);
+    }
+
+    /** As {@link #load(Path, List, Path, Consumer)}, with the input paths checked by {@code inputs}. */
+    public static RunConfig load(Path yaml, List<String> overrides, Path workingDir, Consumer<String> warnings,
+                                 InputCheck inputs) {
         Path file = workingDir.resolve(yaml);
         if (Files.isDirectory(file)) {
             throw new ConfigException(null, -1, null, "config file " + yaml + " is a directory; pass a .yaml file (e.g. configs/gpt-tiny.yaml)");
@@ -69,7 +88,7 @@ public final class ConfigLoader {
         } catch (IOException e) {
             throw new ConfigException(yaml.toString(), -1, null, "cannot be read: " + e);
         }
-        return fromYaml(text, yaml.toString(), overrides, workingDir, warnings);
+        return fromYaml(text, yaml.toString(), overrides, workingDir, warnings, inputs);
     }
 
     /** Parses YAML text; {@code sourceName} is the file name errors report. */
@@ -80,11 +99,17 @@ public final class ConfigLoader {
     /** As {@link #fromYaml(String, String, List, Path)}, with deprecation lines given to {@code warnings}. */
     public static RunConfig fromYaml(String yamlText, String sourceName, List<String> overrides, Path workingDir,
                                      Consumer<String> warnings) {
+        return fromYaml(yamlText, sourceName, overrides, workingDir, warnings, InputCheck.NONE);
+    }
+
+    /** As {@link #fromYaml(String, String, List, Path, Consumer)}, with the input paths checked by {@code inputs}. */
+    public static RunConfig fromYaml(String yamlText, String sourceName, List<String> overrides, Path workingDir,
+                                     Consumer<String> warnings, InputCheck inputs) {
         Map<String, RawValue> raw = new LinkedHashMap<>();
         Map<String, Origin> sectionOrigins = new LinkedHashMap<>();
         ConfigYaml.read(yamlText, sourceName, raw, sectionOrigins);
         applyOverrides(overrides, raw);
-        return resolve(raw, sectionOrigins, sourceName, workingDir, warnings);
+        return resolve(raw, sectionOrigins, sourceName, workingDir, warnings, inputs);
     }
 
     /**
@@ -94,7 +119,7 @@ public final class ConfigLoader {
     public static RunConfig fromMap(Map<String, ?> values) {
         Map<String, RawValue> raw = new LinkedHashMap<>();
         flattenMap("", values, raw, new LinkedHashMap<>());
-        return resolve(raw, Map.of(), MAP_SOURCE, workingDirectory(), WARN_TO_STDERR);
+        return resolve(raw, Map.of(), MAP_SOURCE, workingDirectory(), WARN_TO_STDERR, InputCheck.NONE);
     }
 
     /** Reloads the output of {@link #toYaml} (e.g. stored with a checkpoint). */
@@ -135,7 +160,7 @@ public final class ConfigLoader {
             }
             Entry e = ConfigSchema.entryOrReplacement(key);
             if (e == null) {
-                throw new ConfigException(ConfigException.OVERRIDE, -1, key, KeySuggestions.unknownKeyMessage(key, true));
+                throw new ConfigException(ConfigException.OVERRIDE, -1, key, KeySuggestions.unknownKeyMessage(key));
             }
             raw.put(key, ConfigYaml.overrideValue(key, override.substring(eq + 1), e));
         }
@@ -159,7 +184,7 @@ public final class ConfigLoader {
             } else if (ConfigSchema.entryOrReplacement(path) != null) {
                 raw.put(path, new RawValue(v == null ? "" : String.valueOf(v), true, origin));
             } else {
-                throw new ConfigException(MAP_SOURCE, -1, path, KeySuggestions.unknownKeyMessage(path, true));
+                throw new ConfigException(MAP_SOURCE, -1, path, KeySuggestions.unknownKeyMessage(path));
             }
         }
     }
@@ -167,7 +192,7 @@ public final class ConfigLoader {
     // ---- typing, defaults, deprecated keys, paths, then the rules between keys ----------------------------------
 
     private static RunConfig resolve(Map<String, RawValue> raw, Map<String, Origin> sectionOrigins, String source,
-                                     Path workingDir, Consumer<String> warnings) {
+                                     Path workingDir, Consumer<String> warnings, InputCheck inputs) {
         Map<String, Object> values = new LinkedHashMap<>();
         for (Entry e : ConfigSchema.entries()) {
             RawValue r = raw.get(e.key());
@@ -196,6 +221,15 @@ public final class ConfigLoader {
         }
         RunConfig config = ConfigSchema.build(values);
         ConfigRules.checkBetweenKeys(config, where);
+        for (Entry e : ConfigSchema.entries()) {
+            if (e.type() == ConfigSchema.ValueType.PATH && !e.key().equals("output.dir")
+                    && !((String) values.get(e.key())).isEmpty()) {
+                String problem = inputs.problem(e.key(), (String) values.get(e.key()));
+                if (problem != null) {
+                    throw where.error(problem, e.key());
+                }
+            }
+        }
         return config;
     }
 

@@ -4,6 +4,7 @@ import io.dtrain.common.AtomicFiles;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * Generates docs/config-reference.md from {@link ConfigSchema}, so the reference cannot drift from the code
@@ -15,6 +16,16 @@ public final class ConfigReference {
     private ConfigReference() {
     }
 
+    /** The message the loader gives for this file text and these overrides: the reference quotes real errors. */
+    static String exampleError(String yaml, List<String> overrides) {
+        try {
+            ConfigLoader.fromYaml(yaml, "run.yaml", overrides, Path.of("/"), line -> { });
+        } catch (ConfigException e) {
+            return e.getMessage();
+        }
+        throw new IllegalStateException("the example config is valid: " + yaml + " " + overrides);
+    }
+
     public static String markdown() {
         StringBuilder sb = new StringBuilder();
         sb.append("# Configuration reference\n\n");
@@ -23,9 +34,11 @@ public final class ConfigReference {
                 .append("YAML scalars, validated like the file's). Keys are snake_case and addressed by their dotted path.\n")
                 .append("Keys left out take the default below. Relative paths resolve against the working directory and are\n")
                 .append("stored absolute; URIs such as `hdfs://...` are kept as written. Integers may be written `300_000_000` or\n")
-                .append("`3e8`. Errors name the file, line and key, e.g.\n")
-                .append("`configs/gpt-tiny.yaml:11: model.n_head: expected an integer, got 'four'` or\n")
-                .append("`--set model.n_heads: unknown key; did you mean model.n_head?`.\n\n");
+                .append("`3e8`. Errors name the file, line and key, e.g. (from a file `run.yaml` and from `--set`)\n")
+                .append('`').append(exampleError("data:\n  train: corpus\nmodel:\n  n_head: four\n", List.of()))
+                .append("`,\n`").append(exampleError("data:\n  train: corpus\nmodel:\n  n_heads: 4\n", List.of()))
+                .append("` or\n`").append(exampleError("data:\n  train: corpus\n", List.of("model.n_heads=4")))
+                .append("`.\n\n");
         sb.append("The resolved configuration (every key) is printed at start and stored with each checkpoint.\n\n");
         sb.append("Editor support: [config.schema.json](config.schema.json) is a JSON Schema of these files, generated from\n")
                 .append("the same table. With VS Code's YAML extension, put\n")

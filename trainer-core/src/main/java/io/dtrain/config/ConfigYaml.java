@@ -75,7 +75,7 @@ final class ConfigYaml {
                 }
                 raw.put(path, new RawValue(scalar.getValue(), scalar.isPlain(), new Origin(source, line)));
             } else {
-                throw new ConfigException(source, line, path, KeySuggestions.unknownKeyMessage(path, false));
+                throw new ConfigException(source, line, path, KeySuggestions.unknownKeyMessage(path));
             }
         }
     }
@@ -112,14 +112,49 @@ final class ConfigYaml {
         try {
             return new Compose(LoadSettings.builder().setLabel(label).build()).composeString(text);
         } catch (MarkedYamlEngineException e) {
-            Optional<Mark> mark = e.getProblemMark().isPresent() ? e.getProblemMark() : e.getContextMark();
-            int line = errorFile == null ? mark.map(m -> m.getLine() + 1).orElse(-1) : -1;
-            String problem = e.getProblem() != null ? e.getProblem() : e.getClass().getSimpleName();
-            String context = e.getContext() != null ? " (" + e.getContext() + ")" : "";
-            throw new ConfigException(errorFile == null ? label : errorFile, line, errorKey, "YAML syntax error: " + problem + context);
+            throw syntaxError(e, errorFile == null ? label : errorFile, errorFile == null, errorKey);
         } catch (YamlEngineException e) {
             throw new ConfigException(errorFile == null ? label : errorFile, -1, errorKey, "YAML error: " + e.getMessage());
         }
+    }
+
+    /**
+     * A syntax error located where the construct it is about opened (the quote, the '[' or '{', the key), which is
+     * where the mistake usually is, with where the parser noticed it: an unclosed quote is only noticed at the end
+     * of the file. {@code withLines} false (a --set value): no line numbers, the value is one line.
+     */
+    private static ConfigException syntaxError(MarkedYamlEngineException e, String file, boolean withLines, String key) {
+        Optional<Mark> opened = e.getContextMark();
+        Optional<Mark> noticed = e.getProblemMark();
+        String problem = e.getProblem() != null ? e.getProblem() : e.getClass().getSimpleName();
+        if (!withLines) {
+            return new ConfigException(file, -1, key, "YAML syntax error: " + problem
+                    + (e.getContext() != null ? " (" + e.getContext() + ")" : ""));
+        }
+        if (opened.isEmpty() || e.getContext() == null) {
+            return new ConfigException(file, noticed.map(m -> m.getLine() + 1).orElse(-1), key,
+                    "YAML syntax error: " + problem);
+        }
+        Mark start = opened.get();
+        String where = noticed.map(m -> m.getLine() == start.getLine()
+                ? " at column " + (m.getColumn() + 1)
+                : " at line " + (m.getLine() + 1)).orElse("");
+        return new ConfigException(file, start.getLine() + 1, key, "YAML syntax error: " + e.getContext().strip()
+                + " that starts here (column " + (start.getColumn() + 1) + "): " + problem + where + "; " + fixFor(e.getContext()));
+    }
+
+    /** What usually fixes an unterminated construct. */
+    private static String fixFor(String context) {
+        if (context.contains("quoted scalar")) {
+            return "close the quote on this line";
+        }
+        if (context.contains("flow sequence")) {
+            return "close the '[' with ']' (items separated by ', ')";
+        }
+        if (context.contains("flow mapping")) {
+            return "close the '{' with '}' (entries separated by ', ')";
+        }
+        return "check the quotes, brackets and indentation from this line on";
     }
 
     private static boolean isNullScalar(Node node) {

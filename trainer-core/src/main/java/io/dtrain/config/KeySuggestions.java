@@ -5,19 +5,17 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * What an error about an unknown key suggests: a sibling a typo away ("did you mean n_head?"), the same name in
- * another section ("did you mean optimizer.lr?"), or else the keys that exist.
+ * What an error about an unknown key suggests: a sibling a typo away ("did you mean model.n_head?"), the same name
+ * in another section ("did you mean optimizer.lr?"), or else the keys that exist. Suggestions are always full
+ * dotted keys, the form that works in a file, in {@code --set} and in a search of the reference alike.
  */
 final class KeySuggestions {
 
     private KeySuggestions() {
     }
 
-    /**
-     * "unknown key; did you mean n_head?" (a sibling), "... optimizer.lr?" (same name elsewhere) or the valid keys;
-     * {@code fullPaths} names siblings by their dotted path (for --set and maps, where there is no nesting to see).
-     */
-    static String unknownKeyMessage(String path, boolean fullPaths) {
+    /** "unknown key; did you mean model.n_head?" (a sibling), "... optimizer.lr?" (same name elsewhere) or the valid keys. */
+    static String unknownKeyMessage(String path) {
         int dot = path.lastIndexOf('.');
         String parent = dot < 0 ? "" : path.substring(0, dot);
         String name = path.substring(dot + 1);
@@ -30,7 +28,7 @@ final class KeySuggestions {
         String what = parent.isEmpty() ? "unknown section" : ConfigSchema.holdsKeys(parent) ? "unknown key" : "unknown section " + parent;
         String best = closest(name, siblings);
         if (best != null) {
-            String prefix = fullPaths && !parent.isEmpty() ? parent + "." : "";
+            String prefix = parent.isEmpty() ? "" : parent + ".";
             return what + "; did you mean " + prefix + best.replace(" or ", " or " + prefix) + "?";
         }
         List<String> elsewhere = new ArrayList<>();

@@ -1,6 +1,7 @@
 package io.dtrain.train;
 
 import io.dtrain.checkpoint.Checkpoint;
+import io.dtrain.checkpoint.CheckpointSpace;
 import io.dtrain.common.AtomicFiles;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
@@ -12,6 +13,7 @@ import io.dtrain.data.tokenizer.Tokenizer;
 import io.dtrain.metrics.RunMetrics;
 import io.dtrain.metrics.Tracer;
 import io.dtrain.model.GptModel;
+import io.dtrain.model.GptNames;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 import java.io.IOException;
@@ -42,30 +44,62 @@ public final class Trainer implements AutoCloseable {
     private final TrainStep trainStep;
     /** Null without a validation set. */
     private final Evaluator evaluator;
+    private final MemoryLimits memoryLimits;
+    private final MemoryPlan memoryPlan;
 
+    /**
+     * Checks that the run fits in memory (refusing it up front otherwise), loads the data and builds the model and
+     * the step.
+     */
     public Trainer(RunConfig cfg, RunContext context, PrintStream out) {
         this.cfg = cfg;
         this.context = context;
         this.out = out;
         this.runDir = Path.of(cfg.output().dir());
         this.totalSteps = cfg.totalSteps();
+        // Before anything large is read or built: the model alone must fit; the data is added once it is loaded.
+        this.memoryLimits = MemoryLimits.current();
+        MemoryPlan withoutData = MemoryPlan.of(cfg, context, 0);
+        withoutData.check(memoryLimits);
         this.tokenizer = TrainTokenizer.forConfig(cfg);
         int seqLen = cfg.model().seqLen();
         BadRecordPolicy policy = BadRecordPolicy.parse(cfg.data().onBadRecord());
-        this.trainData = TokenDatasets.load(cfg.data().train(), tokenizer, seqLen, policy);
-        report("train", cfg.data().train(), trainData);
-        if (cfg.data().val() != null && !cfg.data().val().isBlank()) {
-            this.valData = TokenDatasets.load(cfg.data().val(), tokenizer, seqLen, policy);
-            report("val", cfg.data().val(), valData);
-        } else {
-            this.valData = null;
+        try {
+            this.trainData = TokenDatasets.load(cfg.data().train(), tokenizer, seqLen, policy);
+            report("train", cfg.data().train(), trainData);
+            if (cfg.data().val() != null && !cfg.data().val().isBlank()) {
+                this.valData = TokenDatasets.load(cfg.data().val(), tokenizer, seqLen, policy);
+                report("val", cfg.data().val(), valData);
+            } else {
+                this.valData = null;
+            }
+        } catch (OutOfMemoryError e) {
+            throw withoutData.outOfMemory(e, "while reading the data", memoryLimits);
         }
+        this.memoryPlan = MemoryPlan.of(cfg, context, trainData.heapBytes() + (valData == null ? 0 : valData.heapBytes()));
+        if (context.isLogger()) {
+            out.println(memoryPlan.describe(memoryLimits));
+        }
+        memoryPlan.check(memoryLimits);
         this.loader = new BatchLoader(trainData, cfg.training().globalBatch(), cfg.microBatch(context.dataParallelSize()),
                 context.dataParallelRank(), context.dataParallelSize(), cfg.data().seed());
-        this.trainStep = TrainStep.create(cfg, context, loader, out);
+        try {
+            this.trainStep = TrainStep.create(cfg, context, loader, out);
+        } catch (OutOfMemoryError | RuntimeException e) {
+            loader.close();
+            if (MemoryPlan.isOutOfMemory(e)) {
+                throw memoryPlan.outOfMemory(e, "while building the model", memoryLimits);
+            }
+            throw e;
+        }
         this.evaluator = valData == null ? null
                 : new Evaluator(trainStep.model(), valData, cfg.training().evalSequences(),
                         cfg.microBatch(context.dataParallelSize()));
+    }
+
+    /** What this rank was estimated to allocate, checked against its limits before the model was built. */
+    public MemoryPlan memoryPlan() {
+        return memoryPlan;
     }
 
     private void report(String split, String path, TokenDataset ds) {
@@ -104,8 +138,22 @@ public final class Trainer implements AutoCloseable {
         }
     }
 
-    /** Trains until training.steps; returns the final evaluation (NaN if there is no validation set). */
+    /**
+     * Trains until training.steps; returns the final evaluation (NaN if there is no validation set). Running out of
+     * memory all the same (the estimate is short, or something else grew) is reported like a refusal, with the estimate.
+     */
     public double train() {
+        try {
+            return trainSteps();
+        } catch (OutOfMemoryError | RuntimeException e) {
+            if (MemoryPlan.isOutOfMemory(e) && !(e instanceof io.dtrain.common.UserFacingException)) {
+                throw memoryPlan.outOfMemory(e, "at step " + (trainStep.step() + 1), memoryLimits);
+            }
+            throw e;
+        }
+    }
+
+    private double trainSteps() {
         GptModel model = trainStep.model();
         if (context.isLogger()) {
             out.printf(Locale.ROOT, "model: %,d parameters, %d stage(s); %d micro-batch(es) of %d per step x %d rank(s)"
@@ -122,6 +170,7 @@ public final class Trainer implements AutoCloseable {
             if (context.isLogger()) {
                 out.println(metrics.describe());
             }
+            warnIfCheckpointsWillNotFit();
             while (trainStep.step() < totalSteps) {
                 if (stopRequested()) {
                     stoppedAt = trainStep.step();
@@ -213,6 +262,14 @@ public final class Trainer implements AutoCloseable {
         extra.put("tokenizer", tokenizer.identity());
         extra.put("config", ConfigLoader.toMap(cfg));
         extra.put("config_yaml", ConfigLoader.toYaml(cfg));
+        Path checkpoints = runDir.resolve("checkpoints");
+        long needed = checkpointBytes();
+        if (context.isLogger()) {
+            String warning = CheckpointSpace.warning(checkpoints, "the checkpoint of step " + trainStep.step(), needed);
+            if (warning != null) {
+                out.println(warning);
+            }
+        }
         try {
             Path dir = trainStep.saveCheckpoint(extra);
             lastCheckpointStep = trainStep.step();
@@ -220,8 +277,25 @@ public final class Trainer implements AutoCloseable {
                 out.println("checkpoint " + dir);
             }
             return dir;
-        } catch (IOException e) {
-            throw new UncheckedIOException("writing the checkpoint of step " + trainStep.step() + " under " + runDir, e);
+        } catch (IOException | UncheckedIOException e) {
+            throw CheckpointSpace.writeFailed(checkpoints, trainStep.step(), needed, e);
+        }
+    }
+
+    /** Bytes of one checkpoint of this run: every parameter and its two AdamW moments, plus the manifest. */
+    private long checkpointBytes() {
+        long parameters = GptNames.layout(cfg.model(), new int[] {cfg.model().nLayer()}).size();
+        return CheckpointSpace.bytesNeeded(parameters, trainStep.model().dataType(), true);
+    }
+
+    /** Before the first step: warns when output.dir's disk cannot hold even one checkpoint, instead of hours later. */
+    private void warnIfCheckpointsWillNotFit() {
+        if (context.isLogger() && trainStep.step() < totalSteps) {
+            String warning = CheckpointSpace.warning(runDir.resolve("checkpoints"), "a checkpoint of this run",
+                    checkpointBytes());
+            if (warning != null) {
+                out.println(warning);
+            }
         }
     }
 

@@ -127,9 +127,9 @@ class ConfigLoaderTest {
     @Test
     void unknownKeySuggestsTheClosestKeyOfItsSection() {
         assertError(error(MINIMAL + "model:\n  d_model: 64\n  n_heads: 4\n"), "test.yaml", 7, "model.n_heads",
-                "test.yaml:7: model.n_heads: unknown key; did you mean n_head?");
+                "test.yaml:7: model.n_heads: unknown key; did you mean model.n_head?");
         assertError(error(MINIMAL + "schedule:\n  warmup: 4\n"), "test.yaml", 6, "schedule.warmup",
-                "test.yaml:6: schedule.warmup: unknown key; did you mean warmup_steps?");
+                "test.yaml:6: schedule.warmup: unknown key; did you mean schedule.warmup_steps?");
     }
 
     @Test
@@ -144,7 +144,7 @@ class ConfigLoaderTest {
         RunConfig again = ConfigLoader.fromResolvedYaml(ConfigLoader.toYaml(c));
         assertEquals(c.parallel(), again.parallel());
         assertError(error(MINIMAL + "parallel:\n  dp_bucket_mb: 4\n"), "test.yaml", 6, "parallel.dp_bucket_mb",
-                "test.yaml:6: parallel.dp_bucket_mb: unknown key; did you mean dp.bucket_mb?");
+                "test.yaml:6: parallel.dp_bucket_mb: unknown key; did you mean parallel.dp.bucket_mb?");
     }
 
     @Test
@@ -300,11 +300,19 @@ class ConfigLoaderTest {
     }
 
     @Test
-    void yamlSyntaxErrorNamesItsLine() {
+    void yamlSyntaxErrorNamesTheLineWhereTheConstructOpened() {
         ConfigException e = error("data:\n  train: corpus\n  val: [unclosed\ntraining:\n  steps: 1\n");
         assertEquals("test.yaml", e.file());
-        assertTrue(e.line() >= 3, e.getMessage());
-        assertTrue(e.getMessage().startsWith("test.yaml:" + e.line() + ": YAML syntax error: "), e.getMessage());
+        assertEquals(3, e.line(), e.getMessage());
+        assertEquals("test.yaml:3: YAML syntax error: while parsing a flow sequence that starts here (column 8): expected"
+                + " ',' or ']', but got : at line 4; close the '[' with ']' (items separated by ', ')", e.getMessage());
+
+        // an unclosed quote is only noticed at the end of the file: the error names the quote's line, then the end
+        ConfigException quote = error("data:\n  train: corpus\n  val: \"v\ntraining:\n  steps: 1\n\n\n");
+        assertEquals(3, quote.line(), quote.getMessage());
+        assertTrue(quote.getMessage().startsWith("test.yaml:3: YAML syntax error: while scanning a quoted scalar that"
+                + " starts here (column 8): found unexpected end of stream at line 8; close the quote on this line"),
+                quote.getMessage());
 
         ConfigException indent = error("data:\n  train: corpus\n   val: v\n");
         assertEquals(3, indent.line(), indent.getMessage());

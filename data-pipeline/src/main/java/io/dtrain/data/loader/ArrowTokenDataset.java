@@ -32,7 +32,8 @@ public final class ArrowTokenDataset extends AbstractTokenDataset implements Aut
 
     private ArrowTokenDataset(String dir, Manifest manifest, int seqLen, Shards shards) {
         super(seqLen, samplesIn(shards.tokens, seqLen, dir), shards.tokens, manifest.documents(),
-                BadRecordReport.restored(manifest.badRecords(), List.of()));
+                BadRecordReport.restored(manifest.badRecords(),
+                        manifest.badRecordExamples().stream().map(BadRecordReport.BadRecord::parse).toList()));
         this.shards = shards;
     }
 

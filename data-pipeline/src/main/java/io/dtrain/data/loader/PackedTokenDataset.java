@@ -31,6 +31,11 @@ public final class PackedTokenDataset extends AbstractTokenDataset {
     }
 
     @Override
+    public long heapBytes() {
+        return small != null ? 2L * small.length : 4L * large.length;
+    }
+
+    @Override
     int tokenAt(long i) {
         return small != null ? small[(int) i] : large[(int) i];
     }

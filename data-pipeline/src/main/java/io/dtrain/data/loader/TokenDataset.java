@@ -25,4 +25,9 @@ public interface TokenDataset {
 
     /** Copies sample {@code sampleIndex} into {@code dst}, which must have length {@code seqLen() + 1}. */
     void window(long sampleIndex, int[] dst);
+
+    /** Bytes of the Java heap this dataset holds (its tokens when packed in memory; memory-mapped shards: none). */
+    default long heapBytes() {
+        return 0;
+    }
 }

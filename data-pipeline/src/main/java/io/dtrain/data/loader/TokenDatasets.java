@@ -2,6 +2,7 @@ package io.dtrain.data.loader;
 
 import io.dtrain.data.DataException;
 import io.dtrain.data.reader.BadRecordPolicy;
+import io.dtrain.data.reader.BadRecordReport;
 import io.dtrain.data.reader.Document;
 import io.dtrain.data.reader.PileReader;
 import io.dtrain.data.shards.Manifest;
@@ -17,10 +18,20 @@ public final class TokenDatasets {
      * for the same documents and tokenizer.
      */
     public static TokenDataset load(String pathOrGlob, Tokenizer tok, int seqLen, BadRecordPolicy policy) {
-        if (isPreprocessed(pathOrGlob)) {
-            return ArrowTokenDataset.open(pathOrGlob, tok, seqLen);
+        if (!isPreprocessed(pathOrGlob)) {
+            return open(pathOrGlob, tok, seqLen, policy);
         }
-        return open(pathOrGlob, tok, seqLen, policy);
+        ArrowTokenDataset ds = ArrowTokenDataset.open(pathOrGlob, tok, seqLen);
+        BadRecordReport bad = ds.badRecords();
+        if (policy == BadRecordPolicy.FAIL && bad.count() > 0) {
+            ds.close();
+            // The records were skipped when the shards were made; `fail` must refuse them here as it would the raw input.
+            throw new DataException(pathOrGlob + ": " + bad.count() + " bad record(s) were skipped when it was"
+                    + " preprocessed" + (bad.records().isEmpty() ? "" : " (first: " + bad.records().get(0) + ")")
+                    + " and the bad-record policy is fail (data.on_bad_record); fix the input and run dtrain"
+                    + " preprocess again, or set data.on_bad_record: skip to train on the records that were kept");
+        }
+        return ds;
     }
 
     /** True when {@code path} is a directory holding a token-shard manifest. */

@@ -3,6 +3,8 @@ package io.dtrain.data.reader;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /**
  * The records a reader skipped: a total count and the first {@link #MAX_KEPT} of them with file, line and reason,
@@ -11,11 +13,22 @@ import java.util.List;
 public final class BadRecordReport {
     public static final int MAX_KEPT = 100;
 
-    /** One skipped record. */
+    /** One skipped record; line 0 is the whole file (e.g. an empty .zst). */
     public record BadRecord(String file, long line, String reason) {
+        private static final Pattern TEXT = Pattern.compile("(.+?)(?::(\\d+))?: (.*)", Pattern.DOTALL);
+
         @Override
         public String toString() {
-            return file + ":" + line + ": " + reason;
+            return file + (line > 0 ? ":" + line : "") + ": " + reason;
+        }
+
+        /** Reads back {@link #toString()} (e.g. a token-shard manifest's examples); unparsable text is kept as the reason. */
+        public static BadRecord parse(String text) {
+            Matcher m = TEXT.matcher(text);
+            if (!m.matches()) {
+                return new BadRecord("", 0, text);
+            }
+            return new BadRecord(m.group(1), m.group(2) == null ? 0 : Long.parseLong(m.group(2)), m.group(3));
         }
     }
 

@@ -71,7 +71,16 @@ public final class ShardReader implements AutoCloseable {
         byte[] head = raw.readNBytes(4);
         raw.reset();
         if (head.length == 0) {
-            return raw;  // a 0-byte .zst holds zero documents (what `zstd -d` and zstd-jni do too)
+            // Not a zstd stream at all (even an empty one has a frame header): most likely a download or copy that
+            // was cut short. Read as no documents, but said, like a bad record (or refused under `fail`).
+            String problem = "0 bytes, not a zstd stream (an interrupted download or copy?)";
+            if (policy == BadRecordPolicy.FAIL) {
+                raw.close();
+                throw new DataException(fileName + ": " + problem + "; delete it or copy it again, or read it as no"
+                        + " documents with the bad-record policy skip (data.on_bad_record, preprocess --bad-records)");
+            }
+            report.add(new BadRecordReport.BadRecord(fileName, 0, problem + "; read as no documents"));
+            return raw;
         }
         int magic = head.length == 4
                 ? (head[0] & 0xFF) | (head[1] & 0xFF) << 8 | (head[2] & 0xFF) << 16 | (head[3] & 0xFF) << 24 : 0;

@@ -50,11 +50,15 @@ final class OutputDirectory {
         return new Path(outDir, name);
     }
 
-    /** Creates the directory and deletes the temporaries an interrupted run left (never a complete file). */
-    void prepare() {
+    /**
+     * Creates the directory and deletes the temporaries an interrupted run left (never a complete file); returns
+     * whether the directory is new.
+     */
+    boolean prepare() {
         FileSystem fs = DataFiles.fileSystem(outDir);
         try {
-            if (fs.exists(outDir) && !fs.getFileStatus(outDir).isDirectory()) {
+            boolean existed = fs.exists(outDir);
+            if (existed && !fs.getFileStatus(outDir).isDirectory()) {
                 throw new DataException("output " + output + " is a file; give a directory");
             }
             fs.mkdirs(outDir);
@@ -64,6 +68,7 @@ final class OutputDirectory {
                     fs.delete(st.getPath(), false);  // left by an interrupted run; never a complete file
                 }
             }
+            return !existed;
         } catch (IOException e) {
             throw new DataException(DataFiles.display(outDir) + ": cannot prepare the output directory: "
                     + e.getMessage(), e);
@@ -134,6 +139,24 @@ final class OutputDirectory {
             sha = HexFormat.of().formatHex(digest.digest());
         }
         return s.withFile(s.bytes(), sha);
+    }
+
+    /**
+     * A run that produced nothing usable leaves nothing behind: deletes the shards it wrote, and the directory too
+     * when the run created it and it is empty now. Best effort: the run is failing anyway.
+     */
+    void discard(List<ShardInfo> written, boolean created) {
+        FileSystem fs = DataFiles.fileSystem(outDir);
+        try {
+            for (ShardInfo s : written) {
+                fs.delete(new Path(outDir, s.file()), false);
+            }
+            if (created && fs.listStatus(outDir).length == 0) {
+                fs.delete(outDir, false);
+            }
+        } catch (IOException e) {
+            // what is left is named by the error the caller throws
+        }
     }
 
     /** The dataset is incomplete until this run writes a new manifest. */

@@ -98,7 +98,7 @@ public final class Preprocessor {
         long t0 = System.nanoTime();
         List<Path> inputs = InputFiles.resolve(options.input());
         OutputDirectory.checkShardNames(inputs);
-        output.prepare();
+        boolean created = output.prepare();
         Map<String, String> knownHashes = output.hashesOfPreviousManifest();
         output.removeManifest();
         List<List<ShardInfo>> kept = new ArrayList<>();
@@ -181,12 +181,14 @@ public final class Preprocessor {
             tokens += inTokens;
             bad += inBad;
         }
-        if (documents == 0) {
-            throw new DataException("no documents in " + options.input() + " (" + inputs.size() + " file(s), " + bad
-                    + " bad record(s) skipped); check the path and the files");
-        }
         List<BadRecordReport.BadRecord> examples = new ArrayList<>();
         reports.forEach(r -> examples.addAll(r.records()));
+        if (documents == 0) {
+            output.discard(written.stream().flatMap(List::stream).toList(), created);
+            throw new DataException("no documents in " + options.input() + " (" + inputs.size() + " file(s), " + bad
+                    + " bad record(s) skipped" + (examples.isEmpty() ? "" : ", first: " + examples.get(0))
+                    + "); this run left nothing in " + options.output() + "; check the path and the files");
+        }
         BadRecordReport badRecords = BadRecordReport.restored(bad, examples);
         Tokenizer tok = options.tokenizer();
         Manifest manifest = new Manifest(Manifest.FORMAT, Manifest.VERSION,

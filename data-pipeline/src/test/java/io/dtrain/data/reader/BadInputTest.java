@@ -144,8 +144,39 @@ class BadInputTest {
         assertTrue(e.getMessage().contains("rename it to .jsonl"), e.getMessage());
     }
 
+    /**
+     * A 0-byte .zst is not a zstd stream (even an empty one has a frame header): read as no documents but listed with
+     * the bad records under skip, refused naming the file under fail.
+     */
+    @Test
+    void aZeroByteZstFileIsListedWithTheBadRecordsOrRefusedUnderFail() {
+        String name = "empty-zero-bytes.jsonl.zst";
+        BadRecordReport[] report = new BadRecordReport[1];
+        try (PileReader r = PileReader.open(List.of(bad(name).toString(), bad("missing-text-field-line-3-of-5.jsonl")
+                .toString()), BadRecordPolicy.SKIP, true)) {
+            assertEquals(4, readAll(r).size());
+            report[0] = r.badRecords();
+        }
+        assertEquals(2, report[0].count());
+        BadRecordReport.BadRecord empty = report[0].records().get(0);
+        assertEquals(0, empty.line());
+        assertTrue(empty.toString().endsWith(name + ": 0 bytes, not a zstd stream (an interrupted download or copy?);"
+                + " read as no documents"), empty.toString());
+        assertEquals(empty, BadRecordReport.BadRecord.parse(empty.toString()), "a manifest's examples read back");
+        BadRecordReport.BadRecord line3 = report[0].records().get(1);
+        assertEquals(line3, BadRecordReport.BadRecord.parse(line3.toString()));
+
+        DataException e = assertThrows(DataException.class, () -> {
+            try (PileReader r = PileReader.open(List.of(bad(name).toString()), BadRecordPolicy.FAIL, false)) {
+                readAll(r);
+            }
+        });
+        assertTrue(e.getMessage().contains(name + ": 0 bytes, not a zstd stream") && e.getMessage().contains("skip"),
+                e.getMessage());
+    }
+
     @ParameterizedTest
-    @ValueSource(strings = {"empty.jsonl", "empty-zero-bytes.jsonl.zst", "empty-valid-frame.jsonl.zst"})
+    @ValueSource(strings = {"empty.jsonl", "empty-valid-frame.jsonl.zst"})
     void emptyFileHasZeroDocumentsButAnEmptyInputSetIsAnError(String name) {
         try (PileReader r = PileReader.open(List.of(bad(name).toString()), BadRecordPolicy.FAIL, false)) {
             assertEquals(0, readAll(r).size());

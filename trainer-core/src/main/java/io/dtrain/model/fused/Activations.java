@@ -43,6 +43,8 @@ final class Activations {
         final ByteBuffer attnMask;
         final ByteBuffer mlpMask;
         private final BytePointer maskMemory;
+        /** Bytes this block allocated: what {@link #bytes} predicts (asserted here, tested in ActivationSizesTest). */
+        final long allocatedBytes;
 
         Block(ModelConfig cfg, int capacity, boolean isDouble) {
             this.capacity = capacity;
@@ -73,6 +75,10 @@ final class Activations {
                 attnMask = null;
                 mlpMask = null;
             }
+            allocatedBytes = Tensor.bytesOf(norm1, mean1, rstd1, sum1, norm2OrSum2, mean2, rstd2, qkv, att, attY, fc)
+                    + (maskMemory == null ? 0 : maskMemory.capacity());
+            assert isDouble != cfg.isDouble() || allocatedBytes == bytes(cfg, capacity)
+                    : "Block allocated " + allocatedBytes + " bytes, Block.bytes says " + bytes(cfg, capacity);
         }
 
         /** Bytes a block's activations take for {@code capacity} sequences (float or double elements + masks). */
@@ -80,8 +86,13 @@ final class Activations {
             long n = (long) capacity * cfg.seqLen();
             long d = cfg.dModel();
             long elements = 4 * n * d + 4 * n + 3 * n * d + probabilities(cfg, capacity) + n * cfg.ffWidth();
-            long masks = cfg.dropout() > 0.0 ? probabilities(cfg, capacity) + 2 * n * d : 0;
-            return elements * (cfg.isDouble() ? 8 : 4) + masks;
+            return elements * (cfg.isDouble() ? 8 : 4) + maskBytes(cfg, capacity);
+        }
+
+        /** The dropout masks' share of {@link #bytes}: JavaCPP memory, counted against javacpp.maxbytes. */
+        static long maskBytes(ModelConfig cfg, int capacity) {
+            long n = (long) capacity * cfg.seqLen();
+            return cfg.dropout() > 0.0 ? probabilities(cfg, capacity) + 2 * n * cfg.dModel() : 0;
         }
 
         private static long probabilities(ModelConfig cfg, int capacity) {
@@ -103,6 +114,8 @@ final class Activations {
     int batch;
     final int[] tokens;
     DropoutKeys keys;
+    /** Bytes this set allocated itself (a shared workspace not included): what {@link #bytes} predicts. */
+    final long allocatedBytes;
 
     /**
      * @param workspace null: one {@link Block} per transformer block; else the block every index shares (recompute)
@@ -131,6 +144,16 @@ final class Activations {
             embeddingMaskMemory = null;
             embeddingMask = null;
         }
+        boolean recompute = workspace != null;
+        long own = Tensor.bytesOf(x) + Tensor.bytesOf(lnf, meanF, rstdF) + 4L * tokens.length
+                + (embeddingMaskMemory == null ? 0 : embeddingMaskMemory.capacity());
+        for (int l = 0; l < blocks && !recompute; l++) {
+            own += this.blocks[l].allocatedBytes;
+        }
+        allocatedBytes = own;
+        assert isDouble != cfg.isDouble() || allocatedBytes == bytes(cfg, blocks, first, last, capacity, recompute)
+                : "Activations allocated " + allocatedBytes + " bytes, Activations.bytes says "
+                        + bytes(cfg, blocks, first, last, capacity, recompute);
     }
 
     /**
@@ -145,6 +168,12 @@ final class Activations {
         long bytes = elements * (cfg.isDouble() ? 8 : 4) + (first ? 4 * n : 0)
                 + (first && cfg.dropout() > 0.0 ? n * d : 0);
         return bytes + (recompute ? 0 : blocks * Block.bytes(cfg, capacity));
+    }
+
+    /** The dropout masks' share of {@link #bytes}: JavaCPP memory, counted against javacpp.maxbytes. */
+    static long maskBytes(ModelConfig cfg, int blocks, boolean first, int capacity, boolean recompute) {
+        long n = (long) capacity * cfg.seqLen();
+        return (first && cfg.dropout() > 0.0 ? n * cfg.dModel() : 0) + (recompute ? 0 : blocks * Block.maskBytes(cfg, capacity));
     }
 
     private static ByteBuffer slice(ByteBuffer all, long at, long length) {

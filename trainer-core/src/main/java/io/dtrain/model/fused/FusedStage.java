@@ -327,7 +327,7 @@ public final class FusedStage implements Stage {
 
     /**
      * Bytes the activations of one in-flight micro-batch of {@code batch} sequences take in a stage of
-     * {@code blocks} blocks (what {@link #activationBytes} counts per slot).
+     * {@code blocks} blocks (with {@code recompute}, without the blocks: they share one workspace).
      */
     public static long slotBytes(ModelConfig cfg, int blocks, boolean first, boolean last, int batch, boolean recompute) {
         return Activations.bytes(cfg, blocks, first, last, batch, recompute);
@@ -338,15 +338,26 @@ public final class FusedStage implements Stage {
         return Scratch.bytes(cfg, batch, threads) + (recompute ? Activations.Block.bytes(cfg, batch) : 0);
     }
 
-    /** Bytes of activations this stage holds now: every slot's own, the shared workspace and the scratch buffers. */
+    /** The dropout masks' share of {@link #slotBytes} (JavaCPP memory, counted against javacpp.maxbytes). */
+    public static long slotMaskBytes(ModelConfig cfg, int blocks, boolean first, int batch, boolean recompute) {
+        return Activations.maskBytes(cfg, blocks, first, batch, recompute);
+    }
+
+    /** The dropout masks' share of {@link #sharedBytes}. */
+    public static long sharedMaskBytes(ModelConfig cfg, int batch, boolean recompute) {
+        return recompute ? Activations.Block.maskBytes(cfg, batch) : 0;
+    }
+
+    /**
+     * Bytes of activations this stage has allocated: every slot's own, the shared workspace and the scratch buffers
+     * (each constructor asserts it allocated what {@link #slotBytes} and {@link #sharedBytes} predict).
+     */
     public long activationBytes() {
-        long total = scratch == null ? 0 : Scratch.bytes(cfg, scratch.capacity, workers.size());
+        long total = scratch == null ? 0 : scratch.allocatedBytes;
         for (Activations a : slots) {
-            if (a != null) {
-                total += Activations.bytes(cfg, blocks, first, last, a.capacity, recompute);
-            }
+            total += a == null ? 0 : a.allocatedBytes;
         }
-        return total + (workspace == null ? 0 : Activations.Block.bytes(cfg, workspace.capacity));
+        return total + (workspace == null ? 0 : workspace.allocatedBytes);
     }
 
     private void requireLast(String what) {

@@ -24,45 +24,61 @@ final class Scratch {
     INDArray gradInputView;
     INDArray outputView;
 
+    /** Bytes allocated (what {@link #bytes} predicts; a test holds them equal). */
+    final long allocatedBytes;
+    private long counted;
+
+    /** The bytes a stage's scratch allocates for {@code capacity} sequences and {@code members} compute threads. */
+    static long bytes(ModelConfig cfg, int capacity, int members) {
+        long n = (long) capacity * cfg.seqLen();
+        long d = cfg.dModel();
+        long f = cfg.ffWidth();
+        long tt = (long) cfg.seqLen() * cfg.seqLen();
+        long elements = 6 * tensor(n * d) + 2 * tensor(n * f) + tensor(n * 3 * d) + tensor(n)
+                + tensor((long) logitRows(cfg, n) * cfg.vocabSize()) + 2L * members * tensor(tt);
+        return elements * (cfg.isDouble() ? 8 : 4);
+    }
+
+    /** The classifier runs over row chunks so [rows, V] logits stay small even for GPT-2's 50,257 tokens. */
+    private static int logitRows(ModelConfig cfg, long n) {
+        return (int) Math.max(1, Math.min(n, (1L << 24) / cfg.vocabSize()));
+    }
+
+    private static long tensor(long size) {
+        return Math.max(1, size);
+    }
+
+    private Tensor allocate(boolean isDouble, long size) {
+        counted += tensor(size) * (isDouble ? 8 : 4);
+        return Tensor.allocate(isDouble, size);
+    }
+
     Scratch(ModelConfig cfg, int capacity, int members, boolean isDouble) {
         this.capacity = capacity;
         long n = (long) capacity * cfg.seqLen();
         long d = cfg.dModel();
         long f = cfg.ffWidth();
-        proj = Tensor.allocate(isDouble, n * d);
-        act = Tensor.allocate(isDouble, n * f);
-        dRes = Tensor.allocate(isDouble, n * d);
-        dBranch = Tensor.allocate(isDouble, n * d);
-        dNormA = Tensor.allocate(isDouble, n * d);
-        dNormB = Tensor.allocate(isDouble, n * d);
-        dAttY = Tensor.allocate(isDouble, n * d);
-        dQkv = Tensor.allocate(isDouble, n * 3 * d);
-        dFc = Tensor.allocate(isDouble, n * f);
-        losses = Tensor.allocate(isDouble, n);
-        // The classifier runs over row chunks so [rows, V] logits stay small even for GPT-2's 50,257 tokens.
-        logitRows = logitRows(cfg, capacity);
-        logits = Tensor.allocate(isDouble, (long) logitRows * cfg.vocabSize());
+        proj = allocate(isDouble, n * d);
+        act = allocate(isDouble, n * f);
+        dRes = allocate(isDouble, n * d);
+        dBranch = allocate(isDouble, n * d);
+        dNormA = allocate(isDouble, n * d);
+        dNormB = allocate(isDouble, n * d);
+        dAttY = allocate(isDouble, n * d);
+        dQkv = allocate(isDouble, n * 3 * d);
+        dFc = allocate(isDouble, n * f);
+        losses = allocate(isDouble, n);
+        logitRows = logitRows(cfg, n);
+        logits = allocate(isDouble, (long) logitRows * cfg.vocabSize());
         probs = new Tensor[members];
         dProbs = new Tensor[members];
         long tt = (long) cfg.seqLen() * cfg.seqLen();
         for (int i = 0; i < members; i++) {
-            probs[i] = Tensor.allocate(isDouble, tt);
-            dProbs[i] = Tensor.allocate(isDouble, tt);
+            probs[i] = allocate(isDouble, tt);
+            dProbs[i] = allocate(isDouble, tt);
         }
-    }
-
-    private static int logitRows(ModelConfig cfg, int capacity) {
-        long n = (long) capacity * cfg.seqLen();
-        return (int) Math.max(1, Math.min(n, (1L << 24) / cfg.vocabSize()));
-    }
-
-    /** Bytes the scratch buffers take for {@code capacity} sequences and {@code members} compute threads. */
-    static long bytes(ModelConfig cfg, int capacity, int members) {
-        long n = (long) capacity * cfg.seqLen();
-        long d = cfg.dModel();
-        long f = cfg.ffWidth();
-        long elements = 6 * n * d + 3 * n * d + 2 * n * f + n + (long) logitRows(cfg, capacity) * cfg.vocabSize()
-                + 2L * members * cfg.seqLen() * cfg.seqLen();
-        return elements * (cfg.isDouble() ? 8 : 4);
+        allocatedBytes = counted;
+        assert isDouble != cfg.isDouble() || counted == bytes(cfg, capacity, members)
+                : "Scratch allocated " + counted + " bytes, Scratch.bytes says " + bytes(cfg, capacity, members);
     }
 }

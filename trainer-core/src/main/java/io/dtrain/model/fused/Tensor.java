@@ -47,6 +47,15 @@ public final class Tensor {
         return new Tensor(a, 0, Math.max(1, size));
     }
 
+    /** Bytes of these tensors' elements (null entries count nothing): what allocating them took. */
+    static long bytesOf(Tensor... tensors) {
+        long sum = 0;
+        for (Tensor t : tensors) {
+            sum += t == null ? 0 : (long) t.size * (t.isDouble ? 8 : 4);
+        }
+        return sum;
+    }
+
     /** The array this tensor lives in (a 1-D view of exactly its elements when it was allocated on its own). */
     INDArray owner() {
         return owner;

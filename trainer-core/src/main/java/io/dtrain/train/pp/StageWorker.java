@@ -42,6 +42,13 @@ public final class StageWorker {
     private final Map<Integer, INDArray> gradsToSend = new HashMap<>();
     /** The last stage's inputs of micro-batches whose loss and backward run at their backward op. */
     private final Map<Integer, INDArray> lastStageInputs = new HashMap<>();
+    /**
+     * The stage's activation slot holding each micro-batch between its forward and backward. Slots are reused
+     * (lowest free first), so a stage allocates as many activation sets as micro-batches are in flight at once
+     * (at most P with 1F1B, M with GPipe), not one per micro-batch of the step.
+     */
+    private final Map<Integer, Integer> slotOf = new HashMap<>();
+    private final java.util.BitSet slotsInUse = new java.util.BitSet();
     private int pc;
     private double lossSum;
     private int losses;
@@ -136,7 +143,10 @@ public final class StageWorker {
                 // the last stage computes loss and gradients in one pass at its backward op: keep the input
                 lastStageInputs.put(m, x);
             } else {
-                activationsToSend.put(m, graph.forward(m, mb.windows(), x, k).dup());
+                int slot = slotsInUse.nextClearBit(0);
+                slotsInUse.set(slot);
+                slotOf.put(m, slot);
+                activationsToSend.put(m, graph.forward(slot, mb.windows(), x, k).dup());
             }
         } else if (last) {
             lossSum += graph.loss(mb.windows(), x, k, 1.0, null);
@@ -157,7 +167,9 @@ public final class StageWorker {
             losses++;
             gradInput = graph.gradInput();
         } else {
-            gradInput = graph.backward(m, take(receivedGrads, op, "received gradient"), flatGrads);
+            int slot = slotOf.remove(m);
+            gradInput = graph.backward(slot, take(receivedGrads, op, "received gradient"), flatGrads);
+            slotsInUse.clear(slot);
         }
         if (!first) {
             // a stage's returned arrays live until its next call; the send may come after another op
