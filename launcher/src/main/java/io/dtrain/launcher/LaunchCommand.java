@@ -117,7 +117,7 @@ public final class LaunchCommand implements Callable<Integer> {
 
         // Node 0 hosts the store. Wildcard bind with --rdzv so that the other nodes reach it; loopback for one node.
         RendezvousServer store = nodeRank != 0 ? null : RendezvousServer.start(
-                rdzv == null ? new InetSocketAddress("127.0.0.1", 0) : new InetSocketAddress(port), job, secret);
+                rdzv == null ? new InetSocketAddress("127.0.0.1", 0) : new InetSocketAddress(port), job, secret, worldSize);
         try (store) {
             if (store != null) {
                 port = store.port();

@@ -102,19 +102,20 @@ final class Communicator implements AutoCloseable {
         InetSocketAddress bind;
         try {
             bind = new InetSocketAddress(InetAddress.getByName(config.masterAddr()), config.masterPort());
-            return RendezvousServer.start(bind, config.jobId(), config.secret());
+            return RendezvousServer.start(bind, config.jobId(), config.secret(), config.worldSize());
         } catch (UnknownHostException e) {
             throw new IOException("MASTER_ADDR '" + config.masterAddr() + "' does not resolve", e);
         } catch (IOException e) {
             // MASTER_ADDR may name this host by an address it cannot bind (NAT, alias): listen on all interfaces.
             log.info("cannot bind {}:{} ({}), listening on all interfaces", config.masterAddr(), config.masterPort(), e.getMessage());
-            return RendezvousServer.start(new InetSocketAddress(config.masterPort()), config.jobId(), config.secret());
+            return RendezvousServer.start(new InetSocketAddress(config.masterPort()), config.jobId(), config.secret(),
+                    config.worldSize());
         }
     }
 
     private static RendezvousClient connect(WorldConfig config) {
         return RendezvousClient.connect(config.masterAddr(), config.masterPort(), config.jobId(), config.rank(),
-                config.secret(), config.rendezvousTimeout());
+                config.worldSize(), config.secret(), config.rendezvousTimeout());
     }
 
     private static Aeron connectAeron(WorldConfig config) {
