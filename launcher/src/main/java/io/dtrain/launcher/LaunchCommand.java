@@ -95,6 +95,11 @@ public final class LaunchCommand implements Callable<Integer> {
             description = "Extra environment variable for the workers, e.g. --env DTRAIN_COLLECTIVE_TIMEOUT=30s. Repeatable.")
     List<String> extraEnv = new ArrayList<>();
 
+    @Option(names = "--insecure-transport",
+            description = "Send udp frames between hosts without authenticating them (a trusted network only; by default"
+                    + " every frame carries a MAC keyed from the job secret). Sets DTRAIN_INSECURE_TRANSPORT=true.")
+    boolean insecureTransport;
+
     @Option(names = "--stop-grace", defaultValue = "5", paramLabel = "SECONDS",
             description = "After a failure, seconds the other workers get to exit on SIGTERM before SIGKILL (default: ${DEFAULT-VALUE}).")
     int stopGraceSeconds;
@@ -150,7 +155,8 @@ public final class LaunchCommand implements Callable<Integer> {
         WorldConfig driverConfig = WorldConfig.fromEnvironment(firstWorker);
         if (!driverConfig.externalDriver()) {
             int idleExit = Integer.parseInt(env.getOrDefault("DTRAIN_DRIVER_IDLE_EXIT", "10"));
-            MediaDriverProcess.ensureRunning(driverConfig.resolvedAeronDir(), idleExit, Duration.ofSeconds(30));
+            MediaDriverProcess.ensureRunning(driverConfig.resolvedAeronDir(), idleExit, Duration.ofSeconds(30),
+                    driverConfig.udpJobKey());
         }
     }
 
@@ -224,6 +230,9 @@ public final class LaunchCommand implements Callable<Integer> {
         env.remove("DTRAIN_JOB_SECRET_FILE");
         env.put("DTRAIN_JOB_SECRET", new String(secret, StandardCharsets.UTF_8));
         env.put("DTRAIN_STORE", "external");
+        if (insecureTransport) {
+            env.put("DTRAIN_INSECURE_TRANSPORT", "true");
+        }
         env.putAll(size.environment());
         for (String kv : extraEnv) {
             int eq = kv.indexOf('=');

@@ -34,6 +34,7 @@ final class Communicator implements AutoCloseable {
     private final InetAddress advertiseAddress;
     private final ExecutorService commThread;
     private final HealthMonitor health;
+    private final UdpDropWatch udpDrops;
 
     private Communicator(WorldConfig config) {
         this.config = config;
@@ -46,6 +47,7 @@ final class Communicator implements AutoCloseable {
             advertiseAddress = InetAddress.getLoopbackAddress();
             commThread = newCommThread();
             health = new HealthMonitor(config.rank(), null);
+            udpDrops = null;
             return;
         }
         RendezvousServer startedServer = null;
@@ -89,6 +91,7 @@ final class Communicator implements AutoCloseable {
         aeron = client;
         commThread = newCommThread();
         health = new HealthMonitor(config.rank(), connectedHeartbeat);
+        udpDrops = new UdpDropWatch(aeron, config.rank());
     }
 
     /** Joins the job (blocks until every rank has joined, or the rendezvous timeout) and starts the heartbeat. */
@@ -129,7 +132,7 @@ final class Communicator implements AutoCloseable {
         }
         int idleExit = Integer.parseInt(System.getenv().getOrDefault("DTRAIN_DRIVER_IDLE_EXIT", "10"));
         return MediaDriverProcess.ensureRunningAndConnect(config.resolvedAeronDir(), idleExit, Duration.ofSeconds(30),
-                () -> registered(Aeron.connect(context), config));
+                config.udpJobKey(), () -> registered(Aeron.connect(context), config));
     }
 
     /** Type of the counter every worker adds (shown by AeronStat as "dtrain worker rank R of job J"). */
@@ -203,6 +206,11 @@ final class Communicator implements AutoCloseable {
         return health;
     }
 
+    /** Udp datagrams this host's media driver dropped as not authentic (0 in a world of one). */
+    long udpDatagramsDropped() {
+        return udpDrops == null ? 0 : udpDrops.dropped();
+    }
+
     @Override
     public void close() {
         close(null);
@@ -237,6 +245,7 @@ final class Communicator implements AutoCloseable {
             }
         }
         closeQuietly(worldRing);
+        closeQuietly(udpDrops);
         if (config.worldSize() > 1) {
             config.removeShmDirectoryIfEmpty();
         }

@@ -123,6 +123,14 @@ public final class ProcessGroup implements AutoCloseable {
         return comm.clockOffsetNanos();
     }
 
+    /**
+     * Udp datagrams this host's media driver has dropped because they failed authentication (not from this job's
+     * workers, altered, or replayed), over its current links; each rank's log warns when it grows.
+     */
+    public long udpDatagramsDropped() {
+        return comm.udpDatagramsDropped();
+    }
+
     /** Bytes this process has sent on this group's ring (headers included). */
     public long bytesSent() {
         return ring.bytesSent();

@@ -34,12 +34,13 @@ import org.slf4j.LoggerFactory;
  * @param hostStore          true: rank 0 runs the rendezvous store (no launcher on node 0 hosts it)
  * @param maxFramePayloadBytes largest payload of one ring frame (capped by the link's MTU)
  * @param throttleBytesPerSecond benchmarks and tests: cap what each ring sends per collective at this rate (0 = off)
+ * @param insecureTransport  true: udp frames without authentication (a trusted network; DTRAIN_INSECURE_TRANSPORT)
  */
 public record WorldConfig(int rank, int worldSize, int localRank, String masterAddr, int masterPort,
                              String jobId, byte[] secret, Duration timeout, Duration rendezvousTimeout,
                              Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
                              String advertiseAddress, boolean hostStore, int maxFramePayloadBytes,
-                             long throttleBytesPerSecond) {
+                             long throttleBytesPerSecond, boolean insecureTransport) {
 
     /** How a ring link between two workers goes; see the transport parameter. Pipeline links use Aeron always. */
     public enum Transport { AUTO, SHM, IPC, UDP }
@@ -82,7 +83,7 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
     /** A single-process world (no network). */
     public static WorldConfig single() {
         return new WorldConfig(0, 1, 0, "127.0.0.1", 0, "local", new byte[0], DEFAULT_TIMEOUT,
-                Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_FRAME_PAYLOAD_BYTES, 0);
+                Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_FRAME_PAYLOAD_BYTES, 0, false);
     }
 
     /** Reads the configuration from environment variables, e.g. {@code System.getenv()}. */
@@ -116,16 +117,25 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         }
         long framePayload = framePayloadVar(env);
         long throttle = sizeVar(env, "DTRAIN_TRANSPORT_THROTTLE", 0);
+        boolean insecure = booleanVar(env, "DTRAIN_INSECURE_TRANSPORT");
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir == null ? null : Path.of(aeronDir), external,
                 env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), (int) Math.min(Integer.MAX_VALUE, framePayload),
-                throttle);
+                throttle, insecure);
     }
 
     public WorldConfig withTimeout(Duration newTimeout) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, newTimeout,
                 rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
-                maxFramePayloadBytes, throttleBytesPerSecond);
+                maxFramePayloadBytes, throttleBytesPerSecond, insecureTransport);
+    }
+
+    /**
+     * The key the host's media driver authenticates this job's udp frames with (derived from the secret and job id;
+     * see {@code transport.UdpAuthentication}); null with {@link #insecureTransport}.
+     */
+    public byte[] udpJobKey() {
+        return insecureTransport ? null : io.dtrain.parallel.transport.UdpAuthentication.jobKey(secret, jobId);
     }
 
     /** The driver directory: the configured one, or /dev/shm/dtrain-USER-JOBID/aeron (tmpdir without /dev/shm). */
@@ -143,26 +153,13 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
 
     /**
      * Where same-host links map their files (unlinked as soon as both ends have them): {@code shm} in the job's
-     * directory (the driver directory's parent, or a job-specific one next to an external driver), mode 0700.
+     * directory (the driver directory's parent, or a job-specific one next to an external driver); both must be
+     * this user's, mode 0700, not links ({@code transport.PrivateDirectory}), else the worker refuses to start.
      */
     public Path shmDirectory() {
         Path jobDir = shmJobDirectory();
-        Path dir = jobDir.resolve("shm");
-        try {
-            for (Path d : new Path[] {jobDir, dir}) {
-                if (!Files.isDirectory(d)) {
-                    try {
-                        Files.createDirectories(d, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
-                                java.nio.file.attribute.PosixFilePermissions.fromString("rwx------")));
-                    } catch (java.nio.file.FileAlreadyExistsException raced) {
-                        // another worker of this host made it first
-                    }
-                }
-            }
-        } catch (IOException e) {
-            throw new java.io.UncheckedIOException("cannot create the shared-memory link directory " + dir + ": " + e.getMessage(), e);
-        }
-        return dir;
+        io.dtrain.parallel.transport.PrivateDirectory.ensure(jobDir);
+        return io.dtrain.parallel.transport.PrivateDirectory.ensure(jobDir.resolve("shm"));
     }
 
     private Path shmJobDirectory() {
@@ -207,6 +204,14 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         } catch (IOException e) {
             throw new UserFacingException("cannot read the job secret file " + file + " (DTRAIN_JOB_SECRET_FILE): " + e.getMessage(), e);
         }
+    }
+
+    private static boolean booleanVar(Map<String, String> env, String name) {
+        String value = env.getOrDefault(name, "false").trim().toLowerCase(java.util.Locale.ROOT);
+        if (!value.equals("true") && !value.equals("false") && !value.isEmpty()) {
+            throw new UserFacingException("environment variable " + name + "='" + env.get(name) + "' must be true or false");
+        }
+        return value.equals("true");
     }
 
     private static int intVar(Map<String, String> env, String name, int defaultValue) {
@@ -268,6 +273,7 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         return "WorldConfig[rank=" + rank + ", worldSize=" + worldSize + ", localRank=" + localRank
                 + ", master=" + masterAddr + ":" + masterPort + ", jobId=" + jobId + ", secret=<" + secret.length
                 + " bytes>, timeout=" + timeout + ", transport=" + transport + ", nodeId=" + nodeId
-                + ", aeronDir=" + resolvedAeronDir() + ", externalDriver=" + externalDriver + "]";
+                + ", aeronDir=" + resolvedAeronDir() + ", externalDriver=" + externalDriver
+                + (insecureTransport ? ", insecureTransport" : "") + "]";
     }
 }

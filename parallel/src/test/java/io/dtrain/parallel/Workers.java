@@ -94,7 +94,8 @@ final class Workers {
         private final long start = System.nanoTime();
         private final List<StringBuffer> outs = new ArrayList<>();
         private final List<CompletableFuture<Void>> outDone = new ArrayList<>();
-        private final List<CompletableFuture<String>> errs = new ArrayList<>();
+        private final List<StringBuffer> errs = new ArrayList<>();
+        private final List<CompletableFuture<Void>> errDone = new ArrayList<>();
 
         Running(List<Process> processes, int firstRank) {
             this.processes = processes;
@@ -102,27 +103,49 @@ final class Workers {
             for (Process p : processes) {
                 StringBuffer out = new StringBuffer();
                 outs.add(out);
-                outDone.add(CompletableFuture.runAsync(() -> {
-                    try (var reader = new java.io.BufferedReader(new java.io.InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                        String line;
-                        while ((line = reader.readLine()) != null) {
-                            out.append(line).append('\n');
-                        }
-                    } catch (IOException e) {
-                        out.append("(read failed: ").append(e).append(")\n");
-                    }
-                }));
-                errs.add(drain(p.getErrorStream()));
+                outDone.add(collect(p.getInputStream(), out));
+                StringBuffer err = new StringBuffer();
+                errs.add(err);
+                errDone.add(collect(p.getErrorStream(), err));
             }
         }
 
-        /** Waits until the worker of {@code rank} printed a line starting with {@code prefix}. */
+        private static CompletableFuture<Void> collect(InputStream stream, StringBuffer into) {
+            return CompletableFuture.runAsync(() -> {
+                try (var reader = new java.io.BufferedReader(new java.io.InputStreamReader(stream, StandardCharsets.UTF_8))) {
+                    String line;
+                    while ((line = reader.readLine()) != null) {
+                        into.append(line).append('\n');
+                    }
+                } catch (IOException e) {
+                    into.append("(read failed: ").append(e).append(")\n");
+                }
+            });
+        }
+
+        /** Waits until the worker of {@code rank} printed a line starting with {@code prefix} on stdout. */
         void awaitLine(int rank, String prefix, Duration limit) throws InterruptedException {
+            awaitMatch(rank, outs, java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(prefix) + ".*"), limit);
+        }
+
+        /** Waits until the worker of {@code rank} logged (stderr) a line matching {@code regex}; returns the match. */
+        java.util.regex.Matcher awaitLog(int rank, String regex, Duration limit) throws InterruptedException {
+            return awaitMatch(rank, errs, java.util.regex.Pattern.compile(".*" + regex + ".*"), limit);
+        }
+
+        private java.util.regex.Matcher awaitMatch(int rank, List<StringBuffer> streams, java.util.regex.Pattern pattern,
+                                                   Duration limit) throws InterruptedException {
             long deadline = System.nanoTime() + limit.toNanos();
-            StringBuffer out = outs.get(rank - firstRank);
-            while (out.toString().lines().noneMatch(l -> l.startsWith(prefix))) {
-                if (System.nanoTime() > deadline || !processes.get(rank - firstRank).isAlive() && outDone.get(rank - firstRank).isDone()) {
-                    throw new IllegalStateException("rank " + rank + " did not print '" + prefix + "': " + out);
+            StringBuffer text = streams.get(rank - firstRank);
+            while (true) {
+                for (String line : text.toString().split("\n")) {
+                    java.util.regex.Matcher m = pattern.matcher(line);
+                    if (m.matches()) {
+                        return m;
+                    }
+                }
+                if (System.nanoTime() > deadline || !processes.get(rank - firstRank).isAlive()) {
+                    throw new IllegalStateException("rank " + rank + " did not print " + pattern + ": " + text);
                 }
                 Thread.sleep(20);
             }
@@ -142,8 +165,9 @@ final class Workers {
                         p.waitFor();
                     }
                     outDone.get(i).get(10, TimeUnit.SECONDS);
+                    errDone.get(i).get(10, TimeUnit.SECONDS);
                     results.add(new Result(firstRank + i, p.exitValue(), outs.get(i).toString(),
-                            errs.get(i).get(10, TimeUnit.SECONDS), (System.nanoTime() - start) / 1_000_000));
+                            errs.get(i).toString(), (System.nanoTime() - start) / 1_000_000));
                 } catch (Exception e) {
                     throw new IllegalStateException("waiting for rank " + (firstRank + i), e);
                 }

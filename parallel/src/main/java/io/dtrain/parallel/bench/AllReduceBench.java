@@ -40,7 +40,8 @@ public final class AllReduceBench {
     }
 
     /** Starts the workers, forwards rank 0's table to {@code out}; returns 0 if every worker succeeded. */
-    public static int launch(int world, long[] sizes, String transport, int iterations, PrintStream out)
+    public static int launch(int world, long[] sizes, String transport, boolean insecureTransport, int iterations,
+                             PrintStream out)
             throws IOException, InterruptedException {
         if (world < 1) {
             throw new UserFacingException("--world must be >= 1, got " + world);
@@ -49,6 +50,7 @@ public final class AllReduceBench {
         String memory = Math.max(256, 3 * largest / (1 << 20) + 128) + "m";
         Map<String, String> env = WorkerJvm.oneHostJob("bench", world);
         env.put("DTRAIN_TRANSPORT", transport);
+        env.put("DTRAIN_INSECURE_TRANSPORT", Boolean.toString(insecureTransport));
         env.put("DTRAIN_DRIVER_IDLE_EXIT", "2");
         env.put("DTRAIN_RENDEZVOUS_TIMEOUT", "60s");
         List<String> args = new ArrayList<>(List.of(Integer.toString(iterations)));
@@ -80,8 +82,9 @@ public final class AllReduceBench {
         try (ProcessGroup world = ProcessGroup.init(WorldConfig.fromEnvironment(System.getenv()))) {
             int n = world.size();
             if (world.rank() == 0) {
-                System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after %d warm-up calls, transport %s%n",
-                        n, iterations, WARMUP_CALLS, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"));
+                System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after %d warm-up calls, transport %s%s%n",
+                        n, iterations, WARMUP_CALLS, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"),
+                        "true".equals(System.getenv("DTRAIN_INSECURE_TRANSPORT")) ? " (udp not authenticated)" : "");
                 System.out.printf(Locale.ROOT, "%14s %12s %12s %12s%n", "size (B)", "time (ms)", "algbw (GB/s)", "busbw (GB/s)");
             }
             for (int a = 1; a < args.length; a++) {

@@ -14,7 +14,9 @@ import org.agrona.concurrent.status.CountersReader;
 
 /**
  * The per-host Aeron media driver, run as its own process so a worker's death cannot take it down:
- * {@code java -cp ... io.dtrain.parallel.transport.DriverMain AERON_DIR IDLE_EXIT_SECONDS}.
+ * {@code java -cp ... io.dtrain.parallel.transport.DriverMain AERON_DIR IDLE_EXIT_SECONDS [--key-on-stdin]}. With
+ * {@code --key-on-stdin} it reads the job's udp key (one line of hex) from its standard input and authenticates every
+ * udp datagram of channels that ask for it ({@link AuthenticatedUdp}); without, it refuses such channels.
  *
  * <p>Tuned for few cores: SHARED_NETWORK threads (conductor; sender + receiver) with backoff idle strategies
  * (busy spinning starved the workers on 2 cores; DEDICATED, three threads, was slower than SHARED there), 4 MiB
@@ -23,23 +25,31 @@ import org.agrona.concurrent.status.CountersReader;
  */
 public final class DriverMain {
     public static final int SOCKET_BUFFER_BYTES = 4 << 20;
+    static final String KEY_ON_STDIN = "--key-on-stdin";
 
     private DriverMain() {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 2) {
-            System.err.println("usage: DriverMain AERON_DIR IDLE_EXIT_SECONDS");
+        if (args.length != 2 && !(args.length == 3 && args[2].equals(KEY_ON_STDIN))) {
+            System.err.println("usage: DriverMain AERON_DIR IDLE_EXIT_SECONDS [" + KEY_ON_STDIN + "]");
             System.exit(2);
         }
         Path aeronDir = Path.of(args[0]);
         long idleExitNs = TimeUnit.SECONDS.toNanos(Long.parseLong(args[1]));
         Path jobDir = aeronDir.getParent();
-        MediaDriver driver = MediaDriver.launch(context(aeronDir.toString()));
+        byte[] jobKey = null;
+        if (args.length == 3) {
+            String line = new java.io.BufferedReader(new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.US_ASCII)).readLine();
+            jobKey = UdpAuthentication.decode(line == null ? "" : line);
+        }
+        MediaDriver driver = MediaDriver.launch(AuthenticatedUdp.install(context(aeronDir.toString()), jobKey));
         // SIGTERM (the launcher ending the job) and the idle exit below both clean up through this hook.
         Runtime.getRuntime().addShutdownHook(new Thread(() -> shutdown(driver, jobDir), "dtrain-driver-shutdown"));
         Files.writeString(jobDir.resolve(MediaDriverProcess.PID_FILE), Long.toString(ProcessHandle.current().pid()));
-        System.out.println("dtrain media driver pid " + ProcessHandle.current().pid() + " in " + aeronDir);
+        System.out.println("dtrain media driver pid " + ProcessHandle.current().pid() + " in " + aeronDir
+                + (jobKey == null ? ", udp frames not authenticated" : ", authenticating udp frames (key id "
+                + UdpAuthentication.keyId(jobKey) + ")"));
         CountersReader counters = driver.context().countersManager();
         long idleSince = System.nanoTime();
         while (true) {

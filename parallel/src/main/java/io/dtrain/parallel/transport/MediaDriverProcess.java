@@ -9,7 +9,6 @@ import java.nio.channels.FileLock;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -36,11 +35,14 @@ public final class MediaDriverProcess {
      * the driver cannot idle out between the check and the connection.
      *
      * @param idleExitSeconds the driver exits once it has had no client for this long
+     * @param jobKey          the job's udp key ({@link UdpAuthentication#jobKey}) a started driver authenticates
+     *                        frames with, handed over on its standard input; null: none (insecure transport)
      */
-    public static <T> T ensureRunningAndConnect(Path aeronDir, int idleExitSeconds, Duration startTimeout, Supplier<T> connect) {
+    public static <T> T ensureRunningAndConnect(Path aeronDir, int idleExitSeconds, Duration startTimeout, byte[] jobKey,
+                                                Supplier<T> connect) {
         Path jobDir = aeronDir.toAbsolutePath().getParent();
         try {
-            createPrivateDirectory(jobDir);
+            PrivateDirectory.ensure(jobDir);
             while (true) {
                 Path lockFile = jobDir.resolve(LOCK_FILE);
                 try (FileChannel channel = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
@@ -51,7 +53,7 @@ public final class MediaDriverProcess {
                     // A driver starved of CPU on a busy host can miss its heartbeat for seconds; judging it dead too
                     // early would start a second driver over the live one's files.
                     if (!CommonContext.isDriverActive(aeronDir.toFile(), 10_000, message -> { })) {
-                        start(aeronDir, idleExitSeconds, startTimeout);
+                        start(aeronDir, idleExitSeconds, startTimeout, jobKey);
                     }
                     return connect.get();
                 }
@@ -62,8 +64,8 @@ public final class MediaDriverProcess {
     }
 
     /** For a launcher: makes sure the host's driver for a job runs (it exits idleExitSeconds after its last client). */
-    public static void ensureRunning(Path aeronDir, int idleExitSeconds, Duration startTimeout) {
-        ensureRunningAndConnect(aeronDir, idleExitSeconds, startTimeout, () -> null);
+    public static void ensureRunning(Path aeronDir, int idleExitSeconds, Duration startTimeout, byte[] jobKey) {
+        ensureRunningAndConnect(aeronDir, idleExitSeconds, startTimeout, jobKey, () -> null);
     }
 
     /** The driver's pid, if one was started in the job directory of {@code aeronDir} and still runs. */
@@ -76,7 +78,7 @@ public final class MediaDriverProcess {
         }
     }
 
-    private static void start(Path aeronDir, int idleExitSeconds, Duration startTimeout) throws IOException {
+    private static void start(Path aeronDir, int idleExitSeconds, Duration startTimeout, byte[] jobKey) throws IOException {
         Path jobDir = aeronDir.toAbsolutePath().getParent();
         List<String> command = new ArrayList<>();
         command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
@@ -86,20 +88,32 @@ public final class MediaDriverProcess {
                 command.add(arg);
             }
         }
+        // dtrain.test.* properties reach the driver too (tests capture datagrams there).
+        System.getProperties().stringPropertyNames().stream().filter(name -> name.startsWith("dtrain.test."))
+                .forEach(name -> command.add("-D" + name + "=" + System.getProperty(name)));
         command.add("-Xmx128m");
         command.add("-XX:+UseSerialGC");
-        command.add("-XX:TieredStopAtLevel=1");
+        // C2, not C1 only: AES-GCM, which authenticates every udp datagram, is a C2 intrinsic (C1: 0.04 GB/s).
         command.add("-cp");
         command.add(System.getProperty("java.class.path"));
         command.add(DriverMain.class.getName());
         command.add(aeronDir.toString());
         command.add(Integer.toString(idleExitSeconds));
+        if (jobKey != null) {
+            command.add(DriverMain.KEY_ON_STDIN);
+        }
         Path logFile = jobDir.resolve(LOG_FILE);
         Process process = new ProcessBuilder(command)
                 .redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
-                .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+                .redirectInput(jobKey != null ? ProcessBuilder.Redirect.PIPE : ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
                 .start();
+        if (jobKey != null) {
+            // On a pipe, never on the command line (ps) or in a file: the key is the job's udp credential.
+            try (var stdin = process.getOutputStream()) {
+                stdin.write((UdpAuthentication.encode(jobKey) + "\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            }
+        }
         log.info("started Aeron media driver pid {} in {} (log {})", process.pid(), aeronDir, logFile);
         long deadline = System.nanoTime() + startTimeout.toNanos();
         while (!CommonContext.isDriverActive(aeronDir.toFile(), 1_000, message -> { })) {
@@ -117,16 +131,5 @@ public final class MediaDriverProcess {
                 throw new IOException("interrupted while starting the media driver", e);
             }
         }
-    }
-
-    static void createPrivateDirectory(Path dir) throws IOException {
-        if (!Files.isDirectory(dir)) {
-            try {
-                Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
-            } catch (java.nio.file.FileAlreadyExistsException e) {
-                // another worker was first
-            }
-        }
-        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
     }
 }
