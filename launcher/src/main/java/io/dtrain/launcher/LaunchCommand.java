@@ -155,8 +155,7 @@ public final class LaunchCommand implements Callable<Integer> {
         WorldConfig driverConfig = WorldConfig.fromEnvironment(firstWorker);
         if (!driverConfig.externalDriver()) {
             int idleExit = Integer.parseInt(env.getOrDefault("DTRAIN_DRIVER_IDLE_EXIT", "10"));
-            MediaDriverProcess.ensureRunning(driverConfig.resolvedAeronDir(), idleExit, Duration.ofSeconds(30),
-                    driverConfig.udpJobKey());
+            MediaDriverProcess.ensureRunning(driverConfig.resolvedAeronDir(), idleExit, Duration.ofSeconds(30));
         }
     }
 

@@ -4,6 +4,7 @@ import io.aeron.Aeron;
 import io.dtrain.parallel.rendezvous.RendezvousClient;
 import io.dtrain.parallel.rendezvous.RendezvousServer;
 import io.dtrain.parallel.transport.MediaDriverProcess;
+import io.dtrain.parallel.transport.UdpKeys;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetAddress;
@@ -131,8 +132,13 @@ final class Communicator implements AutoCloseable {
             return Aeron.connect(context);
         }
         int idleExit = Integer.parseInt(System.getenv().getOrDefault("DTRAIN_DRIVER_IDLE_EXIT", "10"));
+        byte[] udpKey = config.udpJobKey();
+        if (udpKey != null) {
+            // Where the driver finds the key of this job's authenticated udp channels (see UdpKeys).
+            UdpKeys.publish(config.resolvedAeronDir(), udpKey);
+        }
         return MediaDriverProcess.ensureRunningAndConnect(config.resolvedAeronDir(), idleExit, Duration.ofSeconds(30),
-                config.udpJobKey(), () -> registered(Aeron.connect(context), config));
+                () -> registered(Aeron.connect(context), config));
     }
 
     /** Type of the counter every worker adds (shown by AeronStat as "dtrain worker rank R of job J"). */

@@ -31,36 +31,30 @@ final class AuthenticatedUdp {
     private AuthenticatedUdp() {
     }
 
-    /** Installs the suppliers; {@code jobKey} null: a driver without a key refuses authenticated channels. */
-    static MediaDriver.Context install(MediaDriver.Context context, byte[] jobKey) {
+    /** Installs the suppliers; authenticated channels take their job's key from {@code keys}. */
+    static MediaDriver.Context install(MediaDriver.Context context, UdpKeys keys) {
         return context
                 .sendChannelEndpointSupplier((channel, status, ctx) -> {
                     String param = channel.channelUri().get(UdpAuthentication.CHANNEL_PARAM);
                     return param == null ? new SendChannelEndpoint(channel, status, ctx)
-                            : new Send(channel, status, ctx, authenticator(jobKey, param, DatagramAuthenticator.DATA, channel, ctx));
+                            : new Send(channel, status, ctx, authenticator(keys, param, DatagramAuthenticator.DATA, channel, ctx));
                 })
                 .receiveChannelEndpointSupplier((channel, dispatcher, status, ctx) -> {
                     String param = channel.channelUri().get(UdpAuthentication.CHANNEL_PARAM);
                     return param == null ? new ReceiveChannelEndpoint(channel, dispatcher, status, ctx)
                             : new Receive(channel, dispatcher, status, ctx,
-                            authenticator(jobKey, param, DatagramAuthenticator.CONTROL, channel, ctx));
+                            authenticator(keys, param, DatagramAuthenticator.CONTROL, channel, ctx));
                 });
     }
 
     /** Runs on the driver's conductor thread (endpoints are made there), so it may allocate the drop counter. */
-    private static DatagramAuthenticator authenticator(byte[] jobKey, String param, byte sendDirection, UdpChannel channel,
+    private static DatagramAuthenticator authenticator(UdpKeys keys, String param, byte sendDirection, UdpChannel channel,
                                                        MediaDriver.Context context) {
-        if (jobKey == null) {
-            throw new IllegalArgumentException("this media driver has no dtrain job key, so it cannot authenticate udp"
-                    + " frames: let dtrain start the driver (or start DriverMain with --key-on-stdin), or set"
-                    + " DTRAIN_INSECURE_TRANSPORT=true on a trusted network");
-        }
         int dot = param.indexOf('.');
-        if (dot < 0 || !param.substring(dot + 1).equals(UdpAuthentication.keyId(jobKey))) {
-            throw new IllegalArgumentException("this media driver authenticates udp frames with another job key (key id "
-                    + UdpAuthentication.keyId(jobKey) + "): it was started for a job with the same id and another secret;"
-                    + " stop it or wait until it exits (DTRAIN_DRIVER_IDLE_EXIT)");
+        if (dot != 2 * UdpAuthentication.SALT_BYTES) {
+            throw new IllegalArgumentException(UdpAuthentication.CHANNEL_PARAM + "=" + param + " is not SALT.KEYID");
         }
+        byte[] jobKey = keys.key(param.substring(dot + 1));
         byte[] salt = HexFormat.of().parseHex(param.substring(0, dot));
         String where = channel.canonicalForm();
         AtomicCounter dropped = context.countersManager().newCounter(

@@ -14,9 +14,9 @@ import org.agrona.concurrent.status.CountersReader;
 
 /**
  * The per-host Aeron media driver, run as its own process so a worker's death cannot take it down:
- * {@code java -cp ... io.dtrain.parallel.transport.DriverMain AERON_DIR IDLE_EXIT_SECONDS [--key-on-stdin]}. With
- * {@code --key-on-stdin} it reads the job's udp key (one line of hex) from its standard input and authenticates every
- * udp datagram of channels that ask for it ({@link AuthenticatedUdp}); without, it refuses such channels.
+ * {@code java -cp ... io.dtrain.parallel.transport.DriverMain AERON_DIR IDLE_EXIT_SECONDS}. It authenticates every udp
+ * datagram of the channels that ask for it ({@link AuthenticatedUdp}), with the keys its clients leave in
+ * {@link UdpKeys#directory} of AERON_DIR, so one driver can serve several jobs.
  *
  * <p>Tuned for few cores: SHARED_NETWORK threads (conductor; sender + receiver) with backoff idle strategies
  * (busy spinning starved the workers on 2 cores; DEDICATED, three threads, was slower than SHARED there), 4 MiB
@@ -25,31 +25,23 @@ import org.agrona.concurrent.status.CountersReader;
  */
 public final class DriverMain {
     public static final int SOCKET_BUFFER_BYTES = 4 << 20;
-    static final String KEY_ON_STDIN = "--key-on-stdin";
 
     private DriverMain() {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 2 && !(args.length == 3 && args[2].equals(KEY_ON_STDIN))) {
-            System.err.println("usage: DriverMain AERON_DIR IDLE_EXIT_SECONDS [" + KEY_ON_STDIN + "]");
+        if (args.length != 2) {
+            System.err.println("usage: DriverMain AERON_DIR IDLE_EXIT_SECONDS");
             System.exit(2);
         }
         Path aeronDir = Path.of(args[0]);
         long idleExitNs = TimeUnit.SECONDS.toNanos(Long.parseLong(args[1]));
         Path jobDir = aeronDir.getParent();
-        byte[] jobKey = null;
-        if (args.length == 3) {
-            String line = new java.io.BufferedReader(new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.US_ASCII)).readLine();
-            jobKey = UdpAuthentication.decode(line == null ? "" : line);
-        }
-        MediaDriver driver = MediaDriver.launch(AuthenticatedUdp.install(context(aeronDir.toString()), jobKey));
+        MediaDriver driver = MediaDriver.launch(AuthenticatedUdp.install(context(aeronDir.toString()), new UdpKeys(aeronDir)));
         // SIGTERM (the launcher ending the job) and the idle exit below both clean up through this hook.
         Runtime.getRuntime().addShutdownHook(new Thread(() -> shutdown(driver, jobDir), "dtrain-driver-shutdown"));
         Files.writeString(jobDir.resolve(MediaDriverProcess.PID_FILE), Long.toString(ProcessHandle.current().pid()));
-        System.out.println("dtrain media driver pid " + ProcessHandle.current().pid() + " in " + aeronDir
-                + (jobKey == null ? ", udp frames not authenticated" : ", authenticating udp frames (key id "
-                + UdpAuthentication.keyId(jobKey) + ")"));
+        System.out.println("dtrain media driver pid " + ProcessHandle.current().pid() + " in " + aeronDir);
         CountersReader counters = driver.context().countersManager();
         long idleSince = System.nanoTime();
         while (true) {
@@ -67,6 +59,7 @@ public final class DriverMain {
     /** Closes the driver (which deletes its Aeron directory) and removes the rest of a dtrain job directory. */
     private static void shutdown(MediaDriver driver, Path jobDir) {
         driver.close();
+        UdpKeys.deleteDirectory(Path.of(driver.aeronDirectoryName()));
         try {
             Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.PID_FILE));
             Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.LOG_FILE));

@@ -35,11 +35,8 @@ public final class MediaDriverProcess {
      * the driver cannot idle out between the check and the connection.
      *
      * @param idleExitSeconds the driver exits once it has had no client for this long
-     * @param jobKey          the job's udp key ({@link UdpAuthentication#jobKey}) a started driver authenticates
-     *                        frames with, handed over on its standard input; null: none (insecure transport)
      */
-    public static <T> T ensureRunningAndConnect(Path aeronDir, int idleExitSeconds, Duration startTimeout, byte[] jobKey,
-                                                Supplier<T> connect) {
+    public static <T> T ensureRunningAndConnect(Path aeronDir, int idleExitSeconds, Duration startTimeout, Supplier<T> connect) {
         Path jobDir = aeronDir.toAbsolutePath().getParent();
         try {
             PrivateDirectory.ensure(jobDir);
@@ -53,7 +50,7 @@ public final class MediaDriverProcess {
                     // A driver starved of CPU on a busy host can miss its heartbeat for seconds; judging it dead too
                     // early would start a second driver over the live one's files.
                     if (!CommonContext.isDriverActive(aeronDir.toFile(), 10_000, message -> { })) {
-                        start(aeronDir, idleExitSeconds, startTimeout, jobKey);
+                        start(aeronDir, idleExitSeconds, startTimeout);
                     }
                     return connect.get();
                 }
@@ -64,8 +61,8 @@ public final class MediaDriverProcess {
     }
 
     /** For a launcher: makes sure the host's driver for a job runs (it exits idleExitSeconds after its last client). */
-    public static void ensureRunning(Path aeronDir, int idleExitSeconds, Duration startTimeout, byte[] jobKey) {
-        ensureRunningAndConnect(aeronDir, idleExitSeconds, startTimeout, jobKey, () -> null);
+    public static void ensureRunning(Path aeronDir, int idleExitSeconds, Duration startTimeout) {
+        ensureRunningAndConnect(aeronDir, idleExitSeconds, startTimeout, () -> null);
     }
 
     /** The driver's pid, if one was started in the job directory of {@code aeronDir} and still runs. */
@@ -78,7 +75,7 @@ public final class MediaDriverProcess {
         }
     }
 
-    private static void start(Path aeronDir, int idleExitSeconds, Duration startTimeout, byte[] jobKey) throws IOException {
+    private static void start(Path aeronDir, int idleExitSeconds, Duration startTimeout) throws IOException {
         Path jobDir = aeronDir.toAbsolutePath().getParent();
         List<String> command = new ArrayList<>();
         command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
@@ -99,21 +96,12 @@ public final class MediaDriverProcess {
         command.add(DriverMain.class.getName());
         command.add(aeronDir.toString());
         command.add(Integer.toString(idleExitSeconds));
-        if (jobKey != null) {
-            command.add(DriverMain.KEY_ON_STDIN);
-        }
         Path logFile = jobDir.resolve(LOG_FILE);
         Process process = new ProcessBuilder(command)
                 .redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
-                .redirectInput(jobKey != null ? ProcessBuilder.Redirect.PIPE : ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+                .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
                 .start();
-        if (jobKey != null) {
-            // On a pipe, never on the command line (ps) or in a file: the key is the job's udp credential.
-            try (var stdin = process.getOutputStream()) {
-                stdin.write((UdpAuthentication.encode(jobKey) + "\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII));
-            }
-        }
         log.info("started Aeron media driver pid {} in {} (log {})", process.pid(), aeronDir, logFile);
         long deadline = System.nanoTime() + startTimeout.toNanos();
         while (!CommonContext.isDriverActive(aeronDir.toFile(), 1_000, message -> { })) {

@@ -12,8 +12,8 @@ import javax.crypto.spec.SecretKeySpec;
  * Keys of the authenticated udp transport: only the job's workers can put a frame into its udp streams.
  *
  * <p>The <em>job key</em> is derived from the job secret and id (the secret itself never leaves the worker). The media
- * driver gets it on its standard input when a worker or launcher starts it, never on a command line, in a file or in
- * a log. Each udp link (the receiving rank picks it) carries a fresh random salt in its channel URI
+ * driver finds it in a private file its clients leave ({@link UdpKeys}), never on a command line, in a channel URI
+ * or in a log. Each udp link (the receiving rank picks it) carries a fresh random salt in its channel URI
  * ({@code dtrain-auth=SALT.KEYID}, public values: the key id only tells the driver which key the link expects); every
  * stream of that link, and each direction of it, gets its own key {@code HMAC(jobKey, salt | session | stream |
  * direction)}. So a frame cannot be moved to another stream, direction, link, run or job, and a frame of an earlier
@@ -57,7 +57,7 @@ public final class UdpAuthentication {
         return java.util.Arrays.copyOf(key, 16);
     }
 
-    /** The job key as the driver reads it from its standard input (one line of hex). */
+    /** The job key as {@link UdpKeys} stores it (hex). */
     public static String encode(byte[] jobKey) {
         return HexFormat.of().formatHex(jobKey);
     }
