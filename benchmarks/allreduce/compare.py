@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 from benchlib import load1, parse_size  # noqa: E402
-ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)(?:\s+([\d.]+))?\s*$")
+ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)(?:\s+([\d.]+)(?:\s+([\d.]+))?)?\s*$")
 
 
 def size_name(size):
@@ -72,7 +72,8 @@ def run(command, timeout):
     except subprocess.TimeoutExpired:
         print(f"  timed out after {timeout} s: {' '.join(command)}", file=sys.stderr)
         return {}
-    table = {int(m.group(1)): (float(m.group(2)), float(m.group(4)), float(m.group(5)) if m.group(5) else None)
+    table = {int(m.group(1)): (float(m.group(2)), float(m.group(4)),
+                               (float(m.group(5)), float(m.group(6))) if m.group(6) else None)
              for m in map(ROW.match, done.stdout.splitlines()) if m}
     if done.returncode != 0 or not table:
         print(f"  failed ({done.returncode}): {' '.join(command)}\n{done.stdout}{done.stderr[-3000:]}", file=sys.stderr)
@@ -164,7 +165,7 @@ def main():
     udp = [name for name in names if name.startswith("dtrain udp")]
     if udp and cpu_by_round:
         print("\nCPU the udp path costs: core-seconds of all ranks and the host's media driver over the timed calls, per GB"
-              " the ranks sent (median over the rounds):\n")
+              " the ranks sent (in parentheses: the driver's part), median over the rounds:\n")
         print("| world | size | " + " | ".join(udp) + " |")
         print("|---|---|" + "|".join(["---:"] * len(udp)) + "|")
         for world in worlds:
@@ -172,7 +173,8 @@ def main():
                 cells = [str(world), size_name(size)]
                 for name in udp:
                     values = [cpu_by_round[(world, name, size, r)] for r in range(args.rounds) if (world, name, size, r) in cpu_by_round]
-                    cells.append(f"{statistics.median(values):.2f}" if values else "n/a")
+                    cells.append(f"{statistics.median(v[0] for v in values):.2f} ({statistics.median(v[1] for v in values):.2f})"
+                                 if values else "n/a")
                 print("| " + " | ".join(cells) + " |")
     failed = [(w, name, s) for w in worlds for name in names for s in sizes
               if any((w, name, s, r) not in busbw_by_round for r in range(args.rounds))]

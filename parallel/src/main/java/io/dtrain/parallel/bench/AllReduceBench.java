@@ -23,7 +23,7 @@ import java.util.Map;
  * {@link #main} as one rank, and rank 0 prints per size the median time, algbw = bytes / time,
  * busbw = algbw x 2(n-1)/n (the bandwidth each link carries in a ring) and the CPU the transport costs: CPU seconds of
  * all ranks and of the host's media driver over the timed calls, per GB the ranks sent (each rank sends 2(n-1)/n of
- * the buffer per call).
+ * the buffer per call), and the driver's part of it alone.
  */
 public final class AllReduceBench {
     /** Untimed calls per size first (as nccl-tests' default): they let the JIT compile the copy and add loops. */
@@ -106,8 +106,8 @@ public final class AllReduceBench {
                 System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after %d warm-up calls, transport %s%s%n",
                         n, iterations, WARMUP_CALLS, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"),
                         "true".equals(System.getenv("DTRAIN_INSECURE_TRANSPORT")) ? " (udp not authenticated)" : "");
-                System.out.printf(Locale.ROOT, "%14s %12s %12s %12s %14s%n", "size (B)", "time (ms)", "algbw (GB/s)",
-                        "busbw (GB/s)", "CPU (s/GB)");
+                System.out.printf(Locale.ROOT, "%14s %12s %12s %12s %14s %16s%n", "size (B)", "time (ms)", "algbw (GB/s)",
+                        "busbw (GB/s)", "CPU (s/GB)", "driver (s/GB)");
             }
             for (int a = 1; a < args.length; a++) {
                 long bytes = Long.parseLong(args[a]) / 4 * 4;
@@ -129,8 +129,10 @@ public final class AllReduceBench {
                     seconds[it] = (System.nanoTime() - t0) / 1e9;
                 }
                 // All ranks' CPU over the timed calls (and the host's driver, once), summed after the timing.
-                ByteBuffer cpu = ByteBuffer.allocateDirect(8).order(ByteOrder.nativeOrder());
-                cpu.putDouble(0, (processCpuNanos() - cpu0 + (world.rank() == 0 ? driverCpuNanos() - driver0 : 0)) / 1e9);
+                ByteBuffer cpu = ByteBuffer.allocateDirect(16).order(ByteOrder.nativeOrder());
+                double driverSeconds = world.rank() == 0 ? (driverCpuNanos() - driver0) / 1e9 : 0;
+                cpu.putDouble(0, (processCpuNanos() - cpu0) / 1e9 + driverSeconds);
+                cpu.putDouble(8, driverSeconds);
                 world.allReduce(FlatBuffer.of(cpu, ElementType.FLOAT64), ReduceOp.SUM);
                 double sentGb = (double) iterations * n * 2.0 * (n - 1) / n * bytes / 1e9;
                 Arrays.sort(seconds);
@@ -138,8 +140,8 @@ public final class AllReduceBench {
                 double algbw = bytes / median / 1e9;
                 double busbw = algbw * 2.0 * (n - 1) / n;
                 if (world.rank() == 0) {
-                    System.out.printf(Locale.ROOT, "%14d %12.3f %12.3f %12.3f %14.3f%n", bytes, median * 1e3, algbw, busbw,
-                            n == 1 ? 0 : cpu.getDouble(0) / sentGb);
+                    System.out.printf(Locale.ROOT, "%14d %12.3f %12.3f %12.3f %14.3f %16.3f%n", bytes, median * 1e3, algbw,
+                            busbw, n == 1 ? 0 : cpu.getDouble(0) / sentGb, n == 1 ? 0 : cpu.getDouble(8) / sentGb);
                     System.out.flush();
                 }
             }

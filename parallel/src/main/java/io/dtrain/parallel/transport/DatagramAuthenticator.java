@@ -67,6 +67,7 @@ final class DatagramAuthenticator {
     private final Long2ObjectHashMap<Stream> streams = new Long2ObjectHashMap<>();
     private final ByteBuffer sealed = ByteBuffer.allocateDirect(MAX_DATAGRAM + TRAILER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
     private final ByteBuffer sink = ByteBuffer.allocateDirect(MAX_DATAGRAM + TAG_BYTES);
+    private final ByteBuffer trailerBuffer = ByteBuffer.allocateDirect(TRAILER_BYTES);
     private final byte[] nonce = new byte[NONCE_BYTES];
     private final byte[] tag = new byte[TAG_BYTES];
 
@@ -155,24 +156,35 @@ final class DatagramAuthenticator {
      * (valid until the next call). {@code datagram}'s position moves to its limit, as a send would.
      */
     ByteBuffer seal(ByteBuffer datagram) {
-        int length = datagram.remaining();
-        int at = datagram.position();
-        datagram.order(ByteOrder.LITTLE_ENDIAN);
-        int type = datagram.getShort(at + HeaderFlyweight.TYPE_FIELD_OFFSET) & 0xFFFF;
-        int idsAt = at + idsOffset(type);
-        Stream stream = stream(datagram.getInt(idsAt), datagram.getInt(idsAt + 4));
+        ByteBuffer trailer = trailer(datagram);
         sealed.clear();
         sealed.put(datagram);
+        sealed.put(trailer);
+        sealed.flip();
+        return sealed;
+    }
+
+    /**
+     * The trailer of the datagram {@code [position, limit)} of {@code datagram} (left as it is), in a scratch buffer
+     * ready to send right after it, e.g. by a gathering write (valid until the next call): no copy of the datagram.
+     */
+    ByteBuffer trailer(ByteBuffer datagram) {
+        int length = datagram.remaining();
+        int at = datagram.position();
+        ByteBuffer view = datagram.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+        int type = view.getShort(at + HeaderFlyweight.TYPE_FIELD_OFFSET) & 0xFFFF;
+        int idsAt = at + idsOffset(type);
+        Stream stream = stream(view.getInt(idsAt), view.getInt(idsAt + 4));
         long counter = stream.nextCounter++;
         ByteBuffer.wrap(nonce).putInt(stream.instance).putLong(counter);
-        computeTag(stream.sendCipher, stream.sendKey, sealed, length);
-        sealed.position(length);
-        sealed.put(nonce).put(tag);
-        sealed.flip();
+        view.limit(at + length).position(at);
+        computeTag(stream.sendCipher, stream.sendKey, view.slice(), length);
+        trailerBuffer.clear();
+        trailerBuffer.put(nonce).put(tag).flip();
         if (CAPTURE != null && type == HeaderFlyweight.HDR_TYPE_DATA && length > 256) {
-            capture();
+            capture(view.slice(), trailerBuffer.duplicate());
         }
-        return sealed;
+        return trailerBuffer;
     }
 
     /**
@@ -266,13 +278,14 @@ final class DatagramAuthenticator {
         dropped.close();
     }
 
-    private void capture() {
+    private static void capture(ByteBuffer datagram, ByteBuffer trailer) {
         int n = captured.getAndIncrement();
         if (n >= 200) {
             return;
         }
-        byte[] bytes = new byte[sealed.remaining()];
-        sealed.duplicate().get(bytes);
+        byte[] bytes = new byte[datagram.remaining() + trailer.remaining()];
+        datagram.get(bytes, 0, datagram.remaining());
+        trailer.get(bytes, bytes.length - TRAILER_BYTES, TRAILER_BYTES);
         try {
             Files.write(CAPTURE.resolve(String.format("datagram-%d-%03d.bin", ProcessHandle.current().pid(), n)), bytes);
         } catch (IOException e) {

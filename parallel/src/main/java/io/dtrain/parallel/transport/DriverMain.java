@@ -37,6 +37,7 @@ public final class DriverMain {
         Path aeronDir = Path.of(args[0]);
         long idleExitNs = TimeUnit.SECONDS.toNanos(Long.parseLong(args[1]));
         Path jobDir = aeronDir.getParent();
+        AuthenticatedUdp.warmUp();
         MediaDriver driver = MediaDriver.launch(AuthenticatedUdp.install(context(aeronDir.toString()), new UdpKeys(aeronDir)));
         // SIGTERM (the launcher ending the job) and the idle exit below both clean up through this hook.
         Runtime.getRuntime().addShutdownHook(new Thread(() -> shutdown(driver, jobDir), "dtrain-driver-shutdown"));
