@@ -55,10 +55,10 @@ final class AuthenticatedUdp {
     static void warmUp() {
         AtomicCounter counter = new AtomicCounter(new UnsafeBuffer(new byte[64]), 0);
         byte[] key = new byte[UdpAuthentication.JOB_KEY_BYTES];
-        DatagramAuthenticator sender = new DatagramAuthenticator(key, new byte[UdpAuthentication.SALT_BYTES],
-                DatagramAuthenticator.DATA, counter, "warm-up");
-        DatagramAuthenticator receiver = new DatagramAuthenticator(key, new byte[UdpAuthentication.SALT_BYTES],
-                DatagramAuthenticator.CONTROL, counter, "warm-up");
+        DatagramAuthenticator sender = DatagramAuthenticator.forWarmUp(key, new byte[UdpAuthentication.SALT_BYTES],
+                DatagramAuthenticator.DATA, counter);
+        DatagramAuthenticator receiver = DatagramAuthenticator.forWarmUp(key, new byte[UdpAuthentication.SALT_BYTES],
+                DatagramAuthenticator.CONTROL, counter);
         ByteBuffer datagram = ByteBuffer.allocateDirect(8192).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         UnsafeBuffer received = new UnsafeBuffer(ByteBuffer.allocateDirect(8192 + DatagramAuthenticator.TRAILER_BYTES));
         long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(3);

@@ -64,6 +64,8 @@ final class DatagramAuthenticator {
     private final byte receiveDirection;
     private final AtomicCounter dropped;
     private final String where;
+    /** Tests: whether this endpoint's sealed data datagrams are written to {@link #CAPTURE} (never the warm-up's). */
+    private final boolean captures;
     private final Long2ObjectHashMap<Stream> streams = new Long2ObjectHashMap<>();
     private final ByteBuffer sealed = ByteBuffer.allocateDirect(MAX_DATAGRAM + TRAILER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
     private final ByteBuffer sink = ByteBuffer.allocateDirect(MAX_DATAGRAM + TAG_BYTES);
@@ -76,6 +78,17 @@ final class DatagramAuthenticator {
      * @param dropped          counts dropped datagrams (allocated by the endpoint on the conductor thread)
      */
     DatagramAuthenticator(byte[] jobKey, byte[] salt, byte sendDirection, AtomicCounter dropped, String where) {
+        this(jobKey, salt, sendDirection, dropped, where, CAPTURE != null);
+    }
+
+    /** One that is only exercised (the driver's warm-up): nothing captured. */
+    static DatagramAuthenticator forWarmUp(byte[] jobKey, byte[] salt, byte sendDirection, AtomicCounter dropped) {
+        return new DatagramAuthenticator(jobKey, salt, sendDirection, dropped, "warm-up", false);
+    }
+
+    private DatagramAuthenticator(byte[] jobKey, byte[] salt, byte sendDirection, AtomicCounter dropped, String where,
+                                  boolean captures) {
+        this.captures = captures;
         this.jobKey = jobKey;
         this.salt = salt;
         this.sendDirection = sendDirection;
@@ -181,7 +194,7 @@ final class DatagramAuthenticator {
         computeTag(stream.sendCipher, stream.sendKey, view.slice(), length);
         trailerBuffer.clear();
         trailerBuffer.put(nonce).put(tag).flip();
-        if (CAPTURE != null && type == HeaderFlyweight.HDR_TYPE_DATA && length > 256) {
+        if (captures && type == HeaderFlyweight.HDR_TYPE_DATA && length > 256) {
             capture(view.slice(), trailerBuffer.duplicate());
         }
         return trailerBuffer;
