@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
 """AllReduce side by side: dtrain (shared-memory links, Aeron ipc and udp) vs PyTorch gloo vs Open MPI, in one run, one Markdown table.
 
-    benchmarks/allreduce/run.sh [--worlds 2,4] [--sizes 1MiB,16MiB,64MiB,256MiB] [--rounds 3] [--iterations 10]
+    benchmarks/allreduce/run.sh [--worlds 2,4] [--sizes 1MiB,4MiB,16MiB,64MiB,256MiB] [--rounds 3] [--iterations 10]
+                                [--metric busbw|time] [--only "dtrain shm,gloo,..."]
+
+--metric time tabulates the median time per call in microseconds instead (small messages: latency). dtrain's cells
+are compared with gloo's and Open MPI's (ratios > 1: dtrain better). "dtrain udp (no MAC)" is udp without frame
+authentication (--insecure-transport), for the MAC's cost; for the udp systems a second table gives the CPU the
+transport costs (all ranks and the media driver, core-seconds per GB the ranks sent).
 
 Every system runs the same float32 SUM AllReduce with a barrier before each timed call and reports the median of
 --iterations calls per size (after 5 warm-up calls). The systems are interleaved round by round (dtrain shm, ipc,
@@ -25,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 from benchlib import load1, parse_size  # noqa: E402
-ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)(?:\s+([\d.]+)(?:\s+([\d.]+))?)?\s*$")
 
 
 def size_name(size):
@@ -45,6 +51,7 @@ def systems(args):
         "dtrain shm": lambda w: dtrain + ["--world", str(w), "--transport", "shm"] + common,
         "dtrain ipc": lambda w: dtrain + ["--world", str(w), "--transport", "ipc"] + common,
         "dtrain udp": lambda w: dtrain + ["--world", str(w), "--transport", "udp"] + common,
+        "dtrain udp (no MAC)": lambda w: dtrain + ["--world", str(w), "--transport", "udp", "--insecure-transport"] + common,
         "gloo": lambda w: reference + ["--backend", "gloo", "--world", str(w)] + common,
         "Open MPI": lambda w: reference + ["--backend", "mpi", "--world", str(w)] + common,
     }
@@ -58,14 +65,16 @@ def systems(args):
 
 
 def run(command, timeout):
-    """Runs one benchmark; returns {size: busbw} from its table (empty if it failed)."""
+    """Runs one benchmark; returns {size: (time ms, busbw, CPU s/GB or None)} from its table (empty if it failed)."""
     try:
         done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
                               cwd=ROOT)
     except subprocess.TimeoutExpired:
         print(f"  timed out after {timeout} s: {' '.join(command)}", file=sys.stderr)
         return {}
-    table = {int(m.group(1)): float(m.group(4)) for m in map(ROW.match, done.stdout.splitlines()) if m}
+    table = {int(m.group(1)): (float(m.group(2)), float(m.group(4)),
+                               (float(m.group(5)), float(m.group(6))) if m.group(6) else None)
+             for m in map(ROW.match, done.stdout.splitlines()) if m}
     if done.returncode != 0 or not table:
         print(f"  failed ({done.returncode}): {' '.join(command)}\n{done.stdout}{done.stderr[-3000:]}", file=sys.stderr)
     return table
@@ -74,10 +83,12 @@ def run(command, timeout):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worlds", default="2,4")
-    parser.add_argument("--sizes", default="1MiB,16MiB,64MiB,256MiB")
+    parser.add_argument("--sizes", default="1MiB,4MiB,16MiB,64MiB,256MiB")
+    parser.add_argument("--metric", choices=["busbw", "time"], default="busbw")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--only", help="comma-separated subset of: dtrain ipc, dtrain udp, gloo, Open MPI")
+    parser.add_argument("--only", help="comma-separated subset of: dtrain shm, dtrain ipc, dtrain udp, dtrain udp (no MAC),"
+                        " gloo, Open MPI (default: all but 'dtrain udp (no MAC)')")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per benchmark run")
     args = parser.parse_args()
     worlds = [int(w) for w in args.worlds.split(",")]
@@ -89,9 +100,12 @@ def main():
         if unknown:
             sys.exit(f"--only: unknown system(s) {unknown}; known: {list(commands)}")
         commands = {name: commands[name] for name in wanted}
+    else:
+        commands.pop("dtrain udp (no MAC)")
     names = [name for name, command in commands.items() if command is not None]
 
-    busbw_by_round = {}  # (world, system, size, round) -> busbw
+    busbw_by_round = {}  # (world, system, size, round) -> busbw, or time in us with --metric time
+    cpu_by_round = {}  # (world, system, size, round) -> CPU s/GB
     loads = []
     started = time.time()
     for r in range(args.rounds):
@@ -103,20 +117,27 @@ def main():
                 t0 = time.time()
                 table = run(command, args.timeout)
                 print(f"round {r + 1}/{args.rounds} world {world} {name:10s} load {load:5.2f} ({time.time() - t0:4.1f} s): "
-                      + "  ".join(f"{size_name(s)} {table[s]:.3f}" for s in sizes if s in table), file=sys.stderr, flush=True)
-                for size, busbw in table.items():
+                      + "  ".join(f"{size_name(s)} {table[s][1]:.3f} GB/s {table[s][0] * 1e3:.0f} us" for s in sizes if s in table),
+                      file=sys.stderr, flush=True)
+                for size, (ms, busbw, cpu) in table.items():
                     if size in sizes:
-                        busbw_by_round[(world, name, size, r)] = busbw
+                        busbw_by_round[(world, name, size, r)] = ms * 1e3 if args.metric == "time" else busbw
+                        if cpu is not None:
+                            cpu_by_round[(world, name, size, r)] = cpu
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    what = ("median time per call in us" if args.metric == "time"
+            else "busbw in GB/s = size / time x 2(n-1)/n")
     print(f"AllReduce float32 SUM on one host ({os.cpu_count()} cores, {cpu}); {time.strftime('%Y-%m-%d %H:%M')}; "
-          f"busbw in GB/s = size / time x 2(n-1)/n, median over {args.rounds} interleaved rounds of the median of "
+          f"{what}, median over {args.rounds} interleaved rounds of the median of "
           f"{args.iterations} calls; 1-min load average during the runs {min(loads):.1f}-{max(loads):.1f} "
-          f"(median {statistics.median(loads):.1f}); {time.time() - started:.0f} s in all. Ratios: median of dtrain / "
-          f"median of gloo (in parentheses: median over the rounds of the same round's dtrain / gloo).\n")
+          f"(median {statistics.median(loads):.1f}); {time.time() - started:.0f} s in all. Ratios (> 1: dtrain better): "
+          f"{'other / dtrain' if args.metric == 'time' else 'dtrain / other'}, of the medians (in parentheses: median "
+          f"over the rounds of the same round's ratio).\n")
     header = ["world", "size"] + [f"{name}" for name in names]
-    ratios = [name for name in names if name.startswith("dtrain")] if "gloo" in names else []
-    header += [f"{name.split()[1]} / gloo" for name in ratios]
+    dtrains = [name for name in names if name.startswith("dtrain")]
+    ratios = [(name, peer) for peer in ("Open MPI", "gloo") if peer in names for name in dtrains]
+    header += [f"{name[len('dtrain '):]} / {'MPI' if peer == 'Open MPI' else peer}" for name, peer in ratios]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
 
@@ -130,15 +151,31 @@ def main():
             for name in names:
                 value = median((world, name, size))
                 cells.append("n/a" if value is None else f"{value:.2f}")
-            gloo = median((world, "gloo", size)) if ratios else None
-            for name in ratios:
-                value = median((world, name, size))
-                paired = [busbw_by_round[(world, name, size, r)] / busbw_by_round[(world, "gloo", size, r)]
+            for name, peer in ratios:
+                ours, theirs = median((world, name, size)), median((world, peer, size))
+
+                def ratio(a, b):
+                    return b / a if args.metric == "time" else a / b
+                paired = [ratio(busbw_by_round[(world, name, size, r)], busbw_by_round[(world, peer, size, r)])
                           for r in range(args.rounds)
-                          if (world, name, size, r) in busbw_by_round and busbw_by_round.get((world, "gloo", size, r))]
-                cells.append("n/a" if value is None or not gloo or not paired
-                             else f"{value / gloo:.2f}x ({statistics.median(paired):.2f}x)")
+                          if busbw_by_round.get((world, name, size, r)) and busbw_by_round.get((world, peer, size, r))]
+                cells.append("n/a" if not ours or not theirs or not paired
+                             else f"{ratio(ours, theirs):.2f}x ({statistics.median(paired):.2f}x)")
             print("| " + " | ".join(cells) + " |")
+    udp = [name for name in names if name.startswith("dtrain udp")]
+    if udp and cpu_by_round:
+        print("\nCPU the udp path costs: core-seconds of all ranks and the host's media driver over the timed calls, per GB"
+              " the ranks sent (in parentheses: the driver's part), median over the rounds:\n")
+        print("| world | size | " + " | ".join(udp) + " |")
+        print("|---|---|" + "|".join(["---:"] * len(udp)) + "|")
+        for world in worlds:
+            for size in sizes:
+                cells = [str(world), size_name(size)]
+                for name in udp:
+                    values = [cpu_by_round[(world, name, size, r)] for r in range(args.rounds) if (world, name, size, r) in cpu_by_round]
+                    cells.append(f"{statistics.median(v[0] for v in values):.2f} ({statistics.median(v[1] for v in values):.2f})"
+                                 if values else "n/a")
+                print("| " + " | ".join(cells) + " |")
     failed = [(w, name, s) for w in worlds for name in names for s in sizes
               if any((w, name, s, r) not in busbw_by_round for r in range(args.rounds))]
     if failed:

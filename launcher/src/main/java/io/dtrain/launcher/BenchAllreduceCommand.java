@@ -24,6 +24,10 @@ public final class BenchAllreduceCommand implements Callable<Integer> {
                     + " driver) or udp (Aeron udp on loopback) (default: ${DEFAULT-VALUE}).")
     String transport;
 
+    @Option(names = "--insecure-transport",
+            description = "udp frames without their MAC (to measure what authentication costs).")
+    boolean insecureTransport;
+
     @Option(names = "--iterations", defaultValue = "10", description = "Timed iterations per size (default: ${DEFAULT-VALUE}).")
     int iterations;
 
@@ -35,6 +39,7 @@ public final class BenchAllreduceCommand implements Callable<Integer> {
         if (iterations < 1) {
             throw new UserError("--iterations must be >= 1");
         }
-        return AllReduceBench.launch(world, AllReduceBench.parseSizes(sizes), transport, iterations, System.out);
+        return AllReduceBench.launch(world, AllReduceBench.parseSizes(sizes), transport, insecureTransport, iterations,
+                System.out);
     }
 }

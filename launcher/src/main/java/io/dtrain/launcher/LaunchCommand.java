@@ -96,6 +96,11 @@ public final class LaunchCommand implements Callable<Integer> {
             description = "Extra environment variable for the workers, e.g. --env DTRAIN_COLLECTIVE_TIMEOUT=30s. Repeatable.")
     List<String> extraEnv = new ArrayList<>();
 
+    @Option(names = "--insecure-transport",
+            description = "Send udp frames between hosts without authenticating them (a trusted network only; by default"
+                    + " every frame carries a MAC keyed from the job secret). Sets DTRAIN_INSECURE_TRANSPORT=true.")
+    boolean insecureTransport;
+
     @Option(names = "--stop-grace", defaultValue = "5", paramLabel = "SECONDS",
             description = "After a failure, seconds the other workers get to exit on SIGTERM before SIGKILL (default: ${DEFAULT-VALUE}).")
     int stopGraceSeconds;
@@ -121,7 +126,7 @@ public final class LaunchCommand implements Callable<Integer> {
 
         // Node 0 hosts the store. Wildcard bind with --rdzv so that the other nodes reach it; loopback for one node.
         RendezvousServer store = nodeRank != 0 ? null : RendezvousServer.start(
-                rdzv == null ? new InetSocketAddress("127.0.0.1", 0) : new InetSocketAddress(port), job, secret);
+                rdzv == null ? new InetSocketAddress("127.0.0.1", 0) : new InetSocketAddress(port), job, secret, worldSize);
         try (store) {
             if (store != null) {
                 port = store.port();
@@ -255,6 +260,9 @@ public final class LaunchCommand implements Callable<Integer> {
         env.remove("DTRAIN_JOB_SECRET_FILE");
         env.put("DTRAIN_JOB_SECRET", new String(secret, StandardCharsets.UTF_8));
         env.put("DTRAIN_STORE", "external");
+        if (insecureTransport) {
+            env.put("DTRAIN_INSECURE_TRANSPORT", "true");
+        }
         env.putAll(size.environment());
         for (String kv : extraEnv) {
             int eq = kv.indexOf('=');

@@ -17,6 +17,8 @@ import static io.dtrain.launcher.DpRuns.steps;
 import static io.dtrain.launcher.DpRuns.summary;
 import static io.dtrain.launcher.DpRuns.trainArgs;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Two launchers as two nodes (on one host, each with its own node id and media driver, so their workers talk UDP):
@@ -26,7 +28,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 class DpMultiNodeTest {
 
     @Test
-    void twoLaunchersFormOneJob(@TempDir Path tmp) throws Exception {
+    void twoLaunchersFormOneJobAndTheSecretIsWrittenNowhere(@TempDir Path tmp) throws Exception {
         Path secret = Files.writeString(tmp.resolve("secret"), "a shared secret of the two nodes\n");
         int port;
         try (ServerSocket s = new ServerSocket(0)) {
@@ -65,5 +67,30 @@ class DpMultiNodeTest {
             assertEquals(8, s.get("samples").asLong(), "rank " + rank + " trained on half of 2 global batches of 8");
         }
         assertEquals(steps(run, 0).get(1).get("loss").asDouble(), steps(run, 1).get(1).get("loss").asDouble(), 0.0);
+        // The secret (and the udp key derived from it) never reaches a log, the metrics, a checkpoint or the saved config.
+        String secretText = "a shared secret of the two nodes";
+        String udpKey = io.dtrain.parallel.transport.UdpAuthentication.encode(io.dtrain.parallel.transport.UdpAuthentication
+                .jobKey(secretText.getBytes(java.nio.charset.StandardCharsets.UTF_8), derivedJobId(secretText, "127.0.0.1:" + port)));
+        List<Path> written;
+        try (var walk = Files.walk(tmp)) {
+            written = walk.filter(Files::isRegularFile).filter(f -> !f.equals(secret)).toList();
+        }
+        assertTrue(written.stream().anyMatch(f -> f.toString().contains("checkpoint")), "checkpoints written: " + written);
+        assertTrue(written.stream().anyMatch(f -> f.toString().endsWith(".log")), "logs written: " + written);
+        for (Path f : written) {
+            String content = new String(Files.readAllBytes(f), java.nio.charset.StandardCharsets.ISO_8859_1);
+            assertFalse(content.contains(secretText) || content.contains(udpKey), "the secret is in " + f);
+        }
+        for (java.io.StringWriter err : errors) {
+            assertFalse(err.toString().contains(secretText), "the secret is in a launcher's output");
+        }
+    }
+
+    /** The job id both launchers derive from the secret and --rdzv (as LaunchCommand does for --nnodes > 1). */
+    private static String derivedJobId(String secret, String rdzv) throws Exception {
+        javax.crypto.Mac mac = javax.crypto.Mac.getInstance("HmacSHA256");
+        mac.init(new javax.crypto.spec.SecretKeySpec(secret.getBytes(java.nio.charset.StandardCharsets.UTF_8), "HmacSHA256"));
+        byte[] h = mac.doFinal(("job-id|" + rdzv + "|2x1").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        return "dtrain-" + java.util.HexFormat.of().formatHex(h, 0, 6);
     }
 }

@@ -1,6 +1,7 @@
 package io.dtrain.parallel;
 
 import io.aeron.Subscription;
+import io.dtrain.parallel.transport.UdpAuthentication;
 import java.net.InetAddress;
 import java.time.Duration;
 
@@ -14,6 +15,8 @@ import java.time.Duration;
  */
 record Inbound(Subscription subscription, String senderChannel) {
     static final int LOOPBACK_MTU = 65504;
+    /** Leaves room for the 28-byte authentication trailer in Aeron's largest datagram (65504 bytes). */
+    static final int AUTHENTICATED_LOOPBACK_MTU = 65472;
     static final int NETWORK_MTU = 8192;
 
     static Inbound open(Communicator comm, int fromRank, int sessionId, int streamId, String ipcTermLength,
@@ -26,12 +29,16 @@ record Inbound(Subscription subscription, String senderChannel) {
                     "aeron:ipc?term-length=" + ipcTermLength + "|mtu=" + LOOPBACK_MTU + "|session-id=" + sessionId);
         }
         InetAddress address = comm.advertiseAddress();
-        int mtu = address.isLoopbackAddress() ? LOOPBACK_MTU : NETWORK_MTU;
+        // Every udp link authenticates its frames with the job key and a salt of its own, unless the job runs with
+        // DTRAIN_INSECURE_TRANSPORT (transport.UdpAuthentication); the receiver decides, the sender follows.
+        byte[] jobKey = config.udpJobKey();
+        String auth = jobKey == null ? "" : "|" + UdpAuthentication.CHANNEL_PARAM + "=" + UdpAuthentication.newLinkParam(jobKey);
+        int mtu = !address.isLoopbackAddress() ? NETWORK_MTU : jobKey == null ? LOOPBACK_MTU : AUTHENTICATED_LOOPBACK_MTU;
         Subscription subscription = comm.aeron().addSubscription("aeron:udp?endpoint=" + address.getHostAddress()
-                + ":0|so-rcvbuf=4m|rcv-wnd=4m|session-id=" + sessionId, streamId);
+                + ":0|so-rcvbuf=4m|rcv-wnd=4m|session-id=" + sessionId + auth, streamId);
         String endpoint = awaitResolvedEndpoint(subscription, config.rendezvousTimeout());
         return new Inbound(subscription, "aeron:udp?endpoint=" + endpoint + "|mtu=" + mtu + "|term-length="
-                + udpTermLength + "|so-sndbuf=4m|session-id=" + sessionId);
+                + udpTermLength + "|so-sndbuf=4m|session-id=" + sessionId + auth);
     }
 
     private static String awaitResolvedEndpoint(Subscription subscription, Duration wait) {

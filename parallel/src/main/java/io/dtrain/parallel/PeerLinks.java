@@ -1,11 +1,6 @@
 package io.dtrain.parallel;
 
-import io.aeron.Aeron;
-import io.aeron.ExclusivePublication;
-import io.aeron.FragmentAssembler;
 import io.aeron.Publication;
-import io.aeron.Subscription;
-import io.aeron.logbuffer.Header;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.time.Duration;
@@ -25,14 +20,16 @@ import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Point-to-point tensor messages between this rank and a few peers (pipeline stages: activations downstream,
- * gradients upstream), over one Aeron stream per direction of each link (ipc on a host, udp between hosts).
+ * gradients upstream), over one stream per direction of each link: a shared-memory ring within a host, Aeron udp
+ * between hosts (Aeron ipc with {@code DTRAIN_TRANSPORT=ipc}); see {@link PeerStreams}.
  *
  * <p>Semantics are those of a buffered channel, which is what the pipeline schedules are proven deadlock-free
  * for: {@link #send} returns once the message is in the stream (it waits only under back pressure), and a receiver
  * thread drains every incoming stream into per-peer FIFO queues whether or not the caller is waiting, so two
  * neighbours sending to each other at the same time never block each other. Messages from one peer arrive in the
  * order sent. A tensor travels as pieces (a 72-byte header + at most {@link #PIECE_BYTES} of the tensor, one Aeron
- * message each) that the receiver writes straight into a freshly allocated array of the sender's shape and type.
+ * message or shm record each) that the receiver writes straight into a freshly allocated array of the sender's shape and
+ * type.
  *
  * <p>A peer that dies or stalls makes {@link #send} or {@link #await} fail within the group's timeout with a
  * {@link CollectiveException} naming the peer and what was awaited; the failure is published to the rendezvous
@@ -54,8 +51,8 @@ public final class PeerLinks implements AutoCloseable {
     private final Communicator comm;
     private final String name;
     private final int[] peers;
-    private final Map<Integer, ExclusivePublication> publications = new HashMap<>();
-    private final Map<Integer, Subscription> subscriptions = new HashMap<>();
+    private final Map<Integer, PeerStreams.Out> publications = new HashMap<>();
+    private final Map<Integer, PeerStreams.In> subscriptions = new HashMap<>();
     private final Map<Integer, ConcurrentLinkedQueue<Message>> inbox = new HashMap<>();
     private final Thread receiver;
     private final UnsafeBuffer header = new UnsafeBuffer(ByteBuffer.allocateDirect(HEADER_BYTES).order(ByteOrder.LITTLE_ENDIAN));
@@ -97,25 +94,25 @@ public final class PeerLinks implements AutoCloseable {
 
     private void connect() {
         WorldConfig config = comm.config();
-        Aeron aeron = comm.aeron();
         Duration wait = config.rendezvousTimeout();
         int me = comm.rank();
         for (int p : peers) {
-            Inbound inbound = Inbound.open(comm, p, sessionId(config, p, me), streamId(p, me), IPC_TERM_LENGTH, UDP_TERM_LENGTH);
-            subscriptions.put(p, inbound.subscription());
-            comm.store().set(key(p, me), inbound.senderChannel());
+            PeerStreams.Incoming incoming = PeerStreams.openIncoming(comm, name, p, sessionId(config, p, me), streamId(p, me),
+                    IPC_TERM_LENGTH, UDP_TERM_LENGTH);
+            subscriptions.put(p, incoming.in());
+            comm.store().set(key(p, me), incoming.senderChannel());
         }
         for (int p : peers) {
             String channel = comm.store().getString(key(me, p), wait);
-            publications.put(p, aeron.addExclusivePublication(channel, streamId(me, p)));
+            publications.put(p, PeerStreams.openOutgoing(comm, channel, streamId(me, p)));
         }
         long deadline = System.nanoTime() + wait.toNanos();
         for (int p : peers) {
-            while (!publications.get(p).isConnected() || subscriptions.get(p).imageCount() == 0) {
+            while (!publications.get(p).isConnected() || !subscriptions.get(p).isConnected()) {
                 if (System.nanoTime() > deadline) {
                     throw new CollectiveException("peer link " + name + " between ranks " + me + " and " + p
                             + " not connected after " + wait.toSeconds() + " s (sending: "
-                            + publications.get(p).isConnected() + ", receiving: " + (subscriptions.get(p).imageCount() > 0)
+                            + publications.get(p).isConnected() + ", receiving: " + subscriptions.get(p).isConnected()
                             + "): did rank " + p + " open its link to rank " + me + "?");
                 }
                 Inbound.pause();
@@ -140,7 +137,7 @@ public final class PeerLinks implements AutoCloseable {
      * caller-chosen tag. Returns once every piece is in the stream; the caller may then reuse the array.
      */
     public void send(int peer, int tag, INDArray tensor) {
-        ExclusivePublication pub = publications.get(peer);
+        PeerStreams.Out pub = publications.get(peer);
         if (pub == null) {
             throw new IllegalArgumentException("peer link " + name + " has no link to rank " + peer + "; peers are "
                     + Arrays.toString(peers));
@@ -172,17 +169,17 @@ public final class PeerLinks implements AutoCloseable {
             int length = (int) Math.min(PIECE_BYTES, total - offset);
             header.putLong(24, offset);
             payload.wrap(address + offset, length);
-            offerPiece(pub, peer, tag, length);
+            offerPiece(pub, peer, tag, address + offset, length);
             offset += length;
         } while (offset < total);
         java.lang.ref.Reference.reachabilityFence(c);
     }
 
-    private void offerPiece(ExclusivePublication pub, int peer, int tag, int length) {
+    private void offerPiece(PeerStreams.Out pub, int peer, int tag, long payloadAddress, int length) {
         long start = System.nanoTime();
         sendIdle.reset();
         while (true) {
-            long result = pub.offer(header, 0, HEADER_BYTES, payload, 0, length, null);
+            long result = pub.offer(header, HEADER_BYTES, payloadAddress, payload, length);
             if (result > 0) {
                 bytesSent.addAndGet(HEADER_BYTES + length);
                 return;
@@ -265,10 +262,9 @@ public final class PeerLinks implements AutoCloseable {
     // ------------------------------------------------------------------ receiver thread
 
     private void receiveLoop() {
-        Map<Integer, FragmentAssembler> assemblers = new HashMap<>();
+        Map<Integer, PeerStreams.PieceHandler> assemblers = new HashMap<>();
         for (int p : peers) {
-            Assembly assembly = new Assembly(p);
-            assemblers.put(p, new FragmentAssembler(assembly::onPiece));
+            assemblers.put(p, new Assembly(p)::onPiece);
         }
         IdleStrategy idle = newIdle();
         try {
@@ -299,7 +295,7 @@ public final class PeerLinks implements AutoCloseable {
             this.peer = peer;
         }
 
-        void onPiece(DirectBuffer buffer, int offset, int length, Header ignored) {
+        void onPiece(DirectBuffer buffer, int offset, int length) {
             if (length < HEADER_BYTES || buffer.getInt(offset, ByteOrder.LITTLE_ENDIAN) != MAGIC) {
                 throw new CollectiveException("peer link " + name + ": malformed message of " + length + " bytes from rank " + peer);
             }

@@ -128,6 +128,14 @@ public final class ProcessGroup implements AutoCloseable {
         return comm.clockOffsetNanos();
     }
 
+    /**
+     * Udp datagrams this host's media driver has dropped because they failed authentication (not from this job's
+     * workers, altered, or replayed), over its current links; each rank's log warns when it grows.
+     */
+    public long udpDatagramsDropped() {
+        return comm.udpDatagramsDropped();
+    }
+
     /** Bytes this process has sent on this group's ring (headers included). */
     public long bytesSent() {
         return ring.bytesSent();
@@ -137,15 +145,16 @@ public final class ProcessGroup implements AutoCloseable {
     // AllReduce
 
     public void allReduce(INDArray array, ReduceOp op) {
-        allReduceAsync(FlatBuffer.of(array), op, "allReduce").await();
+        allReduce(FlatBuffer.of(array), op);
     }
 
     public CollectiveHandle allReduceAsync(INDArray array, ReduceOp op, String name) {
         return allReduceAsync(FlatBuffer.of(array), op, name);
     }
 
+    /** Blocking: run on the calling thread when nothing else is queued (no hand-over to the communication thread). */
     public void allReduce(FlatBuffer buffer, ReduceOp op) {
-        allReduceAsync(buffer, op, "allReduce").await();
+        issue(Frame.ALL_REDUCE, "allReduce", seq -> ring.allReduce(buffer, op, "allReduce", seq), buffer, true).await();
     }
 
     /** Reduces {@code buffer} in place across the group: every member ends with the same bits. */
@@ -226,7 +235,8 @@ public final class ProcessGroup implements AutoCloseable {
 
     /** Returns once every member has entered the barrier. */
     public void barrier() {
-        barrierAsync("barrier").await();
+        FlatBuffer buffer = FlatBuffer.ofAddress(barrierScratch, barrierScratch.addressOffset(), ring.size, ElementType.FLOAT32);
+        issue(Frame.BARRIER, "barrier", seq -> ring.barrier(buffer, "barrier", seq), buffer, true).await();
     }
 
     public CollectiveHandle barrierAsync(String name) {
@@ -236,37 +246,67 @@ public final class ProcessGroup implements AutoCloseable {
 
     // ---------------------------------------------------------------------------------------------------------
 
-    private synchronized CollectiveHandle submit(int kind, String name, SeqTask task, FlatBuffer keepAlive) {
-        if (closed) {
-            throw new IllegalStateException("process group " + ring.describeGroup() + " is closed");
-        }
-        long seq = nextSeq++;
-        String description = Frame.kindName(kind) + " '" + name + "' #" + seq + " in group " + ring.describeGroup();
+    private CollectiveHandle submit(int kind, String name, SeqTask task, FlatBuffer keepAlive) {
+        return issue(kind, name, task, keepAlive, false);
+    }
+
+    /**
+     * Issues a collective in this process's issue order: queued for the communication thread, or, for a blocking
+     * call ({@code inline}) when nothing else is queued or running, run right here on the caller's thread.
+     */
+    private CollectiveHandle issue(int kind, String name, SeqTask task, FlatBuffer keepAlive, boolean inline) {
+        long seq;
+        boolean here;
+        String description;
         CompletableFuture<Void> future = new CompletableFuture<>();
-        try {
-            comm.commThread().execute(() -> {
-                CollectiveException earlier = comm.health().broken();
-                if (earlier != null) {
-                    future.completeExceptionally(new CollectiveException(description + " not run: the process group failed"
-                            + " earlier: " + earlier.getMessage(), earlier));
-                    return;
+        synchronized (comm.issueLock()) {
+            synchronized (this) {
+                if (closed) {
+                    throw new IllegalStateException("process group " + ring.describeGroup() + " is closed");
                 }
-                comm.health().started(ring);
+                seq = nextSeq++;
+            }
+            description = Frame.kindName(kind) + " '" + name + "' #" + seq + " in group " + ring.describeGroup();
+            here = inline && comm.tryStartInline();
+            if (!here) {
+                comm.queue();
+                long queuedSeq = seq;
+                String queuedDescription = description;
                 try {
-                    task.run(seq);
-                    future.complete(null);
-                } catch (Throwable t) {
-                    future.completeExceptionally(t);
-                } finally {
-                    comm.health().finished();
-                    // The buffer's owner must stay reachable until the collective is done.
-                    java.lang.ref.Reference.reachabilityFence(keepAlive.owner());
+                    comm.commThread().execute(() -> comm.runQueued(() -> run(task, queuedSeq, queuedDescription, future, keepAlive)));
+                } catch (RejectedExecutionException e) {
+                    throw new IllegalStateException("process group " + ring.describeGroup() + " is closed", e);
                 }
-            });
-        } catch (RejectedExecutionException e) {
-            throw new IllegalStateException("process group " + ring.describeGroup() + " is closed", e);
+            }
+        }
+        if (here) {
+            try {
+                run(task, seq, description, future, keepAlive);
+            } finally {
+                comm.finishInline();
+            }
         }
         return new CollectiveHandle(description, future);
+    }
+
+    private void run(SeqTask task, long seq, String description, CompletableFuture<Void> future, FlatBuffer keepAlive) {
+        CollectiveException earlier = comm.health().broken();
+        if (earlier != null) {
+            future.completeExceptionally(new CollectiveException(description + " not run: the process group failed"
+                    + " earlier: " + earlier.getMessage(), earlier));
+            return;
+        }
+        comm.health().started(ring);
+        try {
+            task.run(seq);
+            future.complete(null);
+        } catch (Throwable t) {
+            future.completeExceptionally(t);
+        } finally {
+            comm.health().finished();
+            // The buffer's owner must stay reachable until the collective is done.
+            java.lang.ref.Reference.reachabilityFence(keepAlive.owner());
+        }
     }
 
     @FunctionalInterface

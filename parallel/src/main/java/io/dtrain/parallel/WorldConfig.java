@@ -36,12 +36,13 @@ import org.slf4j.LoggerFactory;
  * @param throttleBytesPerSecond benchmarks and tests: cap what each ring sends per collective at this rate (0 = off)
  * @param logDir             where a failure's thread dump is written; null: {@code $TMPDIR/dtrain-USER-JOBID}
  *                           ({@code dtrain train} sets its run's {@code logs/})
+ * @param insecureTransport  true: udp frames without authentication (a trusted network; DTRAIN_INSECURE_TRANSPORT)
  */
 public record WorldConfig(int rank, int worldSize, int localRank, String masterAddr, int masterPort,
                              String jobId, byte[] secret, Duration timeout, Duration rendezvousTimeout,
                              Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
                              String advertiseAddress, boolean hostStore, int maxFramePayloadBytes,
-                             long throttleBytesPerSecond, Path logDir) {
+                             long throttleBytesPerSecond, Path logDir, boolean insecureTransport) {
 
     /** How a ring link between two workers goes; see the transport parameter. Pipeline links use Aeron always. */
     public enum Transport { AUTO, SHM, IPC, UDP }
@@ -84,7 +85,8 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
     /** A single-process world (no network). */
     public static WorldConfig single() {
         return new WorldConfig(0, 1, 0, "127.0.0.1", 0, "local", new byte[0], DEFAULT_TIMEOUT,
-                Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_FRAME_PAYLOAD_BYTES, 0, null);
+                Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_FRAME_PAYLOAD_BYTES, 0, null,
+                false);
     }
 
     /** Reads the configuration from environment variables, e.g. {@code System.getenv()}. */
@@ -118,29 +120,38 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         }
         long framePayload = framePayloadVar(env);
         long throttle = sizeVar(env, "DTRAIN_TRANSPORT_THROTTLE", 0);
+        boolean insecure = booleanVar(env, "DTRAIN_INSECURE_TRANSPORT");
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir == null ? null : Path.of(aeronDir), external,
                 env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), (int) Math.min(Integer.MAX_VALUE, framePayload),
-                throttle, null);
+                throttle, null, insecure);
     }
 
     public WorldConfig withTimeout(Duration newTimeout) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, newTimeout,
                 rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
-                maxFramePayloadBytes, throttleBytesPerSecond, logDir);
+                maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport);
     }
 
     /** The same with failures' thread dumps written under {@code dir} (e.g. a run's logs directory). */
     public WorldConfig withLogDir(Path dir) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
-                maxFramePayloadBytes, throttleBytesPerSecond, dir);
+                maxFramePayloadBytes, throttleBytesPerSecond, dir, insecureTransport);
     }
 
     /** Where a failure's thread dump goes: {@link #logDir}, or a job-specific directory under the temporary directory. */
     public Path resolvedLogDir() {
         return logDir != null ? logDir
                 : Path.of(System.getProperty("java.io.tmpdir"), "dtrain-" + System.getProperty("user.name") + "-" + jobId);
+    }
+
+    /**
+     * The key the host's media driver authenticates this job's udp frames with (derived from the secret and job id;
+     * see {@code transport.UdpAuthentication}); null with {@link #insecureTransport}.
+     */
+    public byte[] udpJobKey() {
+        return insecureTransport ? null : io.dtrain.parallel.transport.UdpAuthentication.jobKey(secret, jobId);
     }
 
     /** The driver directory: the configured one, or /dev/shm/dtrain-USER-JOBID/aeron (tmpdir without /dev/shm). */
@@ -158,26 +169,13 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
 
     /**
      * Where same-host links map their files (unlinked as soon as both ends have them): {@code shm} in the job's
-     * directory (the driver directory's parent, or a job-specific one next to an external driver), mode 0700.
+     * directory (the driver directory's parent, or a job-specific one next to an external driver); both must be
+     * this user's, mode 0700, not links ({@code transport.PrivateDirectory}), else the worker refuses to start.
      */
     public Path shmDirectory() {
         Path jobDir = shmJobDirectory();
-        Path dir = jobDir.resolve("shm");
-        try {
-            for (Path d : new Path[] {jobDir, dir}) {
-                if (!Files.isDirectory(d)) {
-                    try {
-                        Files.createDirectories(d, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
-                                java.nio.file.attribute.PosixFilePermissions.fromString("rwx------")));
-                    } catch (java.nio.file.FileAlreadyExistsException raced) {
-                        // another worker of this host made it first
-                    }
-                }
-            }
-        } catch (IOException e) {
-            throw new java.io.UncheckedIOException("cannot create the shared-memory link directory " + dir + ": " + e.getMessage(), e);
-        }
-        return dir;
+        io.dtrain.parallel.transport.PrivateDirectory.ensure(jobDir);
+        return io.dtrain.parallel.transport.PrivateDirectory.ensure(jobDir.resolve("shm"));
     }
 
     private Path shmJobDirectory() {
@@ -222,6 +220,14 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         } catch (IOException e) {
             throw new UserFacingException("cannot read the job secret file " + file + " (DTRAIN_JOB_SECRET_FILE): " + e.getMessage(), e);
         }
+    }
+
+    private static boolean booleanVar(Map<String, String> env, String name) {
+        String value = env.getOrDefault(name, "false").trim().toLowerCase(java.util.Locale.ROOT);
+        if (!value.equals("true") && !value.equals("false") && !value.isEmpty()) {
+            throw new UserFacingException("environment variable " + name + "='" + env.get(name) + "' must be true or false");
+        }
+        return value.equals("true");
     }
 
     private static int intVar(Map<String, String> env, String name, int defaultValue) {
@@ -283,6 +289,7 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         return "WorldConfig[rank=" + rank + ", worldSize=" + worldSize + ", localRank=" + localRank
                 + ", master=" + masterAddr + ":" + masterPort + ", jobId=" + jobId + ", secret=<" + secret.length
                 + " bytes>, timeout=" + timeout + ", transport=" + transport + ", nodeId=" + nodeId
-                + ", aeronDir=" + resolvedAeronDir() + ", externalDriver=" + externalDriver + "]";
+                + ", aeronDir=" + resolvedAeronDir() + ", externalDriver=" + externalDriver
+                + (insecureTransport ? ", insecureTransport" : "") + "]";
     }
 }

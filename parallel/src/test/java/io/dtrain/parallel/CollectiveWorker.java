@@ -14,7 +14,16 @@ public final class CollectiveWorker {
         String scenario = args[0];
         long start = System.nanoTime();
         int code;
-        try (ProcessGroup world = ProcessGroup.fromEnvironment()) {
+        ProcessGroup joined;
+        try {
+            joined = ProcessGroup.fromEnvironment();
+        } catch (io.dtrain.common.UserFacingException e) {
+            // As dtrain's launcher (ErrorHandler) shows it: one line, exit code 2.
+            System.err.println("error: " + e.getMessage());
+            System.exit(2);
+            return;
+        }
+        try (ProcessGroup world = joined) {
             System.out.println("JOINED " + world.rank() + " after " + (System.nanoTime() - start) / 1_000_000 + " ms, clock offset "
                     + world.clockOffsetToRank0Nanos() + " ns");
             code = switch (scenario) {
@@ -23,6 +32,7 @@ public final class CollectiveWorker {
                 case "mismatch" -> mismatch(world);
                 case "stall" -> stall(world);
                 case "udp" -> udp(world);
+                case "steady" -> steady(world);
                 case "peers" -> peers(world);
                 case "peers-stall" -> peersStall(world);
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
@@ -241,6 +251,37 @@ public final class CollectiveWorker {
                 return failed(e, start);
             }
         }
+        System.out.println("OK");
+        return 0;
+    }
+
+    /**
+     * AllReduces of float64 data, each checked, until rank 0 sees the file named by {@code -Dstop.file} or after
+     * {@code -Dsteady.rounds} (everyone learns it from a flag AllReduce, so all stop at the same call); for tests that
+     * disturb a running job. Round r's inputs repeat every 35 rounds, so its result is round r % 35's.
+     */
+    static int steady(ProcessGroup world) throws java.io.IOException {
+        java.nio.file.Path stop = java.nio.file.Path.of(System.getProperty("stop.file", "/nonexistent"));
+        int maxRounds = Integer.getInteger("steady.rounds", Integer.MAX_VALUE);
+        int n = world.size();
+        ByteBuffer flag = ByteBuffer.allocateDirect(4).order(ByteOrder.nativeOrder());
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MINUTES.toNanos(2);
+        int rounds = 0;
+        while (true) {
+            flag.putFloat(0, world.rank() == 0 && (java.nio.file.Files.exists(stop) || rounds >= maxRounds) ? 1 : 0);
+            world.allReduce(FlatBuffer.of(flag, ElementType.FLOAT32), ReduceOp.SUM);
+            if (flag.getFloat(0) > 0 || System.nanoTime() > deadline) {
+                break;
+            }
+            int length = 50_001 + rounds % 7;
+            ByteBuffer buffer = input(ElementType.FLOAT64, world.rank(), length, 20 + rounds % 5);
+            world.allReduce(FlatBuffer.of(buffer, ElementType.FLOAT64), ReduceOp.SUM);
+            checkReduced(buffer, ElementType.FLOAT64, n, length, 20 + rounds % 5, ReduceOp.SUM, 0, length, "round " + rounds);
+            System.out.println("CRC round " + rounds + " " + crc(buffer));
+            rounds++;
+        }
+        System.out.println("ROUNDS " + rounds);
+        System.out.println("DROPPED " + world.udpDatagramsDropped());
         System.out.println("OK");
         return 0;
     }

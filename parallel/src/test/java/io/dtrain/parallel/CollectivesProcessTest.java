@@ -144,19 +144,47 @@ class CollectivesProcessTest {
     }
 
     @Test
-    void aWorkerWithAWrongSecretIsRefusedAndLogged() {
-        Map<String, String> env = Workers.jobEnv(2, JOB.aeronDir(), Duration.ofSeconds(3));
-        env.put("DTRAIN_RENDEZVOUS_TIMEOUT", "3s");
+    void intrudersWithAWrongOrNoSecretOrATakenRankAreRefusedAndTheJobIsUnaffected() throws Exception {
+        Map<String, String> env = Workers.jobEnv(2, JOB.aeronDir(), Duration.ofSeconds(20));
         String secret = env.get("DTRAIN_JOB_SECRET");
-        List<Workers.Result> results = Workers.run(2, "correctness", env, rank -> List.of(),
-                rank -> rank == 1 ? List.of("env", "DTRAIN_JOB_SECRET=" + secret + "-wrong") : List.of(), Duration.ofSeconds(60));
-        Workers.Result host = results.get(0);
-        Workers.Result intruder = results.get(1);
-        assertTrue(intruder.exitCode() != 0 && intruder.stderr().contains("RendezvousAuthException")
-                && intruder.stderr().contains("refused"), intruder::toString);
-        assertTrue(host.stderr().contains("refused") && host.stderr().contains("wrong job secret"), host::toString);
-        assertTrue(host.exitCode() != 0 && host.stderr().contains("rank 1 did not join"), host::toString);
-        assertTrue(!intruder.stderr().contains(secret) && !host.stderr().contains(secret), "secret leaked into a log");
+        Path stop = JOB.jobDir().resolve("intruders-done");
+        List<String> jvm = List.of("-Dstop.file=" + stop);
+        Workers.Running job = Workers.startJob(2, "steady", env, rank -> jvm);
+        try {
+            job.awaitLine(1, "JOINED", Duration.ofSeconds(60));
+            Map<String, String> wrongSecret = new java.util.HashMap<>(env);
+            wrongSecret.put("DTRAIN_JOB_SECRET", secret + "-wrong");
+            Map<String, String> noSecret = new java.util.HashMap<>(env);
+            noSecret.remove("DTRAIN_JOB_SECRET");
+            // A stale worker restarted by hand: the right secret, a rank that is taken.
+            Map<String, String> duplicate = new java.util.HashMap<>(env);
+            Map<String, Map<String, String>> intruders = new java.util.LinkedHashMap<>();
+            intruders.put("wrong job secret", wrongSecret);
+            intruders.put("no job secret", noSecret);
+            intruders.put("rank 1 is already taken", duplicate);
+            for (Map.Entry<String, Map<String, String>> intruder : intruders.entrySet()) {
+                Workers.Result r = Workers.runOne(1, "steady", intruder.getValue(), jvm, Duration.ofSeconds(60));
+                assertEquals(2, r.exitCode(), r::toString);
+                List<String> lines = r.stderr().lines().filter(l -> !l.contains(" INFO ") && !l.startsWith("WARNING: Using incubator")).toList();
+                assertEquals(1, lines.size(), "one line: " + r);
+                assertTrue(lines.get(0).startsWith("error: ") && lines.get(0).contains(
+                        intruder.getKey().equals("wrong job secret") ? "wrong job id or secret" : intruder.getKey()), r::toString);
+                assertFalse(r.stderr().contains(secret), "secret in an intruder's output");
+            }
+            Files.createFile(stop);
+            List<Workers.Result> results = job.await(Duration.ofSeconds(60));
+            for (Workers.Result r : results) {
+                assertEquals(0, r.exitCode(), r::toString);
+                assertTrue(r.stdout().contains("OK"), r::toString);
+                assertFalse(r.stderr().contains(secret), "secret in a worker's log");
+            }
+            assertEquals(results.get(0).lines("CRC"), results.get(1).lines("CRC"));
+            assertTrue(results.get(0).stderr().contains("wrong job secret")
+                    && results.get(0).stderr().contains("rank 1 is already taken"), "the store (rank 0) logs refusals: "
+                    + results.get(0));
+        } finally {
+            job.kill();
+        }
     }
 
     private static Set<java.nio.file.attribute.PosixFilePermission> uncheckedPermissions(Path path) {

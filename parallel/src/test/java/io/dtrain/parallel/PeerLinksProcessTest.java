@@ -17,7 +17,7 @@ class PeerLinksProcessTest {
     static final JobDirectory JOB = new JobDirectory();
 
     @ParameterizedTest(name = "over {0}")
-    @ValueSource(strings = {"ipc", "udp"})
+    @ValueSource(strings = {"auto", "ipc", "udp"}) // auto: shared-memory rings within the host
     void aChainOfRanksExchangesTensorsBothWaysAtOnceWithoutDeadlock(String transport) {
         int world = 3;
         java.util.Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), Duration.ofSeconds(20));

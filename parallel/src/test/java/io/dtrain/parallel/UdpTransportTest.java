@@ -81,6 +81,128 @@ class UdpTransportTest {
         }
     }
 
+    /**
+     * A job over udp while someone sends its ranks' udp ports garbage, truncated and bit-flipped copies of its own
+     * datagrams, and replays datagrams of this run and of an earlier run of the same job (same id and secret): every
+     * such datagram is dropped by the driver (counted exactly, logged) and every float64 result is bit for bit the
+     * undisturbed run's.
+     */
+    @Test
+    void forgedGarbledAndReplayedDatagramsAreDroppedAndTheResultsAreAnUndisturbedRunsBitForBit() throws Exception {
+        Path jobA = Files.createTempDirectory(Path.of("/dev/shm"), "dtrain-test-");
+        Path jobB = Files.createTempDirectory(Path.of("/dev/shm"), "dtrain-test-");
+        Path captureA = Files.createTempDirectory("dtrain-capture-");
+        Path captureB = Files.createTempDirectory("dtrain-capture-");
+        Workers.Running disturbed = null;
+        try {
+            Map<String, String> env = Workers.jobEnv(2, jobA.resolve("aeron"), Duration.ofSeconds(30));
+            env.put("DTRAIN_TRANSPORT", "udp");
+            List<Workers.Result> quiet = Workers.run(2, "steady", env,
+                    rank -> List.of("-Dsteady.rounds=35", "-Ddtrain.test.captureDatagrams=" + captureA), Duration.ofSeconds(90));
+            Map<String, String> expected = new java.util.HashMap<>();
+            for (String line : quiet.get(0).lines("CRC round ")) {
+                String[] words = line.split(" ");
+                expected.put(words[2], words[3]);
+            }
+            assertEquals(35, expected.size(), quiet.get(0)::toString);
+            assertEquals("DROPPED 0", quiet.get(0).lines("DROPPED").get(0));
+
+            // The same job again (same id and secret), its own driver; this time under attack.
+            env.put("DTRAIN_AERON_DIR", jobB.resolve("aeron").toString());
+            Path stop = jobB.resolve("stop");
+            disturbed = Workers.startJob(2, "steady", env,
+                    rank -> List.of("-Dstop.file=" + stop, "-Ddtrain.test.captureDatagrams=" + captureB));
+            Map<Integer, Integer> portByStream = new java.util.HashMap<>();
+            for (int rank = 0; rank < 2; rank++) {
+                java.util.regex.Matcher m = disturbed.awaitLog(rank, "group world rank " + rank + ": receiving from .*"
+                        + " sending to rank (\\d+) over aeron:udp\\?endpoint=[0-9.]+:(\\d+)\\|.*dtrain-auth=.*", Duration.ofSeconds(60));
+                // The world ring's stream into a rank is base + its rank; its port is in the sender's channel.
+                portByStream.put(0x1000 + Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)));
+            }
+            List<byte[]> ours = awaitCaptures(captureB, 60);
+            List<byte[]> earlierRun = awaitCaptures(captureA, 60);
+            java.util.SplittableRandom random = new java.util.SplittableRandom(42);
+            int sent = 0;
+            try (java.net.DatagramSocket attacker = new java.net.DatagramSocket()) {
+                for (int i = 0; i < 40; i++) {
+                    byte[] garbage = new byte[1 + random.nextInt(1500)];
+                    random.nextBytes(garbage);
+                    sent += send(attacker, garbage, portByStream.get(0x1000 + i % 2));
+                    byte[] original = ours.get(random.nextInt(ours.size()));
+                    int port = portByStream.get(streamId(original));
+                    sent += send(attacker, java.util.Arrays.copyOf(original, 1 + random.nextInt(original.length - 1)), port);
+                    byte[] flipped = original.clone();
+                    int bit = random.nextInt(flipped.length * 8);
+                    flipped[bit / 8] ^= (byte) (1 << (bit % 8));
+                    sent += send(attacker, flipped, port);
+                    sent += send(attacker, original, port); // verbatim, from this run: a replay
+                    byte[] old = earlierRun.get(random.nextInt(earlierRun.size()));
+                    sent += send(attacker, old, portByStream.get(streamId(old))); // the same job's earlier run
+                }
+            }
+            Thread.sleep(1500); // the workers' drop watch reads the driver's counters once a second
+            Files.createFile(stop);
+            List<Workers.Result> results = disturbed.await(Duration.ofSeconds(60));
+            String driverLog = Files.readString(jobB.resolve("driver.log"));
+            for (Workers.Result r : results) {
+                assertEquals(0, r.exitCode(), r::toString);
+                assertTrue(r.stdout().contains("OK"), r::toString);
+                List<String> crcs = r.lines("CRC round ");
+                assertTrue(crcs.size() >= 1, r::toString);
+                for (String line : crcs) {
+                    String[] words = line.split(" ");
+                    assertEquals(expected.get(Integer.toString(Integer.parseInt(words[2]) % 35)), words[3], line);
+                }
+                assertEquals("DROPPED " + sent, r.lines("DROPPED").get(0), "every datagram sent was dropped, no other");
+            }
+            assertTrue(results.stream().anyMatch(r -> r.stderr().contains("udp datagrams that failed authentication")),
+                    results.get(0)::toString);
+            assertTrue(driverLog.contains("dropped a udp datagram"), driverLog);
+            assertTrue(driverLog.lines().filter(l -> l.contains("dropped a udp datagram")).count() <= 3,
+                    "rate-limited: " + driverLog);
+        } finally {
+            if (disturbed != null) {
+                disturbed.kill();
+            }
+            Workers.cleanUp(jobA, jobA.resolve("aeron"));
+            Workers.cleanUp(jobB, jobB.resolve("aeron"));
+            Workers.cleanUp(captureA);
+            Workers.cleanUp(captureB);
+        }
+    }
+
+    /** The data datagrams the driver captured in {@code dir}, once there are at least {@code count}. */
+    private static List<byte[]> awaitCaptures(Path dir, int count) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (true) {
+            List<Path> files;
+            try (var listing = Files.list(dir)) {
+                files = listing.sorted().toList();
+            }
+            if (files.size() >= count) {
+                List<byte[]> datagrams = new ArrayList<>();
+                for (Path f : files) {
+                    datagrams.add(Files.readAllBytes(f));
+                }
+                return datagrams;
+            }
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("only " + files.size() + " datagrams captured in " + dir);
+            }
+            Thread.sleep(50);
+        }
+    }
+
+    /** The stream id of an Aeron data frame (little-endian at byte 16). */
+    private static int streamId(byte[] datagram) {
+        return java.nio.ByteBuffer.wrap(datagram).order(java.nio.ByteOrder.LITTLE_ENDIAN).getInt(16);
+    }
+
+    private static int send(java.net.DatagramSocket socket, byte[] datagram, int port) throws IOException {
+        socket.send(new java.net.DatagramPacket(datagram, datagram.length, java.net.InetAddress.getLoopbackAddress(), port));
+        return 1;
+    }
+
     private static void assertAllOkAndIdentical(List<Workers.Result> results) {
         List<String> reference = results.get(0).lines("CRC");
         assertEquals(3, reference.size(), results.get(0)::toString);

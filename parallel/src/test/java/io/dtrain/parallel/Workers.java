@@ -79,39 +79,127 @@ final class Workers {
     /** Runs one job of {@code world} workers and waits for all of them (killing stragglers after {@code limit}). */
     static List<Result> run(int world, String scenario, Map<String, String> env, IntFunction<List<String>> jvmArgs,
                             IntFunction<List<String>> commandPrefix, Duration limit) {
-        long start = System.nanoTime();
-        List<Process> processes = new ArrayList<>();
-        List<CompletableFuture<String>> outs = new ArrayList<>();
-        List<CompletableFuture<String>> errs = new ArrayList<>();
-        for (int rank = 0; rank < world; rank++) {
-            Map<String, String> rankEnv = new HashMap<>(env);
-            Process p = start(commandPrefix.apply(rank), rank, scenario, rankEnv, jvmArgs.apply(rank));
-            processes.add(p);
-            outs.add(drain(p.getInputStream()));
-            errs.add(drain(p.getErrorStream()));
-        }
-        List<Result> results = new ArrayList<>();
-        long deadline = System.nanoTime() + limit.toNanos();
-        for (int rank = 0; rank < world; rank++) {
-            Process p = processes.get(rank);
-            try {
-                long left = deadline - System.nanoTime();
-                if (!p.waitFor(Math.max(0, left), TimeUnit.NANOSECONDS)) {
-                    p.descendants().forEach(ProcessHandle::destroyForcibly);
-                    p.destroyForcibly();
-                    p.waitFor();
-                }
-                results.add(new Result(rank, p.exitValue(), outs.get(rank).get(10, TimeUnit.SECONDS),
-                        errs.get(rank).get(10, TimeUnit.SECONDS), (System.nanoTime() - start) / 1_000_000));
-            } catch (Exception e) {
-                throw new IllegalStateException("waiting for rank " + rank, e);
-            }
-        }
-        return results;
+        return startJob(world, scenario, env, jvmArgs, commandPrefix).await(limit);
     }
 
     static List<Result> run(int world, String scenario, Map<String, String> env, IntFunction<List<String>> jvmArgs, Duration limit) {
         return run(world, scenario, env, jvmArgs, rank -> List.of(), limit);
+    }
+
+    /** Runs one worker as {@code rank} (of the WORLD_SIZE in {@code env}), e.g. an intruder into a running job. */
+    static Result runOne(int rank, String scenario, Map<String, String> env, List<String> jvmArgs, Duration limit) {
+        Running one = new Running(List.of(start(List.of(), rank, scenario, new HashMap<>(env), jvmArgs)), rank);
+        return one.await(limit).get(0);
+    }
+
+    static Running startJob(int world, String scenario, Map<String, String> env, IntFunction<List<String>> jvmArgs) {
+        return startJob(world, scenario, env, jvmArgs, rank -> List.of());
+    }
+
+    static Running startJob(int world, String scenario, Map<String, String> env, IntFunction<List<String>> jvmArgs,
+                            IntFunction<List<String>> commandPrefix) {
+        List<Process> processes = new ArrayList<>();
+        for (int rank = 0; rank < world; rank++) {
+            processes.add(start(commandPrefix.apply(rank), rank, scenario, new HashMap<>(env), jvmArgs.apply(rank)));
+        }
+        return new Running(processes, 0);
+    }
+
+    /** Workers started and running: their output is collected as it comes. */
+    static final class Running {
+        private final List<Process> processes;
+        private final int firstRank;
+        private final long start = System.nanoTime();
+        private final List<StringBuffer> outs = new ArrayList<>();
+        private final List<CompletableFuture<Void>> outDone = new ArrayList<>();
+        private final List<StringBuffer> errs = new ArrayList<>();
+        private final List<CompletableFuture<Void>> errDone = new ArrayList<>();
+
+        Running(List<Process> processes, int firstRank) {
+            this.processes = processes;
+            this.firstRank = firstRank;
+            for (Process p : processes) {
+                StringBuffer out = new StringBuffer();
+                outs.add(out);
+                outDone.add(collect(p.getInputStream(), out));
+                StringBuffer err = new StringBuffer();
+                errs.add(err);
+                errDone.add(collect(p.getErrorStream(), err));
+            }
+        }
+
+        private static CompletableFuture<Void> collect(InputStream stream, StringBuffer into) {
+            return CompletableFuture.runAsync(() -> {
+                try (var reader = new java.io.BufferedReader(new java.io.InputStreamReader(stream, StandardCharsets.UTF_8))) {
+                    String line;
+                    while ((line = reader.readLine()) != null) {
+                        into.append(line).append('\n');
+                    }
+                } catch (IOException e) {
+                    into.append("(read failed: ").append(e).append(")\n");
+                }
+            });
+        }
+
+        /** Waits until the worker of {@code rank} printed a line starting with {@code prefix} on stdout. */
+        void awaitLine(int rank, String prefix, Duration limit) throws InterruptedException {
+            awaitMatch(rank, outs, java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(prefix) + ".*"), limit);
+        }
+
+        /** Waits until the worker of {@code rank} logged (stderr) a line matching {@code regex}; returns the match. */
+        java.util.regex.Matcher awaitLog(int rank, String regex, Duration limit) throws InterruptedException {
+            return awaitMatch(rank, errs, java.util.regex.Pattern.compile(".*" + regex + ".*"), limit);
+        }
+
+        private java.util.regex.Matcher awaitMatch(int rank, List<StringBuffer> streams, java.util.regex.Pattern pattern,
+                                                   Duration limit) throws InterruptedException {
+            long deadline = System.nanoTime() + limit.toNanos();
+            StringBuffer text = streams.get(rank - firstRank);
+            while (true) {
+                for (String line : text.toString().split("\n")) {
+                    java.util.regex.Matcher m = pattern.matcher(line);
+                    if (m.matches()) {
+                        return m;
+                    }
+                }
+                if (System.nanoTime() > deadline || !processes.get(rank - firstRank).isAlive()) {
+                    throw new IllegalStateException("rank " + rank + " did not print " + pattern + ": " + text);
+                }
+                Thread.sleep(20);
+            }
+        }
+
+        /** Waits for every worker (killing stragglers after {@code limit}) and returns what each did. */
+        List<Result> await(Duration limit) {
+            List<Result> results = new ArrayList<>();
+            long deadline = System.nanoTime() + limit.toNanos();
+            for (int i = 0; i < processes.size(); i++) {
+                Process p = processes.get(i);
+                try {
+                    long left = deadline - System.nanoTime();
+                    if (!p.waitFor(Math.max(0, left), TimeUnit.NANOSECONDS)) {
+                        p.descendants().forEach(ProcessHandle::destroyForcibly);
+                        p.destroyForcibly();
+                        p.waitFor();
+                    }
+                    outDone.get(i).get(10, TimeUnit.SECONDS);
+                    errDone.get(i).get(10, TimeUnit.SECONDS);
+                    results.add(new Result(firstRank + i, p.exitValue(), outs.get(i).toString(),
+                            errs.get(i).toString(), (System.nanoTime() - start) / 1_000_000));
+                } catch (Exception e) {
+                    throw new IllegalStateException("waiting for rank " + (firstRank + i), e);
+                }
+            }
+            return results;
+        }
+
+        /** Kills what still runs (a failed test's cleanup). */
+        void kill() {
+            for (Process p : processes) {
+                p.descendants().forEach(ProcessHandle::destroyForcibly);
+                p.destroyForcibly();
+            }
+        }
     }
 
     private static CompletableFuture<String> drain(InputStream in) {

@@ -20,8 +20,10 @@ import java.util.Map;
 
 /**
  * AllReduce benchmark like nccl-tests: {@link #launch} starts {@code world} worker processes on this host; each runs
- * {@link #main} as one rank, and rank 0 prints per size the median time, algbw = bytes / time and
- * busbw = algbw x 2(n-1)/n (the bandwidth each link carries in a ring).
+ * {@link #main} as one rank, and rank 0 prints per size the median time, algbw = bytes / time,
+ * busbw = algbw x 2(n-1)/n (the bandwidth each link carries in a ring) and the CPU the transport costs: CPU seconds of
+ * all ranks and of the host's media driver over the timed calls, per GB the ranks sent (each rank sends 2(n-1)/n of
+ * the buffer per call), and the driver's part of it alone.
  */
 public final class AllReduceBench {
     /** Untimed calls per size first (as nccl-tests' default): they let the JIT compile the copy and add loops. */
@@ -40,7 +42,8 @@ public final class AllReduceBench {
     }
 
     /** Starts the workers, forwards rank 0's table to {@code out}; returns 0 if every worker succeeded. */
-    public static int launch(int world, long[] sizes, String transport, int iterations, PrintStream out)
+    public static int launch(int world, long[] sizes, String transport, boolean insecureTransport, int iterations,
+                             PrintStream out)
             throws IOException, InterruptedException {
         if (world < 1) {
             throw new UserFacingException("--world must be >= 1, got " + world);
@@ -49,6 +52,7 @@ public final class AllReduceBench {
         String memory = Math.max(256, 3 * largest / (1 << 20) + 128) + "m";
         Map<String, String> env = WorkerJvm.oneHostJob("bench", world);
         env.put("DTRAIN_TRANSPORT", transport);
+        env.put("DTRAIN_INSECURE_TRANSPORT", Boolean.toString(insecureTransport));
         env.put("DTRAIN_DRIVER_IDLE_EXIT", "2");
         env.put("DTRAIN_RENDEZVOUS_TIMEOUT", "60s");
         List<String> args = new ArrayList<>(List.of(Integer.toString(iterations)));
@@ -74,15 +78,36 @@ public final class AllReduceBench {
         return failed == 0 ? 0 : 1;
     }
 
+    private static long processCpuNanos() {
+        return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean())
+                .getProcessCpuTime();
+    }
+
+    /** The host's media driver's CPU time so far (user + system, from /proc), 0 if there is none. */
+    private static long driverCpuNanos() {
+        WorldConfig config = WorldConfig.fromEnvironment(System.getenv());
+        return io.dtrain.parallel.transport.MediaDriverProcess.pid(config.resolvedAeronDir()).stream().map(pid -> {
+            try {
+                String stat = java.nio.file.Files.readString(java.nio.file.Path.of("/proc/" + pid + "/stat"));
+                String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+                return (Long.parseLong(fields[11]) + Long.parseLong(fields[12])) * 10_000_000L; // 100 ticks/s
+            } catch (IOException | RuntimeException e) {
+                return 0L;
+            }
+        }).findFirst().orElse(0L);
+    }
+
     /** One rank: {@code AllReduceBench ITERATIONS SIZE_BYTES...}, configured by the environment. */
     public static void main(String[] args) {
         int iterations = Integer.parseInt(args[0]);
         try (ProcessGroup world = ProcessGroup.init(WorldConfig.fromEnvironment(System.getenv()))) {
             int n = world.size();
             if (world.rank() == 0) {
-                System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after %d warm-up calls, transport %s%n",
-                        n, iterations, WARMUP_CALLS, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"));
-                System.out.printf(Locale.ROOT, "%14s %12s %12s %12s%n", "size (B)", "time (ms)", "algbw (GB/s)", "busbw (GB/s)");
+                System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after %d warm-up calls, transport %s%s%n",
+                        n, iterations, WARMUP_CALLS, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"),
+                        "true".equals(System.getenv("DTRAIN_INSECURE_TRANSPORT")) ? " (udp not authenticated)" : "");
+                System.out.printf(Locale.ROOT, "%14s %12s %12s %12s %14s %16s%n", "size (B)", "time (ms)", "algbw (GB/s)",
+                        "busbw (GB/s)", "CPU (s/GB)", "driver (s/GB)");
             }
             for (int a = 1; a < args.length; a++) {
                 long bytes = Long.parseLong(args[a]) / 4 * 4;
@@ -95,18 +120,28 @@ public final class AllReduceBench {
                     world.allReduce(flat, ReduceOp.SUM);
                 }
                 double[] seconds = new double[iterations];
+                long cpu0 = processCpuNanos();
+                long driver0 = world.rank() == 0 ? driverCpuNanos() : 0;
                 for (int it = 0; it < iterations; it++) {
                     world.barrier();
                     long t0 = System.nanoTime();
                     world.allReduce(flat, ReduceOp.SUM);
                     seconds[it] = (System.nanoTime() - t0) / 1e9;
                 }
+                // All ranks' CPU over the timed calls (and the host's driver, once), summed after the timing.
+                ByteBuffer cpu = ByteBuffer.allocateDirect(16).order(ByteOrder.nativeOrder());
+                double driverSeconds = world.rank() == 0 ? (driverCpuNanos() - driver0) / 1e9 : 0;
+                cpu.putDouble(0, (processCpuNanos() - cpu0) / 1e9 + driverSeconds);
+                cpu.putDouble(8, driverSeconds);
+                world.allReduce(FlatBuffer.of(cpu, ElementType.FLOAT64), ReduceOp.SUM);
+                double sentGb = (double) iterations * n * 2.0 * (n - 1) / n * bytes / 1e9;
                 Arrays.sort(seconds);
                 double median = seconds[iterations / 2];
                 double algbw = bytes / median / 1e9;
                 double busbw = algbw * 2.0 * (n - 1) / n;
                 if (world.rank() == 0) {
-                    System.out.printf(Locale.ROOT, "%14d %12.3f %12.3f %12.3f%n", bytes, median * 1e3, algbw, busbw);
+                    System.out.printf(Locale.ROOT, "%14d %12.3f %12.3f %12.3f %14.3f %16.3f%n", bytes, median * 1e3, algbw,
+                            busbw, n == 1 ? 0 : cpu.getDouble(0) / sentGb, n == 1 ? 0 : cpu.getDouble(8) / sentGb);
                     System.out.flush();
                 }
             }

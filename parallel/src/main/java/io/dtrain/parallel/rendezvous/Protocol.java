@@ -13,16 +13,24 @@ import javax.crypto.spec.SecretKeySpec;
  *
  * <pre>
  * server: int MAGIC, int VERSION, byte[32] serverNonce
- * client: UTF jobId, int rank, byte[32] clientNonce, byte[32] HMAC(secret, "client" serverNonce clientNonce jobId rank)
- * server: byte 1, byte[32] HMAC(secret, "server" clientNonce serverNonce jobId rank)   accepted (client checks it)
- *      or byte 0, UTF reason                                                      refused, then closed
+ * client: UTF jobId (at most MAX_JOB_ID_BYTES), int rank, int worldSize, byte[16] memberId, byte[32] clientNonce,
+ *         byte[32] HMAC(secret, "client" serverNonce clientNonce jobId rank worldSize memberId)
+ * server: byte 1, byte[32] HMAC(secret, "server" clientNonce serverNonce jobId rank worldSize memberId)
+ *                                                                     accepted (client checks it)
+ *      or byte 0, UTF reason                                          refused, then closed
  * then requests: byte op, arguments; replies: byte status (OK, TIMEOUT, ERROR + UTF message), result
  * </pre>
  */
 final class Protocol {
     static final int MAGIC = 0x44545256; // "DTRV"
-    static final int VERSION = 1;
+    static final int VERSION = 2;
     static final int NONCE_BYTES = 32;
+    static final int MEMBER_ID_BYTES = 16;
+    static final int MAC_BYTES = 32;
+    /** Job ids are short names ([A-Za-z0-9._-]+); a longer one is refused before it is read. */
+    static final int MAX_JOB_ID_BYTES = 256;
+    /** Values a worker stores are ring channels and small counters; a larger one is refused. */
+    static final int MAX_VALUE_BYTES = 1 << 20;
 
     static final byte SET = 1;      // UTF key, int n, byte[n] value          -> OK
     static final byte GET = 2;      // UTF key, long timeoutMs                -> OK int n byte[n] | TIMEOUT
@@ -41,12 +49,18 @@ final class Protocol {
     }
 
     static byte[] nonce() {
-        byte[] nonce = new byte[NONCE_BYTES];
+        return nonce(NONCE_BYTES);
+    }
+
+    static byte[] nonce(int bytes) {
+        byte[] nonce = new byte[bytes];
         RANDOM.nextBytes(nonce);
         return nonce;
     }
 
-    static byte[] hmac(byte[] secret, String role, byte[] firstNonce, byte[] secondNonce, String jobId, int rank) {
+    /** What a worker proves: it knows the secret, for this job, this rank, this world size and this process. */
+    static byte[] hmac(byte[] secret, String role, byte[] firstNonce, byte[] secondNonce, String jobId, int rank,
+                       int worldSize, byte[] memberId) {
         try {
             Mac mac = Mac.getInstance("HmacSHA256");
             // An empty secret (single-process worlds) still needs a valid key.
@@ -55,7 +69,8 @@ final class Protocol {
             mac.update(firstNonce);
             mac.update(secondNonce);
             mac.update(jobId.getBytes(StandardCharsets.UTF_8));
-            mac.update(ByteBuffer.allocate(4).putInt(rank).array());
+            mac.update(ByteBuffer.allocate(8).putInt(rank).putInt(worldSize).array());
+            mac.update(memberId);
             return mac.doFinal();
         } catch (GeneralSecurityException e) {
             throw new IllegalStateException("HmacSHA256 unavailable", e);

@@ -1,5 +1,6 @@
 package io.dtrain.parallel.rendezvous;
 
+import io.dtrain.parallel.log.Untrusted;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
@@ -20,6 +21,11 @@ import java.util.Optional;
 /** One authenticated connection to the rendezvous store. Thread-safe: requests are serialised. */
 public final class RendezvousClient implements AutoCloseable {
     private static final int IO_TIMEOUT_MS = 30_000;
+    /**
+     * This process's identity towards the store: every connection a worker opens carries it, so the store can tell a
+     * second connection of the same worker from another process claiming the same rank.
+     */
+    private static final byte[] PROCESS_MEMBER_ID = Protocol.nonce(Protocol.MEMBER_ID_BYTES);
 
     private final Socket socket;
     private final DataInputStream in;
@@ -39,7 +45,14 @@ public final class RendezvousClient implements AutoCloseable {
      *
      * @throws RendezvousAuthException if the store refuses the job id or secret, or cannot prove it knows the secret
      */
-    public static RendezvousClient connect(String host, int port, String jobId, int rank, byte[] secret, Duration connectTimeout) {
+    public static RendezvousClient connect(String host, int port, String jobId, int rank, int worldSize, byte[] secret,
+                                           Duration connectTimeout) {
+        return connect(host, port, jobId, rank, worldSize, secret, connectTimeout, PROCESS_MEMBER_ID);
+    }
+
+    /** As {@link #connect(String, int, String, int, int, byte[], Duration)}, as the process {@code memberId}. */
+    static RendezvousClient connect(String host, int port, String jobId, int rank, int worldSize, byte[] secret,
+                                    Duration connectTimeout, byte[] memberId) {
         String where = host + ":" + port;
         long deadline = System.nanoTime() + connectTimeout.toNanos();
         IOException last = null;
@@ -51,7 +64,7 @@ public final class RendezvousClient implements AutoCloseable {
                 socket.setSoTimeout(IO_TIMEOUT_MS);
                 DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream()));
                 DataOutputStream out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream()));
-                authenticate(in, out, jobId, rank, secret, where);
+                authenticate(in, out, new Hello(jobId, rank, worldSize, memberId), secret, where);
                 return new RendezvousClient(socket, in, out, where);
             } catch (ConnectException e) {
                 last = e;
@@ -69,8 +82,14 @@ public final class RendezvousClient implements AutoCloseable {
                 + " s (" + last + "); check MASTER_ADDR/MASTER_PORT and that rank 0 (or the launcher) is running");
     }
 
-    private static void authenticate(DataInputStream in, DataOutputStream out, String jobId, int rank, byte[] secret, String where)
+    /** Who this worker says it is in the handshake. */
+    private record Hello(String jobId, int rank, int worldSize, byte[] memberId) {
+    }
+
+    private static void authenticate(DataInputStream in, DataOutputStream out, Hello hello, byte[] secret, String where)
             throws IOException {
+        String jobId = hello.jobId();
+        int rank = hello.rank();
         if (in.readInt() != Protocol.MAGIC) {
             throw new IOException(where + " is not a dtrain rendezvous store");
         }
@@ -82,14 +101,19 @@ public final class RendezvousClient implements AutoCloseable {
         byte[] clientNonce = Protocol.nonce();
         out.writeUTF(jobId);
         out.writeInt(rank);
+        out.writeInt(hello.worldSize());
+        out.write(hello.memberId());
         out.write(clientNonce);
-        out.write(Protocol.hmac(secret, "client", serverNonce, clientNonce, jobId, rank));
+        out.write(Protocol.hmac(secret, "client", serverNonce, clientNonce, jobId, rank, hello.worldSize(), hello.memberId()));
         out.flush();
         if (in.readByte() != 1) {
-            throw new RendezvousAuthException("rank " + rank + " of job '" + jobId + "' at " + where + ": " + in.readUTF());
+            // Not yet proven to be the job's store: its reason is shown escaped and cut.
+            throw new RendezvousAuthException("rank " + rank + " of job '" + jobId + "' at " + where + ": "
+                    + Untrusted.escape(in.readUTF(), 600));
         }
-        byte[] serverProof = in.readNBytes(32);
-        if (!MessageDigest.isEqual(serverProof, Protocol.hmac(secret, "server", clientNonce, serverNonce, jobId, rank))) {
+        byte[] serverProof = in.readNBytes(Protocol.MAC_BYTES);
+        if (!MessageDigest.isEqual(serverProof, Protocol.hmac(secret, "server", clientNonce, serverNonce, jobId, rank,
+                hello.worldSize(), hello.memberId()))) {
             throw new RendezvousAuthException("the rendezvous store at " + where + " does not know job '" + jobId
                     + "''s secret: refusing to join it (another job on the same MASTER_PORT?)");
         }

@@ -1,5 +1,7 @@
 package io.dtrain.parallel.rendezvous;
 
+import io.dtrain.parallel.log.RateLimitedLog;
+import io.dtrain.parallel.log.Untrusted;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
@@ -12,12 +14,23 @@ import java.net.Socket;
 import java.net.SocketException;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
+import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.SynchronousQueue;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -25,6 +38,14 @@ import org.slf4j.LoggerFactory;
  * The rendezvous store: a small TCP key/value store with blocking gets, like torch's TCPStore. Workers prove
  * they know the job secret with an HMAC challenge-response (the secret never crosses the wire); a worker with
  * another job id or a wrong secret is refused and logged.
+ *
+ * <p>It holds its ground against strangers and mistakes: each rank belongs to the first process that joins with it
+ * (a worker opens several connections, all with its process's member id); another process claiming a taken rank
+ * (say a stale worker restarted by hand) is refused with the reason, logged, and the real rank is unaffected. There is
+ * no restart protocol yet, so a rank is never handed over. A connection must complete the handshake within a few
+ * seconds or it is closed; handshakes run on a small bounded pool and only authenticated connections get a thread
+ * of their own (at most {@link #CONNECTIONS_PER_RANK} per rank); whatever a client sends is logged only through
+ * {@link Untrusted#quote}, and refusals are logged at most once per {@link #LOG_INTERVAL_S} s per kind.
  *
  * <p>When an authenticated worker's connection drops without a goodbye (its process died), the store sets
  * {@code fail/<rank>} so the other workers abort their collectives at once instead of waiting for a timeout.
@@ -34,27 +55,74 @@ public final class RendezvousServer implements AutoCloseable {
     public static final String FAIL_PREFIX = "fail/";
     /** Keys under this prefix name ranks whose connection dropped without a goodbye: {@code lost/<rank>}. */
     public static final String LOST_PREFIX = "lost/";
+    /** A connection that has not completed the handshake after this long is closed. */
+    public static final Duration HANDSHAKE_TIMEOUT = Duration.ofSeconds(5);
+    /** Handshakes in progress at once; connections beyond are closed at once (a worker retries). */
+    static final int MAX_HANDSHAKES = 16;
+    /** A worker opens two (setup, heartbeat); a few more are allowed, not an unbounded number. */
+    static final int CONNECTIONS_PER_RANK = 4;
+    static final long LOG_INTERVAL_S = 10;
 
     private static final Logger log = LoggerFactory.getLogger(RendezvousServer.class);
 
     private final ServerSocket serverSocket;
     private final String jobId;
     private final byte[] secret;
+    private final int worldSize;
+    private final Duration handshakeTimeout;
     private final Map<String, byte[]> store = new HashMap<>();
+    /** rank -> the process that holds it (guarded by itself). */
+    private final Map<Integer, Member> members = new HashMap<>();
     private final Set<Socket> connections = ConcurrentHashMap.newKeySet();
     private final Thread acceptor;
+    private final ThreadPoolExecutor handshakes;
+    private final ScheduledExecutorService handshakeDeadlines;
+    /** Refusals of peers that did not prove the secret (strangers, other jobs) and of the job's own workers, apart. */
+    private final RateLimitedLog refusedLog = new RateLimitedLog(log, LOG_INTERVAL_S, TimeUnit.SECONDS);
+    private final RateLimitedLog refusedWorkerLog = new RateLimitedLog(log, LOG_INTERVAL_S, TimeUnit.SECONDS);
+    private final RateLimitedLog timeoutLog = new RateLimitedLog(log, LOG_INTERVAL_S, TimeUnit.SECONDS);
+    private final RateLimitedLog overloadLog = new RateLimitedLog(log, LOG_INTERVAL_S, TimeUnit.SECONDS);
+    private final AtomicLong refused = new AtomicLong();
+    private final AtomicLong timedOut = new AtomicLong();
     private volatile boolean closed;
 
-    private RendezvousServer(ServerSocket serverSocket, String jobId, byte[] secret) {
+    /** The process holding a rank: its member id, where it came from and when, its open connections. */
+    private static final class Member {
+        final byte[] id;
+        final String from;
+        final Instant since;
+        int connections;
+
+        Member(byte[] id, String from) {
+            this.id = id;
+            this.from = from;
+            this.since = Instant.now();
+        }
+    }
+
+    private RendezvousServer(ServerSocket serverSocket, String jobId, byte[] secret, int worldSize, Duration handshakeTimeout) {
         this.serverSocket = serverSocket;
         this.jobId = jobId;
         this.secret = secret.clone();
+        this.worldSize = worldSize;
+        this.handshakeTimeout = handshakeTimeout;
         this.acceptor = new Thread(this::acceptLoop, "dtrain-rendezvous-accept");
         this.acceptor.setDaemon(true);
+        this.handshakes = new ThreadPoolExecutor(0, MAX_HANDSHAKES, 30, TimeUnit.SECONDS, new SynchronousQueue<>(),
+                daemon("dtrain-rendezvous-handshake"));
+        this.handshakeDeadlines = Executors.newSingleThreadScheduledExecutor(daemon("dtrain-rendezvous-deadline"));
     }
 
-    /** Binds {@code bind} (port 0: any free port) and starts serving. */
-    public static RendezvousServer start(InetSocketAddress bind, String jobId, byte[] secret) throws IOException {
+    /** Binds {@code bind} (port 0: any free port) and starts serving the job's {@code worldSize} ranks. */
+    public static RendezvousServer start(InetSocketAddress bind, String jobId, byte[] secret, int worldSize) throws IOException {
+        return start(bind, jobId, secret, worldSize, HANDSHAKE_TIMEOUT);
+    }
+
+    static RendezvousServer start(InetSocketAddress bind, String jobId, byte[] secret, int worldSize, Duration handshakeTimeout)
+            throws IOException {
+        if (worldSize < 1) {
+            throw new IllegalArgumentException("world size must be >= 1, got " + worldSize);
+        }
         ServerSocket socket = new ServerSocket();
         socket.setReuseAddress(true);
         try {
@@ -64,9 +132,9 @@ public final class RendezvousServer implements AutoCloseable {
             throw new IOException("rendezvous store cannot listen on " + bind + ": " + e.getMessage()
                     + " (is MASTER_PORT in use by another job? choose a free port)", e);
         }
-        RendezvousServer server = new RendezvousServer(socket, jobId, secret);
+        RendezvousServer server = new RendezvousServer(socket, jobId, secret, worldSize, handshakeTimeout);
         server.acceptor.start();
-        log.info("rendezvous store for job {} listening on {}", jobId, socket.getLocalSocketAddress());
+        log.info("rendezvous store for job {} ({} ranks) listening on {}", jobId, worldSize, socket.getLocalSocketAddress());
         return server;
     }
 
@@ -74,35 +142,93 @@ public final class RendezvousServer implements AutoCloseable {
         return serverSocket.getLocalPort();
     }
 
+    /** Connections refused so far (wrong job, secret, world size or rank; a rank already taken; overload). */
+    public long refusedConnections() {
+        return refused.get();
+    }
+
+    /** Connections closed because they did not complete the handshake in time. */
+    public long timedOutHandshakes() {
+        return timedOut.get();
+    }
+
+    private static ThreadFactory daemon(String name) {
+        return r -> {
+            Thread t = new Thread(r, name);
+            t.setDaemon(true);
+            return t;
+        };
+    }
+
     private void acceptLoop() {
         while (!closed) {
+            Socket socket;
             try {
-                Socket socket = serverSocket.accept();
-                socket.setTcpNoDelay(true);
-                connections.add(socket);
-                Thread handler = new Thread(() -> serve(socket), "dtrain-rendezvous-" + socket.getRemoteSocketAddress());
-                handler.setDaemon(true);
-                handler.start();
+                socket = serverSocket.accept();
             } catch (IOException e) {
                 if (!closed) {
                     log.warn("rendezvous accept failed: {}", e.toString());
                 }
+                continue;
+            }
+            connections.add(socket);
+            try {
+                handshakes.execute(() -> serve(socket));
+            } catch (RejectedExecutionException e) {
+                refused.incrementAndGet();
+                overloadLog.warn("rendezvous store closed a connection from {}: {} handshakes already in progress",
+                        socket.getRemoteSocketAddress(), MAX_HANDSHAKES);
+                closeQuietly(socket);
             }
         }
     }
 
+    /** On a handshake thread: authenticates, then hands an accepted connection to a thread of its own. */
     private void serve(Socket socket) {
-        int rank = -1;
-        boolean goodbye = false;
-        try (socket) {
-            socket.setSoTimeout(30_000); // for the handshake only
+        ScheduledFuture<?> deadline = handshakeDeadlines.schedule(() -> {
+            timedOut.incrementAndGet();
+            timeoutLog.warn("rendezvous store closed {}: no complete handshake within {} ms",
+                    socket.getRemoteSocketAddress(), handshakeTimeout.toMillis());
+            closeQuietly(socket);
+        }, handshakeTimeout.toMillis(), TimeUnit.MILLISECONDS);
+        Joined joined = null;
+        try {
+            socket.setTcpNoDelay(true);
+            socket.setSoTimeout((int) handshakeTimeout.toMillis());
             DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream()));
             DataOutputStream out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream()));
-            rank = handshake(socket, in, out);
-            if (rank < 0) {
+            joined = handshake(socket, in, out);
+            if (joined != null && deadline.cancel(false)) {
+                socket.setSoTimeout(0);
+                Joined member = joined;
+                Thread handler = new Thread(() -> serveMember(socket, member, in, out),
+                        "dtrain-rendezvous-rank-" + member.rank);
+                handler.setDaemon(true);
+                handler.start();
                 return;
             }
-            socket.setSoTimeout(0);
+        } catch (IOException | RuntimeException e) {
+            if (!closed && !deadline.isDone()) {
+                refused.incrementAndGet();
+                refusedLog.warn("rendezvous store: handshake with {} failed: {}", socket.getRemoteSocketAddress(),
+                        Untrusted.quote(e.toString(), 160));
+            }
+        }
+        deadline.cancel(false);
+        if (joined != null) {
+            leave(joined.rank); // accepted, but the deadline closed it first
+        }
+        connections.remove(socket);
+        closeQuietly(socket);
+    }
+
+    private record Joined(int rank, byte[] memberId) {
+    }
+
+    /** One authenticated connection: requests until goodbye or until it drops. */
+    private void serveMember(Socket socket, Joined member, DataInputStream in, DataOutputStream out) {
+        boolean goodbye = false;
+        try (socket) {
             while (true) {
                 byte op = in.readByte();
                 if (op == Protocol.BYE) {
@@ -118,56 +244,136 @@ public final class RendezvousServer implements AutoCloseable {
             // connection dropped: handled below
         } catch (IOException | RuntimeException e) {
             if (!closed) {
-                log.warn("rendezvous connection {} (rank {}) failed: {}", socket.getRemoteSocketAddress(), rank, e.toString());
+                log.warn("rendezvous connection {} (rank {}) failed: {}", socket.getRemoteSocketAddress(), member.rank,
+                        Untrusted.quote(e.toString(), 160));
             }
         } finally {
             connections.remove(socket);
-            if (rank >= 0 && !goodbye && !closed) {
-                String message = "rank " + rank + " lost its rendezvous connection without saying goodbye (process died or was killed)";
+            leave(member.rank);
+            if (!goodbye && !closed) {
+                String message = "rank " + member.rank + " lost its rendezvous connection without saying goodbye (process died or was killed)";
                 log.warn(message);
-                put(FAIL_PREFIX + rank, message.getBytes(StandardCharsets.UTF_8));
-                put(LOST_PREFIX + rank, message.getBytes(StandardCharsets.UTF_8));
+                put(FAIL_PREFIX + member.rank, message.getBytes(StandardCharsets.UTF_8));
+                put(LOST_PREFIX + member.rank, message.getBytes(StandardCharsets.UTF_8));
             }
         }
     }
 
-    /** Returns the authenticated rank, or -1 after refusing the peer. */
-    private int handshake(Socket socket, DataInputStream in, DataOutputStream out) throws IOException {
+    /**
+     * Reads and checks the client's hello; returns the joined rank, or null after refusing it (logged, rate-limited,
+     * with anything the client sent quoted through {@link Untrusted}).
+     */
+    private Joined handshake(Socket socket, DataInputStream in, DataOutputStream out) throws IOException {
         byte[] serverNonce = Protocol.nonce();
         out.writeInt(Protocol.MAGIC);
         out.writeInt(Protocol.VERSION);
         out.write(serverNonce);
         out.flush();
-        String peerJobId = in.readUTF();
+        int jobIdBytes = in.readUnsignedShort();
+        if (jobIdBytes > Protocol.MAX_JOB_ID_BYTES) {
+            refuse(socket, out, "it sent a job id of " + jobIdBytes + " bytes (not a dtrain worker of this version?)", null);
+            return null;
+        }
+        String peerJobId = new String(in.readNBytes(jobIdBytes), StandardCharsets.UTF_8);
         int rank = in.readInt();
+        int peerWorldSize = in.readInt();
+        byte[] memberId = in.readNBytes(Protocol.MEMBER_ID_BYTES);
         byte[] clientNonce = in.readNBytes(Protocol.NONCE_BYTES);
-        byte[] proof = in.readNBytes(32);
-        String reason = null;
+        byte[] proof = in.readNBytes(Protocol.MAC_BYTES);
+        if (proof.length != Protocol.MAC_BYTES) {
+            throw new EOFException("handshake cut short");
+        }
+        String claim = "claiming rank " + rank + " of job " + Untrusted.quote(peerJobId);
         if (!peerJobId.equals(jobId)) {
-            reason = "job id '" + peerJobId + "' is not this store's job '" + jobId + "'";
-        } else if (!MessageDigest.isEqual(proof, Protocol.hmac(secret, "client", serverNonce, clientNonce, peerJobId, rank))) {
-            reason = "wrong job secret";
+            refuse(socket, out, claim + ": not this store's job '" + jobId + "'", null);
+            return null;
         }
-        if (reason != null) {
-            log.warn("rendezvous store refused {} claiming rank {}: {}", socket.getRemoteSocketAddress(), rank, reason);
-            out.writeByte(0);
-            out.writeUTF("refused by the rendezvous store of job '" + jobId
-                    + "': wrong job id or secret (check DTRAIN_JOB_ID and DTRAIN_JOB_SECRET / DTRAIN_JOB_SECRET_FILE)");
+        if (!MessageDigest.isEqual(proof, Protocol.hmac(secret, "client", serverNonce, clientNonce, peerJobId, rank,
+                peerWorldSize, memberId))) {
+            refuse(socket, out, claim + ": wrong job secret", null);
+            return null;
+        }
+        // From here on the peer has proven the secret: it is one of the job's workers, and told why it is refused.
+        if (peerWorldSize != worldSize) {
+            refuse(socket, out, claim + ": its WORLD_SIZE is " + peerWorldSize + ", the job's is " + worldSize,
+                    "WORLD_SIZE " + peerWorldSize + " differs from the job's " + worldSize + " (every worker needs the same WORLD_SIZE)");
+            return null;
+        }
+        if (rank < 0 || rank >= worldSize) {
+            refuse(socket, out, claim + ": outside 0.." + (worldSize - 1),
+                    "rank " + rank + " is outside 0.." + (worldSize - 1) + " (RANK, WORLD_SIZE)");
+            return null;
+        }
+        String taken = join(rank, memberId, String.valueOf(socket.getRemoteSocketAddress()));
+        if (taken != null) {
+            refuse(socket, out, claim + ": " + taken, taken);
+            return null;
+        }
+        try {
+            out.writeByte(1);
+            out.write(Protocol.hmac(secret, "server", clientNonce, serverNonce, peerJobId, rank, peerWorldSize, memberId));
             out.flush();
-            return -1;
+        } catch (IOException e) {
+            leave(rank);
+            throw e;
         }
-        out.writeByte(1);
-        out.write(Protocol.hmac(secret, "server", clientNonce, serverNonce, peerJobId, rank));
+        return new Joined(rank, memberId);
+    }
+
+    /**
+     * Counts a connection of {@code memberId} for {@code rank}: null if accepted, else why not (the rank is another
+     * process's, or this one has too many connections).
+     */
+    private String join(int rank, byte[] memberId, String from) {
+        synchronized (members) {
+            Member holder = members.get(rank);
+            if (holder == null) {
+                holder = new Member(memberId, from);
+                members.put(rank, holder);
+            } else if (!MessageDigest.isEqual(holder.id, memberId)) {
+                return "rank " + rank + " is already taken by another worker process of this job (joined from "
+                        + holder.from + " at " + holder.since + "); a worker cannot rejoin a running job (dtrain has no"
+                        + " restart protocol yet): stop the stale worker, or restart the whole job";
+            }
+            if (holder.connections >= CONNECTIONS_PER_RANK) {
+                return "rank " + rank + " already has " + holder.connections + " connections to the store";
+            }
+            holder.connections++;
+            return null;
+        }
+    }
+
+    /** A connection of {@code rank} closed; the rank stays its process's (no restart protocol hands it over). */
+    private void leave(int rank) {
+        synchronized (members) {
+            Member holder = members.get(rank);
+            if (holder != null) {
+                holder.connections--;
+            }
+        }
+    }
+
+    /** Logs (rate-limited) and answers a refusal; {@code toClient} null: the generic answer for a failed proof. */
+    private void refuse(Socket socket, DataOutputStream out, String reason, String toClient) throws IOException {
+        refused.incrementAndGet();
+        (toClient == null ? refusedLog : refusedWorkerLog).warn("rendezvous store refused {} {}", socket.getRemoteSocketAddress(), reason);
+        out.writeByte(0);
+        out.writeUTF(toClient != null ? "refused by the rendezvous store of job '" + jobId + "': " + toClient
+                : "refused by the rendezvous store of job '" + jobId
+                + "': wrong job id or secret (check DTRAIN_JOB_ID and DTRAIN_JOB_SECRET / DTRAIN_JOB_SECRET_FILE)");
         out.flush();
-        return rank;
     }
 
     private void handle(byte op, DataInputStream in, DataOutputStream out) throws IOException {
         switch (op) {
             case Protocol.SET -> {
                 String key = in.readUTF();
-                byte[] value = in.readNBytes(in.readInt());
-                put(key, value);
+                int length = in.readInt();
+                if (length < 0 || length > Protocol.MAX_VALUE_BYTES) {
+                    throw new IOException("a value of " + length + " bytes for key " + Untrusted.quote(key)
+                            + " (at most " + Protocol.MAX_VALUE_BYTES + ")");
+                }
+                put(key, in.readNBytes(length));
                 out.writeByte(Protocol.OK);
             }
             case Protocol.GET -> {
@@ -186,9 +392,9 @@ public final class RendezvousServer implements AutoCloseable {
                 String key = in.readUTF();
                 long delta = in.readLong();
                 long result;
-                synchronized (store) {
+                synchronized (store) { // parseCounter's IOException ends this connection
                     byte[] old = store.get(key);
-                    long current = old == null ? 0 : Long.parseLong(new String(old, StandardCharsets.UTF_8));
+                    long current = old == null ? 0 : parseCounter(key, old);
                     result = current + delta;
                     store.put(key, Long.toString(result).getBytes(StandardCharsets.UTF_8));
                     store.notifyAll();
@@ -225,6 +431,15 @@ public final class RendezvousServer implements AutoCloseable {
         }
     }
 
+    private static long parseCounter(String key, byte[] value) throws IOException {
+        String text = new String(value, StandardCharsets.UTF_8);
+        try {
+            return Long.parseLong(text);
+        } catch (NumberFormatException e) {
+            throw new IOException("key " + Untrusted.quote(key) + " holds " + Untrusted.quote(text) + ", not a counter");
+        }
+    }
+
     private void put(String key, byte[] value) {
         synchronized (store) {
             store.put(key, value);
@@ -254,9 +469,19 @@ public final class RendezvousServer implements AutoCloseable {
         }
     }
 
+    private static void closeQuietly(Socket socket) {
+        try {
+            socket.close();
+        } catch (IOException ignored) {
+            // closing anyway
+        }
+    }
+
     @Override
     public void close() {
         closed = true;
+        handshakes.shutdownNow();
+        handshakeDeadlines.shutdownNow();
         try {
             serverSocket.close();
         } catch (IOException ignored) {

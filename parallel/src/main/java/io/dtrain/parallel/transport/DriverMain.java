@@ -14,7 +14,9 @@ import org.agrona.concurrent.status.CountersReader;
 
 /**
  * The per-host Aeron media driver, run as its own process so a worker's death cannot take it down:
- * {@code java -cp ... io.dtrain.parallel.transport.DriverMain AERON_DIR IDLE_EXIT_SECONDS}.
+ * {@code java -cp ... io.dtrain.parallel.transport.DriverMain AERON_DIR IDLE_EXIT_SECONDS}. It authenticates every udp
+ * datagram of the channels that ask for it ({@link AuthenticatedUdp}), with the keys its clients leave in
+ * {@link UdpKeys#directory} of AERON_DIR, so one driver can serve several jobs.
  *
  * <p>Tuned for few cores: SHARED_NETWORK threads (conductor; sender + receiver) with backoff idle strategies
  * (busy spinning starved the workers on 2 cores; DEDICATED, three threads, was slower than SHARED there), 4 MiB
@@ -35,7 +37,8 @@ public final class DriverMain {
         Path aeronDir = Path.of(args[0]);
         long idleExitNs = TimeUnit.SECONDS.toNanos(Long.parseLong(args[1]));
         Path jobDir = aeronDir.getParent();
-        MediaDriver driver = MediaDriver.launch(context(aeronDir.toString()));
+        AuthenticatedUdp.warmUp();
+        MediaDriver driver = MediaDriver.launch(AuthenticatedUdp.install(context(aeronDir.toString()), new UdpKeys(aeronDir)));
         // SIGTERM (the launcher ending the job) and the idle exit below both clean up through this hook.
         Runtime.getRuntime().addShutdownHook(new Thread(() -> shutdown(driver, jobDir), "dtrain-driver-shutdown"));
         Files.writeString(jobDir.resolve(MediaDriverProcess.PID_FILE), Long.toString(ProcessHandle.current().pid()));
@@ -57,6 +60,7 @@ public final class DriverMain {
     /** Closes the driver (which deletes its Aeron directory) and removes the rest of a dtrain job directory. */
     private static void shutdown(MediaDriver driver, Path jobDir) {
         driver.close();
+        UdpKeys.deleteDirectory(Path.of(driver.aeronDirectoryName()));
         try {
             Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.PID_FILE));
             Files.deleteIfExists(jobDir.resolve(MediaDriverProcess.LOG_FILE));

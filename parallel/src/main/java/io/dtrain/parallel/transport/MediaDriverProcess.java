@@ -9,7 +9,6 @@ import java.nio.channels.FileLock;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -40,7 +39,7 @@ public final class MediaDriverProcess {
     public static <T> T ensureRunningAndConnect(Path aeronDir, int idleExitSeconds, Duration startTimeout, Supplier<T> connect) {
         Path jobDir = aeronDir.toAbsolutePath().getParent();
         try {
-            createPrivateDirectory(jobDir);
+            PrivateDirectory.ensure(jobDir);
             while (true) {
                 Path lockFile = jobDir.resolve(LOCK_FILE);
                 try (FileChannel channel = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
@@ -86,9 +85,12 @@ public final class MediaDriverProcess {
                 command.add(arg);
             }
         }
+        // dtrain.test.* properties reach the driver too (tests capture datagrams there).
+        System.getProperties().stringPropertyNames().stream().filter(name -> name.startsWith("dtrain.test."))
+                .forEach(name -> command.add("-D" + name + "=" + System.getProperty(name)));
         command.add("-Xmx128m");
         command.add("-XX:+UseSerialGC");
-        command.add("-XX:TieredStopAtLevel=1");
+        // C2, not C1 only: AES-GCM, which authenticates every udp datagram, is a C2 intrinsic (C1: 0.04 GB/s).
         command.add("-cp");
         command.add(System.getProperty("java.class.path"));
         command.add(DriverMain.class.getName());
@@ -117,16 +119,5 @@ public final class MediaDriverProcess {
                 throw new IOException("interrupted while starting the media driver", e);
             }
         }
-    }
-
-    static void createPrivateDirectory(Path dir) throws IOException {
-        if (!Files.isDirectory(dir)) {
-            try {
-                Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
-            } catch (java.nio.file.FileAlreadyExistsException e) {
-                // another worker was first
-            }
-        }
-        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
     }
 }

@@ -7,10 +7,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
+import java.io.InputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
@@ -20,11 +23,12 @@ import org.junit.jupiter.api.Test;
 /** The rendezvous store over real TCP on loopback. */
 class RendezvousTest {
     private static final byte[] SECRET = "the-job-secret".getBytes(StandardCharsets.UTF_8);
+    private static final int WORLD = 8;
     private RendezvousServer server;
 
     @BeforeEach
     void start() throws Exception {
-        server = RendezvousServer.start(new InetSocketAddress("127.0.0.1", 0), "job-a", SECRET);
+        server = RendezvousServer.start(new InetSocketAddress("127.0.0.1", 0), "job-a", SECRET, WORLD, Duration.ofMillis(500));
     }
 
     @AfterEach
@@ -33,7 +37,7 @@ class RendezvousTest {
     }
 
     private RendezvousClient client(int rank) {
-        return RendezvousClient.connect("127.0.0.1", server.port(), "job-a", rank, SECRET, Duration.ofSeconds(5));
+        return RendezvousClient.connect("127.0.0.1", server.port(), "job-a", rank, WORLD, SECRET, Duration.ofSeconds(5));
     }
 
     @Test
@@ -74,10 +78,10 @@ class RendezvousTest {
     @Test
     void aWrongSecretOrJobIdIsRefused() {
         RendezvousAuthException wrongSecret = assertThrows(RendezvousAuthException.class,
-                () -> RendezvousClient.connect("127.0.0.1", server.port(), "job-a", 1, "guess".getBytes(StandardCharsets.UTF_8), Duration.ofSeconds(5)));
+                () -> RendezvousClient.connect("127.0.0.1", server.port(), "job-a", 1, WORLD, "guess".getBytes(StandardCharsets.UTF_8), Duration.ofSeconds(5)));
         assertTrue(wrongSecret.getMessage().contains("refused"), wrongSecret.getMessage());
         RendezvousAuthException wrongJob = assertThrows(RendezvousAuthException.class,
-                () -> RendezvousClient.connect("127.0.0.1", server.port(), "job-b", 1, SECRET, Duration.ofSeconds(5)));
+                () -> RendezvousClient.connect("127.0.0.1", server.port(), "job-b", 1, WORLD, SECRET, Duration.ofSeconds(5)));
         assertTrue(wrongJob.getMessage().contains("refused"), wrongJob.getMessage());
         // Refused peers do not count as members that died.
         try (RendezvousClient a = client(0)) {
@@ -87,9 +91,9 @@ class RendezvousTest {
 
     @Test
     void aStoreThatDoesNotKnowTheSecretIsNotJoined() throws Exception {
-        try (RendezvousServer impostor = RendezvousServer.start(new InetSocketAddress("127.0.0.1", 0), "job-a", "other".getBytes(StandardCharsets.UTF_8))) {
+        try (RendezvousServer impostor = RendezvousServer.start(new InetSocketAddress("127.0.0.1", 0), "job-a", "other".getBytes(StandardCharsets.UTF_8), WORLD)) {
             // The impostor refuses us too; either way the worker never proceeds with it.
-            assertThrows(RendezvousAuthException.class, () -> RendezvousClient.connect("127.0.0.1", impostor.port(), "job-a", 0, SECRET, Duration.ofSeconds(5)));
+            assertThrows(RendezvousAuthException.class, () -> RendezvousClient.connect("127.0.0.1", impostor.port(), "job-a", 0, WORLD, SECRET, Duration.ofSeconds(5)));
         }
     }
 
@@ -103,13 +107,16 @@ class RendezvousTest {
             assertEquals(Protocol.VERSION, in.readInt());
             byte[] serverNonce = in.readNBytes(Protocol.NONCE_BYTES);
             byte[] clientNonce = Protocol.nonce();
+            byte[] member = Protocol.nonce(Protocol.MEMBER_ID_BYTES);
             out.writeUTF("job-a");
             out.writeInt(7);
+            out.writeInt(WORLD);
+            out.write(member);
             out.write(clientNonce);
-            out.write(Protocol.hmac(SECRET, "client", serverNonce, clientNonce, "job-a", 7));
+            out.write(Protocol.hmac(SECRET, "client", serverNonce, clientNonce, "job-a", 7, WORLD, member));
             out.flush();
             assertEquals(1, in.readByte());
-            assertArrayEquals(Protocol.hmac(SECRET, "server", clientNonce, serverNonce, "job-a", 7), in.readNBytes(32));
+            assertArrayEquals(Protocol.hmac(SECRET, "server", clientNonce, serverNonce, "job-a", 7, WORLD, member), in.readNBytes(32));
         }
     }
 
@@ -128,5 +135,137 @@ class RendezvousTest {
             Thread.sleep(200);
             assertTrue(a.tryGet(RendezvousServer.FAIL_PREFIX + 4).isEmpty());
         }
+    }
+
+    @Test
+    void aSecondProcessClaimingATakenRankIsRefusedAndTheRankKeepsWorking() throws Exception {
+        byte[] stale = Protocol.nonce(Protocol.MEMBER_ID_BYTES);
+        String log = capturingStderr(() -> {
+            try (RendezvousClient a = client(0); RendezvousClient b = client(1); RendezvousClient bHeartbeat = client(1)) {
+                RendezvousAuthException refused = assertThrows(RendezvousAuthException.class, () -> RendezvousClient.connect(
+                        "127.0.0.1", server.port(), "job-a", 1, WORLD, SECRET, Duration.ofSeconds(5), stale));
+                assertTrue(refused.getMessage().contains("rank 1 is already taken by another worker process"), refused.getMessage());
+                assertTrue(refused.getMessage().contains("restart the whole job"), refused.getMessage());
+                // The real rank 1 is unaffected: not reported dead, its connections still serve.
+                Thread.sleep(200);
+                assertTrue(a.tryGet(RendezvousServer.FAIL_PREFIX + 1).isEmpty());
+                b.set("still", "here");
+                assertEquals("here", bHeartbeat.getString("still", Duration.ofSeconds(1)));
+            }
+            // Its rank stays its own after it left: no restart protocol hands it to another process.
+            assertThrows(RendezvousAuthException.class, () -> RendezvousClient.connect(
+                    "127.0.0.1", server.port(), "job-a", 1, WORLD, SECRET, Duration.ofSeconds(5), stale));
+        });
+        assertTrue(log.contains("refused") && log.contains("rank 1 is already taken"), log);
+    }
+
+    @Test
+    void aWorkerOfAnotherWorldSizeOrOutsideTheWorldIsRefusedWithTheReason() {
+        RendezvousAuthException size = assertThrows(RendezvousAuthException.class, () -> RendezvousClient.connect(
+                "127.0.0.1", server.port(), "job-a", 1, WORLD + 1, SECRET, Duration.ofSeconds(5)));
+        assertTrue(size.getMessage().contains("WORLD_SIZE 9 differs from the job's 8"), size.getMessage());
+        RendezvousAuthException rank = assertThrows(RendezvousAuthException.class, () -> RendezvousClient.connect(
+                "127.0.0.1", server.port(), "job-a", WORLD, WORLD, SECRET, Duration.ofSeconds(5)));
+        assertTrue(rank.getMessage().contains("rank 8 is outside 0..7"), rank.getMessage());
+    }
+
+    @Test
+    void idleConnectionsAreClosedAfterTheHandshakeTimeoutLoggedAtMostOncePerInterval() throws Exception {
+        List<Socket> idle = new ArrayList<>();
+        String log = capturingStderr(() -> {
+            for (int i = 0; i < 40; i++) {
+                idle.add(new Socket("127.0.0.1", server.port()));
+            }
+            long start = System.nanoTime();
+            for (Socket socket : idle) {
+                socket.setSoTimeout(5000);
+                // Greeting (or nothing, if the handshake pool was full), then end of stream: the store closed it.
+                InputStream in = socket.getInputStream();
+                while (in.read() >= 0) {
+                    // the greeting
+                }
+            }
+            long ms = (System.nanoTime() - start) / 1_000_000;
+            assertTrue(ms < 3000, "idle connections closed only after " + ms + " ms");
+            // Beyond the handshake pool they were closed at once; the rest after the timeout.
+            assertTrue(server.refusedConnections() >= 40 - RendezvousServer.MAX_HANDSHAKES, "refused " + server.refusedConnections());
+            assertTrue(server.timedOutHandshakes() >= 1, "timed out " + server.timedOutHandshakes());
+            // The store still serves workers.
+            try (RendezvousClient a = client(0)) {
+                a.set("k", "v");
+            }
+        });
+        for (Socket socket : idle) {
+            socket.close();
+        }
+        long lines = log.lines().filter(l -> l.contains("no complete handshake") || l.contains("handshakes already in progress")).count();
+        assertTrue(lines >= 1 && lines <= 2, "rate-limited log: " + lines + " lines\n" + log);
+    }
+
+    @Test
+    void whatAStrangerSendsIsLoggedCutAndEscaped() throws Exception {
+        String log = capturingStderr(() -> {
+            // A 64 MiB line: its first two bytes read as a huge job id length, refused without reading the rest.
+            try (Socket socket = new Socket("127.0.0.1", server.port())) {
+                CompletableFuture<Void> writing = CompletableFuture.runAsync(() -> {
+                    try {
+                        byte[] line = new byte[1 << 20];
+                        java.util.Arrays.fill(line, (byte) 'A');
+                        for (int i = 0; i < 64; i++) {
+                            socket.getOutputStream().write(line);
+                        }
+                    } catch (java.io.IOException expected) {
+                        // the store closed the connection
+                    }
+                });
+                socket.setSoTimeout(5000);
+                try {
+                    socket.getInputStream().readAllBytes();
+                } catch (java.io.IOException reset) {
+                    // closed with unread input: a reset
+                }
+                writing.get(10, TimeUnit.SECONDS);
+            }
+            // A job id with a forged log line in it, and a long one (each to a fresh store: refusals are rate-limited).
+            for (String jobId : new String[] {"x\nWARN fake line \u00e9", "y".repeat(200)}) {
+                try (RendezvousServer fresh = RendezvousServer.start(new InetSocketAddress("127.0.0.1", 0), "job-a", SECRET, WORLD);
+                     Socket socket = new Socket("127.0.0.1", fresh.port())) {
+                    DataInputStream in = new DataInputStream(socket.getInputStream());
+                    DataOutputStream out = new DataOutputStream(socket.getOutputStream());
+                    in.readNBytes(8 + Protocol.NONCE_BYTES);
+                    out.writeUTF(jobId);
+                    out.writeInt(0);
+                    out.writeInt(WORLD);
+                    out.write(new byte[Protocol.MEMBER_ID_BYTES + Protocol.NONCE_BYTES + Protocol.MAC_BYTES]);
+                    out.flush();
+                    assertEquals(0, in.readByte());
+                    assertTrue(in.readUTF().contains("wrong job id or secret"));
+                }
+            }
+        });
+        assertTrue(log.contains("job id of 16705 bytes"), log);
+        assertTrue(log.contains("'x\\x0aWARN fake line \\xe9'"), log);
+        assertTrue(log.contains("'" + "y".repeat(64) + "...(200 characters)'"), log);
+        assertTrue(log.lines().allMatch(l -> l.length() < 400), "a log line over 400 characters:\n" + log);
+        assertTrue(!log.contains("AAAAAAAAAAAAAAAAAAAAAAAAA") && !log.contains("\nWARN fake line"), log);
+    }
+
+    private interface Scenario {
+        void run() throws Exception;
+    }
+
+    /** Runs {@code scenario} with System.err (where slf4j-simple logs) captured; returns what was logged. */
+    private static String capturingStderr(Scenario scenario) throws Exception {
+        java.io.PrintStream original = System.err;
+        java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
+        System.setErr(new java.io.PrintStream(captured, true, StandardCharsets.UTF_8));
+        try {
+            scenario.run();
+        } finally {
+            System.setErr(original);
+        }
+        String log = captured.toString(StandardCharsets.UTF_8);
+        original.print(log);
+        return log;
     }
 }
