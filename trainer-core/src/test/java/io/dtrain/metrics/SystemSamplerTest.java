@@ -158,7 +158,8 @@ public class SystemSamplerTest {
             assertTrue(s.get("net").has("lo"), line);
         }
         JsonNode last = JSON.readTree(lines.get(lines.size() - 1));
-        assertTrue(last.get("offheap_bytes").asLong() >= offHeapBefore + (32L << 20), last.toString());
+        // At least the 32 MiB still held (other tests' arrays in this JVM may be freed by a GC meanwhile).
+        assertTrue(last.get("offheap_bytes").asLong() >= (32L << 20), offHeapBefore + " before; " + last);
         offHeap.close();
         // The newest reading of every GPU: the file's last sample (14:03:20.750).
         JsonNode gpus = last.get("gpus");
