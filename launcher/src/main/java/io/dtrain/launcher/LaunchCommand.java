@@ -50,27 +50,46 @@ import picocli.CommandLine.Parameters;
                 "  dtrain launch --nproc-per-node 2 --nnodes 2 --node-rank 0 --rdzv node0:29500 --secret-file ~/.dtrain-secret \\",
                 "      -- train --config configs/gpt-tiny.yaml       # and --node-rank 1 on the second node"})
 public final class LaunchCommand implements Callable<Integer> {
-    @Option(names = "--nproc-per-node", required = true, paramLabel = "K",
-            description = "Worker processes on this node (one per device; on CPU, usually 1-2 per socket).")
-    int nprocPerNode;
+    @Option(names = {"--nproc-per-node", "--nproc_per_node"}, paramLabel = "K",
+            description = "Worker processes on this node (one per device; on CPU, usually 1-2 per socket; default: the GPUs"
+                    + " Slurm gave this node, else 1).")
+    Integer nprocPerNode;
 
-    @Option(names = "--nnodes", defaultValue = "1", paramLabel = "N", description = "Nodes in the job (default: ${DEFAULT-VALUE}).")
-    int nnodes;
+    @Option(names = "--nnodes", paramLabel = "N", description = "Nodes in the job (default: 1, or the Slurm job step's nodes).")
+    Integer nnodes;
 
-    @Option(names = "--node-rank", defaultValue = "0", paramLabel = "R",
-            description = "This node's index, 0..N-1; node 0 hosts the rendezvous store (default: ${DEFAULT-VALUE}).")
-    int nodeRank;
+    @Option(names = {"--node-rank", "--node_rank"}, paramLabel = "R",
+            description = "This node's index, 0..N-1; node 0 hosts the rendezvous store (default: 0, or SLURM_NODEID).")
+    Integer nodeRank;
 
-    @Option(names = "--rdzv", paramLabel = "HOST:PORT",
-            description = "Where node 0's rendezvous store listens (required with --nnodes > 1; default: 127.0.0.1 and a free port).")
+    @Option(names = {"--rdzv", "--rdzv-endpoint", "--rdzv_endpoint"}, paramLabel = "HOST:PORT",
+            description = "Where node 0's rendezvous store listens (required with --nnodes > 1; default: 127.0.0.1 and a"
+                    + " free port, or under Slurm the step's first node and a port derived from the job id).")
     String rdzv;
 
+    @Option(names = {"--master-addr", "--master_addr"}, paramLabel = "HOST", hidden = true,
+            description = "torchrun's static rendezvous: the same as --rdzv HOST:PORT with --master-port.")
+    String masterAddr;
+
+    @Option(names = {"--master-port", "--master_port"}, paramLabel = "PORT", hidden = true)
+    Integer masterPort;
+
+    @Option(names = {"--rdzv-backend", "--rdzv_backend"}, paramLabel = "c10d|static", hidden = true,
+            description = "Accepted for torchrun command lines; dtrain has one rendezvous (node 0's store).")
+    String rdzvBackend;
+
+    @Option(names = "--standalone", description = "One node, a free local port and a random job id (torchrun's"
+            + " --standalone; what dtrain does anyway without --nnodes/--rdzv).")
+    boolean standalone;
+
     @Option(names = "--secret-file", paramLabel = "FILE",
-            description = "The job secret, the same file content on every node (required with --nnodes > 1; default: a random secret).")
+            description = "The job secret, the same file content on every node (required with --nnodes > 1 unless"
+                    + " DTRAIN_JOB_SECRET is set; default: random on one node, under Slurm derived from ~/.dtrain/secret).")
     Path secretFile;
 
-    @Option(names = "--job-id", paramLabel = "ID",
-            description = "The job id (default: random on one node; derived from secret and --rdzv on several).")
+    @Option(names = {"--job-id", "--rdzv-id", "--rdzv_id"}, paramLabel = "ID",
+            description = "The job id (default: random on one node; derived from secret and --rdzv on several; slurm-JOBID"
+                    + " under Slurm).")
     String jobId;
 
     @Option(names = "--threads-per-worker", paramLabel = "T",
@@ -89,7 +108,7 @@ public final class LaunchCommand implements Callable<Integer> {
     @Option(names = "--all-ranks-output", description = "Print every line of every rank (default: rank 0 in full, others only warnings and errors).")
     boolean allRanksOutput;
 
-    @Option(names = "--log-dir", paramLabel = "DIR", description = "Also write each worker's full output to DIR/rank<r>.log.")
+    @Option(names = {"--log-dir", "--log_dir"}, paramLabel = "DIR", description = "Also write each worker's full output to DIR/rank<r>.log.")
     Path logDir;
 
     @Option(names = "--env", paramLabel = "KEY=VALUE",
@@ -117,25 +136,31 @@ public final class LaunchCommand implements Callable<Integer> {
         if (logDir != null) {
             RunLog.use(logDir);
         }
+        JobPlacement placement = JobPlacement.resolve(new JobPlacement.Flags(nprocPerNode, nnodes, nodeRank, rendezvous(),
+                secretFile, jobId, standalone), System.getenv());
+        int nprocPerNode = placement.nprocPerNode();
+        int nnodes = placement.nnodes();
+        int nodeRank = placement.nodeRank();
         int worldSize = nnodes * nprocPerNode;
-        byte[] secret = readOrCreateSecret();
-        String job = jobId != null ? jobId : defaultJobId(secret);
-        String host = rdzv == null ? "127.0.0.1" : rdzv.substring(0, rdzv.lastIndexOf(':'));
-        int port = rdzv == null ? 0 : Integer.parseInt(rdzv.substring(rdzv.lastIndexOf(':') + 1));
+        byte[] secret = placement.secret();
+        String job = placement.jobId();
+        String host = placement.rdzvHost();
+        int port = placement.rdzvPort();
         WorkerSize size = WorkerSize.of(nprocPerNode, threadsPerWorker, memoryPerWorker);
 
         // Node 0 hosts the store. Wildcard bind with --rdzv so that the other nodes reach it; loopback for one node.
         RendezvousServer store = nodeRank != 0 ? null : RendezvousServer.start(
-                rdzv == null ? new InetSocketAddress("127.0.0.1", 0) : new InetSocketAddress(port), job, secret, worldSize);
+                port == 0 ? new InetSocketAddress("127.0.0.1", 0) : new InetSocketAddress(port), job, secret, worldSize);
         try (store) {
             if (store != null) {
                 port = store.port();
             }
-            Map<String, String> env = workerEnvironment(worldSize, host, port, job, secret, size);
-            ensureMediaDriver(env);
-            out.printf(Locale.ROOT, "launch: job %s, ranks %d-%d of %d on this node (node %d of %d), store %s:%d; "
+            Map<String, String> env = workerEnvironment(placement, host, port, size);
+            ensureMediaDriver(env, placement);
+            out.printf(Locale.ROOT, "launch: job %s, ranks %d-%d of %d on this node (node %d of %d), store %s:%d%s; "
                             + "each worker: %s%n", job, nodeRank * nprocPerNode, (nodeRank + 1) * nprocPerNode - 1,
-                    worldSize, nodeRank, nnodes, host, port, size.describe());
+                    worldSize, nodeRank, nnodes, host, port,
+                    placement.source().equals("flags") ? "" : " (from " + placement.source() + ")", size.describe());
             List<List<String>> pinned = pinCpus ? size.pinnedPrefixes(nprocPerNode) : null;
             try (WorkerSupervisor workers = new WorkerSupervisor(out, err, allRanksOutput, logDir, stopGraceSeconds)) {
                 forwardStopSignals(workers, out);
@@ -154,18 +179,21 @@ public final class LaunchCommand implements Callable<Integer> {
 
     /**
      * SIGTERM and SIGUSR1 (a scheduler taking the node back) go on to every worker, which finish their step and write a
-     * checkpoint together (exit status 75); a second SIGTERM kills them at once.
+     * checkpoint together (exit status 75); a second SIGTERM, 2 s or more after the first, kills them at once.
      */
     private static void forwardStopSignals(WorkerSupervisor workers, PrintStream out) {
-        boolean[] termSeen = {false};
+        long[] firstTermNanos = {0};
         try {
             sun.misc.Signal.handle(new sun.misc.Signal("TERM"), s -> {
-                if (termSeen[0]) {
+                if (firstTermNanos[0] != 0 && System.nanoTime() - firstTermNanos[0] > StopSignals.SAME_DELIVERY.toNanos()) {
                     out.println("launch: second SIGTERM: killing the workers (the previous checkpoint is intact)");
                     workers.killAll();
                     Runtime.getRuntime().halt(StopSignals.EXIT_STOPPED);
                 }
-                termSeen[0] = true;
+                if (firstTermNanos[0] != 0) {
+                    return;   // the same delivery twice (e.g. the scheduler and a wrapper script)
+                }
+                firstTermNanos[0] = System.nanoTime();
                 out.println("launch: SIGTERM: asking the workers to checkpoint and stop");
                 workers.forward("TERM");
             });
@@ -179,9 +207,9 @@ public final class LaunchCommand implements Callable<Integer> {
     }
 
     /** Starts this host's media driver unless the workers use an external one (it outlives worker failures). */
-    private void ensureMediaDriver(Map<String, String> env) {
+    private static void ensureMediaDriver(Map<String, String> env, JobPlacement placement) {
         Map<String, String> firstWorker = new HashMap<>(env);
-        firstWorker.put("RANK", Integer.toString(nodeRank * nprocPerNode));
+        firstWorker.put("RANK", Integer.toString(placement.nodeRank() * placement.nprocPerNode()));
         firstWorker.put("LOCAL_RANK", "0");
         WorldConfig driverConfig = WorldConfig.fromEnvironment(firstWorker);
         if (!driverConfig.externalDriver()) {
@@ -191,18 +219,18 @@ public final class LaunchCommand implements Callable<Integer> {
     }
 
     private void validate() {
-        if (nprocPerNode < 1) {
+        if (nprocPerNode != null && nprocPerNode < 1) {
             throw new UserError("--nproc-per-node must be >= 1, got " + nprocPerNode);
         }
-        if (nnodes < 1 || nodeRank < 0 || nodeRank >= nnodes) {
-            throw new UserError("--node-rank " + nodeRank + " must be in 0.." + (nnodes - 1) + " (--nnodes " + nnodes + ")");
+        if ((masterAddr == null) != (masterPort == null)) {
+            throw new UserError("--master-addr and --master-port go together (or use --rdzv HOST:PORT)");
         }
-        if (nnodes > 1 && (rdzv == null || secretFile == null)) {
-            throw new UserError("a job on " + nnodes + " nodes needs --rdzv HOST:PORT (node 0's address, the same on "
-                    + "every node) and --secret-file FILE (the same secret on every node)");
+        if (masterAddr != null && rdzv != null) {
+            throw new UserError("give either --rdzv HOST:PORT or --master-addr/--master-port, not both");
         }
-        if (rdzv != null && !rdzv.matches(".+:\\d{1,5}")) {
-            throw new UserError("--rdzv '" + rdzv + "' must be HOST:PORT, e.g. node0:29500");
+        if (rdzvBackend != null && !rdzvBackend.equals("c10d") && !rdzvBackend.equals("static")) {
+            throw new UserError("--rdzv-backend '" + rdzvBackend + "': dtrain's rendezvous is node 0's store; c10d and"
+                    + " static are accepted (and mean the same), etcd is not supported");
         }
         if (command.isEmpty()) {
             throw new UserError("no worker command: add it after '--', e.g. dtrain launch --nproc-per-node 2 -- train --config run.yaml");
@@ -217,48 +245,25 @@ public final class LaunchCommand implements Callable<Integer> {
         }
     }
 
-    private byte[] readOrCreateSecret() throws IOException {
-        if (secretFile != null) {
-            if (!Files.isReadable(secretFile)) {
-                throw new UserError("cannot read the secret file " + secretFile + " (--secret-file)");
-            }
-            String s = Files.readString(secretFile, StandardCharsets.UTF_8).strip();
-            if (s.isEmpty()) {
-                throw new UserError("the secret file " + secretFile + " is empty; put a long random string in it, e.g. "
-                        + "openssl rand -hex 32 > " + secretFile);
-            }
-            return s.getBytes(StandardCharsets.UTF_8);
-        }
-        byte[] random = new byte[32];
-        new SecureRandom().nextBytes(random);
-        return HexFormat.of().formatHex(random).getBytes(StandardCharsets.UTF_8);
+    /** --rdzv, or torchrun's --master-addr/--master-port. */
+    private String rendezvous() {
+        return masterAddr != null ? masterAddr + ":" + masterPort : rdzv;
     }
 
-    /** One node: random. Several: the same on every node without talking to each other (HMAC of the rdzv address). */
-    private String defaultJobId(byte[] secret) throws GeneralSecurityException {
-        if (nnodes == 1) {
-            byte[] random = new byte[6];
-            new SecureRandom().nextBytes(random);
-            return "dtrain-" + HexFormat.of().formatHex(random);
-        }
-        Mac mac = Mac.getInstance("HmacSHA256");
-        mac.init(new SecretKeySpec(secret, "HmacSHA256"));
-        byte[] h = mac.doFinal(("job-id|" + rdzv + "|" + nnodes + "x" + nprocPerNode).getBytes(StandardCharsets.UTF_8));
-        return "dtrain-" + HexFormat.of().formatHex(h, 0, 6);
-    }
-
-    private Map<String, String> workerEnvironment(int worldSize, String host, int port, String job, byte[] secret,
-                                                  WorkerSize size) {
+    private Map<String, String> workerEnvironment(JobPlacement placement, String host, int port, WorkerSize size) {
         Map<String, String> env = new HashMap<>(System.getenv());
-        env.put("WORLD_SIZE", Integer.toString(worldSize));
-        env.put("LOCAL_WORLD_SIZE", Integer.toString(nprocPerNode));
-        env.put("NODE_RANK", Integer.toString(nodeRank));
-        env.put("GROUP_RANK", Integer.toString(nodeRank));
+        env.put("WORLD_SIZE", Integer.toString(placement.nnodes() * placement.nprocPerNode()));
+        env.put("LOCAL_WORLD_SIZE", Integer.toString(placement.nprocPerNode()));
+        env.put("NODE_RANK", Integer.toString(placement.nodeRank()));
+        env.put("GROUP_RANK", Integer.toString(placement.nodeRank()));
         env.put("MASTER_ADDR", host);
         env.put("MASTER_PORT", Integer.toString(port));
-        env.put("DTRAIN_JOB_ID", job);
+        env.put("DTRAIN_JOB_ID", placement.jobId());
         env.remove("DTRAIN_JOB_SECRET_FILE");
-        env.put("DTRAIN_JOB_SECRET", new String(secret, StandardCharsets.UTF_8));
+        env.put("DTRAIN_JOB_SECRET", new String(placement.secret(), StandardCharsets.UTF_8));
+        if (placement.nodeId() != null) {
+            env.putIfAbsent("DTRAIN_NODE_ID", placement.nodeId());
+        }
         env.put("DTRAIN_STORE", "external");
         if (insecureTransport) {
             env.put("DTRAIN_INSECURE_TRANSPORT", "true");

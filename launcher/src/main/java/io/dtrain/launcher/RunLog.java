@@ -45,7 +45,7 @@ final class RunLog {
      */
     static Path write(String command, String headline, Throwable error, boolean withoutRun) {
         Path dir = directory;
-        String rank = System.getenv().getOrDefault("RANK", "0");
+        String rank = io.dtrain.parallel.sched.SlurmEnvironment.current().getOrDefault("RANK", "0");
         Path file;
         if (dir != null) {
             file = dir.resolve(command + "-rank" + rank + ".log");

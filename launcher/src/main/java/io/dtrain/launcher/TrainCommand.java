@@ -5,6 +5,7 @@ import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
 import io.dtrain.parallel.ProcessGroup;
 import io.dtrain.parallel.WorldConfig;
+import io.dtrain.parallel.sched.SlurmEnvironment;
 import io.dtrain.train.RunContext;
 import io.dtrain.train.StopSignals;
 import io.dtrain.train.TrainInputs;
@@ -64,7 +65,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintStream out = System.out;
-        Map<String, String> env = System.getenv();
+        Map<String, String> env = SlurmEnvironment.current();
         int worldSize = intEnv(env, "WORLD_SIZE", 1);
         int rank = intEnv(env, "RANK", 0);
         // Nothing is printed or written before the configuration and its input paths are valid; deprecation lines
@@ -131,11 +132,15 @@ public final class TrainCommand implements Callable<Integer> {
 
     private int train(RunConfig cfg, Path runDir, Path checkpoints, int worldSize, PrintStream out) {
         StopSignals.install(out, stopDeadline());
+        String placedBySlurm = SlurmEnvironment.describe(System.getenv());
+        if (placedBySlurm != null) {
+            out.println(placedBySlurm);
+        }
         // WORLD_SIZE > 1 (set by dtrain launch, torchrun-style wrappers, Slurm scripts): join as a data-parallel rank.
         // With parallel.pipeline.stages = P > 1 the world is P stages x D replicas.
         // A failed collective writes its thread dump next to the run's other logs.
         try (ProcessGroup world = worldSize > 1
-                ? ProcessGroup.init(WorldConfig.fromEnvironment(System.getenv()).withLogDir(RunLog.directory())) : null;
+                ? ProcessGroup.init(WorldConfig.fromEnvironment(SlurmEnvironment.current()).withLogDir(RunLog.directory())) : null;
              RunContext context = world == null ? RunContext.single()
                      : RunContext.of(world, cfg.parallel().pipelineStages(), cfg.model().tieEmbeddings());
              Trainer trainer = new Trainer(cfg, context, out)) {

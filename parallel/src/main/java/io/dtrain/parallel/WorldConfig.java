@@ -2,6 +2,8 @@ package io.dtrain.parallel;
 
 import io.dtrain.common.ByteSizes;
 import io.dtrain.common.UserFacingException;
+import io.dtrain.parallel.sched.SlurmEnvironment;
+import io.dtrain.parallel.sched.UserSecret;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
@@ -90,14 +92,19 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
     }
 
     /** Reads the configuration from environment variables, e.g. {@code System.getenv()}. */
-    public static WorldConfig fromEnvironment(Map<String, String> env) {
+    public static WorldConfig fromEnvironment(Map<String, String> environment) {
+        Map<String, String> env = SlurmEnvironment.asTorchrunVariables(environment);
         int worldSize = intVar(env, "WORLD_SIZE", 1);
         int rank = intVar(env, "RANK", 0);
         int localRank = intVar(env, "LOCAL_RANK", rank);
         String masterAddr = env.getOrDefault("MASTER_ADDR", "127.0.0.1");
         int masterPort = intVar(env, "MASTER_PORT", 29500);
+        if (Boolean.parseBoolean(env.getOrDefault("TORCHELASTIC_USE_AGENT_STORE", "false"))) {
+            masterPort++;   // torchrun's static rendezvous: its agent's own store listens on MASTER_PORT
+        }
         String jobId = env.getOrDefault("DTRAIN_JOB_ID", env.getOrDefault("TORCHELASTIC_RUN_ID", "dtrain-" + masterPort));
-        byte[] secret = secret(env);
+        boolean trusted = booleanVar(env, "DTRAIN_TRUSTED_NETWORK");
+        byte[] secret = secret(env, jobId, worldSize, trusted);
         Duration timeout = durationVar(env, "DTRAIN_COLLECTIVE_TIMEOUT", DEFAULT_TIMEOUT);
         Duration rendezvousTimeout = durationVar(env, "DTRAIN_RENDEZVOUS_TIMEOUT", Duration.ofMinutes(5));
         Transport transport;
@@ -120,7 +127,7 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         }
         long framePayload = framePayloadVar(env);
         long throttle = sizeVar(env, "DTRAIN_TRANSPORT_THROTTLE", 0);
-        boolean insecure = booleanVar(env, "DTRAIN_INSECURE_TRANSPORT");
+        boolean insecure = trusted || booleanVar(env, "DTRAIN_INSECURE_TRANSPORT");
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir == null ? null : Path.of(aeronDir), external,
                 env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), (int) Math.min(Integer.MAX_VALUE, framePayload),
@@ -206,20 +213,38 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         }
     }
 
-    private static byte[] secret(Map<String, String> env) {
+    /**
+     * DTRAIN_JOB_SECRET, else the file DTRAIN_JOB_SECRET_FILE names, else (in a Slurm job) one derived from the user's
+     * own secret ({@link UserSecret}), else (DTRAIN_TRUSTED_NETWORK) a well-known one: no authentication at all.
+     */
+    private static byte[] secret(Map<String, String> env, String jobId, int worldSize, boolean trusted) {
         String value = env.get("DTRAIN_JOB_SECRET");
         if (value != null && !value.isEmpty()) {
             return value.getBytes(StandardCharsets.UTF_8);
         }
         String file = env.get("DTRAIN_JOB_SECRET_FILE");
-        if (file == null) {
+        if (file != null) {
+            try {
+                return Files.readString(Path.of(file), StandardCharsets.UTF_8).strip().getBytes(StandardCharsets.UTF_8);
+            } catch (IOException e) {
+                throw new UserFacingException("cannot read the job secret file " + file + " (DTRAIN_JOB_SECRET_FILE): " + e.getMessage(), e);
+            }
+        }
+        if (worldSize == 1) {
             return new byte[0];
         }
-        try {
-            return Files.readString(Path.of(file), StandardCharsets.UTF_8).strip().getBytes(StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw new UserFacingException("cannot read the job secret file " + file + " (DTRAIN_JOB_SECRET_FILE): " + e.getMessage(), e);
+        if (SlurmEnvironment.inJobStep(env)) {
+            return UserSecret.forJob(env, jobId);
         }
+        if (trusted) {
+            return ("trusted-network|" + jobId).getBytes(StandardCharsets.UTF_8);
+        }
+        String who = env.containsKey("TORCHELASTIC_RUN_ID") ? "this worker was started by torchrun, which sets no job secret"
+                : "no job secret";
+        throw new UserFacingException(who + ": set DTRAIN_JOB_SECRET (or DTRAIN_JOB_SECRET_FILE) to the same value on"
+                + " every node, or DTRAIN_TRUSTED_NETWORK=true if only this job's machines can reach "
+                + env.getOrDefault("MASTER_ADDR", "127.0.0.1") + ":" + env.getOrDefault("MASTER_PORT", "29500")
+                + " (then neither the rendezvous nor the udp data is authenticated); dtrain launch sets a secret itself");
     }
 
     private static boolean booleanVar(Map<String, String> env, String name) {

@@ -9,6 +9,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.agrona.concurrent.BackoffIdleStrategy;
 import org.agrona.concurrent.status.CountersReader;
 
@@ -39,8 +40,16 @@ public final class DriverMain {
         Path jobDir = aeronDir.getParent();
         AuthenticatedUdp.warmUp();
         MediaDriver driver = MediaDriver.launch(AuthenticatedUdp.install(context(aeronDir.toString()), new UdpKeys(aeronDir)));
-        // SIGTERM (the launcher ending the job) and the idle exit below both clean up through this hook.
+        // The idle exit below cleans up through this hook.
         Runtime.getRuntime().addShutdownHook(new Thread(() -> shutdown(driver, jobDir), "dtrain-driver-shutdown"));
+        // A scheduler signals every process of a job step, this driver too, while its workers still need it to write
+        // their checkpoint together: SIGTERM and SIGINT make it leave as soon as it has no clients, SIGUSR1 (Slurm's
+        // warning before the time limit) is for the workers alone. SIGKILL still ends it at once.
+        AtomicBoolean stopRequested = new AtomicBoolean();
+        for (String name : new String[] {"TERM", "INT"}) {
+            sun.misc.Signal.handle(new sun.misc.Signal(name), s -> stopRequested.set(true));
+        }
+        sun.misc.Signal.handle(new sun.misc.Signal("USR1"), s -> { });
         Files.writeString(jobDir.resolve(MediaDriverProcess.PID_FILE), Long.toString(ProcessHandle.current().pid()));
         System.out.println("dtrain media driver pid " + ProcessHandle.current().pid() + " in " + aeronDir);
         CountersReader counters = driver.context().countersManager();
@@ -49,8 +58,9 @@ public final class DriverMain {
             Thread.sleep(200);
             if (clientCount(counters) > 0) {
                 idleSince = System.nanoTime();
-            } else if (System.nanoTime() - idleSince > idleExitNs && exitUnderLock(jobDir, counters)) {
-                System.out.println("dtrain media driver: no clients for " + args[1] + " s, exiting");
+            } else if ((stopRequested.get() || System.nanoTime() - idleSince > idleExitNs) && exitUnderLock(jobDir, counters)) {
+                System.out.println(stopRequested.get() ? "dtrain media driver: stop requested and no clients left, exiting"
+                        : "dtrain media driver: no clients for " + args[1] + " s, exiting");
                 break;
             }
         }
