@@ -122,7 +122,7 @@ final class Communicator implements AutoCloseable {
 
     private static RendezvousClient connect(WorldConfig config) {
         return RendezvousClient.connect(config.masterAddr(), config.masterPort(), config.jobId(), config.rank(),
-                config.worldSize(), config.secret(), config.rendezvousTimeout());
+                config.worldSize(), config.restartRound(), config.secret(), config.rendezvousTimeout());
     }
 
     private static Aeron connectAeron(WorldConfig config) {
