@@ -139,6 +139,12 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
                 maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport, restartRound);
     }
 
+    public WorldConfig withRendezvousTimeout(Duration newTimeout) {
+        return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
+                newTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
+                maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport, restartRound);
+    }
+
     /** The same with failures' thread dumps written under {@code dir} (e.g. a run's logs directory). */
     public WorldConfig withLogDir(Path dir) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,

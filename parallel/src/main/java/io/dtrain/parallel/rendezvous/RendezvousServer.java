@@ -58,6 +58,8 @@ public final class RendezvousServer implements AutoCloseable {
     public static final String FAIL_PREFIX = "fail/";
     /** Keys under this prefix name ranks whose connection dropped without a goodbye: {@code lost/<rank>}. */
     public static final String LOST_PREFIX = "lost/";
+    /** Why a worker that proved the secret was refused: {@code refused/<rank>} = reason (the others stop waiting). */
+    public static final String REFUSED_PREFIX = "refused/";
     /** Keys of the node launchers (agents); kept across restart rounds. */
     public static final String AGENT_PREFIX = "agent/";
     /** A connection that has not completed the handshake after this long is closed. */
@@ -136,6 +138,15 @@ public final class RendezvousServer implements AutoCloseable {
         socket.setReuseAddress(true);
         try {
             socket.bind(bind, 128);
+        } catch (java.net.BindException e) {
+            socket.close();
+            if (String.valueOf(e.getMessage()).contains("in use")) {
+                throw new RendezvousException("the rendezvous store cannot listen on port " + bind.getPort() + ": it is"
+                        + " in use on this host (another dtrain job, or another program, may be running: ss -ltnp"
+                        + " 'sport = :" + bind.getPort() + "' names it); choose another port: dtrain launch --rdzv HOST:PORT,"
+                        + " or MASTER_PORT", e);
+            }
+            throw new IOException("rendezvous store cannot listen on " + bind + ": " + e.getMessage(), e);
         } catch (IOException e) {
             socket.close();
             throw new IOException("rendezvous store cannot listen on " + bind + ": " + e.getMessage()
@@ -300,7 +311,7 @@ public final class RendezvousServer implements AutoCloseable {
         out.flush();
         int jobIdBytes = in.readUnsignedShort();
         if (jobIdBytes > Protocol.MAX_JOB_ID_BYTES) {
-            refuse(socket, out, "it sent a job id of " + jobIdBytes + " bytes (not a dtrain worker of this version?)", null);
+            refuse(socket, out, "it sent a job id of " + jobIdBytes + " bytes (not a dtrain worker of this version?)", null, null);
             return null;
         }
         String peerJobId = new String(in.readNBytes(jobIdBytes), StandardCharsets.UTF_8);
@@ -315,29 +326,30 @@ public final class RendezvousServer implements AutoCloseable {
         }
         String claim = "claiming rank " + rank + " of job " + Untrusted.quote(peerJobId);
         if (!peerJobId.equals(jobId)) {
-            refuse(socket, out, claim + ": not this store's job '" + jobId + "'", null);
+            refuse(socket, out, claim + ": not this store's job '" + jobId + "'", null, null);
             return null;
         }
         if (!MessageDigest.isEqual(proof, Protocol.hmac(secret, "client", serverNonce, clientNonce, peerJobId, rank,
                 peerWorldSize, peerRound, memberId))) {
-            refuse(socket, out, claim + ": wrong job secret", null);
+            refuse(socket, out, claim + ": wrong job secret", null, null);
             return null;
         }
         // From here on the peer has proven the secret: it is one of the job's workers, and told why it is refused.
         if (peerWorldSize != worldSize) {
             refuse(socket, out, claim + ": its WORLD_SIZE is " + peerWorldSize + ", the job's is " + worldSize,
-                    "WORLD_SIZE " + peerWorldSize + " differs from the job's " + worldSize + " (every worker needs the same WORLD_SIZE)");
+                    "WORLD_SIZE " + peerWorldSize + " differs from the job's " + worldSize + " (every worker needs the same WORLD_SIZE)",
+                    rank >= 0 && rank < worldSize ? rank : null);
             return null;
         }
         boolean agent = rank < 0 && rank >= -worldSize && peerRound == Protocol.ANY_ROUND;
         if (!agent && (rank < 0 || rank >= worldSize)) {
             refuse(socket, out, claim + ": outside 0.." + (worldSize - 1),
-                    "rank " + rank + " is outside 0.." + (worldSize - 1) + " (RANK, WORLD_SIZE)");
+                    "rank " + rank + " is outside 0.." + (worldSize - 1) + " (RANK, WORLD_SIZE)", null);
             return null;
         }
         String taken = agent ? null : join(rank, peerRound, memberId, String.valueOf(socket.getRemoteSocketAddress()));
         if (taken != null) {
-            refuse(socket, out, claim + ": " + taken, taken);
+            refuse(socket, out, claim + ": " + taken, taken, null);
             return null;
         }
         try {
@@ -430,9 +442,14 @@ public final class RendezvousServer implements AutoCloseable {
     }
 
     /** Logs (rate-limited) and answers a refusal; {@code toClient} null: the generic answer for a failed proof. */
-    private void refuse(Socket socket, DataOutputStream out, String reason, String toClient) throws IOException {
+    private void refuse(Socket socket, DataOutputStream out, String reason, String toClient, Integer refusedRank)
+            throws IOException {
         refused.incrementAndGet();
         (toClient == null ? refusedLog : refusedWorkerLog).warn("rendezvous store refused {} {}", socket.getRemoteSocketAddress(), reason);
+        if (toClient != null && refusedRank != null) {
+            put(REFUSED_PREFIX + refusedRank, (socket.getInetAddress().getHostName() + ": " + toClient)
+                    .getBytes(StandardCharsets.UTF_8));
+        }
         out.writeByte(0);
         out.writeUTF(toClient != null ? "refused by the rendezvous store of job '" + jobId + "': " + toClient
                 : "refused by the rendezvous store of job '" + jobId
