@@ -83,7 +83,21 @@ class BringUpErrorsTest {
             pumps.add(t);
         }
         for (int i = 0; i < nodes.length; i++) {
-            assertTrue(p[i].waitFor(120, TimeUnit.SECONDS), "node " + i + " exits");
+            if (!p[i].waitFor(90, TimeUnit.SECONDS)) {
+                for (Process q : p) {
+                    q.descendants().forEach(ProcessHandle::destroyForcibly);
+                    q.destroyForcibly();
+                }
+                pumps.forEach(t -> {
+                    try {
+                        t.join(5_000);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                });
+                throw new AssertionError("node " + i + " did not exit; node 0 printed:\n" + outs[0] + "\nnode 1 printed:\n"
+                        + (outs.length > 1 ? outs[1] : ""));
+            }
             pumps.get(i).join(5_000);
             ended[i] = new Ended(p[i].exitValue(), outs[i]);
         }
@@ -111,14 +125,16 @@ class BringUpErrorsTest {
         assertEquals(2, e[0].code(), e[0].out());
         assertTrue(e[0].errorLine().startsWith("dtrain launch: error: rank 1 on " + HOST + " failed before joining: "),
                 e[0].errorLine());
-        assertTrue(e[0].errorLine().contains("; rank 0 stops instead of waiting for it (reported by rank 0"), e[0].errorLine());
+        assertTrue(e[0].errorLine().contains(elsewhere.resolve("data/pile-tiny/").toString()), e[0].errorLine());
+        assertTrue(e[0].errorLine().contains("; rank 0 stops instead of waiting for it"), e[0].errorLine());
+        assertTrue(e[0].errorLine().contains("(reported by rank 0, pid "), e[0].errorLine());
     }
 
     @Test
     void ranksWhoseConfigsDifferNameTheKeysAndRanks(@TempDir Path tmp) throws Exception {
         List<String> sets = DpRuns.microOverrides(tmp.resolve("run"), 2, 5);
         List<String> other = new ArrayList<>(sets);
-        other.add("training.lr=0.5");
+        other.add("optimizer.lr=0.005");
         other.add("model.dropout=0.2");
         int port = freePort();
         Ended[] e = runBoth(node(DpRuns.REPO, 2, 0, port, secret(tmp), List.of(), sets),
@@ -126,7 +142,7 @@ class BringUpErrorsTest {
         for (Ended node : e) {
             assertEquals(2, node.code(), node.out());
             assertTrue(node.errorLine().startsWith("dtrain launch: error: the ranks resolved different run configs"
-                    + " (compared by hash at rendezvous): rank 1 differs from rank 0 in model.dropout, training.lr; every"
+                    + " (compared by hash at rendezvous): rank 1 differs from rank 0 in model.dropout, optimizer.lr; every"
                     + " rank must run the same configuration"), node.errorLine());
         }
     }
