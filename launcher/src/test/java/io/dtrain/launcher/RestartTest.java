@@ -45,8 +45,12 @@ class RestartTest {
             args.addAll(List.of(launchOptions));
             args.add("--");
             args.addAll(DpRuns.trainArgs(sets));
-            Process p = WorkerJvm.of(Main.class).jvmOptions(List.of("-Xmx512m")).args(args).processBuilder(0, 0)
-                    .directory(DpRuns.REPO.toFile()).redirectErrorStream(true).start();
+            return start(WorkerJvm.of(Main.class).jvmOptions(List.of("-Xmx512m")).args(args).processBuilder(0, 0)
+                    .directory(DpRuns.REPO.toFile()).redirectErrorStream(true));
+        }
+
+        static Launch start(ProcessBuilder launcher) throws IOException {
+            Process p = launcher.start();
             StringBuffer out = new StringBuffer();
             Thread pump = new Thread(() -> {
                 try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
@@ -124,6 +128,25 @@ class RestartTest {
                 + ") was killed by SIGKILL: out of memory, or killed from outside? (exit code 137)"), out);
         assertTrue(out.contains("launch: restart round 2: starting the workers again"), out);
         assertTrue(out.contains("resume auto: continuing from the latest checkpoint"), out);
+        DpRuns.assertSameFinalParams(reference, referenceSets, run, sets);
+    }
+
+    @Test
+    void aWorkerDyingOnNode1RestartsBothNodes(@TempDir Path tmp) throws Exception {
+        Path run = tmp.resolve("run");
+        List<String> sets = DpRuns.microOverrides(run, 4, STEPS, "training.checkpoint_interval=20");
+        Path secret = BringUpErrorsTest.secret(tmp);
+        int port = BringUpErrorsTest.freePort();
+        List<String> restarts = List.of("--max-restarts", "1");
+        Launch node0 = Launch.start(BringUpErrorsTest.node(DpRuns.REPO, 2, 0, port, secret, restarts, sets));
+        Launch node1 = Launch.start(BringUpErrorsTest.node(DpRuns.REPO, 2, 1, port, secret, restarts, sets));
+        long killed = killAfter(node1, run, 0, 30);
+        assertEquals(0, node1.awaitExit(), node1.output());
+        assertEquals(0, node0.awaitExit(), node0.output());
+        String cause = "launch: restart 1 of 1: rank 1 (node 1, local rank 0, pid " + killed + ") was killed by SIGKILL";
+        assertTrue(node0.output().contains(cause), node0.output());
+        assertTrue(node1.output().contains(cause), node1.output());
+        assertTrue(node0.output().contains("launch: restart round 1: starting the workers again"), node0.output());
         DpRuns.assertSameFinalParams(reference, referenceSets, run, sets);
     }
 
