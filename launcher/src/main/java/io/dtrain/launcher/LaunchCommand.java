@@ -2,6 +2,7 @@ package io.dtrain.launcher;
 
 import io.dtrain.parallel.WorldConfig;
 import io.dtrain.train.StopSignals;
+import io.dtrain.parallel.rendezvous.RendezvousClient;
 import io.dtrain.parallel.rendezvous.RendezvousServer;
 import io.dtrain.parallel.spawn.WorkerJvm;
 import io.dtrain.parallel.transport.MediaDriverProcess;
@@ -124,6 +125,11 @@ public final class LaunchCommand implements Callable<Integer> {
             description = "After a failure, seconds the other workers get to exit on SIGTERM before SIGKILL (default: ${DEFAULT-VALUE}).")
     int stopGraceSeconds;
 
+    @Option(names = {"--max-restarts", "--max_restarts"}, defaultValue = "0", paramLabel = "K",
+            description = "When a worker dies, stop the workers of every node and start them all again from the latest"
+                    + " complete checkpoint, at most K times (like torchrun; default: ${DEFAULT-VALUE}).")
+    int maxRestarts;
+
     @Parameters(arity = "1..*", paramLabel = "COMMAND",
             description = "The dtrain command each worker runs, after '--', e.g. -- train --config run.yaml")
     List<String> command = new ArrayList<>();
@@ -164,15 +170,28 @@ public final class LaunchCommand implements Callable<Integer> {
             List<List<String>> pinned = pinCpus ? size.pinnedPrefixes(nprocPerNode) : null;
             try (WorkerSupervisor workers = new WorkerSupervisor(out, err, allRanksOutput, logDir, stopGraceSeconds)) {
                 forwardStopSignals(workers, out);
-                for (int local = 0; local < nprocPerNode; local++) {
-                    int rank = nodeRank * nprocPerNode + local;
-                    WorkerJvm worker = WorkerJvm.of(Main.class).jvmOptions(size.jvmOptions()).args(command).environment(env);
-                    if (pinned != null) {
-                        worker.prefix(pinned.get(local));
+                JobRestarts.RoundStarter starter = round -> {
+                    for (int local = 0; local < nprocPerNode; local++) {
+                        int rank = nodeRank * nprocPerNode + local;
+                        Map<String, String> roundEnv = new HashMap<>(env);
+                        roundEnv.put("DTRAIN_RESTART_COUNT", Integer.toString(round));
+                        WorkerJvm worker = WorkerJvm.of(Main.class).jvmOptions(size.jvmOptions()).args(command)
+                                .environment(roundEnv);
+                        if (pinned != null) {
+                            worker.prefix(pinned.get(local));
+                        }
+                        workers.start(rank, local, worker.processBuilder(rank, local));
                     }
-                    workers.start(rank, local, worker.processBuilder(rank, local));
+                };
+                if (maxRestarts == 0) {
+                    starter.start(0);
+                    return workers.awaitAll();
                 }
-                return workers.awaitAll();
+                try (RendezvousClient agent = RendezvousClient.connectAgent(store != null ? "127.0.0.1" : host, port,
+                        job, nodeRank, worldSize, secret, WorldConfig.fromEnvironment(env).rendezvousTimeout())) {
+                    return new JobRestarts(out, err, store, agent, nodeRank, nnodes, maxRestarts,
+                            WorldConfig.fromEnvironment(env).rendezvousTimeout()).run(workers, starter);
+                }
             }
         }
     }
@@ -240,6 +259,9 @@ public final class LaunchCommand implements Callable<Integer> {
                 throw new UserError("--env '" + kv + "' must be KEY=VALUE");
             }
         }
+        if (maxRestarts < 0) {
+            throw new UserError("--max-restarts must be >= 0, got " + maxRestarts);
+        }
         if (stopGraceSeconds < 0) {
             throw new UserError("--stop-grace must be >= 0, got " + stopGraceSeconds);
         }
@@ -267,6 +289,11 @@ public final class LaunchCommand implements Callable<Integer> {
         env.put("DTRAIN_STORE", "external");
         if (insecureTransport) {
             env.put("DTRAIN_INSECURE_TRANSPORT", "true");
+        }
+        if (maxRestarts > 0) {
+            // a restarted worker must continue from the latest complete checkpoint, not start again
+            env.put("DTRAIN_RESUME", "auto");
+            env.put("DTRAIN_MAX_RESTARTS", Integer.toString(maxRestarts));
         }
         env.putAll(size.environment());
         for (String kv : extraEnv) {

@@ -1,6 +1,7 @@
 package io.dtrain.launcher;
 
 import io.dtrain.common.AtomicFiles;
+import io.dtrain.common.UserFacingException;
 import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
 import io.dtrain.parallel.ProcessGroup;
@@ -71,8 +72,12 @@ public final class TrainCommand implements Callable<Integer> {
         // Nothing is printed or written before the configuration and its input paths are valid; deprecation lines
         // once per job, not once per rank.
         List<String> warnings = new ArrayList<>();
-        RunConfig cfg = ConfigLoader.load(config, overrides, Path.of("").toAbsolutePath(), warnings::add,
-                TrainInputs.CHECK);
+        RunConfig cfg;
+        try {
+            cfg = ConfigLoader.load(config, overrides, Path.of("").toAbsolutePath(), warnings::add, TrainInputs.CHECK);
+        } catch (UserFacingException e) {
+            throw failedBeforeJoining(env, worldSize, rank, e);
+        }
         if (rank == 0) {
             warnings.forEach(System.err::println);
         }
@@ -80,6 +85,12 @@ public final class TrainCommand implements Callable<Integer> {
         RunLog.use(runDir.resolve("logs"));
         Path checkpoints = runDir.resolve("checkpoints");
         boolean hasCheckpoints = Files.isDirectory(checkpoints) && Files.exists(checkpoints.resolve("latest"));
+        if (intEnv(env, "DTRAIN_RESTART_COUNT", 0) > 0) {
+            // restarted by dtrain launch --max-restarts: continue from the latest complete checkpoint, whatever the
+            // command line said for the first round (--overwrite must not delete what the failed round saved)
+            resume = "auto";
+            overwrite = false;
+        }
         String how = resume == null && !overwrite && underScheduler(env) ? "auto" : resume;
         if ("auto".equals(how)) {
             // a requeued or restarted job runs the same command line again: continue if there is something to continue
@@ -139,8 +150,7 @@ public final class TrainCommand implements Callable<Integer> {
         // WORLD_SIZE > 1 (set by dtrain launch, torchrun-style wrappers, Slurm scripts): join as a data-parallel rank.
         // With parallel.pipeline.stages = P > 1 the world is P stages x D replicas.
         // A failed collective writes its thread dump next to the run's other logs.
-        try (ProcessGroup world = worldSize > 1
-                ? ProcessGroup.init(WorldConfig.fromEnvironment(SlurmEnvironment.current()).withLogDir(RunLog.directory())) : null;
+        try (ProcessGroup world = worldSize > 1 ? join(cfg) : null;
              RunContext context = world == null ? RunContext.single()
                      : RunContext.of(world, cfg.parallel().pipelineStages(), cfg.model().tieEmbeddings());
              Trainer trainer = new Trainer(cfg, context, out)) {
@@ -168,6 +178,51 @@ public final class TrainCommand implements Callable<Integer> {
                     + " --memory-per-worker)", e);
         }
         return 0;
+    }
+
+    /**
+     * One rank of several cannot load its configuration or see its input (say data.train is missing on its node): its
+     * own line names its rank and host, and the others learn it through the store and fail naming it, instead of
+     * waiting for it until the rendezvous timeout.
+     */
+    private static UserFacingException failedBeforeJoining(Map<String, String> env, int worldSize, int rank,
+                                                           UserFacingException e) {
+        if (worldSize <= 1) {
+            return e;
+        }
+        WorldConfig world;
+        try {
+            world = WorldConfig.fromEnvironment(env);
+        } catch (UserFacingException bad) {
+            return e;
+        }
+        ProcessGroup.reportFailedBringUp(world, e.getMessage());
+        return new UserError("rank " + rank + " on " + world.nodeId() + ": " + e.getMessage(), e);
+    }
+
+    /** Joins the job; every rank then checks that all resolved the same configuration before building anything. */
+    private static ProcessGroup join(RunConfig cfg) {
+        ProcessGroup world = ProcessGroup.init(WorldConfig.fromEnvironment(SlurmEnvironment.current()).withLogDir(RunLog.directory()));
+        try {
+            world.requireSameEverywhere("run config", flatConfig(cfg));
+            return world;
+        } catch (RuntimeException e) {
+            world.close();
+            throw e;
+        }
+    }
+
+    /** The resolved configuration as flat keys (section.key -> value), compared across ranks at rendezvous. */
+    private static Map<String, String> flatConfig(RunConfig cfg) {
+        Map<String, String> flat = new java.util.TreeMap<>();
+        ConfigLoader.toMap(cfg).forEach((section, keys) -> {
+            if (keys instanceof Map<?, ?> m) {
+                m.forEach((k, v) -> flat.put(section + "." + k, String.valueOf(v)));
+            } else {
+                flat.put(section, String.valueOf(keys));
+            }
+        });
+        return flat;
     }
 
     /** DTRAIN_STOP_DEADLINE (seconds, default 120): how long a stop signal leaves to write the checkpoint. */

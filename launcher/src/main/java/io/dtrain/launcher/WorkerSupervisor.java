@@ -45,11 +45,15 @@ final class WorkerSupervisor implements AutoCloseable {
     private final Path logDir;
     private final int stopGraceSeconds;
     private final List<Worker> workers = new CopyOnWriteArrayList<>();
+    /** Exited workers of the current round, and {@link #requestStop}'s reasons (Strings). */
+    private final LinkedBlockingQueue<Object> events = new LinkedBlockingQueue<>();
+    /** The restart round of the workers running now (their logs are appended to from round 1 on). */
+    private int round;
     private final Thread stopOnExit = new Thread(() -> workers.forEach(w -> w.process.destroyForcibly()),
             "dtrain-launch-stop");
 
     /** One worker process and what it printed. */
-    private static final class Worker {
+    static final class Worker {
         final int rank;
         final int localRank;
         final Process process;
@@ -102,17 +106,46 @@ final class WorkerSupervisor implements AutoCloseable {
         Worker w = new Worker(rank, localRank, builder.redirectErrorStream(true).start());
         workers.add(w);
         w.pump = pump(w);
+        w.process.onExit().thenRun(() -> events.add(w));
+    }
+
+    /**
+     * How this node's workers of one round ended: all finished ({@code failed} null, {@code stopReason} null), a
+     * worker failed ({@code failed}; the others were stopped in {@code stopSeconds}), or {@link #requestStop} stopped
+     * them ({@code stopReason}).
+     */
+    record Outcome(Worker failed, int code, String stopReason, int stoppedOnSignal, double stopSeconds) {
+        /** A worker's failure as one phrase: which rank, which process, how it ended. */
+        String cause(int nodeRank) {
+            String how = code > 128 && code < 128 + 32 ? "was killed by" + describeExit(code).replaceFirst("^ \\(killed by", "")
+                    .replaceFirst("\\)$", "") + " (exit code " + code + ")"
+                    : "exited with code " + code + (failed.error != null ? ": " + failed.error : "");
+            return String.format(Locale.ROOT, "rank %d (node %d, local rank %d, pid %d) %s", failed.rank, nodeRank,
+                    failed.localRank, failed.process.pid(), how);
+        }
     }
 
     /** Waits for all workers; on the first failure stops the others and reports it. Returns the launcher's exit code. */
     int awaitAll() throws InterruptedException {
-        LinkedBlockingQueue<Worker> exited = new LinkedBlockingQueue<>();
-        for (Worker w : workers) {
-            w.process.onExit().thenRun(() -> exited.add(w));
-        }
+        return report(awaitOutcome());
+    }
+
+    /** Makes {@link #awaitOutcome} stop every worker and return (another node's worker failed). */
+    void requestStop(String reason) {
+        events.add(reason);
+    }
+
+    /** Waits until every worker of this round exited, one failed or {@link #requestStop}; stops the others then. */
+    Outcome awaitOutcome() throws InterruptedException {
         int stoppedOnSignal = 0;
         for (int done = 0; done < workers.size(); done++) {
-            Worker w = exited.take();
+            Object event = events.take();
+            if (event instanceof String reason) {
+                long t0 = System.nanoTime();
+                stopAll();
+                return new Outcome(null, 0, reason, stoppedOnSignal, (System.nanoTime() - t0) / 1e9);
+            }
+            Worker w = (Worker) event;
             int code = w.process.exitValue();
             if (code == 0) {
                 continue;
@@ -125,11 +158,33 @@ final class WorkerSupervisor implements AutoCloseable {
             long t0 = System.nanoTime();
             stopAll();
             w.pump.join(2_000);
+            return new Outcome(w, code, null, stoppedOnSignal, (System.nanoTime() - t0) / 1e9);
+        }
+        return new Outcome(null, 0, null, stoppedOnSignal, 0);
+    }
+
+    /** Forgets the stopped workers of this round: the next ones belong to {@code nextRound}. */
+    void nextRound(int nextRound) throws InterruptedException {
+        stopAll();
+        for (Worker w : workers) {
+            w.pump.join(2_000);
+        }
+        workers.clear();
+        events.clear();
+        round = nextRound;
+    }
+
+    /** Prints how the round ended (the failure, or the stop for requeue, or success); returns the exit code. */
+    int report(Outcome outcome) {
+        int stoppedOnSignal = outcome.stoppedOnSignal();
+        Worker w = outcome.failed();
+        if (w != null) {
+            int code = outcome.code();
             if (code == ErrorHandler.EXIT_USER_ERROR && w.error != null) {
                 // The worker said what happened in one line, naming the rank at fault first (a stalled peer, a bad
                 // config): that line leads, then who reported it.
                 String stopped = workers.size() == 1 ? "" : String.format(Locale.ROOT, "; stopped the other %d"
-                        + " worker(s) of this node in %.1f s", workers.size() - 1, (System.nanoTime() - t0) / 1e9);
+                        + " worker(s) of this node in %.1f s", workers.size() - 1, outcome.stopSeconds());
                 err.printf(Locale.ROOT, "dtrain launch%s%s (reported by rank %d, pid %d, exit code %d%s%s)%n",
                         ErrorHandler.ERROR_MARK, w.error, w.rank, w.process.pid(), code, stopped,
                         logDir == null ? "" : "; full output in " + logDir.toAbsolutePath());
@@ -139,7 +194,7 @@ final class WorkerSupervisor implements AutoCloseable {
             StringBuilder msg = new StringBuilder(String.format(Locale.ROOT,
                     "dtrain launch: rank %d (local rank %d, pid %d) failed with exit code %d%s; stopped the other %d "
                             + "worker(s) of this node in %.1f s.%nLast lines of rank %d's output:%n", w.rank, w.localRank,
-                    w.process.pid(), code, describeExit(code), workers.size() - 1, (System.nanoTime() - t0) / 1e9, w.rank));
+                    w.process.pid(), code, describeExit(code), workers.size() - 1, outcome.stopSeconds(), w.rank));
             for (String line : w.lastLines()) {
                 msg.append("  [rank ").append(w.rank).append("] ").append(line).append(System.lineSeparator());
             }
@@ -229,7 +284,12 @@ final class WorkerSupervisor implements AutoCloseable {
 
     /** Prefixes each line with the rank; rank 0 in full, others warnings/errors (and their stack traces) only. */
     private Thread pump(Worker w) throws IOException {
-        Writer log = logDir == null ? null : Files.newBufferedWriter(logDir.resolve("rank" + w.rank + ".log"), StandardCharsets.UTF_8);
+        Writer log = logDir == null ? null : Files.newBufferedWriter(logDir.resolve("rank" + w.rank + ".log"),
+                StandardCharsets.UTF_8, round == 0 ? new java.nio.file.OpenOption[0]
+                        : new java.nio.file.OpenOption[] {java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND});
+        if (log != null && round > 0) {
+            log.write("---- restart round " + round + " ----\n");
+        }
         boolean everything = allRanksOutput || w.rank == 0;
         String prefix = "[rank " + w.rank + "] ";
         Thread t = new Thread(() -> {

@@ -115,7 +115,7 @@ class DpFailureTest {
                 .toArray(String[]::new));
         assertEquals(2, cli.exitCode(), cli.toString());
         String line = cli.err().lines().filter(l -> l.startsWith("dtrain launch: ")).findFirst().orElseThrow();
-        assertTrue(line.matches("dtrain launch: error: config file .*missing\\.yaml not found .* \\(reported by rank [01],"
+        assertTrue(line.matches("dtrain launch: error: rank [01] on \\S+: config file .*missing\\.yaml not found .* \\(reported by rank [01],"
                 + " pid \\d+, exit code 2; stopped the other 1 worker\\(s\\) of this node in \\d+\\.\\d s\\)"), line);
     }
 

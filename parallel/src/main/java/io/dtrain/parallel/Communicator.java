@@ -11,6 +11,7 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.UnknownHostException;
 import java.time.Duration;
+import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -69,15 +70,9 @@ final class Communicator implements AutoCloseable {
                     : connected.localAddress();
             connected.set("node/" + config.rank(), config.nodeId());
             nodeIds = new String[config.worldSize()];
+            long deadline = System.nanoTime() + config.rendezvousTimeout().toNanos();
             for (int r = 0; r < nodeIds.length; r++) {
-                try {
-                    nodeIds[r] = connected.getString("node/" + r, config.rendezvousTimeout());
-                } catch (io.dtrain.parallel.rendezvous.RendezvousTimeoutException e) {
-                    throw new io.dtrain.parallel.rendezvous.RendezvousTimeoutException("rank " + r + " did not join job '"
-                            + config.jobId() + "' within " + config.rendezvousTimeout().toSeconds() + " s"
-                            + " (DTRAIN_RENDEZVOUS_TIMEOUT): is it running, and with the same MASTER_ADDR/MASTER_PORT,"
-                            + " job id and secret? The store's log (rank 0) lists refused workers");
-                }
+                nodeIds[r] = awaitJoined(connected, config, r, deadline);
             }
             client = connectAeron(config);
         } catch (IOException | RuntimeException e) {
@@ -96,6 +91,58 @@ final class Communicator implements AutoCloseable {
         commThread = newCommThread();
         health = new HealthMonitor(config.rank(), connectedHeartbeat, config.resolvedLogDir());
         udpDrops = new UdpDropWatch(aeron, config.rank());
+    }
+
+    /**
+     * Waits until rank {@code r} joined (its node id), failing at once, naming it, if a rank reported that it failed
+     * before joining ({@link #reportFailedBringUp}), was refused by the store (another WORLD_SIZE) or died.
+     */
+    private static String awaitJoined(RendezvousClient store, WorldConfig config, int r, long deadline) {
+        while (true) {
+            try {
+                return store.getString("node/" + r, Duration.ofMillis(Math.max(1, Math.min(500,
+                        (deadline - System.nanoTime()) / 1_000_000L))));
+            } catch (io.dtrain.parallel.rendezvous.RendezvousTimeoutException e) {
+                Map<String, byte[]> failed = new java.util.TreeMap<>(store.getPrefix(RendezvousServer.FAIL_PREFIX));
+                failed.putAll(store.getPrefix(RendezvousServer.REFUSED_PREFIX));
+                if (!failed.isEmpty()) {
+                    Map.Entry<String, byte[]> first = failed.entrySet().iterator().next();
+                    String rank = first.getKey().substring(first.getKey().indexOf('/') + 1);
+                    String what = new String(first.getValue(), java.nio.charset.StandardCharsets.UTF_8);
+                    String why = first.getKey().startsWith(RendezvousServer.REFUSED_PREFIX)
+                            ? "rank " + rank + " was refused by the rendezvous store (worker on "
+                            + what.substring(0, what.indexOf(": ")) + "): " + what.substring(what.indexOf(": ") + 2)
+                            : what.startsWith("rank ") ? what : "rank " + rank + " " + what;
+                    throw new io.dtrain.parallel.rendezvous.RendezvousException(why + "; rank " + config.rank()
+                            + " stops instead of waiting for it");
+                }
+                if (System.nanoTime() > deadline) {
+                    throw new io.dtrain.parallel.rendezvous.RendezvousTimeoutException("rank " + r + " did not join job '"
+                            + config.jobId() + "' within " + config.rendezvousTimeout().toSeconds() + " s"
+                            + " (DTRAIN_RENDEZVOUS_TIMEOUT): is it running, and with the same MASTER_ADDR/MASTER_PORT,"
+                            + " job id and secret? The store's log (rank 0) lists refused workers");
+                }
+            }
+        }
+    }
+
+    /**
+     * A rank that fails before it joins (a bad configuration, input it cannot see) says so through the store, so that
+     * the others fail at once naming it and its host instead of waiting until the rendezvous timeout. Best effort: if
+     * the store cannot be reached within a few seconds, the others time out as before.
+     */
+    static void reportFailedBringUp(WorldConfig config, String message) {
+        if (config.hostStore() && config.rank() == 0) {
+            return; // this rank would have hosted the store: the others time out naming it
+        }
+        Duration wait = config.rendezvousTimeout().compareTo(Duration.ofSeconds(10)) < 0 ? config.rendezvousTimeout()
+                : Duration.ofSeconds(10);
+        try (RendezvousClient store = connect(config.withRendezvousTimeout(wait))) {
+            store.set(RendezvousServer.FAIL_PREFIX + config.rank(), "on " + config.nodeId() + " failed before joining: "
+                    + message);
+        } catch (RuntimeException e) {
+            log.debug("could not report the failure to the rendezvous store: {}", e.toString());
+        }
     }
 
     /** Joins the job (blocks until every rank has joined, or the rendezvous timeout) and starts the heartbeat. */
@@ -122,7 +169,7 @@ final class Communicator implements AutoCloseable {
 
     private static RendezvousClient connect(WorldConfig config) {
         return RendezvousClient.connect(config.masterAddr(), config.masterPort(), config.jobId(), config.rank(),
-                config.worldSize(), config.secret(), config.rendezvousTimeout());
+                config.worldSize(), config.restartRound(), config.secret(), config.rendezvousTimeout());
     }
 
     private static Aeron connectAeron(WorldConfig config) {
@@ -190,6 +237,15 @@ final class Communicator implements AutoCloseable {
 
     String nodeId(int rank) {
         return nodeIds[rank];
+    }
+
+    /** Ranks of the job on this host (same node id), this one included. */
+    int ranksOnThisHost() {
+        int n = 0;
+        for (String id : nodeIds) {
+            n += id.equals(nodeId(rank())) ? 1 : 0;
+        }
+        return n;
     }
 
     /** True if ring links from {@code rank} to this rank go through a shared-memory file (same host, transport). */

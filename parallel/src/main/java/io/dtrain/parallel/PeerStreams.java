@@ -56,6 +56,8 @@ final class PeerStreams {
     static Incoming openIncoming(Communicator comm, String linkName, int from, int sessionId, int streamId,
                                  String ipcTermLength, String udpTermLength) {
         if (comm.sharesMemoryWith(from)) {
+            ShmSpace.require(comm.config().shmDirectory(), 1, ShmLink.HEADER_BYTES + (long) SHM_CAPACITY,
+                    "the pipeline link " + linkName);
             String file = "p2p-" + linkName.replaceAll("[^A-Za-z0-9._-]", "_") + "-" + from + "-to-" + comm.rank();
             ShmLink.Consumer consumer = new ShmLink.Consumer(comm.config().shmDirectory().resolve(file), SHM_CAPACITY);
             return new Incoming(shm(consumer), SHM_SCHEME + consumer.file());

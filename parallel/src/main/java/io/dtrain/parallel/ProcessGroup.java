@@ -55,6 +55,25 @@ public final class ProcessGroup implements AutoCloseable {
         }
     }
 
+    /**
+     * This rank failed before joining (e.g. its configuration or data is bad): tell the others through the store
+     * (best effort), so they stop waiting for it and name it. Does nothing in a single-process world.
+     */
+    public static void reportFailedBringUp(WorldConfig config, String message) {
+        if (config.worldSize() > 1) {
+            Communicator.reportFailedBringUp(config, message);
+        }
+    }
+
+    /**
+     * World group only, every rank at the same point: checks that every rank holds the same {@code entries} (e.g. its
+     * resolved run configuration, key -> value), compared by hash through the store; a mismatch throws a
+     * {@link io.dtrain.common.UserFacingException} naming the differing keys and ranks, on every rank.
+     */
+    public void requireSameEverywhere(String what, java.util.Map<String, String> entries) {
+        Agreement.requireSame(comm, what, entries);
+    }
+
     /** {@link #init} from torchrun-style environment variables (see {@link WorldConfig#fromEnvironment}). */
     public static ProcessGroup fromEnvironment() {
         return init(WorldConfig.fromEnvironment(System.getenv()));

@@ -40,6 +40,8 @@ final class RingLinks {
     static Incoming openIncoming(Communicator comm, String groupKey, int fromRank, int streamId) {
         WorldConfig config = comm.config();
         if (comm.sharesMemoryWith(fromRank)) {
+            ShmSpace.require(config.shmDirectory(), comm.ranksOnThisHost(), ShmLink.HEADER_BYTES + (long) SHM_CAPACITY,
+                    "ring " + groupKey);
             ShmLink.Consumer consumer = new ShmLink.Consumer(config.shmDirectory()
                     .resolve("ring-" + groupKey + "-" + fromRank + "-to-" + comm.rank()), SHM_CAPACITY);
             return new Incoming(consumer, SHM_SCHEME + consumer.file());

@@ -39,12 +39,15 @@ import org.slf4j.LoggerFactory;
  * @param logDir             where a failure's thread dump is written; null: {@code $TMPDIR/dtrain-USER-JOBID}
  *                           ({@code dtrain train} sets its run's {@code logs/})
  * @param insecureTransport  true: udp frames without authentication (a trusted network; DTRAIN_INSECURE_TRANSPORT)
+ * @param restartRound       how often the launcher restarted the job (DTRAIN_RESTART_COUNT): the rendezvous round
+ *                           this worker belongs to; a worker of another round is refused
  */
 public record WorldConfig(int rank, int worldSize, int localRank, String masterAddr, int masterPort,
                              String jobId, byte[] secret, Duration timeout, Duration rendezvousTimeout,
                              Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
                              String advertiseAddress, boolean hostStore, int maxFramePayloadBytes,
-                             long throttleBytesPerSecond, Path logDir, boolean insecureTransport) {
+                             long throttleBytesPerSecond, Path logDir, boolean insecureTransport,
+                             int restartRound) {
 
     /** How a ring link between two workers goes; see the transport parameter. Pipeline links use Aeron always. */
     public enum Transport { AUTO, SHM, IPC, UDP }
@@ -78,6 +81,9 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
             throw new UserFacingException("the frame payload must be at least 64 bytes, got " + maxFramePayloadBytes
                     + " (DTRAIN_FRAME_PAYLOAD_BYTES)");
         }
+        if (restartRound < 0) {
+            throw new UserFacingException("the restart round must be >= 0, got " + restartRound + " (DTRAIN_RESTART_COUNT)");
+        }
         if (throttleBytesPerSecond < 0) {
             throw new UserFacingException("the transport throttle must be >= 0 bytes/s (0 = off), got "
                     + throttleBytesPerSecond + " (DTRAIN_TRANSPORT_THROTTLE)");
@@ -88,7 +94,7 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
     public static WorldConfig single() {
         return new WorldConfig(0, 1, 0, "127.0.0.1", 0, "local", new byte[0], DEFAULT_TIMEOUT,
                 Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_FRAME_PAYLOAD_BYTES, 0, null,
-                false);
+                false, 0);
     }
 
     /** Reads the configuration from environment variables, e.g. {@code System.getenv()}. */
@@ -131,20 +137,26 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir == null ? null : Path.of(aeronDir), external,
                 env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), (int) Math.min(Integer.MAX_VALUE, framePayload),
-                throttle, null, insecure);
+                throttle, null, insecure, intVar(env, "DTRAIN_RESTART_COUNT", 0));
     }
 
     public WorldConfig withTimeout(Duration newTimeout) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, newTimeout,
                 rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
-                maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport);
+                maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport, restartRound);
+    }
+
+    public WorldConfig withRendezvousTimeout(Duration newTimeout) {
+        return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
+                newTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
+                maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport, restartRound);
     }
 
     /** The same with failures' thread dumps written under {@code dir} (e.g. a run's logs directory). */
     public WorldConfig withLogDir(Path dir) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
-                maxFramePayloadBytes, throttleBytesPerSecond, dir, insecureTransport);
+                maxFramePayloadBytes, throttleBytesPerSecond, dir, insecureTransport, restartRound);
     }
 
     /** Where a failure's thread dump goes: {@link #logDir}, or a job-specific directory under the temporary directory. */

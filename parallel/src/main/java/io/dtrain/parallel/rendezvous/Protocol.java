@@ -13,17 +13,22 @@ import javax.crypto.spec.SecretKeySpec;
  *
  * <pre>
  * server: int MAGIC, int VERSION, byte[32] serverNonce
- * client: UTF jobId (at most MAX_JOB_ID_BYTES), int rank, int worldSize, byte[16] memberId, byte[32] clientNonce,
- *         byte[32] HMAC(secret, "client" serverNonce clientNonce jobId rank worldSize memberId)
- * server: byte 1, byte[32] HMAC(secret, "server" clientNonce serverNonce jobId rank worldSize memberId)
+ * client: UTF jobId (at most MAX_JOB_ID_BYTES), int rank, int worldSize, int round, byte[16] memberId,
+ *         byte[32] clientNonce, byte[32] HMAC(secret, "client" serverNonce clientNonce jobId rank worldSize round memberId)
+ * server: byte 1, byte[32] HMAC(secret, "server" clientNonce serverNonce jobId rank worldSize round memberId)
  *                                                                     accepted (client checks it)
  *      or byte 0, UTF reason                                          refused, then closed
  * then requests: byte op, arguments; replies: byte status (OK, TIMEOUT, ERROR + UTF message), result
  * </pre>
+ *
+ * <p>A worker's rank is 0..worldSize-1 and its round the job's restart round ({@code DTRAIN_RESTART_COUNT}); a node's
+ * launcher (its agent) joins as rank {@code -1 - nodeRank} with round {@link #ANY_ROUND}.
  */
 final class Protocol {
     static final int MAGIC = 0x44545256; // "DTRV"
-    static final int VERSION = 2;
+    static final int VERSION = 3;
+    /** The round an agent (a node's launcher) joins with: agents outlive rounds. */
+    static final int ANY_ROUND = -1;
     static final int NONCE_BYTES = 32;
     static final int MEMBER_ID_BYTES = 16;
     static final int MAC_BYTES = 32;
@@ -58,9 +63,9 @@ final class Protocol {
         return nonce;
     }
 
-    /** What a worker proves: it knows the secret, for this job, this rank, this world size and this process. */
+    /** What a worker proves: it knows the secret, for this job, rank, world size, restart round and process. */
     static byte[] hmac(byte[] secret, String role, byte[] firstNonce, byte[] secondNonce, String jobId, int rank,
-                       int worldSize, byte[] memberId) {
+                       int worldSize, int round, byte[] memberId) {
         try {
             Mac mac = Mac.getInstance("HmacSHA256");
             // An empty secret (single-process worlds) still needs a valid key.
@@ -69,7 +74,7 @@ final class Protocol {
             mac.update(firstNonce);
             mac.update(secondNonce);
             mac.update(jobId.getBytes(StandardCharsets.UTF_8));
-            mac.update(ByteBuffer.allocate(8).putInt(rank).putInt(worldSize).array());
+            mac.update(ByteBuffer.allocate(12).putInt(rank).putInt(worldSize).putInt(round).array());
             mac.update(memberId);
             return mac.doFinal();
         } catch (GeneralSecurityException e) {

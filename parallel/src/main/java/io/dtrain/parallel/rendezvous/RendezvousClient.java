@@ -47,29 +47,72 @@ public final class RendezvousClient implements AutoCloseable {
      */
     public static RendezvousClient connect(String host, int port, String jobId, int rank, int worldSize, byte[] secret,
                                            Duration connectTimeout) {
-        return connect(host, port, jobId, rank, worldSize, secret, connectTimeout, PROCESS_MEMBER_ID);
+        return connect(host, port, jobId, rank, worldSize, 0, secret, connectTimeout);
+    }
+
+    /** As a worker of restart round {@code round} (the launcher's DTRAIN_RESTART_COUNT; 0 without restarts). */
+    public static RendezvousClient connect(String host, int port, String jobId, int rank, int worldSize, int round,
+                                           byte[] secret, Duration connectTimeout) {
+        return connect(host, port, new Hello(jobId, rank, worldSize, round, PROCESS_MEMBER_ID), secret, connectTimeout);
+    }
+
+    /**
+     * As the launcher (agent) of node {@code nodeRank}: not a worker, so it holds no rank and outlives restart rounds;
+     * it sees and sets every key.
+     */
+    public static RendezvousClient connectAgent(String host, int port, String jobId, int nodeRank, int worldSize,
+                                                byte[] secret, Duration connectTimeout) {
+        return connect(host, port, new Hello(jobId, -1 - nodeRank, worldSize, Protocol.ANY_ROUND,
+                Protocol.nonce(Protocol.MEMBER_ID_BYTES)), secret, connectTimeout);
     }
 
     /** As {@link #connect(String, int, String, int, int, byte[], Duration)}, as the process {@code memberId}. */
     static RendezvousClient connect(String host, int port, String jobId, int rank, int worldSize, byte[] secret,
                                     Duration connectTimeout, byte[] memberId) {
+        return connect(host, port, new Hello(jobId, rank, worldSize, 0, memberId), secret, connectTimeout);
+    }
+
+    /** First retry after this long; each next one waits twice as long, at most {@link #MAX_BACKOFF_MS}. */
+    static final long FIRST_BACKOFF_MS = 100;
+    static final long MAX_BACKOFF_MS = 5_000;
+
+    /**
+     * Connects, retrying with exponential backoff while nothing listens (the store not up yet, a host not reachable)
+     * until {@code connectTimeout}, then authenticates.
+     */
+    private static RendezvousClient connect(String host, int port, Hello hello, byte[] secret, Duration connectTimeout) {
         String where = host + ":" + port;
-        long deadline = System.nanoTime() + connectTimeout.toNanos();
+        long start = System.nanoTime();
+        long deadline = start + connectTimeout.toNanos();
         IOException last = null;
-        while (System.nanoTime() < deadline) {
+        int attempts = 0;
+        long backoffMs = FIRST_BACKOFF_MS;
+        while (attempts == 0 || System.nanoTime() < deadline) {
             Socket socket = new Socket();
+            attempts++;
             try {
                 socket.setTcpNoDelay(true);
-                socket.connect(new InetSocketAddress(host, port), (int) Math.max(1000, Math.min(10_000, connectTimeout.toMillis())));
+                InetSocketAddress address = new InetSocketAddress(host, port);
+                if (address.isUnresolved()) {
+                    throw new RendezvousTimeoutException("the rendezvous host '" + host + "' (MASTER_ADDR, dtrain launch"
+                            + " --rdzv) does not resolve from this host: check its spelling, or give node 0's IP address");
+                }
+                long leftMs = Math.max(1, (deadline - System.nanoTime()) / 1_000_000L);
+                socket.connect(address, (int) Math.max(1000, Math.min(10_000, leftMs)));
                 socket.setSoTimeout(IO_TIMEOUT_MS);
                 DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream()));
                 DataOutputStream out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream()));
-                authenticate(in, out, new Hello(jobId, rank, worldSize, memberId), secret, where);
+                authenticate(in, out, hello, secret, where);
                 return new RendezvousClient(socket, in, out, where);
-            } catch (ConnectException e) {
+            } catch (ConnectException | java.net.SocketTimeoutException | java.net.NoRouteToHostException e) {
                 last = e;
                 closeQuietly(socket);
-                sleep(100);
+                long leftMs = (deadline - System.nanoTime()) / 1_000_000L;
+                if (leftMs <= 0) {
+                    break;
+                }
+                sleep(Math.min(backoffMs, leftMs));
+                backoffMs = Math.min(MAX_BACKOFF_MS, backoffMs * 2);
             } catch (IOException e) {
                 closeQuietly(socket);
                 throw new UncheckedIOException("rendezvous with " + where + " failed: " + e, e);
@@ -78,12 +121,16 @@ public final class RendezvousClient implements AutoCloseable {
                 throw e;
             }
         }
-        throw new RendezvousTimeoutException("no rendezvous store at " + where + " after " + connectTimeout.toSeconds()
-                + " s (" + last + "); check MASTER_ADDR/MASTER_PORT and that rank 0 (or the launcher) is running");
+        throw new RendezvousTimeoutException(String.format(java.util.Locale.ROOT, "no rendezvous store at %s: %d"
+                        + " connection attempts over %.1f s (backoff %d ms doubling to %d s; DTRAIN_RENDEZVOUS_TIMEOUT %d s),"
+                        + " the last one: %s; check that %s is node 0's address and %d its port (MASTER_ADDR/MASTER_PORT,"
+                        + " dtrain launch --rdzv), that node 0's launcher (or rank 0) is running, and that no firewall"
+                        + " blocks the port", where, attempts, (System.nanoTime() - start) / 1e9, FIRST_BACKOFF_MS,
+                MAX_BACKOFF_MS / 1000, connectTimeout.toSeconds(), last == null ? "none" : last.getMessage(), host, port));
     }
 
-    /** Who this worker says it is in the handshake. */
-    private record Hello(String jobId, int rank, int worldSize, byte[] memberId) {
+    /** Who this worker (or agent) says it is in the handshake. */
+    private record Hello(String jobId, int rank, int worldSize, int round, byte[] memberId) {
     }
 
     private static void authenticate(DataInputStream in, DataOutputStream out, Hello hello, byte[] secret, String where)
@@ -102,9 +149,11 @@ public final class RendezvousClient implements AutoCloseable {
         out.writeUTF(jobId);
         out.writeInt(rank);
         out.writeInt(hello.worldSize());
+        out.writeInt(hello.round());
         out.write(hello.memberId());
         out.write(clientNonce);
-        out.write(Protocol.hmac(secret, "client", serverNonce, clientNonce, jobId, rank, hello.worldSize(), hello.memberId()));
+        out.write(Protocol.hmac(secret, "client", serverNonce, clientNonce, jobId, rank, hello.worldSize(), hello.round(),
+                hello.memberId()));
         out.flush();
         if (in.readByte() != 1) {
             // Not yet proven to be the job's store: its reason is shown escaped and cut.
@@ -113,7 +162,7 @@ public final class RendezvousClient implements AutoCloseable {
         }
         byte[] serverProof = in.readNBytes(Protocol.MAC_BYTES);
         if (!MessageDigest.isEqual(serverProof, Protocol.hmac(secret, "server", clientNonce, serverNonce, jobId, rank,
-                hello.worldSize(), hello.memberId()))) {
+                hello.worldSize(), hello.round(), hello.memberId()))) {
             throw new RendezvousAuthException("the rendezvous store at " + where + " does not know job '" + jobId
                     + "''s secret: refusing to join it (another job on the same MASTER_PORT?)");
         }

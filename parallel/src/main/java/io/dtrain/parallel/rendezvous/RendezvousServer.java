@@ -41,8 +41,11 @@ import org.slf4j.LoggerFactory;
  *
  * <p>It holds its ground against strangers and mistakes: each rank belongs to the first process that joins with it
  * (a worker opens several connections, all with its process's member id); another process claiming a taken rank
- * (say a stale worker restarted by hand) is refused with the reason, logged, and the real rank is unaffected. There is
- * no restart protocol yet, so a rank is never handed over. A connection must complete the handshake within a few
+ * (say a stale worker restarted by hand) is refused with the reason, logged, and the real rank is unaffected. Ranks are
+ * handed over only by a new restart round ({@link #newRound}): the launcher on node 0 starts one when every node's
+ * launcher has stopped its workers; it forgets the workers' keys and ranks, closes the old round's connections, and
+ * from then on refuses workers of any other round. The launchers themselves join as agents ({@code rank = -1 - node})
+ * and keep their keys ({@link #AGENT_PREFIX}) across rounds. A connection must complete the handshake within a few
  * seconds or it is closed; handshakes run on a small bounded pool and only authenticated connections get a thread
  * of their own (at most {@link #CONNECTIONS_PER_RANK} per rank); whatever a client sends is logged only through
  * {@link Untrusted#quote}, and refusals are logged at most once per {@link #LOG_INTERVAL_S} s per kind.
@@ -55,6 +58,10 @@ public final class RendezvousServer implements AutoCloseable {
     public static final String FAIL_PREFIX = "fail/";
     /** Keys under this prefix name ranks whose connection dropped without a goodbye: {@code lost/<rank>}. */
     public static final String LOST_PREFIX = "lost/";
+    /** Why a worker that proved the secret was refused: {@code refused/<rank>} = reason (the others stop waiting). */
+    public static final String REFUSED_PREFIX = "refused/";
+    /** Keys of the node launchers (agents); kept across restart rounds. */
+    public static final String AGENT_PREFIX = "agent/";
     /** A connection that has not completed the handshake after this long is closed. */
     public static final Duration HANDSHAKE_TIMEOUT = Duration.ofSeconds(5);
     /** Handshakes in progress at once; connections beyond are closed at once (a worker retries). */
@@ -73,7 +80,11 @@ public final class RendezvousServer implements AutoCloseable {
     private final Map<String, byte[]> store = new HashMap<>();
     /** rank -> the process that holds it (guarded by itself). */
     private final Map<Integer, Member> members = new HashMap<>();
+    /** The restart round whose workers may join (guarded by {@link #members}). */
+    private int round;
     private final Set<Socket> connections = ConcurrentHashMap.newKeySet();
+    /** Accepted workers' connections and their round: {@link #newRound} closes those of earlier rounds. */
+    private final Map<Socket, Integer> workerConnections = new ConcurrentHashMap<>();
     private final Thread acceptor;
     private final ThreadPoolExecutor handshakes;
     private final ScheduledExecutorService handshakeDeadlines;
@@ -127,6 +138,15 @@ public final class RendezvousServer implements AutoCloseable {
         socket.setReuseAddress(true);
         try {
             socket.bind(bind, 128);
+        } catch (java.net.BindException e) {
+            socket.close();
+            if (String.valueOf(e.getMessage()).contains("in use")) {
+                throw new RendezvousException("the rendezvous store cannot listen on port " + bind.getPort() + ": it is"
+                        + " in use on this host (another dtrain job, or another program, may be running: ss -ltnp"
+                        + " 'sport = :" + bind.getPort() + "' names it); choose another port: dtrain launch --rdzv HOST:PORT,"
+                        + " or MASTER_PORT", e);
+            }
+            throw new IOException("rendezvous store cannot listen on " + bind + ": " + e.getMessage(), e);
         } catch (IOException e) {
             socket.close();
             throw new IOException("rendezvous store cannot listen on " + bind + ": " + e.getMessage()
@@ -201,6 +221,9 @@ public final class RendezvousServer implements AutoCloseable {
             if (joined != null && deadline.cancel(false)) {
                 socket.setSoTimeout(0);
                 Joined member = joined;
+                if (!member.agent()) {
+                    workerConnections.put(socket, member.round);
+                }
                 Thread handler = new Thread(() -> serveMember(socket, member, in, out),
                         "dtrain-rendezvous-rank-" + member.rank);
                 handler.setDaemon(true);
@@ -216,19 +239,26 @@ public final class RendezvousServer implements AutoCloseable {
         }
         deadline.cancel(false);
         if (joined != null) {
-            leave(joined.rank); // accepted, but the deadline closed it first
+            leave(joined.rank, joined.round); // accepted, but the deadline closed it first
         }
         connections.remove(socket);
         closeQuietly(socket);
     }
 
-    private record Joined(int rank, byte[] memberId) {
+    /** An accepted connection: a worker's ({@code rank >= 0}) of restart round {@code round}, or an agent's. */
+    private record Joined(int rank, int round, byte[] memberId) {
+        boolean agent() {
+            return rank < 0;
+        }
     }
 
     /** One authenticated connection: requests until goodbye or until it drops. */
     private void serveMember(Socket socket, Joined member, DataInputStream in, DataOutputStream out) {
         boolean goodbye = false;
         try (socket) {
+            if (!member.agent() && member.round != round()) {
+                return; // newRound ran between the handshake and here
+            }
             while (true) {
                 byte op = in.readByte();
                 if (op == Protocol.BYE) {
@@ -249,7 +279,17 @@ public final class RendezvousServer implements AutoCloseable {
             }
         } finally {
             connections.remove(socket);
-            leave(member.rank);
+            workerConnections.remove(socket);
+            if (member.agent()) {
+                if (!goodbye && !closed) {
+                    log.warn("the launcher of node {} lost its rendezvous connection without saying goodbye", -1 - member.rank);
+                    put(AGENT_PREFIX + "lost/" + (-1 - member.rank), "lost".getBytes(StandardCharsets.UTF_8));
+                }
+                return;
+            }
+            if (!leave(member.rank, member.round)) {
+                return; // a worker of an earlier round, closed by newRound: nothing of the current round is affected
+            }
             if (!goodbye && !closed) {
                 String message = "rank " + member.rank + " lost its rendezvous connection without saying goodbye (process died or was killed)";
                 log.warn(message);
@@ -271,12 +311,13 @@ public final class RendezvousServer implements AutoCloseable {
         out.flush();
         int jobIdBytes = in.readUnsignedShort();
         if (jobIdBytes > Protocol.MAX_JOB_ID_BYTES) {
-            refuse(socket, out, "it sent a job id of " + jobIdBytes + " bytes (not a dtrain worker of this version?)", null);
+            refuse(socket, out, "it sent a job id of " + jobIdBytes + " bytes (not a dtrain worker of this version?)", null, null);
             return null;
         }
         String peerJobId = new String(in.readNBytes(jobIdBytes), StandardCharsets.UTF_8);
         int rank = in.readInt();
         int peerWorldSize = in.readInt();
+        int peerRound = in.readInt();
         byte[] memberId = in.readNBytes(Protocol.MEMBER_ID_BYTES);
         byte[] clientNonce = in.readNBytes(Protocol.NONCE_BYTES);
         byte[] proof = in.readNBytes(Protocol.MAC_BYTES);
@@ -285,55 +326,63 @@ public final class RendezvousServer implements AutoCloseable {
         }
         String claim = "claiming rank " + rank + " of job " + Untrusted.quote(peerJobId);
         if (!peerJobId.equals(jobId)) {
-            refuse(socket, out, claim + ": not this store's job '" + jobId + "'", null);
+            refuse(socket, out, claim + ": not this store's job '" + jobId + "'", null, null);
             return null;
         }
         if (!MessageDigest.isEqual(proof, Protocol.hmac(secret, "client", serverNonce, clientNonce, peerJobId, rank,
-                peerWorldSize, memberId))) {
-            refuse(socket, out, claim + ": wrong job secret", null);
+                peerWorldSize, peerRound, memberId))) {
+            refuse(socket, out, claim + ": wrong job secret", null, null);
             return null;
         }
         // From here on the peer has proven the secret: it is one of the job's workers, and told why it is refused.
         if (peerWorldSize != worldSize) {
             refuse(socket, out, claim + ": its WORLD_SIZE is " + peerWorldSize + ", the job's is " + worldSize,
-                    "WORLD_SIZE " + peerWorldSize + " differs from the job's " + worldSize + " (every worker needs the same WORLD_SIZE)");
+                    "WORLD_SIZE " + peerWorldSize + " differs from the job's " + worldSize + " (every worker needs the same WORLD_SIZE)",
+                    rank >= 0 && rank < worldSize ? rank : null);
             return null;
         }
-        if (rank < 0 || rank >= worldSize) {
+        boolean agent = rank < 0 && rank >= -worldSize && peerRound == Protocol.ANY_ROUND;
+        if (!agent && (rank < 0 || rank >= worldSize)) {
             refuse(socket, out, claim + ": outside 0.." + (worldSize - 1),
-                    "rank " + rank + " is outside 0.." + (worldSize - 1) + " (RANK, WORLD_SIZE)");
+                    "rank " + rank + " is outside 0.." + (worldSize - 1) + " (RANK, WORLD_SIZE)", null);
             return null;
         }
-        String taken = join(rank, memberId, String.valueOf(socket.getRemoteSocketAddress()));
+        String taken = agent ? null : join(rank, peerRound, memberId, String.valueOf(socket.getRemoteSocketAddress()));
         if (taken != null) {
-            refuse(socket, out, claim + ": " + taken, taken);
+            refuse(socket, out, claim + ": " + taken, taken, null);
             return null;
         }
         try {
             out.writeByte(1);
-            out.write(Protocol.hmac(secret, "server", clientNonce, serverNonce, peerJobId, rank, peerWorldSize, memberId));
+            out.write(Protocol.hmac(secret, "server", clientNonce, serverNonce, peerJobId, rank, peerWorldSize,
+                    peerRound, memberId));
             out.flush();
         } catch (IOException e) {
-            leave(rank);
+            leave(rank, peerRound);
             throw e;
         }
-        return new Joined(rank, memberId);
+        return new Joined(rank, peerRound, memberId);
     }
 
     /**
-     * Counts a connection of {@code memberId} for {@code rank}: null if accepted, else why not (the rank is another
-     * process's, or this one has too many connections).
+     * Counts a connection of {@code memberId} for {@code rank} of restart round {@code peerRound}: null if accepted,
+     * else why not (another round, the rank is another process's, or this one has too many connections).
      */
-    private String join(int rank, byte[] memberId, String from) {
+    private String join(int rank, int peerRound, byte[] memberId, String from) {
         synchronized (members) {
+            if (peerRound != round) {
+                return "it belongs to restart round " + peerRound + " (DTRAIN_RESTART_COUNT) but the job is at round "
+                        + round + (peerRound < round ? " (a worker of an earlier round still running after the job"
+                        + " restarted: stop it)" : " (started before its launcher restarted the job?)");
+            }
             Member holder = members.get(rank);
             if (holder == null) {
                 holder = new Member(memberId, from);
                 members.put(rank, holder);
             } else if (!MessageDigest.isEqual(holder.id, memberId)) {
                 return "rank " + rank + " is already taken by another worker process of this job (joined from "
-                        + holder.from + " at " + holder.since + "); a worker cannot rejoin a running job (dtrain has no"
-                        + " restart protocol yet): stop the stale worker, or restart the whole job";
+                        + holder.from + " at " + holder.since + "); a worker cannot rejoin a running round: stop the"
+                        + " stale worker, or let the launcher restart the whole job (dtrain launch --max-restarts)";
             }
             if (holder.connections >= CONNECTIONS_PER_RANK) {
                 return "rank " + rank + " already has " + holder.connections + " connections to the store";
@@ -343,20 +392,64 @@ public final class RendezvousServer implements AutoCloseable {
         }
     }
 
-    /** A connection of {@code rank} closed; the rank stays its process's (no restart protocol hands it over). */
-    private void leave(int rank) {
+    /**
+     * A connection of {@code rank} of round {@code peerRound} closed; the rank stays its process's until the next
+     * round. Returns false if that round is over (its connection was closed by {@link #newRound}).
+     */
+    private boolean leave(int rank, int peerRound) {
         synchronized (members) {
+            if (peerRound != round) {
+                return false;
+            }
             Member holder = members.get(rank);
             if (holder != null) {
                 holder.connections--;
             }
+            return true;
+        }
+    }
+
+    /**
+     * Starts restart round {@code next} (after every node's launcher stopped its workers): the ranks are free again,
+     * the workers' keys are gone (the agents' stay), connections of earlier rounds are closed without being reported
+     * as failures, and from now on only workers of round {@code next} may join.
+     */
+    public void newRound(int next) {
+        synchronized (members) {
+            if (next <= round) {
+                throw new IllegalArgumentException("restart round " + next + " after round " + round);
+            }
+            round = next;
+            members.clear();
+        }
+        synchronized (store) {
+            store.keySet().removeIf(key -> !key.startsWith(AGENT_PREFIX));
+            store.notifyAll();
+        }
+        for (Map.Entry<Socket, Integer> e : workerConnections.entrySet()) {
+            if (e.getValue() < next) {
+                closeQuietly(e.getKey());
+            }
+        }
+        log.info("rendezvous store of job {}: restart round {} begins", jobId, next);
+    }
+
+    /** The restart round whose workers may join. */
+    public int round() {
+        synchronized (members) {
+            return round;
         }
     }
 
     /** Logs (rate-limited) and answers a refusal; {@code toClient} null: the generic answer for a failed proof. */
-    private void refuse(Socket socket, DataOutputStream out, String reason, String toClient) throws IOException {
+    private void refuse(Socket socket, DataOutputStream out, String reason, String toClient, Integer refusedRank)
+            throws IOException {
         refused.incrementAndGet();
         (toClient == null ? refusedLog : refusedWorkerLog).warn("rendezvous store refused {} {}", socket.getRemoteSocketAddress(), reason);
+        if (toClient != null && refusedRank != null) {
+            put(REFUSED_PREFIX + refusedRank, (socket.getInetAddress().getHostName() + ": " + toClient)
+                    .getBytes(StandardCharsets.UTF_8));
+        }
         out.writeByte(0);
         out.writeUTF(toClient != null ? "refused by the rendezvous store of job '" + jobId + "': " + toClient
                 : "refused by the rendezvous store of job '" + jobId

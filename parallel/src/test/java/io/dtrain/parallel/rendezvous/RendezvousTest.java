@@ -111,12 +111,13 @@ class RendezvousTest {
             out.writeUTF("job-a");
             out.writeInt(7);
             out.writeInt(WORLD);
+            out.writeInt(0);
             out.write(member);
             out.write(clientNonce);
-            out.write(Protocol.hmac(SECRET, "client", serverNonce, clientNonce, "job-a", 7, WORLD, member));
+            out.write(Protocol.hmac(SECRET, "client", serverNonce, clientNonce, "job-a", 7, WORLD, 0, member));
             out.flush();
             assertEquals(1, in.readByte());
-            assertArrayEquals(Protocol.hmac(SECRET, "server", clientNonce, serverNonce, "job-a", 7, WORLD, member), in.readNBytes(32));
+            assertArrayEquals(Protocol.hmac(SECRET, "server", clientNonce, serverNonce, "job-a", 7, WORLD, 0, member), in.readNBytes(32));
         }
     }
 
@@ -157,6 +158,47 @@ class RendezvousTest {
                     "127.0.0.1", server.port(), "job-a", 1, WORLD, SECRET, Duration.ofSeconds(5), stale));
         });
         assertTrue(log.contains("refused") && log.contains("rank 1 is already taken"), log);
+    }
+
+    @Test
+    void aNewRoundHandsTheRanksOverAndRefusesWorkersOfTheOldOne() throws Exception {
+        try (RendezvousClient agent = RendezvousClient.connectAgent("127.0.0.1", server.port(), "job-a", 0, WORLD, SECRET,
+                Duration.ofSeconds(5))) {
+            RendezvousClient old = client(1);
+            old.set("node/1", "h");
+            agent.set(RendezvousServer.AGENT_PREFIX + "note", "kept");
+            server.newRound(1);
+            // the old round's keys are gone, its connection closed without a failure reported; the agents' keys stay
+            assertTrue(agent.tryGet("node/1").isEmpty());
+            assertTrue(agent.getPrefix(RendezvousServer.FAIL_PREFIX).isEmpty());
+            assertEquals("kept", agent.getString(RendezvousServer.AGENT_PREFIX + "note", Duration.ofSeconds(1)));
+            assertThrows(RuntimeException.class, () -> old.set("x", "y"));
+            old.close();
+            // rank 1 of round 1 joins although round 0's rank 1 held it; a worker of round 0 is refused with the reason
+            try (RendezvousClient fresh = RendezvousClient.connect("127.0.0.1", server.port(), "job-a", 1, WORLD, 1, SECRET,
+                    Duration.ofSeconds(5))) {
+                fresh.set("node/1", "h");
+                RendezvousAuthException stale = assertThrows(RendezvousAuthException.class, () -> RendezvousClient.connect(
+                        "127.0.0.1", server.port(), "job-a", 2, WORLD, 0, SECRET, Duration.ofSeconds(5)));
+                assertTrue(stale.getMessage().contains("belongs to restart round 0 (DTRAIN_RESTART_COUNT) but the job is"
+                        + " at round 1 (a worker of an earlier round"), stale.getMessage());
+            }
+        }
+    }
+
+    @Test
+    void anUnreachableStoreIsRetriedWithBackoffAndNamedWithAttemptsAndTime() throws Exception {
+        int port;
+        try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
+            port = free.getLocalPort();
+        }
+        RendezvousTimeoutException e = assertThrows(RendezvousTimeoutException.class, () -> RendezvousClient.connect(
+                "127.0.0.1", port, "job-a", 0, WORLD, SECRET, Duration.ofSeconds(2)));
+        // 100 + 200 + 400 + 800 ms, then what is left of the 2 s: 6 attempts
+        assertTrue(e.getMessage().matches("no rendezvous store at 127\\.0\\.0\\.1:" + port + ": [56] connection attempts"
+                + " over 2\\.\\d s \\(backoff 100 ms doubling to 5 s; DTRAIN_RENDEZVOUS_TIMEOUT 2 s\\), the last one:"
+                + " Connection refused; check that 127\\.0\\.0\\.1 is node 0's address and " + port + " its port.*"),
+                e.getMessage());
     }
 
     @Test
@@ -236,6 +278,7 @@ class RendezvousTest {
                     out.writeUTF(jobId);
                     out.writeInt(0);
                     out.writeInt(WORLD);
+                    out.writeInt(0);
                     out.write(new byte[Protocol.MEMBER_ID_BYTES + Protocol.NONCE_BYTES + Protocol.MAC_BYTES]);
                     out.flush();
                     assertEquals(0, in.readByte());
