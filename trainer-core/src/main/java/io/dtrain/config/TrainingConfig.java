@@ -18,6 +18,10 @@ package io.dtrain.config;
  * @param checkpointInterval checkpoint every N steps (0 = only at the end)
  * @param onNonFinite        "stop" or "skip" when loss or gradients are NaN/Inf
  * @param recompute          "none" or "blocks": keep only block inputs and recompute each block before its backward
+ * @param precision          "fp32", "fp16" (mixed precision with dynamic loss scaling) or "bf16" (refused where unsupported)
+ * @param lossScaleInitial   fp16: the loss scale at the start
+ * @param lossScaleGrowthInterval fp16: steps without overflow before the scale doubles
+ * @param lossScaleMin       fp16: the floor; an overflow there stops the run
  */
 public record TrainingConfig(
         int globalBatch,
@@ -30,10 +34,19 @@ public record TrainingConfig(
         int evalSequences,
         int checkpointInterval,
         String onNonFinite,
-        String recompute) {
+        String recompute,
+        String precision,
+        double lossScaleInitial,
+        int lossScaleGrowthInterval,
+        double lossScaleMin) {
 
     public boolean recomputeBlocks() {
         return "blocks".equals(recompute);
+    }
+
+    /** fp16 mixed precision with dynamic loss scaling. */
+    public boolean fp16() {
+        return "fp16".equals(precision);
     }
 
     public static TrainingConfig defaults() {

@@ -48,6 +48,7 @@ public final class RunMetrics implements AutoCloseable {
     private final TensorBoardEvents tensorboard;
     private final PrometheusMetrics prometheus;
     private final int seqLen;
+    private final String precision;
     private volatile double clockOffsetMs;
     private volatile StepStats lastStep;
     private volatile double lastMfu = Double.NaN;
@@ -59,10 +60,11 @@ public final class RunMetrics implements AutoCloseable {
         this.rank = run.rank();
         this.dataParallelSize = run.dataParallelSize();
         this.seqLen = cfg.model().seqLen();
+        this.precision = cfg.training().precision();
         this.flopsPerToken = Mfu.flopsPerToken(cfg.model(), parameterCount);
-        this.peakFlops = Mfu.peakFlops(m, GemmBenchmark::quickPeak);
+        this.peakFlops = Mfu.peakFlops(m, precision, GemmBenchmark::quickPeak);
         this.peakSource = m.peakFlops() > 0 ? "metrics.peak_flops"
-                : m.device().equals("cpu") ? "cpu, fp32 GEMM measured now" : m.device();
+                : m.device().equals("cpu") ? "cpu, fp32 GEMM measured now" : m.device() + " " + precision;
         Path dir = Files.createDirectories(runDir.resolve("metrics"));
         List<AutoCloseable> opened = new ArrayList<>();
         try {
@@ -164,6 +166,7 @@ public final class RunMetrics implements AutoCloseable {
                 : flopsPerToken * s.tokens() / dataParallelSize / (s.stepMs() / 1000.0);
         long now = System.currentTimeMillis();
         Map<String, Object> record = s.toRecord(now, rank);
+        record.put(StepFields.PRECISION, precision);
         record.put(StepFields.FLOPS_PER_TOKEN, flopsPerToken);
         record.put(StepFields.ACHIEVED_FLOPS, JsonLines.measured(achieved));
         record.put(StepFields.PEAK_FLOPS, peakFlops);
