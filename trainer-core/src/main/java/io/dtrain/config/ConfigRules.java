@@ -91,12 +91,16 @@ final class ConfigRules {
         checkPrecision(c, where);
     }
 
-    /** fp16 runs on the fused engine in float32 models; bf16 nowhere yet, each refusal saying why. */
+    /**
+     * fp16 in float32 models; bf16 nowhere yet, each refusal saying why. That fp16 trains on the fused engine only is
+     * checked when training starts ({@link TrainingConfig#fp16RefusalFor}), so that {@code dtrain plan} can lay out
+     * an fp16 GPU run.
+     */
     private static void checkPrecision(RunConfig c, Where where) {
         TrainingConfig t = c.training();
         String engine = c.model().resolvedEngine();
         if ("bf16".equals(t.precision())) {
-            throw where.error("training.precision: bf16 is not supported here: " + ("fused".equals(engine)
+            throw where.error("bf16 is not supported here: " + ("fused".equals(engine)
                     ? "the fused CPU engine emulates fp16 only (bf16 would need its own rounding of every stored value),"
                     : "the SameDiff engine computes in one dtype (ND4J 1.0.0-M2.1 has no mixed-precision training path),")
                     + " and bf16 tensor cores need compute capability 8.0+ (A100, H100): V100 (7.0) has none;"
@@ -105,14 +109,8 @@ final class ConfigRules {
         if (!t.fp16()) {
             return;
         }
-        if (!"fused".equals(engine)) {
-            throw where.error("training.precision: fp16 needs model.engine: fused; the SameDiff engine builds its graph"
-                    + " in one dtype, and ND4J 1.0.0-M2.1 has no fp32 master weights or loss scaling for it (on its CPU"
-                    + " backend a HALF GEMM also runs ~75x slower than FLOAT); use model.engine: fused or"
-                    + " training.precision: fp32", "training.precision", "model.engine");
-        }
         if (c.model().isDouble()) {
-            throw where.error("training.precision: fp16 rounds float32 arithmetic to half precision; model.dtype: float64"
+            throw where.error("fp16 rounds float32 arithmetic to half precision; model.dtype: float64"
                     + " is the exact reference for tests: use model.dtype: float32 or training.precision: fp32",
                     "training.precision", "model.dtype");
         }

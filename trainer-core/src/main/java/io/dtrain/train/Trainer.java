@@ -59,6 +59,10 @@ public final class Trainer implements AutoCloseable {
         this.totalSteps = cfg.totalSteps();
         // Before anything large is read or built: the model alone must fit; the data is added once it is loaded.
         this.memoryLimits = MemoryLimits.current();
+        String fp16Refusal = cfg.training().fp16RefusalFor(cfg.model().resolvedEngine());
+        if (fp16Refusal != null) {
+            throw new TrainingException(fp16Refusal);
+        }
         MemoryPlan withoutData = MemoryPlan.of(cfg, context, 0);
         withoutData.check(memoryLimits);
         this.tokenizer = TrainTokenizer.forConfig(cfg);
