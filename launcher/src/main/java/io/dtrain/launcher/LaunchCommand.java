@@ -1,5 +1,6 @@
 package io.dtrain.launcher;
 
+import io.dtrain.metrics.GpuDevices;
 import io.dtrain.parallel.WorldConfig;
 import io.dtrain.train.StopSignals;
 import io.dtrain.parallel.rendezvous.RendezvousServer;
@@ -131,12 +132,14 @@ public final class LaunchCommand implements Callable<Integer> {
             out.printf(Locale.ROOT, "launch: job %s, ranks %d-%d of %d on this node (node %d of %d), store %s:%d; "
                             + "each worker: %s%n", job, nodeRank * nprocPerNode, (nodeRank + 1) * nprocPerNode - 1,
                     worldSize, nodeRank, nnodes, host, port, size.describe());
+            List<Map<String, String>> perWorker = workerDevices(env, out);
             List<List<String>> pinned = pinCpus ? size.pinnedPrefixes(nprocPerNode) : null;
             try (WorkerSupervisor workers = new WorkerSupervisor(out, err, allRanksOutput, logDir, stopGraceSeconds)) {
                 forwardStopSignals(workers, out);
                 for (int local = 0; local < nprocPerNode; local++) {
                     int rank = nodeRank * nprocPerNode + local;
-                    WorkerJvm worker = WorkerJvm.of(Main.class).jvmOptions(size.jvmOptions()).args(command).environment(env);
+                    WorkerJvm worker = WorkerJvm.of(Main.class).jvmOptions(size.jvmOptions()).args(command)
+                            .environment(perWorker.get(local));
                     if (pinned != null) {
                         worker.prefix(pinned.get(local));
                     }
@@ -145,6 +148,40 @@ public final class LaunchCommand implements Callable<Integer> {
                 return workers.awaitAll();
             }
         }
+    }
+
+    /**
+     * Each worker's environment: on the CUDA backend one GPU each ({@link #gpuEnvironments}); on the CPU backend all
+     * alike.
+     */
+    private List<Map<String, String>> workerDevices(Map<String, String> env, PrintStream out) {
+        if (!GpuDevices.cudaBackend()) {
+            out.println("launch: backend cpu");
+            return java.util.Collections.nCopies(nprocPerNode, env);
+        }
+        List<Map<String, String>> perWorker = gpuEnvironments(nprocPerNode, env);
+        for (int local = 0; local < nprocPerNode; local++) {
+            out.printf(Locale.ROOT, "launch: backend cuda: local rank %d -> CUDA_VISIBLE_DEVICES=%s%n", local,
+                    perWorker.get(local).get("CUDA_VISIBLE_DEVICES"));
+        }
+        return perWorker;
+    }
+
+    /**
+     * One GPU per worker: local rank r gets the r-th GPU as its only {@code CUDA_VISIBLE_DEVICES} entry (the r-th of
+     * the user's own list when {@code env} has one), with {@code CUDA_DEVICE_ORDER=PCI_BUS_ID} (unless set) so that
+     * CUDA numbers the GPUs as nvidia-smi does; more workers than GPUs and unsupported GPUs are refused.
+     */
+    static List<Map<String, String>> gpuEnvironments(int nproc, Map<String, String> env) {
+        List<String> gpus = GpuDevices.placement(nproc, env);
+        List<Map<String, String>> out = new ArrayList<>();
+        for (String gpu : gpus) {
+            Map<String, String> e = new HashMap<>(env);
+            e.put("CUDA_VISIBLE_DEVICES", gpu);
+            e.putIfAbsent("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+            out.add(e);
+        }
+        return out;
     }
 
     /**

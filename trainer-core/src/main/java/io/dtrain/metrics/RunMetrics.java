@@ -49,6 +49,8 @@ public final class RunMetrics implements AutoCloseable {
     private final PrometheusMetrics prometheus;
     private final int seqLen;
     private final String precision;
+    private volatile String backend = "cpu";
+    private volatile String device = "cpu";
     private volatile double clockOffsetMs;
     private volatile StepStats lastStep;
     private volatile double lastMfu = Double.NaN;
@@ -116,6 +118,12 @@ public final class RunMetrics implements AutoCloseable {
         return tracer;
     }
 
+    /** ND4J's backend ("cpu", "cuda") and this rank's device ("cpu" or its GPU), written into every step record. */
+    public void setDevice(String backend, String device) {
+        this.backend = backend;
+        this.device = device;
+    }
+
     /** This host's clock minus rank 0's, as the collectives layer measures it at rendezvous. */
     public void setClockOffsetMs(double offsetMs) {
         this.clockOffsetMs = offsetMs;
@@ -167,6 +175,8 @@ public final class RunMetrics implements AutoCloseable {
         long now = System.currentTimeMillis();
         Map<String, Object> record = s.toRecord(now, rank);
         record.put(StepFields.PRECISION, precision);
+        record.put(StepFields.BACKEND, backend);
+        record.put(StepFields.DEVICE, device);
         record.put(StepFields.FLOPS_PER_TOKEN, flopsPerToken);
         record.put(StepFields.ACHIEVED_FLOPS, JsonLines.measured(achieved));
         record.put(StepFields.PEAK_FLOPS, peakFlops);
