@@ -268,8 +268,9 @@ public final class ConfigSchema {
             "`schedule.warmup_steps` <= the run's steps (`training.steps`, or the steps that cover `training.tokens`).",
             "`schedule.decay_steps` is 0 or > `schedule.warmup_steps`.",
             "`optimizer.min_lr` <= `optimizer.lr`.",
-            "`training.precision: fp16` needs the fused engine and `model.dtype: float32`; `training.loss_scale.min` <="
-                    + " `training.loss_scale.initial`. `bf16` is refused, naming why (no bf16 on the CPU engine, SameDiff"
+            "`training.precision: fp16` needs `model.dtype: float32` (and trains on the fused engine only: with SameDiff"
+                    + " it is refused when training starts, so `dtrain plan` can lay out fp16 GPU runs);"
+                    + " `training.loss_scale.min` <= `training.loss_scale.initial`. `bf16` is refused, naming why (no bf16 on the CPU engine, SameDiff"
                     + " or GPUs below compute capability 8.0 such as V100).");
 
     /** Old keys still accepted, each with one deprecation line (docs/config-reference.md lists them). */
