@@ -1,5 +1,6 @@
 package io.dtrain.launcher;
 
+import io.dtrain.metrics.GpuDevices;
 import io.dtrain.parallel.WorldConfig;
 import io.dtrain.train.StopSignals;
 import io.dtrain.parallel.rendezvous.RendezvousClient;
@@ -167,13 +168,14 @@ public final class LaunchCommand implements Callable<Integer> {
                             + "each worker: %s%n", job, nodeRank * nprocPerNode, (nodeRank + 1) * nprocPerNode - 1,
                     worldSize, nodeRank, nnodes, host, port,
                     placement.source().equals("flags") ? "" : " (from " + placement.source() + ")", size.describe());
+            List<Map<String, String>> perWorker = workerDevices(env, nprocPerNode, out);
             List<List<String>> pinned = pinCpus ? size.pinnedPrefixes(nprocPerNode) : null;
             try (WorkerSupervisor workers = new WorkerSupervisor(out, err, allRanksOutput, logDir, stopGraceSeconds)) {
                 forwardStopSignals(workers, out);
                 JobRestarts.RoundStarter starter = round -> {
                     for (int local = 0; local < nprocPerNode; local++) {
                         int rank = nodeRank * nprocPerNode + local;
-                        Map<String, String> roundEnv = new HashMap<>(env);
+                        Map<String, String> roundEnv = new HashMap<>(perWorker.get(local));
                         roundEnv.put("DTRAIN_RESTART_COUNT", Integer.toString(round));
                         WorkerJvm worker = WorkerJvm.of(Main.class).jvmOptions(size.jvmOptions()).args(command)
                                 .environment(roundEnv);
@@ -194,6 +196,40 @@ public final class LaunchCommand implements Callable<Integer> {
                 }
             }
         }
+    }
+
+    /**
+     * Each worker's environment: on the CUDA backend one GPU each ({@link #gpuEnvironments}); on the CPU backend all
+     * alike.
+     */
+    private static List<Map<String, String>> workerDevices(Map<String, String> env, int nproc, PrintStream out) {
+        if (!GpuDevices.cudaBackend()) {
+            out.println("launch: backend cpu");
+            return java.util.Collections.nCopies(nproc, env);
+        }
+        List<Map<String, String>> perWorker = gpuEnvironments(nproc, env);
+        for (int local = 0; local < nproc; local++) {
+            out.printf(Locale.ROOT, "launch: backend cuda: local rank %d -> CUDA_VISIBLE_DEVICES=%s%n", local,
+                    perWorker.get(local).get("CUDA_VISIBLE_DEVICES"));
+        }
+        return perWorker;
+    }
+
+    /**
+     * One GPU per worker: local rank r gets the r-th GPU as its only {@code CUDA_VISIBLE_DEVICES} entry (the r-th of
+     * the user's own list when {@code env} has one), with {@code CUDA_DEVICE_ORDER=PCI_BUS_ID} (unless set) so that
+     * CUDA numbers the GPUs as nvidia-smi does; more workers than GPUs and unsupported GPUs are refused.
+     */
+    static List<Map<String, String>> gpuEnvironments(int nproc, Map<String, String> env) {
+        List<String> gpus = GpuDevices.placement(nproc, env);
+        List<Map<String, String>> out = new ArrayList<>();
+        for (String gpu : gpus) {
+            Map<String, String> e = new HashMap<>(env);
+            e.put("CUDA_VISIBLE_DEVICES", gpu);
+            e.putIfAbsent("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+            out.add(e);
+        }
+        return out;
     }
 
     /**

@@ -90,9 +90,11 @@ public final class PlanCommand implements Callable<Integer> {
             device = device.with(device.memoryBytes(), device.peakFlopsFp32(), allReduceGbps * 1e9);
         }
         Planner planner = new Planner(cfg, device, nodes, perNode);
-        out.printf(Locale.ROOT, "device: %s (%s); %.1f GiB, fp32 peak %.1f TFLOP/s per %s, assumed MFU %.2f; AllReduce"
+        boolean onGpu = !"cpu".equals(gpu);
+        out.printf(Locale.ROOT, "device: %s (%s); %.1f GiB, %s peak %.1f TFLOP/s per %s, assumed MFU %.2f; AllReduce"
                         + " %.1f GB/s within a node, %.1f GB/s between nodes%n", device.name(), device.description(),
-                device.memoryBytes() / (1L << 30), device.peakFlopsFp32() / 1e12, "cpu".equals(gpu) ? "node" : "device",
+                device.memoryBytes() / (1L << 30), onGpu ? cfg.training().precision() : "fp32",
+                (onGpu ? planner.devicePeak() : device.peakFlopsFp32()) / 1e12, onGpu ? "device" : "node",
                 device.assumedMfu(), device.intraNodeBytesPerS() / 1e9, device.interNodeBytesPerS() / 1e9);
         out.printf(Locale.ROOT, "job: %d node(s) x %d = %d workers; global batch %d x %d tokens%n", nodes, perNode,
                 planner.world(), cfg.training().globalBatch(), cfg.model().seqLen());

@@ -88,6 +88,37 @@ final class ConfigRules {
             throw where.error("optimizer.min_lr (" + o.minLr() + ") is greater than optimizer.lr (" + o.lr() + ")",
                     "optimizer.min_lr", "optimizer.lr");
         }
+        checkPrecision(c, where);
+    }
+
+    /**
+     * fp16 in float32 models; bf16 nowhere yet, each refusal saying why. That fp16 trains on the fused engine only is
+     * checked when training starts ({@link TrainingConfig#fp16RefusalFor}), so that {@code dtrain plan} can lay out
+     * an fp16 GPU run.
+     */
+    private static void checkPrecision(RunConfig c, Where where) {
+        TrainingConfig t = c.training();
+        String engine = c.model().resolvedEngine();
+        if ("bf16".equals(t.precision())) {
+            throw where.error("bf16 is not supported here: " + ("fused".equals(engine)
+                    ? "the fused CPU engine emulates fp16 only (bf16 would need its own rounding of every stored value),"
+                    : "the SameDiff engine computes in one dtype (ND4J 1.0.0-M2.1 has no mixed-precision training path),")
+                    + " and bf16 tensor cores need compute capability 8.0+ (A100, H100): V100 (7.0) has none;"
+                    + " use training.precision: fp16 (with dynamic loss scaling) or fp32", "training.precision");
+        }
+        if (!t.fp16()) {
+            return;
+        }
+        if (c.model().isDouble()) {
+            throw where.error("fp16 rounds float32 arithmetic to half precision; model.dtype: float64"
+                    + " is the exact reference for tests: use model.dtype: float32 or training.precision: fp32",
+                    "training.precision", "model.dtype");
+        }
+        if (t.lossScaleMin() > t.lossScaleInitial()) {
+            throw where.error("training.loss_scale.min (" + t.lossScaleMin() + ") is greater than"
+                    + " training.loss_scale.initial (" + t.lossScaleInitial() + ")", "training.loss_scale.min",
+                    "training.loss_scale.initial");
+        }
     }
 
     /**

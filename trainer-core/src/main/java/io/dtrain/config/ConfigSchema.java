@@ -220,6 +220,14 @@ public final class ConfigSchema {
                     "when loss or gradients are NaN/Inf: stop the run, or skip the step"),
             choice("training.recompute", "none", List.of("none", "blocks"),
                     "activation recomputation: none (keep every block's activations for the backward pass) or blocks (keep only each block's input and recompute the block just before its backward: less memory, one more forward per step)"),
+            choice("training.precision", "fp32", List.of("fp32", "fp16", "bf16"),
+                    "arithmetic of the forward and backward passes: fp32, or fp16 mixed precision (fp16 weights copies, activations and matmul inputs with fp32 accumulation, fp32 master weights, gradients, AllReduce and AdamW, dynamic loss scaling; emulated bit-faithfully by the fused CPU engine, refused by samediff); bf16 is refused where unsupported (the CPU engine, V100 and other GPUs below compute capability 8.0), naming why"),
+            number("training.loss_scale.initial", 65536.0, Range.greaterThan(0),
+                    "fp16: the dynamic loss scale at the start (2^16, as Megatron and DeepSpeed); halved and the step skipped when a gradient overflows"),
+            integer("training.loss_scale.growth_interval", 2000, Range.atLeast(1),
+                    "fp16: double the loss scale after this many steps in a row without overflow (Megatron's and DeepSpeed's default 2000)"),
+            number("training.loss_scale.min", 1.0, Range.greaterThan(0),
+                    "fp16: the floor of the loss scale; an overflow at the floor stops the run (lower optimizer.lr, or use precision fp32)"),
 
             path("output.dir", "runs/default", true, "run directory (checkpoints, metrics, resolved config)"),
             integer("output.keep_checkpoints", 3, Range.atLeast(1), "keep the newest K checkpoints"),
@@ -227,7 +235,7 @@ public final class ConfigSchema {
             integer("metrics.interval_ms", 500, Range.atLeast(0),
                     "system sampler period in ms (CPU, memory, network, disk, GPU) into metrics/system-rankN.jsonl; 0 = off"),
             choice("metrics.device", "cpu", List.of("cpu", "v100", "a100", "h100"),
-                    "device of the MFU's peak: v100 125e12 (fp16), a100 312e12, h100 989e12 (dense bf16); cpu = measured fp32 GEMM rate"),
+                    "device of the MFU's peak, for training.precision (hardware.yaml): v100 15.7e12 fp32 / 125e12 fp16 tensor cores, a100 19.5e12 / 312e12, h100 67e12 / 989e12; cpu = measured fp32 GEMM rate (also for emulated fp16)"),
             number("metrics.peak_flops", 0.0, Range.atLeast(0),
                     "peak FLOP/s of one rank's device for the MFU (0 = the device's figure)"),
             integer("metrics.prometheus_port", 0, new Range(0.0, true, 65535.0, true),
@@ -259,7 +267,11 @@ public final class ConfigSchema {
                     + " global_batch is then a multiple of the DP size.",
             "`schedule.warmup_steps` <= the run's steps (`training.steps`, or the steps that cover `training.tokens`).",
             "`schedule.decay_steps` is 0 or > `schedule.warmup_steps`.",
-            "`optimizer.min_lr` <= `optimizer.lr`.");
+            "`optimizer.min_lr` <= `optimizer.lr`.",
+            "`training.precision: fp16` needs `model.dtype: float32` (and trains on the fused engine only: with SameDiff"
+                    + " it is refused when training starts, so `dtrain plan` can lay out fp16 GPU runs);"
+                    + " `training.loss_scale.min` <= `training.loss_scale.initial`. `bf16` is refused, naming why (no bf16 on the CPU engine, SameDiff"
+                    + " or GPUs below compute capability 8.0 such as V100).");
 
     /** Old keys still accepted, each with one deprecation line (docs/config-reference.md lists them). */
     private static final List<DeprecatedKey> DEPRECATED = List.of(

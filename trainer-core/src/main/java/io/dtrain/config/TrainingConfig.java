@@ -18,6 +18,10 @@ package io.dtrain.config;
  * @param checkpointInterval checkpoint every N steps (0 = only at the end)
  * @param onNonFinite        "stop" or "skip" when loss or gradients are NaN/Inf
  * @param recompute          "none" or "blocks": keep only block inputs and recompute each block before its backward
+ * @param precision          "fp32", "fp16" (mixed precision with dynamic loss scaling) or "bf16" (refused where unsupported)
+ * @param lossScaleInitial   fp16: the loss scale at the start
+ * @param lossScaleGrowthInterval fp16: steps without overflow before the scale doubles
+ * @param lossScaleMin       fp16: the floor; an overflow there stops the run
  */
 public record TrainingConfig(
         int globalBatch,
@@ -30,10 +34,33 @@ public record TrainingConfig(
         int evalSequences,
         int checkpointInterval,
         String onNonFinite,
-        String recompute) {
+        String recompute,
+        String precision,
+        double lossScaleInitial,
+        int lossScaleGrowthInterval,
+        double lossScaleMin) {
 
     public boolean recomputeBlocks() {
         return "blocks".equals(recompute);
+    }
+
+    /** fp16 mixed precision with dynamic loss scaling. */
+    public boolean fp16() {
+        return "fp16".equals(precision);
+    }
+
+    /**
+     * Why this run cannot train in fp16 on {@code engine}, or null when it can: only the fused engine implements
+     * fp16 (SameDiff builds its graph in one dtype, with no fp32 master weights or loss scaling in ND4J 1.0.0-M2.1).
+     */
+    public String fp16RefusalFor(String engine) {
+        if (!fp16() || "fused".equals(engine)) {
+            return null;
+        }
+        return "training.precision: fp16 needs model.engine: fused; the SameDiff engine (the CUDA path) builds its graph"
+                + " in one dtype, and ND4J 1.0.0-M2.1 has no fp32 master weights or loss scaling for it (on its CPU"
+                + " backend a HALF GEMM also runs ~75x slower than FLOAT); use model.engine: fused, or"
+                + " --set training.precision=fp32";
     }
 
     public static TrainingConfig defaults() {

@@ -229,20 +229,9 @@ public final class Safetensors {
         };
     }
 
-    /** IEEE 754 binary16 to float (Java 17 has no Float.float16ToFloat). */
+    /** IEEE 754 binary16 to float. */
     static float halfToFloat(short bits) {
-        int h = bits & 0xffff;
-        int sign = (h >>> 15) << 31;
-        int exp = (h >>> 10) & 0x1f;
-        int mant = h & 0x3ff;
-        if (exp == 0) {
-            float magnitude = mant * 0x1p-24f;   // zero or subnormal
-            return sign == 0 ? magnitude : -magnitude;
-        }
-        if (exp == 31) {
-            return Float.intBitsToFloat(sign | 0x7f800000 | (mant << 13));   // infinity or NaN
-        }
-        return Float.intBitsToFloat(sign | ((exp - 15 + 127) << 23) | (mant << 13));
+        return io.dtrain.model.Half.toFloat(bits);
     }
 
     private static void readFully(FileChannel ch, ByteBuffer into, long position) throws IOException {

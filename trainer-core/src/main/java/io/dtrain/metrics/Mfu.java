@@ -12,10 +12,6 @@ import java.util.function.DoubleSupplier;
  * 12·L·d·T for attention's QK^T and AV products. Recomputation and the optimizer are not counted.
  */
 public final class Mfu {
-    public static final double V100 = 125e12;
-    public static final double A100 = 312e12;
-    public static final double H100 = 989e12;
-
     private Mfu() {
     }
 
@@ -30,24 +26,31 @@ public final class Mfu {
         return flopsPerToken(parameterCount - positionEmbedding, model.nLayer(), model.dModel(), model.seqLen());
     }
 
-    /** Dense peak of one device: V100 fp16 tensor cores, A100 bf16/fp16, H100 SXM dense bf16; NaN for cpu. */
-    public static double devicePeak(String device) {
-        return switch (device) {
-            case "v100" -> V100;
-            case "a100" -> A100;
-            case "h100" -> H100;
-            case "cpu" -> Double.NaN;
-            default -> throw new IllegalArgumentException("unknown metrics.device '" + device
-                    + "'; expected cpu, v100, a100 or h100");
-        };
+    /**
+     * Dense peak of one device for {@code precision} (fp32: CUDA cores; fp16: tensor cores), from the planner's
+     * profiles ({@code io/dtrain/plan/hardware.yaml}): V100 15.7 / 125 TFLOP/s, A100 19.5 / 312, H100 67 / 989;
+     * NaN for cpu (measured instead).
+     */
+    public static double devicePeak(String device, String precision) {
+        if ("cpu".equals(device)) {
+            return Double.NaN;
+        }
+        io.dtrain.plan.DeviceProfile p = io.dtrain.plan.DeviceProfile.load(null).get(device);
+        if (p == null) {
+            throw new IllegalArgumentException("unknown metrics.device '" + device + "'; expected cpu, v100, a100 or h100");
+        }
+        return "fp32".equals(precision) ? p.peakFlopsFp32() : p.peakFlopsFp16();
     }
 
-    /** metrics.peak_flops if set, else the device's figure, else (cpu) {@code measureCpu}'s fp32 GEMM rate. */
-    public static double peakFlops(MetricsConfig cfg, DoubleSupplier measureCpu) {
+    /**
+     * metrics.peak_flops if set, else the device's figure for the precision in use, else (cpu) {@code measureCpu}'s
+     * fp32 GEMM rate (the CPU emulates fp16 in fp32 arithmetic, so its peak is the same).
+     */
+    public static double peakFlops(MetricsConfig cfg, String precision, DoubleSupplier measureCpu) {
         if (cfg.peakFlops() > 0) {
             return cfg.peakFlops();
         }
-        double device = devicePeak(cfg.device());
+        double device = devicePeak(cfg.device(), precision);
         return Double.isNaN(device) ? measureCpu.getAsDouble() : device;
     }
 

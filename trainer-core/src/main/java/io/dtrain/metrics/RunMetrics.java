@@ -48,6 +48,9 @@ public final class RunMetrics implements AutoCloseable {
     private final TensorBoardEvents tensorboard;
     private final PrometheusMetrics prometheus;
     private final int seqLen;
+    private final String precision;
+    private volatile String backend = "cpu";
+    private volatile String device = "cpu";
     private volatile double clockOffsetMs;
     private volatile StepStats lastStep;
     private volatile double lastMfu = Double.NaN;
@@ -59,10 +62,11 @@ public final class RunMetrics implements AutoCloseable {
         this.rank = run.rank();
         this.dataParallelSize = run.dataParallelSize();
         this.seqLen = cfg.model().seqLen();
+        this.precision = cfg.training().precision();
         this.flopsPerToken = Mfu.flopsPerToken(cfg.model(), parameterCount);
-        this.peakFlops = Mfu.peakFlops(m, GemmBenchmark::quickPeak);
+        this.peakFlops = Mfu.peakFlops(m, precision, GemmBenchmark::quickPeak);
         this.peakSource = m.peakFlops() > 0 ? "metrics.peak_flops"
-                : m.device().equals("cpu") ? "cpu, fp32 GEMM measured now" : m.device();
+                : m.device().equals("cpu") ? "cpu, fp32 GEMM measured now" : m.device() + " " + precision;
         Path dir = Files.createDirectories(runDir.resolve("metrics"));
         List<AutoCloseable> opened = new ArrayList<>();
         try {
@@ -112,6 +116,12 @@ public final class RunMetrics implements AutoCloseable {
     /** For spans from any thread (collectives, loader workers). */
     public Tracer tracer() {
         return tracer;
+    }
+
+    /** ND4J's backend ("cpu", "cuda") and this rank's device ("cpu" or its GPU), written into every step record. */
+    public void setDevice(String backend, String device) {
+        this.backend = backend;
+        this.device = device;
     }
 
     /** This host's clock minus rank 0's, as the collectives layer measures it at rendezvous. */
@@ -164,6 +174,9 @@ public final class RunMetrics implements AutoCloseable {
                 : flopsPerToken * s.tokens() / dataParallelSize / (s.stepMs() / 1000.0);
         long now = System.currentTimeMillis();
         Map<String, Object> record = s.toRecord(now, rank);
+        record.put(StepFields.PRECISION, precision);
+        record.put(StepFields.BACKEND, backend);
+        record.put(StepFields.DEVICE, device);
         record.put(StepFields.FLOPS_PER_TOKEN, flopsPerToken);
         record.put(StepFields.ACHIEVED_FLOPS, JsonLines.measured(achieved));
         record.put(StepFields.PEAK_FLOPS, peakFlops);

@@ -37,6 +37,14 @@ public final class StepFields {
     public static final String TOKENS_PER_S = "tokens_per_s";
     /** The update was skipped (non-finite loss or gradients). */
     public static final String SKIPPED = "skipped";
+    /** The loss scale the step's backward pass used: 1 in fp32; fp16's dynamic scale (halved after a skipped step). */
+    public static final String LOSS_SCALE = "loss_scale";
+    /** Added by {@link RunMetrics#step}: {@code training.precision} (fp32, fp16). */
+    public static final String PRECISION = "precision";
+    /** Added by {@link RunMetrics#step}: ND4J's backend, "cpu" or "cuda". */
+    public static final String BACKEND = "backend";
+    /** Added by {@link RunMetrics#step}: "cpu", or the rank's GPU: index, name, memory, compute capability. */
+    public static final String DEVICE = "device";
     /** Added by {@link RunMetrics#step}: the model FLOPs per token, this rank's achieved FLOP/s, the peak, MFU. */
     public static final String FLOPS_PER_TOKEN = "flops_per_token";
     public static final String ACHIEVED_FLOPS = "achieved_flops";

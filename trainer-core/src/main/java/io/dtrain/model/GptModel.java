@@ -8,6 +8,7 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 
 import io.dtrain.model.fused.FusedStage;
+import io.dtrain.model.fused.HalfRounding;
 import io.dtrain.model.fused.KvCacheDecoder;
 import io.dtrain.model.samediff.SameDiffStage;
 
@@ -35,6 +36,10 @@ public final class GptModel implements AutoCloseable {
     private final PhaseClock clock = new PhaseClock();
     /** The flat parameters last handed to the stages. */
     private INDArray params;
+    /** What the training loss is multiplied by before its backward pass (fp16's dynamic loss scale; else 1). */
+    private double lossScale = 1.0;
+    /** fp16: the stages compute with this fp16-rounded copy of the parameters (null in fp32). */
+    private INDArray halfParams;
 
     /** -1 when this process holds every stage, else the one pipeline stage it holds. */
     private final int onlyStage;
@@ -213,11 +218,40 @@ public final class GptModel implements AutoCloseable {
     }
 
     /** Hands the flat parameters to every stage (once per optimizer step). */
+    /**
+     * fp16 mixed precision (fused engine): the stages compute with fp16 copies of the parameters, store their
+     * activations and activation gradients rounded to fp16 and accumulate GEMMs in fp32; the flat buffers stay fp32.
+     */
+    public void setHalfPrecision(boolean half) {
+        halfParams = half ? Nd4j.create(DataType.FLOAT, layout.size()) : null;
+        for (Stage s : stages) {
+            if (s instanceof FusedStage f) {
+                f.setHalfPrecision(half);
+            } else if (s != null && half) {
+                throw new IllegalStateException("fp16 runs on the fused engine only, this model runs " + engine);
+            }
+        }
+    }
+
+    /** Multiplies the training loss by {@code scale} before its backward pass: the gradients are {@code scale} x dL/dw. */
+    public void setLossScale(double scale) {
+        this.lossScale = scale;
+    }
+
+    public double lossScale() {
+        return lossScale;
+    }
+
     public void setParams(INDArray flatParams) {
         checkFlat(flatParams, "parameter");
+        INDArray computed = flatParams;
+        if (halfParams != null) {
+            HalfRounding.roundInto(flatParams, halfParams);   // fp32 master weights -> the fp16 copy, once per step
+            computed = halfParams;
+        }
         for (Stage s : stages) {
             if (s != null) {
-                s.setParams(flatParams);
+                s.setParams(computed);
             }
         }
         params = flatParams;
@@ -265,7 +299,7 @@ public final class GptModel implements AutoCloseable {
         for (int s = 0; s < lastStage; s++) {
             x = stages[s].forward(0, windows, x, keys);
         }
-        double loss = stages[lastStage].loss(windows, x, keys, 1.0, flatGrads);
+        double loss = stages[lastStage].loss(windows, x, keys, lossScale, flatGrads);
         INDArray grad = stages[lastStage].gradInput();
         for (int s = lastStage - 1; s >= 0; s--) {
             gradientsFinal.accept(s + 1);

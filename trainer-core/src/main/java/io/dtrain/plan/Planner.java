@@ -18,12 +18,15 @@ import java.util.List;
  *
  * <ul>
  * <li>memory = 16 bytes per parameter of the stage (fp32 weights, gradients and AdamW's two moments, the moments
- * divided by D under ZeRO-1, which runs without pipeline stages only) + activations per micro-batch x micro-batches in flight (1 without a pipeline; stage s
+ * divided by D under ZeRO-1, which runs without pipeline stages only), plus with {@code training.precision: fp16}
+ * the fp16 copy of the weights (2 bytes on a GPU; 4 on the CPU, which emulates fp16 in float32) and, on a GPU,
+ * half the activation bytes + activations per micro-batch x micro-batches in flight (1 without a pipeline; stage s
  * of 1F1B min(P - s, M); GPipe M) + the engine's shared buffers. Activations are what the fused engine allocates
  * (exact: the same sizing functions); the SameDiff engine (the GPU path) keeps a graph's forward and backward
  * intermediates within a call, counted as twice that (an estimate);</li>
  * <li>FLOPs per token = 6N + 12·L·d·T ({@link Mfu}); recomputation adds one forward (x 4/3);</li>
- * <li>compute time = FLOPs / (peak x assumed MFU); several CPU workers on one node share its peak;</li>
+ * <li>compute time = FLOPs / (peak x assumed MFU), the peak of the precision (GPU fp16: tensor cores); several CPU
+ * workers on one node share its peak;</li>
  * <li>a pipelined step takes (M + P - 1) micro-batch slots of one stage (the bubble is (P - 1)/(M + P - 1));</li>
  * <li>the gradient AllReduce moves 2 (D-1)/D x 4 bytes per parameter at the AllReduce bus bandwidth (within a node
  * when a stage's replicas fit in one, else between nodes), not overlapped (conservative); the tied embedding's
@@ -62,6 +65,7 @@ public final class Planner {
     private final int nodes;
     private final int devicesPerNode;
     private final boolean gpu;
+    private final boolean fp16;
 
     public Planner(RunConfig cfg, DeviceProfile device, int nodes, int devicesPerNode) {
         if (nodes < 1 || devicesPerNode < 1) {
@@ -73,15 +77,19 @@ public final class Planner {
         this.nodes = nodes;
         this.devicesPerNode = devicesPerNode;
         this.gpu = !"cpu".equals(device.name());
+        this.fp16 = cfg.training().fp16();
     }
 
     public int world() {
         return nodes * devicesPerNode;
     }
 
-    /** The peak one device (one worker) gets: a CPU node's peak is shared by the workers running on it. */
-    private double devicePeak() {
-        return gpu ? device.peakFlopsFp32() : device.peakFlopsFp32() / devicesPerNode;
+    /**
+     * The peak one device (one worker) gets for the run's precision (a GPU's fp16 tensor cores, else fp32): a CPU
+     * node's fp32 peak is shared by the workers running on it (its fp16 is emulated in fp32).
+     */
+    public double devicePeak() {
+        return gpu ? (fp16 ? device.peakFlopsFp16() : device.peakFlopsFp32()) : device.peakFlopsFp32() / devicesPerNode;
     }
 
     public Plan evaluate(Layout layout) {
@@ -105,7 +113,8 @@ public final class Planner {
             long params = GptNames.stageLayout(model, blocks, s).size();
             maxParams = Math.max(maxParams, params);
             boolean zero = layout.zero() && p == 1 && d > 1;
-            double state = params * (4.0 + 4.0 + 8.0 / (zero ? d : 1));
+            double halfCopy = fp16 ? (gpu ? 2.0 : 4.0) : 0.0;
+            double state = params * (halfCopy + 4.0 + 4.0 + 8.0 / (zero ? d : 1));
             boolean first = s == 0;
             boolean last = s == p - 1;
             double slot = FusedStage.slotBytes(model, blocks[s], first, last, b, layout.recompute());
@@ -114,6 +123,11 @@ public final class Planner {
                 // SameDiff keeps a call's forward and backward intermediates: twice the fused engine's tensors
                 slot = layout.recompute() ? slot : 2 * slot;
                 shared = 2 * shared;
+                if (fp16) {
+                    // activations stored in fp16: half the fused engine's float32 bytes
+                    slot /= 2;
+                    shared /= 2;
+                }
             }
             int inFlight = p == 1 ? 1 : "gpipe".equals(layout.schedule()) ? m : Math.min(p - s, m);
             StageMemory sm = new StageMemory(s, blocks[s], params, state, slot, inFlight, shared);

@@ -21,7 +21,8 @@ import java.util.Locale;
  *
  * <ul>
  *   <li>parameters and gradients: the flat buffers of the layout this rank holds (the whole model, or its pipeline
- *       stage);</li>
+ *       stage); with {@code training.precision: fp16} the parameters twice (the fp32 masters and the fp16-rounded
+ *       copy the passes read, float32 on the CPU);</li>
  *   <li>AdamW state: two more such buffers (m, v), or with ZeRO-1 ({@code optimizer.shard_state}) this rank's
  *       1/D share of them plus the padded gather buffer;</li>
  *   <li>activations, per stage this rank computes: the fused engine keeps one {@code Activations} set per
@@ -110,7 +111,9 @@ public record MemoryPlan(String engine, int batch, int sets, long parameters, lo
             optimizer = 2 * layout * e;
         }
         long evalBatches = evaluates ? (long) cfg.training().evalSequences() * (m.seqLen() + 1) * 4 : 0;
-        return new MemoryPlan(engine, batch, sets, layout * e, layout * e, optimizer, activations, masks,
+        // fp16 emulation keeps a rounded copy of the parameters beside the fp32 masters (float32 on the CPU)
+        long parameters = layout * e * (cfg.training().fp16() ? 2 : 1);
+        return new MemoryPlan(engine, batch, sets, parameters, layout * e, optimizer, activations, masks,
                 dataBytes + evalBatches, cfg, context);
     }
 

@@ -27,10 +27,19 @@ import static io.dtrain.metrics.StepFields.*;
  * @param commMs      exposed communication: time the step waited for collectives not hidden behind compute
  * @param bubbleMs    pipeline parallelism: time this stage waited for its neighbours' activations and gradients
  *                    (NaN without a pipeline)
+ * @param lossScale   the loss scale this step's backward pass used (1 unless training.precision is fp16)
  */
 public record StepStats(long step, double loss, double lr, double gradNorm, long tokens, double stepMs,
                         double dataWaitMs, double computeMs, double optimizerMs, boolean skipped,
-                        double forwardMs, double backwardMs, double commMs, double bubbleMs) {
+                        double forwardMs, double backwardMs, double commMs, double bubbleMs, double lossScale) {
+
+    /** No loss scaling (fp32). */
+    public StepStats(long step, double loss, double lr, double gradNorm, long tokens, double stepMs,
+                     double dataWaitMs, double computeMs, double optimizerMs, boolean skipped,
+                     double forwardMs, double backwardMs, double commMs, double bubbleMs) {
+        this(step, loss, lr, gradNorm, tokens, stepMs, dataWaitMs, computeMs, optimizerMs, skipped, forwardMs,
+                backwardMs, commMs, bubbleMs, 1.0);
+    }
 
     /** No pipeline: no bubble. */
     public StepStats(long step, double loss, double lr, double gradNorm, long tokens, double stepMs,
@@ -87,6 +96,7 @@ public record StepStats(long step, double loss, double lr, double gradNorm, long
         r.put(BUBBLE_MS, JsonLines.measured(bubbleMs));
         r.put(TOKENS_PER_S, JsonLines.measured(tokensPerSecond()));
         r.put(SKIPPED, skipped);
+        r.put(LOSS_SCALE, lossScale);
         return r;
     }
 }

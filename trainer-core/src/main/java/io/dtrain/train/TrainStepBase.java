@@ -39,6 +39,9 @@ import java.util.function.Supplier;
  * makes its replicas agree on them and copies them into the model.
  */
 public abstract class TrainStepBase implements TrainStep {
+    /** Manifest entries of an fp16 run's checkpoint: the loss scaler's state. */
+    static final String LOSS_SCALE = "loss_scale";
+    static final String LOSS_SCALE_GOOD_STEPS = "loss_scale_good_steps";
     protected final RunConfig cfg;
     protected final RunContext context;
     protected final BatchLoader loader;
@@ -52,6 +55,10 @@ public abstract class TrainStepBase implements TrainStep {
     protected final int accumulation;
     protected final Path checkpointsDir;
     protected Tracer tracer = Tracer.NOOP;
+    /** fp16: the dynamic loss scale (fp32: a constant 1). */
+    protected final LossScaler scaler;
+    /** The loss scale of the running step's backward pass. */
+    private double stepScale = 1.0;
     private long step;
     private long tokensSeen;
     private long stepsRun;
@@ -78,6 +85,8 @@ public abstract class TrainStepBase implements TrainStep {
         this.adamw = new AdamW(model.layout(), cfg.optimizer(), model.dataType(), stateFrom, stateTo);
         this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), cfg.totalSteps(), context.dataParallelSize());
         this.checkpointsDir = Path.of(cfg.output().dir()).resolve("checkpoints");
+        this.scaler = LossScaler.of(cfg.training());
+        model.setHalfPrecision(cfg.training().fp16());
         model.initParams(params, cfg.training().seed());
         if (!cfg.model().initFrom().isEmpty()) {
             Path file = HfImport.load(cfg.model().initFrom(), cfg.model(), model.layout(), params);
@@ -126,6 +135,8 @@ public abstract class TrainStepBase implements TrainStep {
     protected final long beginStep() {
         long t0 = System.nanoTime();
         grads.assign(0);
+        stepScale = scaler.scale();
+        model.setLossScale(stepScale);
         model.phaseClock().reset();
         dataWaitAtStart = loader.dataWaitNanos();
         return t0;
@@ -181,9 +192,21 @@ public abstract class TrainStepBase implements TrainStep {
     protected final boolean updateOrSkip(double loss, double norm, double lr,
                                          Supplier<Optional<GradClipper.NonFinite>> culprit, String normSource) {
         if (Double.isFinite(loss) && Double.isFinite(norm)) {
-            applyUpdate(lr, GradClipper.clipFactor(norm, cfg.optimizer().gradClip()));
+            scaler.update(false, step + 1);
+            // the gradients hold stepScale x dL/dw: unscaled in fp32 by AdamW's factor, clipped by the true norm
+            double clip = GradClipper.clipFactor(norm / stepScale, cfg.optimizer().gradClip());
+            applyUpdate(lr, clip / stepScale);
             model.setParams(params);
             return true;
+        }
+        if (scaler.enabled() && Double.isFinite(loss)) {
+            // fp16 overflow: every rank sees it, since the norm is of the synchronised (or world-summed) gradients
+            scaler.update(true, step + 1);
+            if (context.isLogger()) {
+                out.printf(Locale.ROOT, "step %d: fp16 gradients overflowed at loss scale %s; update skipped, loss scale"
+                        + " now %s%n", step + 1, LossScaler.format(stepScale), LossScaler.format(scaler.scale()));
+            }
+            return false;
         }
         Optional<GradClipper.NonFinite> bad = culprit.get();
         String what = bad.isPresent() ? bad.get().message() : !Double.isFinite(loss)
@@ -214,9 +237,10 @@ public abstract class TrainStepBase implements TrainStep {
         tracer.span("step " + (step + 1), "step", t0, end);
         long tokens = (long) cfg.training().globalBatch() * cfg.model().seqLen();
         tokensSeen += tokens;
-        StepStats s = new StepStats(step, loss, lr, norm, tokens, (end - t0) / 1e6,
+        // the norm of dL/dw: the gradients held stepScale times it (a power of two: the division is exact)
+        StepStats s = new StepStats(step, loss, lr, norm / stepScale, tokens, (end - t0) / 1e6,
                 (loader.dataWaitNanos() - dataWaitAtStart) / 1e6, computeNanos / 1e6, optimizerNanos / 1e6, skipped,
-                model.phaseClock().forwardMs(), model.phaseClock().backwardMs(), commNanos / 1e6, bubbleMs);
+                model.phaseClock().forwardMs(), model.phaseClock().backwardMs(), commNanos / 1e6, bubbleMs, stepScale);
         step++;
         stepsRun++;
         return s;
@@ -239,6 +263,10 @@ public abstract class TrainStepBase implements TrainStep {
     protected final Map<String, Object> withProgress(Map<String, Object> extra) {
         Map<String, Object> all = new LinkedHashMap<>();
         all.put("tokens_seen", tokensSeen);
+        if (scaler.enabled()) {
+            all.put(LOSS_SCALE, scaler.scale());
+            all.put(LOSS_SCALE_GOOD_STEPS, scaler.goodSteps());
+        }
         all.putAll(extra);
         return all;
     }
@@ -256,6 +284,10 @@ public abstract class TrainStepBase implements TrainStep {
         Object seen = ck.extra().get("tokens_seen");
         tokensSeen = seen instanceof Number n ? n.longValue()
                 : step * (long) cfg.training().globalBatch() * cfg.model().seqLen();
+        // an fp32 checkpoint resumed in fp16 starts from training.loss_scale.initial
+        if (ck.extra().get(LOSS_SCALE) instanceof Number scale && ck.extra().get(LOSS_SCALE_GOOD_STEPS) instanceof Number good) {
+            scaler.restore(scale.doubleValue(), good.intValue());
+        }
         agreeOnResumedState(ck.directory());
         model.setParams(params);
     }

@@ -10,6 +10,7 @@ import io.dtrain.data.loader.TokenDataset;
 import io.dtrain.data.loader.TokenDatasets;
 import io.dtrain.data.reader.BadRecordPolicy;
 import io.dtrain.data.tokenizer.Tokenizer;
+import io.dtrain.metrics.GpuDevices;
 import io.dtrain.metrics.RunMetrics;
 import io.dtrain.metrics.Tracer;
 import io.dtrain.model.GptModel;
@@ -36,6 +37,9 @@ public final class Trainer implements AutoCloseable {
     private long stoppedAt = -1;
     private long lastCheckpointStep = -1;
     private final Path runDir;
+    /** "cpu" or "cuda", and "cpu" or this rank's GPU (name, memory, compute capability): logged and in step records. */
+    private final String backend;
+    private final String device;
     private final long totalSteps;
     private final Tokenizer tokenizer;
     private final TokenDataset trainData;
@@ -59,6 +63,14 @@ public final class Trainer implements AutoCloseable {
         this.totalSteps = cfg.totalSteps();
         // Before anything large is read or built: the model alone must fit; the data is added once it is loaded.
         this.memoryLimits = MemoryLimits.current();
+        String fp16Refusal = cfg.training().fp16RefusalFor(cfg.model().resolvedEngine());
+        if (fp16Refusal != null) {
+            throw new TrainingException(fp16Refusal);
+        }
+        // the CUDA backend: this worker's one GPU (CUDA_VISIBLE_DEVICES from dtrain launch), refused if unsupported
+        this.backend = GpuDevices.cudaBackend() ? "cuda" : "cpu";
+        this.device = GpuDevices.deviceOfThisProcess("cuda".equals(backend), System.getenv());
+        out.println("cuda".equals(backend) ? "backend cuda: rank " + context.rank() + " on " + device : "backend cpu");
         MemoryPlan withoutData = MemoryPlan.of(cfg, context, 0);
         withoutData.check(memoryLimits);
         this.tokenizer = TrainTokenizer.forConfig(cfg);
@@ -166,6 +178,7 @@ public final class Trainer implements AutoCloseable {
         double lastEval = Double.NaN;
         try (RunMetrics metrics = RunMetrics.start(cfg, context, model.layout().size())) {
             metrics.setClockOffsetMs(context.clockOffsetToRank0Ms());
+            metrics.setDevice(backend, device);
             trainStep.setTracer(metrics.tracer());
             if (context.isLogger()) {
                 out.println(metrics.describe());

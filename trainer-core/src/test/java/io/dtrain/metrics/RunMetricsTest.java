@@ -41,19 +41,21 @@ public class RunMetricsTest {
         assertEquals(855_166_464.0, Mfu.flopsPerToken(gpt2.model(), 124_439_808L));
         assertEquals(6.0 * 1000 + 12.0 * 2 * 8 * 4, Mfu.flopsPerToken(1000, 2, 8, 4));
         // nanoGPT's example: 0.5M tokens/step at 855 MFLOP/token in 3.5 s on 1 A100 is 39% MFU.
-        assertEquals(855_166_464.0 * 524_288 / 3.5 / 312e12, Mfu.mfu(855_166_464.0, 524_288, 3.5, Mfu.A100), 1e-12);
-        assertEquals(0.41, Mfu.mfu(855_166_464.0, 524_288, 3.5, Mfu.A100), 0.01);
+        assertEquals(855_166_464.0 * 524_288 / 3.5 / 312e12, Mfu.mfu(855_166_464.0, 524_288, 3.5, 312e12), 1e-12);
+        assertEquals(0.41, Mfu.mfu(855_166_464.0, 524_288, 3.5, 312e12), 0.01);
         assertTrue(Double.isNaN(Mfu.mfu(1, 1, 0, 1)));
     }
 
     @Test
     void peakComesFromTheConfigTheDeviceOrTheCpuMeasurement() {
-        assertEquals(125e12, Mfu.peakFlops(new MetricsConfig(500, "v100", 0, 0, true), () -> 1));
-        assertEquals(312e12, Mfu.peakFlops(new MetricsConfig(500, "a100", 0, 0, true), () -> 1));
-        assertEquals(989e12, Mfu.peakFlops(new MetricsConfig(500, "h100", 0, 0, true), () -> 1));
-        assertEquals(7e10, Mfu.peakFlops(new MetricsConfig(500, "cpu", 0, 0, true), () -> 7e10));
-        assertEquals(5e12, Mfu.peakFlops(new MetricsConfig(500, "h100", 5e12, 0, true), () -> 1));
-        assertThrows(IllegalArgumentException.class, () -> Mfu.devicePeak("tpu"));
+        assertEquals(125e12, Mfu.peakFlops(new MetricsConfig(500, "v100", 0, 0, true), "fp16", () -> 1));
+        assertEquals(312e12, Mfu.peakFlops(new MetricsConfig(500, "a100", 0, 0, true), "fp16", () -> 1));
+        assertEquals(989e12, Mfu.peakFlops(new MetricsConfig(500, "h100", 0, 0, true), "fp16", () -> 1));
+        assertEquals(15.7e12, Mfu.peakFlops(new MetricsConfig(500, "v100", 0, 0, true), "fp32", () -> 1), "V100 fp32: CUDA cores");
+        assertEquals(19.5e12, Mfu.peakFlops(new MetricsConfig(500, "a100", 0, 0, true), "fp32", () -> 1));
+        assertEquals(7e10, Mfu.peakFlops(new MetricsConfig(500, "cpu", 0, 0, true), "fp16", () -> 7e10));
+        assertEquals(5e12, Mfu.peakFlops(new MetricsConfig(500, "h100", 5e12, 0, true), "fp16", () -> 1));
+        assertThrows(IllegalArgumentException.class, () -> Mfu.devicePeak("tpu", "fp32"));
     }
 
     @Test

@@ -16,6 +16,8 @@ final class Classifier {
     private final OpTimes ops;
     private final int d;
     private final int vocab;
+    /** fp16: logits and dL/dlogits are stored rounded to half precision (the cross-entropy itself runs in fp32). */
+    private boolean half;
 
     Classifier(ModelConfig cfg, Blas blas, Kernels k, OpTimes ops) {
         this.cfg = cfg;
@@ -24,6 +26,10 @@ final class Classifier {
         this.ops = ops;
         this.d = cfg.dModel();
         this.vocab = cfg.vocabSize();
+    }
+
+    void setHalfPrecision(boolean half) {
+        this.half = half;
     }
 
     /**
@@ -41,7 +47,13 @@ final class Classifier {
             int a = t.from(n);
             int z = t.to(n);
             logits(m, in, c0 + a, z - a, params, logits, a * vocab);
+            if (half) {
+                HalfRounding.round(logits, a * vocab, z * vocab);
+            }
             k.crossEntropy(logits, targets, c0, vocab, scratch.losses, gradScale, a, z);
+            if (half && train) {
+                HalfRounding.round(logits, a * vocab, z * vocab);   // the scaled dL/dlogits, before anyone reads them
+            }
             if (!train) {
                 ops.charge(t, OpTimes.Kind.CLASSIFIER);
                 continue;

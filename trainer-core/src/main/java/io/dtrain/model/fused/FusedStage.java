@@ -46,6 +46,7 @@ public final class FusedStage implements Stage {
 
     private Weights params;
     private Weights grads;
+
     /** Activation sets by slot + 1 (slot -1 serves evaluation and the last stage's one-call loss). */
     private Activations[] slots = new Activations[0];
     private Scratch scratch;
@@ -102,6 +103,19 @@ public final class FusedStage implements Stage {
     }
 
     // ------------------------------------------------------------------ parameters and buffers
+
+    /**
+     * fp16 mixed precision, emulated as a GPU computes it: the forward and backward passes read fp16 copies of the
+     * (fp32 master) parameters, every activation and activation gradient they store is rounded to fp16, GEMMs
+     * accumulate in fp32 (as tensor cores do) and the parameter gradients are accumulated in fp32 (Megatron's
+     * main_grad). The caller hands {@link #setParams} the fp16-rounded copy ({@code GptModel} keeps it).
+     */
+    public void setHalfPrecision(boolean half) {
+        if (half && isDouble) {
+            throw new IllegalArgumentException("fp16 emulation needs a float32 model");
+        }
+        passes.setHalfPrecision(half);
+    }
 
     /** Binds the stage to the trainer's flat parameters; they are read in place (no copy) until the next call. */
     @Override

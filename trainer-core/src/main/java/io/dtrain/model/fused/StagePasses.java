@@ -42,6 +42,8 @@ final class StagePasses {
     private int workspaceBlock;
     /** The backward region may use the last block's activations as they are (its forward just left them there). */
     private boolean lastBlockInWorkspace;
+    /** training.precision: fp16: every stored activation and activation gradient is rounded to half precision. */
+    private boolean half;
 
     // ---- arguments of the running region (set by the calling thread before Workers.run; read by every member)
     private Activations act;
@@ -81,6 +83,24 @@ final class StagePasses {
         this.attention = new Attention(cfg, blas, k);
         this.classifier = new Classifier(cfg, blas, k, ops);
         this.ops = ops;
+    }
+
+    /** fp16 emulation: round what the passes store to half precision ({@link HalfRounding}). */
+    void setHalfPrecision(boolean half) {
+        this.half = half;
+        classifier.setHalfPrecision(half);
+    }
+
+    /** With fp16: elements [from, to) of {@code x} rounded to half precision (this member's share of what it stored). */
+    private void store(Tensor x, int from, int to) {
+        if (half) {
+            HalfRounding.round(x, from, to);
+        }
+    }
+
+    /** With fp16: rows [r0, r1) of a [N, width] tensor rounded to half precision. */
+    private void storeRows(Tensor x, int width, int r0, int r1) {
+        store(x, r0 * width, r1 * width);
     }
 
     /** The forward pass of the micro-batch whose inputs {@code act} holds (x[0] on later stages, tokens on stage 0). */
@@ -138,6 +158,7 @@ final class StagePasses {
                         DropoutMasks.SITE_EMBEDDING, (long) seqLen * d, r0 * d, r1 * d);
                 k.applyMask(act.x[0], 0, act.embeddingMask, 0, keep, r0 * d, r1 * d);
             }
+            storeRows(act.x[0], d, r0, r1);
             ops.charge(t, OpTimes.Kind.EMBEDDING);
         }
         for (int l = 0; l < blocks; l++) {
@@ -145,6 +166,7 @@ final class StagePasses {
         }
         if (last && cfg.preNorm()) {
             k.layerNorm(act.x[blocks], params.lnfW, params.lnfB, act.lnf, act.meanF, act.rstdF, d, eps, r0, r1);
+            storeRows(act.lnf, d, r0, r1);
             ops.charge(t, OpTimes.Kind.LAYER_NORM);
         }
     }
@@ -159,6 +181,7 @@ final class StagePasses {
         Tensor attnIn = x;
         if (cfg.preNorm()) {
             k.layerNorm(x, w.ln1W, w.ln1B, b.norm1, b.mean1, b.rstd1, d, eps, r0, r1);
+            storeRows(b.norm1, d, r0, r1);
             attnIn = b.norm1;
             ops.charge(t, OpTimes.Kind.LAYER_NORM);
         }
@@ -171,10 +194,12 @@ final class StagePasses {
         }
         ops.charge(t, OpTimes.Kind.ATTENTION_FORWARD);
         ops.sync(t);
+        storeRows(b.attY, d, r0, r1);   // only this member reads these rows before the next barrier
         linearForward(m, b.attY, w.projW, w.projB, scratch.proj, d, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
         ByteBuffer attnMask = residualMask(b.attnMask, layer, DropoutMasks.SITE_ATTENTION_RESIDUAL, r0, r1);
         k.residual(x, scratch.proj, attnMask, 0, keep, b.sum1, r0 * d, r1 * d);
+        storeRows(b.sum1, d, r0, r1);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         Tensor mlpIn;
         if (cfg.preNorm()) {
@@ -184,21 +209,26 @@ final class StagePasses {
             k.layerNorm(b.sum1, w.ln1W, w.ln1B, b.norm1, b.mean1, b.rstd1, d, eps, r0, r1);
             mlpIn = b.norm1;
         }
+        storeRows(mlpIn, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         linearForward(m, mlpIn, w.fcW, w.fcB, b.fc, d, ff, r0, r1);
         ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
         activation(b.fc, scratch.act, r0 * ff, r1 * ff);
+        storeRows(scratch.act, ff, r0, r1);
         ops.charge(t, OpTimes.Kind.ACTIVATION);
         linearForward(m, scratch.act, w.fc2W, w.fc2B, scratch.proj, ff, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LINEAR_FORWARD);
         ByteBuffer mlpMask = residualMask(b.mlpMask, layer, DropoutMasks.SITE_MLP_RESIDUAL, r0, r1);
         if (cfg.preNorm()) {
             k.residual(b.sum1, scratch.proj, mlpMask, 0, keep, act.x[l + 1], r0 * d, r1 * d);
+            storeRows(act.x[l + 1], d, r0, r1);
             ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         } else {
             k.residual(b.norm1, scratch.proj, mlpMask, 0, keep, b.norm2OrSum2, r0 * d, r1 * d);
+            storeRows(b.norm2OrSum2, d, r0, r1);
             ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
             k.layerNorm(b.norm2OrSum2, w.ln2W, w.ln2B, act.x[l + 1], b.mean2, b.rstd2, d, eps, r0, r1);
+            storeRows(act.x[l + 1], d, r0, r1);
             ops.charge(t, OpTimes.Kind.LAYER_NORM);
         }
     }
@@ -235,6 +265,7 @@ final class StagePasses {
         }
         blas.gemm(m, false, false, r1 - r0, outF, inF, 1.0, in, r0 * inF, inF, w, 0, outF, bias != null ? 1.0 : 0.0,
                 out, r0 * outF, outF);
+        storeRows(out, outF, r0, r1);
     }
 
     // ------------------------------------------------------------------ loss (last stage)
@@ -255,11 +286,15 @@ final class StagePasses {
         int r1 = t.to(rows);
         Tensor dRes = scratch.dRes;
         ops.start(t);
+        if (last) {
+            storeRows(cfg.preNorm() ? scratch.dNormA : dRes, d, r0, r1);   // the classifier's d(input), this member's rows
+        }
         if (last && cfg.preNorm()) {
             // dNormA holds dL/d(ln_f output); dRes = LN_f backward (fresh)
             zero(dRes, r0 * d, r1 * d);
             ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
             k.layerNormBackwardInput(scratch.dNormA, act.x[blocks], params.lnfW, act.meanF, act.rstdF, dRes, d, r0, r1);
+            storeRows(dRes, d, r0, r1);
             ops.charge(t, OpTimes.Kind.LAYER_NORM);
             ops.charge(t, OpTimes.Kind.LAYER_NORM);
             ops.sync(t);
@@ -282,6 +317,7 @@ final class StagePasses {
         if (first) {
             if (keys != null) {
                 k.applyMask(dRes, 0, act.embeddingMask, 0, keep, r0 * d, r1 * d);
+                storeRows(dRes, d, r0, r1);
             }
             ops.charge(t, OpTimes.Kind.EMBEDDING);
             ops.sync(t);
@@ -313,11 +349,13 @@ final class StagePasses {
         linearBackward(t, scratch.act, dMlp, w.fc2W, g.fc2W, g.fc2B, scratch.dFc, ff, d, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         activationBackward(act.blocks[l].fc, scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
+        storeRows(scratch.dFc, ff, r0, r1);
         ops.charge(t, OpTimes.Kind.ACTIVATION);
         ops.sync(t);
         linearBackward(t, act.blocks[l].norm2OrSum2, scratch.dFc, w.fcW, g.fcW, g.fcB, scratch.dNormA, d, ff, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         k.layerNormBackwardInput(scratch.dNormA, act.blocks[l].sum1, w.ln2W, act.blocks[l].mean2, act.blocks[l].rstd2, dRes, d, r0, r1);
+        storeRows(dRes, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
         k.layerNormBackwardParams(scratch.dNormA, act.blocks[l].sum1, act.blocks[l].mean2, act.blocks[l].rstd2, g.ln2W, g.ln2B, rows, d,
@@ -336,6 +374,7 @@ final class StagePasses {
         linearBackward(t, act.blocks[l].norm1, scratch.dQkv, w.attnW, g.attnW, g.attnB, scratch.dNormB, d, 3 * d, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         k.layerNormBackwardInput(scratch.dNormB, act.x[l], w.ln1W, act.blocks[l].mean1, act.blocks[l].rstd1, dRes, d, r0, r1);
+        storeRows(dRes, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
         k.layerNormBackwardParams(scratch.dNormB, act.x[l], act.blocks[l].mean1, act.blocks[l].rstd1, g.ln1W, g.ln1B, rows, d,
@@ -358,6 +397,7 @@ final class StagePasses {
         zero(dSum, r0 * d, r1 * d);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         k.layerNormBackwardInput(dRes, act.blocks[l].norm2OrSum2, w.ln2W, act.blocks[l].mean2, act.blocks[l].rstd2, dSum, d, r0, r1);
+        storeRows(dSum, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
         k.layerNormBackwardParams(dRes, act.blocks[l].norm2OrSum2, act.blocks[l].mean2, act.blocks[l].rstd2, g.ln2W, g.ln2B, rows, d,
@@ -375,6 +415,7 @@ final class StagePasses {
         linearBackward(t, scratch.act, dMlp, w.fc2W, g.fc2W, g.fc2B, scratch.dFc, ff, d, false);
         ops.charge(t, OpTimes.Kind.LINEAR_BACKWARD);
         activationBackward(act.blocks[l].fc, scratch.dFc, scratch.dFc, r0 * ff, r1 * ff);
+        storeRows(scratch.dFc, ff, r0, r1);
         ops.charge(t, OpTimes.Kind.ACTIVATION);
         ops.sync(t);
         linearBackward(t, act.blocks[l].norm1, scratch.dFc, w.fcW, g.fcW, g.fcB, dRes, d, ff, true);
@@ -384,6 +425,7 @@ final class StagePasses {
         zero(scratch.dNormB, r0 * d, r1 * d);
         ops.charge(t, OpTimes.Kind.RESIDUAL_DROPOUT);
         k.layerNormBackwardInput(dRes, act.blocks[l].sum1, w.ln1W, act.blocks[l].mean1, act.blocks[l].rstd1, scratch.dNormB, d, r0, r1);
+        storeRows(scratch.dNormB, d, r0, r1);
         ops.charge(t, OpTimes.Kind.LAYER_NORM);
         ops.sync(t);
         k.layerNormBackwardParams(dRes, act.blocks[l].sum1, act.blocks[l].mean1, act.blocks[l].rstd1, g.ln1W, g.ln1B, rows, d,
@@ -413,6 +455,7 @@ final class StagePasses {
             return dSum;
         }
         k.maskedCopy(dSum, r0 * d, mask, r0 * d, keep, scratch.dBranch, r0 * d, (r1 - r0) * d);
+        storeRows(scratch.dBranch, d, r0, r1);
         return scratch.dBranch;
     }
 
@@ -434,12 +477,18 @@ final class StagePasses {
         int r1 = t.to(rows);
         blas.gemm(m, false, true, r1 - r0, inF, outF, 1.0, dOut, r0 * outF, outF, w, 0, outF, accumulate ? 1.0 : 0.0,
                 dIn, r0 * inF, inF);
+        storeRows(dIn, inF, r0, r1);
     }
 
     private void attentionBackwardAll(Workers.Team t, int l) {
         int pairs = batch * heads;
         for (int p = t.from(pairs); p < t.to(pairs); p++) {
             attention.backward(t.index(), act.blocks[l], scratch, p / heads, p % heads, keys != null);
+        }
+        if (half) {
+            // dQkv is written by (sample, head) but rounded by rows: every member's pairs must be done first
+            ops.sync(t);
+            storeRows(scratch.dQkv, 3 * d, t.from(rows), t.to(rows));
         }
     }
 }

@@ -163,7 +163,7 @@ public final class StageWorker {
         registry.release(stage, m);
         INDArray gradInput;
         if (last) {
-            lossSum += graph.loss(mb.windows(), lastStageInputs.remove(m), k, lossScale, flatGrads);
+            lossSum += graph.loss(mb.windows(), lastStageInputs.remove(m), k, lossScale * model.lossScale(), flatGrads);
             losses++;
             gradInput = graph.gradInput();
         } else {
