@@ -43,7 +43,10 @@ public record PreprocessPart(int index, int count) {
         return new PreprocessPart(Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)));
     }
 
-    /** The inputs of this part: the block {@code [index*n/count, (index+1)*n/count)} of {@code all} (sorted). */
+    /**
+     * The inputs of this part: the block {@code [ceil(index*n/count), ceil((index+1)*n/count))} of {@code all}
+     * (sorted); with more parts than inputs the last parts are the empty ones.
+     */
     public <T> List<T> select(List<T> all) {
         return all.subList(start(all.size()), start(all.size(), index + 1));
     }
@@ -53,7 +56,7 @@ public record PreprocessPart(int index, int count) {
     }
 
     private int start(int n, int i) {
-        return (int) ((long) i * n / count);
+        return (int) (((long) i * n + count - 1) / count);
     }
 
     /** The part manifest's file name in {@code OUTPUT/parts/}: {@code 2-of-8.json}. */

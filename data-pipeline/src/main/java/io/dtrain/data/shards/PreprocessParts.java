@@ -116,8 +116,8 @@ public final class PreprocessParts {
             }
         }
         if (!missing.isEmpty()) {
-            throw new DataException(output + ": part(s) " + String.join(", ", missing) + " of " + n + " have not"
-                    + " finished (no " + DIR + "/" + missing.get(0).replace("/", "-of-") + ".json); run or re-run"
+            throw new DataException(output + ": " + (missing.size() == 1 ? "part " + missing.get(0) + " has"
+                    : "parts " + String.join(", ", missing) + " have") + " not finished (no " + DIR + "/" + missing.get(0).replace("/", "-of-") + ".json); run or re-run"
                     + " `dtrain preprocess --part " + missing.get(0) + "` with the same options, then merge again");
         }
         List<PartManifest> parts = new ArrayList<>();

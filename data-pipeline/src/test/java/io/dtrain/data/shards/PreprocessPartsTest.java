@@ -140,7 +140,7 @@ class PreprocessPartsTest {
         Preprocessor.run(options(Path.of(out), tok, 40_000), new PreprocessPart(2, 3), Progress.off());
         DataException missing = assertThrows(DataException.class,
                 () -> PreprocessParts.merge(out, PreprocessParts.Expected.NOTHING));
-        assertTrue(missing.getMessage().contains("part(s) 1/3 of 3 have not finished (no parts/1-of-3.json)"),
+        assertTrue(missing.getMessage().contains("part 1/3 has not finished (no parts/1-of-3.json)"),
                 missing.getMessage());
 
         // part 1 with another shard size: its shards differ from what one run would write
@@ -151,7 +151,7 @@ class PreprocessPartsTest {
                 differs.getMessage());
         // the re-run would keep part 1's complete shards, whatever their size: delete them as a user would
         for (String f : list(Path.of(out))) {
-            if (f.startsWith("02-") || f.startsWith("03-") || f.startsWith("04-")) {
+            if (f.startsWith("03-") || f.startsWith("04-") || f.startsWith("05-")) {  // part 1/3's inputs
                 Files.delete(Path.of(out, f));
             }
         }
@@ -166,12 +166,12 @@ class PreprocessPartsTest {
                         null, null, null, null)));
         assertTrue(input.getMessage().contains("--input now gives 1 file(s), the parts read 8"), input.getMessage());
 
-        Path lost = Path.of(out, "02-00001.arrow");
+        Path lost = Path.of(out, "03-json-00001.arrow");
         byte[] kept = Files.readAllBytes(lost);
         Files.delete(lost);
         DataException shard = assertThrows(DataException.class,
                 () -> PreprocessParts.merge(out, PreprocessParts.Expected.NOTHING));
-        assertTrue(shard.getMessage().contains("part 1/3 lists 02-00001.arrow (" + kept.length
+        assertTrue(shard.getMessage().contains("part 1/3 lists 03-json-00001.arrow (" + kept.length
                 + " bytes), which is missing; re-run part 1/3"), shard.getMessage());
         Files.write(lost, kept);
 
