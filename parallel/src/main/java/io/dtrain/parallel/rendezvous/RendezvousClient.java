@@ -9,6 +9,7 @@ import java.io.UncheckedIOException;
 import java.net.ConnectException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.UnknownHostException;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
@@ -35,7 +36,8 @@ public final class RendezvousClient implements AutoCloseable {
     }
 
     /**
-     * Connects (retrying while the store is not up yet, until {@code connectTimeout}) and authenticates.
+     * Connects (retrying while the store is not up yet or its host name does not resolve yet, until
+     * {@code connectTimeout}) and authenticates.
      *
      * @throws RendezvousAuthException if the store refuses the job id or secret, or cannot prove it knows the secret
      */
@@ -53,7 +55,8 @@ public final class RendezvousClient implements AutoCloseable {
                 DataOutputStream out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream()));
                 authenticate(in, out, jobId, rank, secret, where);
                 return new RendezvousClient(socket, in, out, where);
-            } catch (ConnectException e) {
+            } catch (ConnectException | UnknownHostException e) {
+                // not up yet; a name may not resolve yet either (a Kubernetes pod's DNS record appears once it runs)
                 last = e;
                 closeQuietly(socket);
                 sleep(100);
