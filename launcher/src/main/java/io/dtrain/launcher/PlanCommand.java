@@ -21,8 +21,8 @@ import java.util.concurrent.Callable;
 @Command(name = "plan",
         mixinStandardHelpOptions = true,
         description = {
-                "Lay a run out on N nodes of G devices: memory per device for each pipeline stage, FLOPs and time per",
-                "step, the pipeline bubble, the AllReduce time, predicted tokens/s and MFU, and the layout (pipeline",
+                "Lay a run out on N nodes of G devices.",
+                "Shows memory per device for each pipeline stage, FLOPs and time per step, the pipeline bubble, the AllReduce time, predicted tokens/s and MFU, and the layout (pipeline",
                 "stages P x data-parallel replicas D, micro-batch, recomputation) it recommends and why.",
                 "",
                 "Device figures come from a profile file with sources (built in: v100, a100, h100, cpu; --hardware",
