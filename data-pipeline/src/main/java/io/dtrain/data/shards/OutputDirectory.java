@@ -11,6 +11,10 @@ import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Collectors;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -51,10 +55,13 @@ final class OutputDirectory {
     }
 
     /**
-     * Creates the directory and deletes the temporaries an interrupted run left (never a complete file); returns
+     * Creates the directory and deletes the temporaries an interrupted run left (never a complete file): all of them,
+     * or with {@code onlyOf} non-null only those of these inputs' shards (parts running side by side); returns
      * whether the directory is new.
      */
-    boolean prepare() {
+    boolean prepare(List<Path> onlyOf) {
+        Set<String> stems = onlyOf == null ? null
+                : onlyOf.stream().map(p -> ShardFormat.stem(p.getName())).collect(Collectors.toSet());
         FileSystem fs = DataFiles.fileSystem(outDir);
         try {
             boolean existed = fs.exists(outDir);
@@ -64,7 +71,7 @@ final class OutputDirectory {
             fs.mkdirs(outDir);
             for (FileStatus st : fs.listStatus(outDir)) {
                 String name = st.getPath().getName();
-                if (DataFiles.isTemporary(name)) {
+                if (DataFiles.isTemporary(name) && (stems == null || stems.contains(temporaryStem(name)))) {
                     fs.delete(st.getPath(), false);  // left by an interrupted run; never a complete file
                 }
             }
@@ -75,19 +82,49 @@ final class OutputDirectory {
         }
     }
 
+    /** The input stem of a shard temporary ({@code .00-00003.arrow.tmp-12-1} -> {@code 00}), or "" for others. */
+    private static String temporaryStem(String name) {
+        Matcher m = SHARD_TEMPORARY.matcher(name);
+        return m.matches() ? m.group(1) : "";
+    }
+
+    private static final Pattern SHARD_TEMPORARY = Pattern.compile("\\.(.+)-\\d{5,}\\.arrow\\.tmp.*");
+
     /** The SHA-256 of each shard the previous manifest lists, by file name and size: kept shards need no re-hash. */
     Map<String, String> hashesOfPreviousManifest() {
         Map<String, String> hashes = new HashMap<>();
         if (Manifest.existsIn(output)) {
             try {
-                for (ShardInfo s : Manifest.read(output).shards()) {
-                    hashes.put(s.file() + "/" + s.bytes(), s.sha256());
-                }
+                addHashes(hashes, Manifest.read(output));
             } catch (DataException e) {
                 // an unreadable old manifest only costs re-hashing the shards
             }
         }
         return hashes;
+    }
+
+    /** The same from a part's earlier part manifest (a part re-run before the merge). */
+    Map<String, String> hashesOfPartManifest(PreprocessPart part) {
+        Map<String, String> hashes = new HashMap<>();
+        Path file = PreprocessParts.file(output, part);
+        if (DataFiles.isFile(file)) {
+            try {
+                Manifest m = Manifest.JSON.readValue(DataFiles.readAllBytes(file),
+                        PreprocessParts.PartManifest.class).manifest();
+                if (m != null) {
+                    addHashes(hashes, m);
+                }
+            } catch (IOException | DataException e) {
+                // as above: only costs re-hashing
+            }
+        }
+        return hashes;
+    }
+
+    private static void addHashes(Map<String, String> hashes, Manifest m) {
+        for (ShardInfo s : m.shards()) {
+            hashes.put(s.file() + "/" + s.bytes(), s.sha256());
+        }
     }
 
     /** The complete shards a previous run left for {@code input}: consecutive from index 0, readable, same tokenizer. */

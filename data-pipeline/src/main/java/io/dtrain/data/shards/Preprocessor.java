@@ -91,15 +91,31 @@ public final class Preprocessor {
     }
 
     public static Result run(Options options, Progress progress) {
-        return new Preprocessor(options, progress).run();
+        return new Preprocessor(options, progress).run(null);
     }
 
-    private Result run() {
+    /**
+     * Preprocesses only {@code part}'s share of the inputs and writes a part manifest instead of
+     * {@code manifest.json}; {@link PreprocessParts#merge} joins the parts (see there).
+     */
+    public static Result run(Options options, PreprocessPart part, Progress progress) {
+        return new Preprocessor(options, progress).run(part);
+    }
+
+    private Result run(PreprocessPart part) {
         long t0 = System.nanoTime();
-        List<Path> inputs = InputFiles.resolve(options.input());
-        OutputDirectory.checkShardNames(inputs);
-        boolean created = output.prepare();
+        List<Path> allInputs = InputFiles.resolve(options.input());
+        OutputDirectory.checkShardNames(allInputs);
+        List<Path> inputs = part == null ? allInputs : part.select(allInputs);
+        // Parts share the directory: each deletes only the temporaries of its own inputs, never another's in flight.
+        boolean created = output.prepare(part == null ? null : inputs);
         Map<String, String> knownHashes = output.hashesOfPreviousManifest();
+        if (part == null) {
+            PreprocessParts.removeAll(options.output());
+        } else {
+            knownHashes.putAll(output.hashesOfPartManifest(part));
+            PreprocessParts.removeStale(options.output(), part);
+        }
         output.removeManifest();
         List<List<ShardInfo>> kept = new ArrayList<>();
         long todoBytes = 0;
@@ -120,11 +136,9 @@ public final class Preprocessor {
         ExecutorService tokenizers = Executors.newFixedThreadPool(workers, daemon("dtrain-preprocess-tokenize"));
         ExecutorService readers = Executors.newFixedThreadPool(fileThreads, daemon("dtrain-preprocess-read"));
         List<Future<List<ShardInfo>>> tasks = new ArrayList<>();
-        List<BadRecordReport> reports = new ArrayList<>();
         for (int i = 0; i < inputs.size(); i++) {
             List<ShardInfo> done = kept.get(i);
             BadRecordReport report = new BadRecordReport();
-            reports.add(report);
             if (!done.isEmpty() && done.get(done.size() - 1).inputComplete()) {
                 tasks.add(null);
                 continue;
@@ -159,6 +173,8 @@ public final class Preprocessor {
         long documents = 0;
         long tokens = 0;
         long bad = 0;
+        // Each shard's footer lists its share of its input's first bad records: complete also for kept shards.
+        List<String> examples = new ArrayList<>();
         for (int i = 0; i < inputs.size(); i++) {
             List<ShardInfo> ofInput = new ArrayList<>();
             for (ShardInfo s : kept.get(i)) {
@@ -173,29 +189,33 @@ public final class Preprocessor {
                 inTokens += s.tokens();
                 inBad += s.badRecords();
                 ShardInfo.addTo(sets, s.pileSetNames());
+                examples.addAll(s.examples());
+                shards.add(s.withoutExamples());
             }
             inputInfos.add(new Manifest.InputInfo(DataFiles.display(inputs.get(i)), inputSizes[i], inDocs, inTokens,
                     inBad, ofInput.size()));
-            shards.addAll(ofInput);
             documents += inDocs;
             tokens += inTokens;
             bad += inBad;
         }
-        List<BadRecordReport.BadRecord> examples = new ArrayList<>();
-        reports.forEach(r -> examples.addAll(r.records()));
-        if (documents == 0) {
+        if (documents == 0 && part == null) {  // a part may hold no documents; the merge checks the whole set
             output.discard(written.stream().flatMap(List::stream).toList(), created);
             throw new DataException("no documents in " + options.input() + " (" + inputs.size() + " file(s), " + bad
                     + " bad record(s) skipped" + (examples.isEmpty() ? "" : ", first: " + examples.get(0))
                     + "); this run left nothing in " + options.output() + "; check the path and the files");
         }
-        BadRecordReport badRecords = BadRecordReport.restored(bad, examples);
+        BadRecordReport badRecords = BadRecordReport.restored(bad,
+                examples.stream().map(BadRecordReport.BadRecord::parse).toList());
         Tokenizer tok = options.tokenizer();
         Manifest manifest = new Manifest(Manifest.FORMAT, Manifest.VERSION,
                 new Manifest.TokenizerInfo(tok.identity(), tok.vocabSize(), tok.eotId()), uint16 ? "uint16" : "int32",
-                documents, tokens, bad, badRecords.records().stream().map(Object::toString).toList(),
+                documents, tokens, bad, examples.subList(0, Math.min(examples.size(), BadRecordReport.MAX_KEPT)),
                 options.shardBytes(), sets, inputInfos, shards);
-        manifest.write(options.output());
+        if (part == null) {
+            manifest.write(options.output());
+        } else {
+            PreprocessParts.write(options.output(), part, allInputs, options, manifest);
+        }
         int keptCount = kept.stream().mapToInt(List::size).sum();
         return new Result(manifest, shards.size() - keptCount, keptCount, progress.documents.get(),
                 progress.textBytes.get(), todoBytes, (System.nanoTime() - t0) / 1e9, badRecords);
@@ -249,8 +269,11 @@ public final class Preprocessor {
             boolean complete = !docs.hasNext();
             long badEnd = complete ? docs.report.count() : docs.peekBadBefore();
             writer.flush();
+            List<BadRecordReport.BadRecord> listed = docs.report.records();
+            List<String> examples = listed.subList((int) Math.min(badBase, listed.size()),
+                    (int) Math.min(badEnd, listed.size())).stream().map(Object::toString).toList();
             info = new ShardInfo(name, DataFiles.display(docs.reader.file()), firstLine, lastLine, documents, tokens,
-                    writer.batches(), complete, badEnd - badBase, sets, null, null);
+                    writer.batches(), complete, badEnd - badBase, sets, null, null, examples);
             docs.setBadBase(badEnd);
             writer.finish(Manifest.JSON.writeValueAsString(info));
         }

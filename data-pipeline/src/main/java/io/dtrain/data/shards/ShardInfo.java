@@ -2,6 +2,8 @@ package io.dtrain.data.shards;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonProperty;
+import io.dtrain.data.reader.BadRecordReport;
+import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -22,6 +24,9 @@ import java.util.TreeMap;
  * @param pileSetNames  documents and tokens per {@code meta.pile_set_name} ({@value ShardFormat#NO_SET_NAME} = none)
  * @param bytes         file size (manifest only)
  * @param sha256        SHA-256 of the file, hex (manifest only)
+ * @param badRecordExamples the skipped records of this shard among the first {@value BadRecordReport#MAX_KEPT} of
+ *                      its input, as {@code file:line: reason} (footer only, null when none): a re-run that keeps
+ *                      the whole input, or a part, still lists them in the manifest
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public record ShardInfo(
@@ -36,7 +41,8 @@ public record ShardInfo(
         @JsonProperty("bad_records") long badRecords,
         @JsonProperty("pile_set_names") Map<String, SetCount> pileSetNames,
         @JsonProperty("bytes") Long bytes,
-        @JsonProperty("sha256") String sha256) {
+        @JsonProperty("sha256") String sha256,
+        @JsonProperty("bad_record_examples") List<String> badRecordExamples) {
 
     /** Documents and tokens of one {@code pile_set_name}. */
     public record SetCount(@JsonProperty("documents") long documents, @JsonProperty("tokens") long tokens) {
@@ -47,16 +53,29 @@ public record ShardInfo(
 
     public ShardInfo {
         pileSetNames = new TreeMap<>(pileSetNames == null ? Map.of() : pileSetNames);
+        badRecordExamples = badRecordExamples == null || badRecordExamples.isEmpty() ? null
+                : List.copyOf(badRecordExamples);
     }
 
     ShardInfo withFile(long size, String sha) {
         return new ShardInfo(file, source, firstLine, lastLine, documents, tokens, recordBatches, inputComplete,
-                badRecords, pileSetNames, size, sha);
+                badRecords, pileSetNames, size, sha, badRecordExamples);
     }
 
     ShardInfo withoutFile() {
         return new ShardInfo(file, source, firstLine, lastLine, documents, tokens, recordBatches, inputComplete,
-                badRecords, pileSetNames, null, null);
+                badRecords, pileSetNames, null, null, badRecordExamples);
+    }
+
+    /** The manifest's entry: the examples are listed once, for the whole dataset. */
+    ShardInfo withoutExamples() {
+        return new ShardInfo(file, source, firstLine, lastLine, documents, tokens, recordBatches, inputComplete,
+                badRecords, pileSetNames, bytes, sha256, null);
+    }
+
+    /** The examples, never null. */
+    List<String> examples() {
+        return badRecordExamples == null ? List.of() : badRecordExamples;
     }
 
     static void addTo(Map<String, SetCount> total, Map<String, SetCount> part) {

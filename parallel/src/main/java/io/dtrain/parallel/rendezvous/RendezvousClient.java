@@ -10,6 +10,7 @@ import java.io.UncheckedIOException;
 import java.net.ConnectException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.UnknownHostException;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
@@ -41,7 +42,8 @@ public final class RendezvousClient implements AutoCloseable {
     }
 
     /**
-     * Connects (retrying while the store is not up yet, until {@code connectTimeout}) and authenticates.
+     * Connects (retrying while the store is not up yet or its host name does not resolve yet, until
+     * {@code connectTimeout}) and authenticates.
      *
      * @throws RendezvousAuthException if the store refuses the job id or secret, or cannot prove it knows the secret
      */
@@ -94,8 +96,7 @@ public final class RendezvousClient implements AutoCloseable {
                 socket.setTcpNoDelay(true);
                 InetSocketAddress address = new InetSocketAddress(host, port);
                 if (address.isUnresolved()) {
-                    throw new RendezvousTimeoutException("the rendezvous host '" + host + "' (MASTER_ADDR, dtrain launch"
-                            + " --rdzv) does not resolve from this host: check its spelling, or give node 0's IP address");
+                    throw new UnknownHostException(host);   // retried: a pod's DNS name appears once the pod runs
                 }
                 long leftMs = Math.max(1, (deadline - System.nanoTime()) / 1_000_000L);
                 socket.connect(address, (int) Math.max(1000, Math.min(10_000, leftMs)));
@@ -104,7 +105,9 @@ public final class RendezvousClient implements AutoCloseable {
                 DataOutputStream out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream()));
                 authenticate(in, out, hello, secret, where);
                 return new RendezvousClient(socket, in, out, where);
-            } catch (ConnectException | java.net.SocketTimeoutException | java.net.NoRouteToHostException e) {
+            } catch (ConnectException | UnknownHostException | java.net.SocketTimeoutException
+                     | java.net.NoRouteToHostException e) {
+                // not up yet; a name may not resolve yet either (a Kubernetes pod's DNS record appears once it runs)
                 last = e;
                 closeQuietly(socket);
                 long leftMs = (deadline - System.nanoTime()) / 1_000_000L;
@@ -120,6 +123,12 @@ public final class RendezvousClient implements AutoCloseable {
                 closeQuietly(socket);
                 throw e;
             }
+        }
+        if (last instanceof UnknownHostException) {
+            throw new RendezvousTimeoutException(String.format(java.util.Locale.ROOT, "no rendezvous store at %s after"
+                    + " %.0f s: the host name '%s' (MASTER_ADDR, dtrain launch --rdzv) did not resolve from this host in"
+                    + " %d attempts: check its spelling, or give node 0's IP address", where,
+                    (System.nanoTime() - start) / 1e9, host, attempts));
         }
         throw new RendezvousTimeoutException(String.format(java.util.Locale.ROOT, "no rendezvous store at %s: %d"
                         + " connection attempts over %.1f s (backoff %d ms doubling to %d s; DTRAIN_RENDEZVOUS_TIMEOUT %d s),"

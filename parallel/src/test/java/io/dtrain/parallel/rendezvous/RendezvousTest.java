@@ -68,6 +68,16 @@ class RendezvousTest {
     }
 
     @Test
+    void aStoreNameThatDoesNotResolveYetIsRetriedUntilTheTimeout() {
+        long t0 = System.nanoTime();
+        RendezvousTimeoutException e = assertThrows(RendezvousTimeoutException.class, () -> RendezvousClient.connect(
+                "dtrain-job-0.not-yet.invalid", 29500, "job-a", 1, 2, SECRET, Duration.ofSeconds(2)));
+        assertTrue(e.getMessage().contains("no rendezvous store at dtrain-job-0.not-yet.invalid:29500 after 2 s"),
+                e.getMessage());
+        assertTrue(System.nanoTime() - t0 >= 1_900_000_000L, "retried, not refused at once");
+    }
+
+    @Test
     void clockOffsetToTheStoreOnTheSameHostIsNearZero() {
         try (RendezvousClient a = client(0)) {
             long offset = a.measureClockOffsetNanos(16);
