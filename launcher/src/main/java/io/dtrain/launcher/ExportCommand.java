@@ -15,8 +15,8 @@ import java.util.concurrent.Callable;
 @Command(name = "export",
         mixinStandardHelpOptions = true,
         description = {
-                "Write a checkpoint's model in another framework's format. --format hf: a Hugging Face GPT-2 model",
-                "directory (model.safetensors in GPT-2's names, shapes and Conv1D [in, out] layout, config.json, the",
+                "Write a checkpoint's model in another framework's format.",
+                "--format hf: a Hugging Face GPT-2 model directory (model.safetensors in GPT-2's names, shapes and Conv1D [in, out] layout, config.json, the",
                 "tokenizer files) that GPT2LMHeadModel.from_pretrained(DIR) and AutoTokenizer.from_pretrained(DIR) load.",
                 "model.norm: post has no GPT-2 layout and is refused; ReLU exports as activation_function \"relu\",",
                 "a model without biases with zero biases. model.init_from reads such a directory back.",

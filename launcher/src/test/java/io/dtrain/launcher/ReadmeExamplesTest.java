@@ -64,7 +64,9 @@ class ReadmeExamplesTest {
             Map.entry("--input SHARDS", "data/pile-tiny/train"),
             Map.entry("--output DIR", "{tmp}/preprocessed"),
             Map.entry("--out DIR", "{tmp}/hf"),
-            Map.entry("--out HF_DIR", "{tmp}/hf"));
+            Map.entry("--out HF_DIR", "{tmp}/hf"),
+            Map.entry("--nodes N", "2"),
+            Map.entry("--gpus-per-node G", "8"));
 
     /**
      * Options added to commands that start with these words because they would otherwise take more than ~30 s.
