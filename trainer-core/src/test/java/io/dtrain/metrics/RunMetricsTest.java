@@ -138,7 +138,7 @@ public class RunMetricsTest {
         RunContext two = new RunContext(0, 2, 0, 2);
         try (RunMetrics metrics = RunMetrics.start(cfg, two, params)) {
             assertEquals(port, metrics.prometheusPort());
-            assertEquals(125e12, metrics.peakFlops());
+            assertEquals(15.7e12, metrics.peakFlops(), "a V100 in fp32 (training.precision): its CUDA cores' peak");
             assertTrue(metrics.describe().contains("Prometheus on :" + port), metrics.describe());
             Tracer tracer = metrics.tracer();
             for (int step = 0; step < 3; step++) {
@@ -182,7 +182,7 @@ public class RunMetricsTest {
             assertEquals(3, m.get("dtrain_step").value("dtrain_step", rank0));
             assertEquals(0.02, m.get("dtrain_phase_seconds").value("dtrain_phase_seconds", Map.of("phase", "data_wait")));
             assertEquals(0.005, m.get("dtrain_phase_seconds").value("dtrain_phase_seconds", Map.of("phase", "comm")));
-            double mfu = fpt * 512 / 0.2 / 125e12; // 1024 tokens over 2 data-parallel ranks in 200 ms
+            double mfu = fpt * 512 / 0.2 / 15.7e12; // 1024 tokens over 2 data-parallel ranks in 200 ms
             assertEquals(mfu, m.get("dtrain_mfu").value("dtrain_mfu", rank0), mfu * 1e-12);
             assertTrue(m.get("jvm_memory_used_bytes").value("jvm_memory_used_bytes", Map.of("area", "heap", "rank", "0")) > 0);
             assertTrue(m.containsKey("jvm_threads_current") && m.containsKey("jvm_gc_collection_seconds"), m.keySet().toString());
@@ -217,7 +217,7 @@ public class RunMetricsTest {
         assertEquals(5.0, s2.get("comm_ms").asDouble());
         assertEquals(0.0, s2.get("other_ms").asDouble());
         assertEquals(fpt, s2.get("flops_per_token").asDouble(), fpt * 1e-5);
-        assertEquals(fpt * 512 / 0.2 / 125e12, s2.get("mfu").asDouble(), s2.get("mfu").asDouble() * 1e-5);
+        assertEquals(fpt * 512 / 0.2 / 15.7e12, s2.get("mfu").asDouble(), s2.get("mfu").asDouble() * 1e-5);
         assertEquals(fpt * 512 / 0.2, s2.get("achieved_flops").asDouble(), fpt * 512 / 0.2 * 1e-5);
 
         assertTrue(Files.readAllLines(runDir.resolve("metrics/system-rank0.jsonl")).size() >= 1);

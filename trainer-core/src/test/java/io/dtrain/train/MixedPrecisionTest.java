@@ -159,7 +159,8 @@ class MixedPrecisionTest {
 
     @Test
     void precisionsThatCannotRunAreRefusedWithTheReason(@TempDir Path tmp) {
-        RunConfig sd = micro(tmp, "training.precision=fp16", "model.engine=samediff", "training.steps=1");
+        RunConfig sd = micro(tmp, "training.precision=fp16", "model.engine=samediff", "training.steps=1",
+                "schedule.warmup_steps=0");
         TrainingException samediff = assertThrows(TrainingException.class,
                 () -> new Trainer(sd, RunContext.single(), TrainerTest.QUIET));
         assertTrue(samediff.getMessage().startsWith("training.precision: fp16 needs model.engine: fused"), samediff.getMessage());
