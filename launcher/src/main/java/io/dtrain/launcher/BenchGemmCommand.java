@@ -13,8 +13,8 @@ import java.util.concurrent.Callable;
 @Command(name = "gemm",
         mixinStandardHelpOptions = true,
         description = {
-                "Measure this machine's fp32 matrix-multiply rate as the fused engine runs GEMMs (C = A x B, n x n, 2n^3",
-                "FLOPs; rows over the compute threads, single-threaded BLAS each).",
+                "Measure this machine's fp32 matrix-multiply rate as the fused engine runs GEMMs.",
+                "C = A x B, n x n, 2n^3 FLOPs; rows over the compute threads, single-threaded BLAS each.",
                 "",
                 "The best figure is the CPU peak to give metrics.peak_flops for the MFU of CPU runs",
                 "(with metrics.device: cpu and no peak_flops, a run measures a quick version of it at start).",
