@@ -164,7 +164,9 @@ final class ShmExchange implements AutoCloseable {
         meta.putLong(d + 24, offset);
         meta.putInt(d + 32, misc);
         meta.putLongOrdered(me * LINE + ARRIVED, g);
-        ring.comm.health().frameSent();
+        if (seq >= 0) { // not the warm-up
+            ring.comm.health().frameSent();
+        }
         await(ARRIVED, g);
         for (int r = 0; r < n; r++) {
             checkDescriptor(r, parity, kind, nameHash, seq, buffer.elements(), offset, misc);
