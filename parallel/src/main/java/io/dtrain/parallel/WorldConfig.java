@@ -53,8 +53,11 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
 
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(60);
     public static final int DEFAULT_FRAME_PAYLOAD_BYTES = 64 * 1024;
-    /** See {@code shmAllReduceMaxBytes}: where the exchange stops beating the ring (benchmarks/RESULTS.md). */
-    public static final long DEFAULT_SHM_ALLREDUCE_MAX_BYTES = Long.MAX_VALUE;
+    /**
+     * See {@code shmAllReduceMaxBytes}: 64 MiB, up to where the exchange beat the ring on the 2-core test host (1-16 MiB:
+     * 1.3-2.7x; 64 MiB: ahead or even; 256 MiB: even or behind; benchmarks/RESULTS.md).
+     */
+    public static final long DEFAULT_SHM_ALLREDUCE_MAX_BYTES = 64L << 20;
     /** The old name of DTRAIN_FRAME_PAYLOAD_BYTES, still read (with a deprecation warning) when the new one is unset. */
     static final String DEPRECATED_FRAME_PAYLOAD_VARIABLE = "DTRAIN_CHUNK_BYTES";
 
