@@ -18,9 +18,10 @@ import org.agrona.concurrent.UnsafeBuffer;
  * <ul>
  * <li><b>direct</b> (pieces up to {@link #DIRECT_MAX_BYTES}): one synchronisation; each member sums all slots itself,
  * in slot order 0, 1, ..., n-1, so every member computes the same bits from the same inputs.
- * <li><b>reduce-scatter / all-gather</b> (larger pieces): member r sums segment r of all slots (in slot order) into
- * its buffer and copies the result back into segment r of its own slot; after a second synchronisation every member
- * copies the other segments' results. Each element is computed once, by its owner, and then only copied.
+ * <li><b>reduce-scatter / all-gather</b> (larger pieces): each member copies into its slot all but its own segment
+ * (only it reads that), member r sums segment r of all members (in slot order; its own part straight from its buffer)
+ * through an L1-sized block into its buffer and into segment r of its slot; after a second synchronisation every
+ * member copies the other segments' results. Each element is computed once, by its owner, and then only copied.
  * </ul>
  * Both orders are fixed, so results are the same on every run.
  *
