@@ -79,6 +79,7 @@ final class Ring implements AutoCloseable {
      * (a 4 KiB AllReduce took 46 us for its first 50 calls, 8 us after 200).
      */
     private void warmUpExchange() {
+        warmingUp = true;
         for (ElementType type : ElementType.values()) {
             int rounds = type == ElementType.FLOAT32 ? 3000 : 500;
             for (int elements : new int[] {16, ShmExchange.DIRECT_MAX_BYTES / type.bytes() * 4}) {
@@ -91,6 +92,7 @@ final class Ring implements AutoCloseable {
                 }
             }
         }
+        warmingUp = false;
     }
 
     static int indexOf(int[] members, int rank) {
@@ -175,6 +177,13 @@ final class Ring implements AutoCloseable {
             progress(work);
         }
     }
+
+    boolean hasExchange() {
+        return exchange != null;
+    }
+
+    /** While true, calls warm the code up: the exchange does not count them as frames sent (the kill-after-frames hook). */
+    boolean warmingUp;
 
     /** Whether this AllReduce goes through the shared-memory exchange rather than the ring (same answer on every member). */
     private boolean useExchange(FlatBuffer buffer) {

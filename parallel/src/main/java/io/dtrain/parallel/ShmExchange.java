@@ -165,7 +165,7 @@ final class ShmExchange implements AutoCloseable {
         meta.putLong(d + 24, offset);
         meta.putInt(d + 32, misc);
         meta.putLongOrdered(me * LINE + ARRIVED, g);
-        if (seq >= 0) { // not the warm-up
+        if (!ring.warmingUp) {
             ring.comm.health().frameSent();
         }
         await(ARRIVED, g);
