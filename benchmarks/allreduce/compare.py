@@ -5,7 +5,8 @@
                                 [--metric busbw|time] [--only "dtrain shm,gloo,..."]
 
 --metric time tabulates the median time per call in microseconds instead (small messages: latency). dtrain's cells
-are compared with gloo's and Open MPI's (ratios > 1: dtrain better). "dtrain udp (no MAC)" is udp without frame
+are compared with gloo's and Open MPI's (ratios > 1: dtrain better). "dtrain shm ring" is shm with the ring at every
+size (DTRAIN_SHM_ALLREDUCE_MAX_BYTES=0: no shared-memory exchange), for choosing that threshold. "dtrain udp (no MAC)" is udp without frame
 authentication (--insecure-transport), for the MAC's cost; for the udp systems a second table gives the CPU the
 transport costs (all ranks and the media driver, core-seconds per GB the ranks sent).
 
@@ -49,6 +50,7 @@ def systems(args):
     common = ["--sizes", args.sizes, "--iterations", str(args.iterations)]
     found = {
         "dtrain shm": lambda w: dtrain + ["--world", str(w), "--transport", "shm"] + common,
+        "dtrain shm ring": lambda w: ["env", "DTRAIN_SHM_ALLREDUCE_MAX_BYTES=0"] + dtrain + ["--world", str(w), "--transport", "shm"] + common,
         "dtrain ipc": lambda w: dtrain + ["--world", str(w), "--transport", "ipc"] + common,
         "dtrain udp": lambda w: dtrain + ["--world", str(w), "--transport", "udp"] + common,
         "dtrain udp (no MAC)": lambda w: dtrain + ["--world", str(w), "--transport", "udp", "--insecure-transport"] + common,
@@ -87,8 +89,8 @@ def main():
     parser.add_argument("--metric", choices=["busbw", "time"], default="busbw")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--only", help="comma-separated subset of: dtrain shm, dtrain ipc, dtrain udp, dtrain udp (no MAC),"
-                        " gloo, Open MPI (default: all but 'dtrain udp (no MAC)')")
+    parser.add_argument("--only", help="comma-separated subset of: dtrain shm, dtrain shm ring, dtrain ipc, dtrain udp,"
+                        " dtrain udp (no MAC), gloo, Open MPI (default: all but 'dtrain shm ring' and 'dtrain udp (no MAC)')")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per benchmark run")
     args = parser.parse_args()
     worlds = [int(w) for w in args.worlds.split(",")]
@@ -102,6 +104,7 @@ def main():
         commands = {name: commands[name] for name in wanted}
     else:
         commands.pop("dtrain udp (no MAC)")
+        commands.pop("dtrain shm ring")
     names = [name for name, command in commands.items() if command is not None]
 
     busbw_by_round = {}  # (world, system, size, round) -> busbw, or time in us with --metric time

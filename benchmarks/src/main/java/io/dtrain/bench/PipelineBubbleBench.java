@@ -384,10 +384,11 @@ public final class PipelineBubbleBench implements Callable<Integer> {
 
     private void printMarkdown(List<ObjectNode> rows, String loadBefore, String loadAfter, double seconds, double latencyUs) {
         System.out.printf(Locale.ROOT, "Synthetic stages, P = %d processes: forward %.0f ms, backward %.0f ms per "
-                        + "micro-batch (sleep), 16-float messages over Aeron ipc (one-way latency, median of 200 "
+                        + "micro-batch (sleep), 16-float messages over PeerLinks (%s; one-way latency, median of 200 "
                         + "ping-pongs: %.0f us); %d steps per row, first %d discarded, median of the rest; 1-min load "
                         + "average %s before, %s after; %.0f s.%n%n",
-                stages, forwardMs, backwardMs, latencyUs, steps, warmup, loadBefore, loadAfter, seconds);
+                stages, forwardMs, backwardMs,
+                "ipc".equals(System.getenv("DTRAIN_TRANSPORT")) ? "Aeron ipc" : "shared memory", latencyUs, steps, warmup, loadBefore, loadAfter, seconds);
         System.out.println("| schedule | P | M | theory (P-1)/(M+P-1) | measured bubble (window) | measured - theory | "
                 + "executor's bubble (own window) | simulated, own window | step ms (ideal) | peak live micro-batches per stage |");
         System.out.println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");

@@ -40,6 +40,16 @@ public final class ProcessGroup implements AutoCloseable {
         this.ring = ring;
         this.ownsCommunicator = ownsCommunicator;
         this.barrierScratch = new UnsafeBuffer(ByteBuffer.allocateDirect(Math.max(1, ring.size) * 4).order(ByteOrder.nativeOrder()));
+        if (ring.hasExchange()) {
+            // The blocking call's own path (issue, run, the health bookkeeping) compiled before the first real call,
+            // as the exchange's loops are (Ring.warmUpExchange); then sequence numbers start at 0 as everywhere.
+            ring.warmingUp = true;
+            for (int i = 0; i < 2000; i++) {
+                barrier();
+            }
+            ring.warmingUp = false;
+            nextSeq = 0;
+        }
     }
 
     /** Joins the job: rendezvous, media driver, ring. Blocks until every rank has joined (rendezvous timeout). */

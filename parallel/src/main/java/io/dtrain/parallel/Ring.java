@@ -38,6 +38,8 @@ final class Ring implements AutoCloseable {
     final int prevRank;
     final int nextRank;
     private final RingFrames frames;
+    /** AllReduce and Barrier up to {@link WorldConfig#shmAllReduceMaxBytes} when every member is on this host; else null. */
+    private final ShmExchange exchange;
     private final IdleStrategy idle = new BackoffIdleStrategy(20, 50, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(100));
     private final long[] segmentStart;
 
@@ -63,6 +65,34 @@ final class Ring implements AutoCloseable {
         this.nextRank = members[Math.floorMod(index + 1, size)];
         this.segmentStart = new long[size + 1];
         this.frames = new RingFrames(this, streamBase);
+        // A throttled ring stands for a slower link between hosts (benchmarks, tests): no exchange then.
+        this.exchange = size > 1 && comm.config().shmAllReduceMaxBytes() > 0 && comm.config().throttleBytesPerSecond() == 0
+                && Arrays.stream(members).allMatch(comm::sharesMemoryWith) ? ShmExchange.open(this, comm) : null;
+        if (exchange != null) {
+            warmUpExchange();
+        }
+    }
+
+    /**
+     * A few thousand small AllReduces through the exchange while the group forms (~0.1-0.3 s), so that its code runs
+     * compiled from the first real call: a job calls small collectives too rarely for the JIT to get there soon
+     * (a 4 KiB AllReduce took 46 us for its first 50 calls, 8 us after 200).
+     */
+    private void warmUpExchange() {
+        warmingUp = true;
+        for (ElementType type : ElementType.values()) {
+            int rounds = type == ElementType.FLOAT32 ? 3000 : 500;
+            for (int elements : new int[] {16, ShmExchange.DIRECT_MAX_BYTES / type.bytes() * 4}) {
+                java.nio.ByteBuffer scratch = java.nio.ByteBuffer.allocateDirect(elements * type.bytes())
+                        .order(java.nio.ByteOrder.nativeOrder());
+                FlatBuffer buffer = FlatBuffer.of(scratch, type);
+                for (int i = 0; i < (elements == 16 ? rounds : rounds / 10); i++) {
+                    begin(Frame.BARRIER, "shared-memory exchange warm-up", -1, buffer, ReduceOp.AVG);
+                    exchange.allReduce(buffer, ReduceOp.AVG, Frame.BARRIER, "shared-memory exchange warm-up".hashCode(), -1);
+                }
+            }
+        }
+        warmingUp = false;
     }
 
     static int indexOf(int[] members, int rank) {
@@ -79,6 +109,10 @@ final class Ring implements AutoCloseable {
 
     void allReduce(FlatBuffer buffer, ReduceOp op, String name, long sequence) {
         begin(Frame.ALL_REDUCE, name, sequence, buffer, op);
+        if (useExchange(buffer)) {
+            exchange.allReduce(buffer, op, Frame.ALL_REDUCE, name.hashCode(), sequence);
+            return;
+        }
         for (int s = 0; s <= size; s++) {
             segmentStart[s] = (long) s * buffer.elements() / size;
         }
@@ -101,6 +135,10 @@ final class Ring implements AutoCloseable {
 
     void barrier(FlatBuffer scratch, String name, long sequence) {
         begin(Frame.BARRIER, name, sequence, scratch, ReduceOp.SUM);
+        if (useExchange(scratch)) {
+            exchange.allReduce(scratch, ReduceOp.SUM, Frame.BARRIER, name.hashCode(), sequence);
+            return;
+        }
         for (int s = 0; s <= size; s++) {
             segmentStart[s] = (long) s * scratch.elements() / size;
         }
@@ -138,6 +176,18 @@ final class Ring implements AutoCloseable {
             }
             progress(work);
         }
+    }
+
+    boolean hasExchange() {
+        return exchange != null;
+    }
+
+    /** While true, calls warm the code up: the exchange does not count them as frames sent (the kill-after-frames hook). */
+    boolean warmingUp;
+
+    /** Whether this AllReduce goes through the shared-memory exchange rather than the ring (same answer on every member). */
+    private boolean useExchange(FlatBuffer buffer) {
+        return exchange != null && buffer.byteLength() <= comm.config().shmAllReduceMaxBytes();
     }
 
     private void begin(int kind, String name, long sequence, FlatBuffer buffer, ReduceOp op) {
@@ -284,7 +334,24 @@ final class Ring implements AutoCloseable {
             throw failLost("rank " + prevRank + " (previous in the ring) is gone: its stream closed"
                     + " (the process died or closed its process group)");
         }
-        if (System.nanoTime() - lastProgressNs > comm.config().timeout().toNanos()) {
+        if (exchange != null) {
+            frames.checkNoExchangePeerDiffers(exchange);
+        }
+        checkTimeout(lastProgressNs);
+        idle.idle();
+    }
+
+    /** While waiting without progress since {@code sinceNs} (outside the ring's loop): a member's failure or the timeout. */
+    void checkWaiting(long sinceNs) {
+        String failed = health.failureOf(members);
+        if (failed != null) {
+            throw health.fail(this, failed, false);
+        }
+        checkTimeout(sinceNs);
+    }
+
+    private void checkTimeout(long sinceNs) {
+        if (System.nanoTime() - sinceNs > comm.config().timeout().toNanos()) {
             String reported = health.failureOfNow(members);
             if (reported != null) {
                 throw health.fail(this, reported, false);
@@ -292,7 +359,6 @@ final class Ring implements AutoCloseable {
             throw health.fail(this, health.diagnose(this) + "; no progress for " + comm.config().timeout().toMillis()
                     + " ms (DTRAIN_COLLECTIVE_TIMEOUT)", true);
         }
-        idle.idle();
     }
 
     /** A neighbour went away: if it (or another member) reported why, that report is the better error. */
@@ -304,7 +370,7 @@ final class Ring implements AutoCloseable {
     // ---------------------------------------------------------------------------------------------------------
 
     long bytesSent() {
-        return frames.bytesSent.get();
+        return frames.bytesSent.get() + (exchange == null ? 0 : exchange.bytesShared());
     }
 
     int kind() {
@@ -329,6 +395,9 @@ final class Ring implements AutoCloseable {
 
     @Override
     public void close() {
+        if (exchange != null) {
+            exchange.close();
+        }
         frames.close();
     }
 

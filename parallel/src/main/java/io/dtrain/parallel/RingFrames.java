@@ -134,6 +134,11 @@ final class RingFrames implements AutoCloseable {
         return seq;
     }
 
+    /** A member that entered the shared-memory exchange for this sequence number must be in this very collective. */
+    void checkNoExchangePeerDiffers(ShmExchange exchange) {
+        exchange.checkNoPeerDiffers(kind, nameHash, seq, totalElements, misc);
+    }
+
     /** Whether the link from the previous member was closed by its sender (it died or closed its process group). */
     boolean incomingClosed() {
         return in != null && in.isClosed();

@@ -41,19 +41,27 @@ import org.slf4j.LoggerFactory;
  * @param insecureTransport  true: udp frames without authentication (a trusted network; DTRAIN_INSECURE_TRANSPORT)
  * @param restartRound       how often the launcher restarted the job (DTRAIN_RESTART_COUNT): the rendezvous round
  *                           this worker belongs to; a worker of another round is refused
+ * @param shmAllReduceMaxBytes AllReduce (and Barrier) of at most this many bytes in a group whose members all share
+ *                           this host's memory go through the shared-memory exchange, larger ones around the ring
+ *                           (0: always the ring; DTRAIN_SHM_ALLREDUCE_MAX_BYTES)
  */
 public record WorldConfig(int rank, int worldSize, int localRank, String masterAddr, int masterPort,
                              String jobId, byte[] secret, Duration timeout, Duration rendezvousTimeout,
                              Transport transport, String nodeId, Path aeronDir, boolean externalDriver,
                              String advertiseAddress, boolean hostStore, int maxFramePayloadBytes,
                              long throttleBytesPerSecond, Path logDir, boolean insecureTransport,
-                             int restartRound) {
+                             int restartRound, long shmAllReduceMaxBytes) {
 
     /** How a ring link between two workers goes; see the transport parameter. Pipeline links use Aeron always. */
     public enum Transport { AUTO, SHM, IPC, UDP }
 
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(60);
     public static final int DEFAULT_FRAME_PAYLOAD_BYTES = 64 * 1024;
+    /**
+     * See {@code shmAllReduceMaxBytes}: 64 MiB, up to where the exchange beat the ring on the 2-core test host (1-16 MiB:
+     * 1.3-2.7x; 64 MiB: ahead or even; 256 MiB: even or behind; benchmarks/RESULTS.md).
+     */
+    public static final long DEFAULT_SHM_ALLREDUCE_MAX_BYTES = 64L << 20;
     /** The old name of DTRAIN_FRAME_PAYLOAD_BYTES, still read (with a deprecation warning) when the new one is unset. */
     static final String DEPRECATED_FRAME_PAYLOAD_VARIABLE = "DTRAIN_CHUNK_BYTES";
 
@@ -94,7 +102,7 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
     public static WorldConfig single() {
         return new WorldConfig(0, 1, 0, "127.0.0.1", 0, "local", new byte[0], DEFAULT_TIMEOUT,
                 Duration.ofMinutes(5), Transport.AUTO, hostName(), null, false, null, true, DEFAULT_FRAME_PAYLOAD_BYTES, 0, null,
-                false, 0);
+                false, 0, DEFAULT_SHM_ALLREDUCE_MAX_BYTES);
     }
 
     /** Reads the configuration from environment variables, e.g. {@code System.getenv()}. */
@@ -137,26 +145,30 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir == null ? null : Path.of(aeronDir), external,
                 env.get("DTRAIN_ADVERTISE_ADDR"), store.equals("rank0"), (int) Math.min(Integer.MAX_VALUE, framePayload),
-                throttle, null, insecure, intVar(env, "DTRAIN_RESTART_COUNT", 0));
+                throttle, null, insecure, intVar(env, "DTRAIN_RESTART_COUNT", 0),
+                sizeVar(env, "DTRAIN_SHM_ALLREDUCE_MAX_BYTES", DEFAULT_SHM_ALLREDUCE_MAX_BYTES));
     }
 
     public WorldConfig withTimeout(Duration newTimeout) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, newTimeout,
                 rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
-                maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport, restartRound);
+                maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport, restartRound,
+                shmAllReduceMaxBytes);
     }
 
     public WorldConfig withRendezvousTimeout(Duration newTimeout) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 newTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
-                maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport, restartRound);
+                maxFramePayloadBytes, throttleBytesPerSecond, logDir, insecureTransport, restartRound,
+                shmAllReduceMaxBytes);
     }
 
     /** The same with failures' thread dumps written under {@code dir} (e.g. a run's logs directory). */
     public WorldConfig withLogDir(Path dir) {
         return new WorldConfig(rank, worldSize, localRank, masterAddr, masterPort, jobId, secret, timeout,
                 rendezvousTimeout, transport, nodeId, aeronDir, externalDriver, advertiseAddress, hostStore,
-                maxFramePayloadBytes, throttleBytesPerSecond, dir, insecureTransport, restartRound);
+                maxFramePayloadBytes, throttleBytesPerSecond, dir, insecureTransport, restartRound,
+                shmAllReduceMaxBytes);
     }
 
     /** Where a failure's thread dump goes: {@link #logDir}, or a job-specific directory under the temporary directory. */

@@ -32,6 +32,7 @@ public final class CollectiveWorker {
                 case "mismatch" -> mismatch(world);
                 case "stall" -> stall(world);
                 case "udp" -> udp(world);
+                case "exchange" -> exchange(world);
                 case "steady" -> steady(world);
                 case "peers" -> peers(world);
                 case "peers-stall" -> peersStall(world);
@@ -60,7 +61,8 @@ public final class CollectiveWorker {
         ByteBuffer big = input(ElementType.FLOAT32, world.rank(), 100_000, 2);
         long before = world.bytesSent();
         world.allReduce(FlatBuffer.of(big, ElementType.FLOAT32), ReduceOp.SUM);
-        System.out.println("BYTES " + (world.bytesSent() - before) + " " + 400_000);
+        System.out.println("BYTES " + (world.bytesSent() - before) + " " + 400_000 + " "
+                + exchangeBytes(n, world.rank(), 100_000, 4));
         checkReduced(big, ElementType.FLOAT32, n, 100_000, 2, ReduceOp.SUM, 0, 100_000, "big allReduce");
 
         // Broadcast from the last rank.
@@ -134,6 +136,58 @@ public final class CollectiveWorker {
         }
         System.out.println("OK");
         return 0;
+    }
+
+    /**
+     * AllReduce at every size around the shared-memory exchange's thresholds (direct vs reduce-scatter/all-gather
+     * pieces, one vs several pieces, the exchange vs the ring above DTRAIN_SHM_ALLREDUCE_MAX_BYTES), float and double,
+     * SUM and AVG: correct, the same bits on every rank (CRC lines) and on a second run of the same inputs, and
+     * through the exchange exactly when it should (ALGO lines, told apart by the bytes sent).
+     */
+    static int exchange(ProcessGroup world) {
+        int n = world.size();
+        long threshold = Long.parseLong(System.getenv("DTRAIN_SHM_ALLREDUCE_MAX_BYTES"));
+        for (ElementType type : ElementType.values()) {
+            int direct = ShmExchange.DIRECT_MAX_BYTES / type.bytes();
+            int slot = ShmExchange.SLOT_BYTES / type.bytes();
+            int limit = (int) (threshold / type.bytes());
+            int[] lengths = {1, 2, 3, n - 1, n + 1, 1001, direct - 1, direct, direct + 1, slot - 1, slot, slot + 1,
+                    2 * slot + 7, limit, limit + 1};
+            for (int length : lengths) {
+                if (length < 1) {
+                    continue;
+                }
+                for (ReduceOp op : ReduceOp.values()) {
+                    String what = "exchange " + type + " " + length + " " + op;
+                    long crc = 0;
+                    for (int run = 0; run < 2; run++) {
+                        ByteBuffer buffer = input(type, world.rank(), length, 8);
+                        long before = world.bytesSent();
+                        world.allReduce(FlatBuffer.of(buffer, type), op);
+                        long sent = world.bytesSent() - before;
+                        if (run == 0) {
+                            checkReduced(buffer, type, n, length, 8, op, 0, length, what);
+                            crc = crc(buffer);
+                            System.out.println("CRC " + what + " " + crc);
+                            System.out.println("ALGO " + type + " " + length + " "
+                                    + (sent == exchangeBytes(n, world.rank(), length, type.bytes()) ? "exchange" : "ring"));
+                        } else {
+                            check(crc == crc(buffer), what + ": a second run of the same inputs gave other bits");
+                        }
+                    }
+                }
+            }
+        }
+        System.out.println("OK");
+        return 0;
+    }
+
+    /**
+     * The bytes {@link ShmExchange} writes for the others in an AllReduce of {@code length} elements: the buffer once
+     * (direct: all of it; reduce-scatter: the others' segments, then this member's segment's result).
+     */
+    static long exchangeBytes(int n, int rank, long length, int elementBytes) {
+        return length * elementBytes;
     }
 
     /** Many AllReduces (the kill test SIGKILLs one rank in the middle of one). */

@@ -26,22 +26,26 @@ class CollectivesProcessTest {
     @ParameterizedTest(name = "world {0}")
     @ValueSource(ints = {1, 2, 3, 4, 5})
     void allCollectivesAreCorrectAndBitIdenticalAcrossRanks(int world) {
-        List<String> crcs = runCorrectness(world, "auto");
+        List<String> crcs = runCorrectness(world, "auto", true);
         if (world > 1) {
             assertTrue(PosixFilePermissions.toString(uncheckedPermissions(JOB.jobDir())).equals("rwx------"), "job dir mode");
             assertFalse(Files.exists(JOB.jobDir().resolve("shm")), "shared-memory link files are unlinked once both ends map"
                     + " them, and their directory goes with the last worker");
         }
         if (world == 3) {
-            // The reduction order is the ring's, not the transport's: Aeron ipc links give the same bits.
-            assertEquals(crcs, runCorrectness(world, "ipc"), "CRCs over shm vs over Aeron ipc");
+            // The ring's reduction order is the ring's, not the transport's: shared-memory and Aeron ipc links give the
+            // same bits (no shared-memory exchange: DTRAIN_SHM_ALLREDUCE_MAX_BYTES=0).
+            assertEquals(runCorrectness(world, "shm", false), runCorrectness(world, "ipc", false), "CRCs over shm vs over Aeron ipc");
         }
     }
 
     /** Runs the correctness scenario and checks it; returns rank 0's checksums of the world's collectives. */
-    private static List<String> runCorrectness(int world, String transport) {
+    private static List<String> runCorrectness(int world, String transport, boolean exchange) {
         Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), Duration.ofSeconds(20));
         env.put("DTRAIN_TRANSPORT", transport);
+        if (!exchange) {
+            env.put("DTRAIN_SHM_ALLREDUCE_MAX_BYTES", "0");
+        }
         if (world % 2 == 1) {
             env.put("DTRAIN_FRAME_PAYLOAD_BYTES", "1000"); // many frames per segment, frame sizes not a multiple of 8
         }
@@ -58,17 +62,46 @@ class CollectivesProcessTest {
             List<String> crcs = r.lines("CRC").stream().filter(l -> !l.startsWith("CRC subgroup")).toList();
             assertEquals(worldCrcs, crcs, "rank " + r.rank());
         }
-        // A ring AllReduce sends 2(n-1)/n of the buffer per rank (plus 48-byte frame headers).
+        // A ring AllReduce sends 2(n-1)/n of the buffer per rank (plus 48-byte frame headers); through the
+        // shared-memory exchange (every member on one host) a rank writes its buffer and its segment's result once.
         for (Workers.Result r : results) {
             String[] bytes = r.lines("BYTES").get(0).split(" ");
             double sent = Long.parseLong(bytes[1]);
             double buffer = Long.parseLong(bytes[2]);
             double ideal = 2.0 * (world - 1) / world * buffer;
-            assertTrue(sent >= ideal && sent <= ideal * 1.06 + 1000,
-                    "rank " + r.rank() + " sent " + sent + " bytes, ideal " + ideal);
+            if (exchange && world > 1 && !transport.equals("ipc")) {
+                assertEquals(Long.parseLong(bytes[3]), (long) sent, "rank " + r.rank() + " wrote to the exchange");
+            } else {
+                assertTrue(sent >= ideal && sent <= ideal * 1.06 + 1000,
+                        "rank " + r.rank() + " sent " + sent + " bytes, ideal " + ideal);
+            }
         }
         assertTrue(Files.isDirectory(JOB.aeronDir()) || world == 1, () -> "driver directory " + JOB.aeronDir() + " is gone: " + results.get(0).stderr());
         return worldCrcs;
+    }
+
+    /**
+     * The shared-memory exchange around its thresholds (see {@code CollectiveWorker#exchange}), at worlds 2, 3 and 4:
+     * every rank the same bits, the ring above DTRAIN_SHM_ALLREDUCE_MAX_BYTES.
+     */
+    @ParameterizedTest(name = "world {0}")
+    @ValueSource(ints = {2, 3, 4})
+    void theSharedMemoryExchangeIsCorrectAndBitIdenticalAcrossRanksAroundItsThresholds(int world) {
+        long threshold = 3 * ShmExchange.SLOT_BYTES + 4;
+        Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), Duration.ofSeconds(20));
+        env.put("DTRAIN_SHM_ALLREDUCE_MAX_BYTES", Long.toString(threshold));
+        List<Workers.Result> results = Workers.run(world, "exchange", env, rank -> List.of("-Xmx512m"), Duration.ofSeconds(120));
+        for (Workers.Result r : results) {
+            assertEquals(0, r.exitCode(), r::toString);
+            assertTrue(r.stdout().contains("OK"), r::toString);
+            assertEquals(results.get(0).lines("CRC"), r.lines("CRC"), "rank " + r.rank());
+            for (String algo : r.lines("ALGO")) {
+                String[] words = algo.split(" ");
+                long bytes = Long.parseLong(words[2]) * ElementType.valueOf(words[1]).bytes();
+                assertEquals(bytes <= threshold ? "exchange" : "ring", words[3], algo);
+            }
+        }
+        assertEquals(2 * 2 * 15, results.get(0).lines("CRC").size(), results.get(0)::toString);
     }
 
     @Test
