@@ -77,7 +77,13 @@ for _ in $(seq 1 1200); do
   if [ $signalled = 1 ] && [ "$state" = PENDING ] && scontrol show job "$job" | grep -q 'Reason=BeginTime'; then
     scontrol update JobId="$job" StartTime=now
   fi
-  case "$state" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) break ;; esac
+  case "$state" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)
+    # a job that requeues itself passes through an end state on its way back to PENDING: final only if it stays
+    sleep 2
+    again=$(scontrol show job "$job" | grep -oP 'JobState=\K\S+')
+    [ "$again" = "$state" ] && break
+    state=$again ;;
+  esac
   sleep 0.1
 done
 out="$work/batch-$job.out"
