@@ -73,9 +73,14 @@ for _ in $(seq 1 1200); do
      && [ "$(wc -l < "$work/batch/metrics/steps-rank0.jsonl")" -ge 30 ]; then
     scancel --signal=USR1 "$job" && signalled=1 && echo "  SIGUSR1 sent at step $(wc -l < "$work/batch/metrics/steps-rank0.jsonl")"
   fi
-  # Slurm holds a requeued job for ~2 minutes (EligibleTime); on this test cluster nobody else waits: release it.
+  # Slurm holds a requeued job for ~2 minutes (EligibleTime); on this test cluster nobody else waits: release it,
+  # but only some seconds after the requeue (a credential issued in the second the old one was revoked is refused).
   if [ $signalled = 1 ] && [ "$state" = PENDING ] && scontrol show job "$job" | grep -q 'Reason=BeginTime'; then
-    scontrol update JobId="$job" StartTime=now
+    held_since=${held_since:-$(date +%s)}
+    if [ $(( $(date +%s) - held_since )) -ge 5 ]; then
+      scontrol update JobId="$job" StartTime=now
+      held_since=$(( $(date +%s) + 600 ))   # once
+    fi
   fi
   case "$state" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)
     # a job that requeues itself passes through an end state on its way back to PENDING: final only if it stays
