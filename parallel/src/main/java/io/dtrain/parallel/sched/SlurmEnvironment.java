@@ -2,7 +2,6 @@ package io.dtrain.parallel.sched;
 
 import io.dtrain.common.UserFacingException;
 import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 
 /**
@@ -65,7 +64,7 @@ public final class SlurmEnvironment {
         String list = present(env, "SLURM_STEP_NODELIST") ? env.get("SLURM_STEP_NODELIST") : env.get("SLURM_JOB_NODELIST");
         return "Slurm job " + env.get("SLURM_JOB_ID") + ", task " + env.get("SLURM_PROCID") + " of "
                 + env.get("SLURM_STEP_NUM_TASKS") + " on " + env.getOrDefault("SLURMD_NODENAME", "?") + " (step nodes "
-                + String.join(", ", hosts(list)) + "): rank " + t.get("RANK") + " of " + t.get("WORLD_SIZE")
+                + String.join(", ", SlurmNodeList.expand(list)) + "): rank " + t.get("RANK") + " of " + t.get("WORLD_SIZE")
                 + ", rendezvous " + t.get("MASTER_ADDR") + ":" + t.get("MASTER_PORT");
     }
 
@@ -76,11 +75,7 @@ public final class SlurmEnvironment {
             throw new UserFacingException("Slurm job " + env.get("SLURM_JOB_ID")
                     + " has no SLURM_JOB_NODELIST, so the rendezvous host is unknown: set MASTER_ADDR");
         }
-        return hosts(list).get(0);
-    }
-
-    public static List<String> hosts(String nodeList) {
-        return SlurmNodeList.expand(nodeList);
+        return SlurmNodeList.expand(list).get(0);
     }
 
     /** The rendezvous port of this job: 20000 + job id mod 10000 (two jobs on a node collide only 10000 ids apart). */
