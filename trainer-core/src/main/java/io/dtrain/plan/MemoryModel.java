@@ -32,8 +32,8 @@ import io.dtrain.parallel.pipeline.PipelineSchedule;
  *       forward and backward it runs at a time, freed only by a GC: {@value #SAMEDIFF_PASS_FACTOR} fused sets of that
  *       pass (the stage, or with recomputation one block), plus its graph's copies of the stage's parameters and
  *       gradients (a documented rough multiple, not an exact count). A pipeline stage other than the first also holds
- *       the [B, T, D] inputs it received for its micro-batches in flight. On a GPU in fp16, activations are stored in
- *       2 bytes: half the fused engine's float32 bytes.</li>
+ *       the [B, T, D] inputs it received for its micro-batches in flight. On a GPU in fp16, activations (and SameDiff's
+ *       graph copies, in the graph's precision) are stored in 2 bytes: half the fused engine's float32 bytes.</li>
  * </ul>
  * Micro-batches in flight are counted by running the stage's schedule ({@link #inFlight}): 1 without a pipeline, at
  * most P - s on stage s of 1F1B, M with GPipe. Shapes (B, T, D) as in trainer-core's
