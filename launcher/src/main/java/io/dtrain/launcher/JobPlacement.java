@@ -1,10 +1,11 @@
 package io.dtrain.launcher;
 
+import io.dtrain.common.UserFacingException;
+import io.dtrain.parallel.JobSecret;
 import io.dtrain.parallel.sched.SlurmEnvironment;
 import io.dtrain.parallel.sched.UserSecret;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.GeneralSecurityException;
 import java.security.SecureRandom;
@@ -57,7 +58,7 @@ record JobPlacement(int nprocPerNode, int nnodes, int nodeRank, String rdzvHost,
             throw new UserError("a job on " + nnodes + " nodes needs --rdzv HOST:PORT (node 0's address, the same on "
                     + "every node) and --secret-file FILE or DTRAIN_JOB_SECRET (the same secret on every node)");
         }
-        byte[] secret = configured != null ? configured : randomSecret();
+        byte[] secret = configured != null ? configured : JobSecret.random();
         String host = flags.rdzv() == null ? "127.0.0.1" : flags.rdzv().substring(0, flags.rdzv().lastIndexOf(':'));
         int port = flags.rdzv() == null ? 0 : Integer.parseInt(flags.rdzv().substring(flags.rdzv().lastIndexOf(':') + 1));
         String jobId = flags.jobId() != null ? flags.jobId() : defaultJobId(nnodes, nproc, flags.rdzv(), secret);
@@ -82,35 +83,16 @@ record JobPlacement(int nprocPerNode, int nnodes, int nodeRank, String rdzvHost,
                 "Slurm job " + env.get("SLURM_JOB_ID") + " (" + env.get("SLURM_JOB_NODELIST") + ")");
     }
 
-    /** --secret-file, else DTRAIN_JOB_SECRET / DTRAIN_JOB_SECRET_FILE (e.g. a Kubernetes Secret), else null. */
-    private static byte[] configuredSecret(Path secretFile, Map<String, String> env) throws IOException {
-        String fromEnv = env.get("DTRAIN_JOB_SECRET");
-        if (secretFile == null && fromEnv != null && !fromEnv.isBlank()) {
-            return fromEnv.strip().getBytes(StandardCharsets.UTF_8);
+    /**
+     * --secret-file, else DTRAIN_JOB_SECRET / DTRAIN_JOB_SECRET_FILE (e.g. a Kubernetes Secret), else null: parallel's
+     * {@link JobSecret}, the workers' reader too; its refusal of a bad file is a bad invocation here.
+     */
+    private static byte[] configuredSecret(Path secretFile, Map<String, String> env) {
+        try {
+            return JobSecret.configured(secretFile, "--secret-file", env);
+        } catch (UserFacingException e) {
+            throw new UserError(e.getMessage(), e);
         }
-        String what = "--secret-file";
-        if (secretFile == null && env.get("DTRAIN_JOB_SECRET_FILE") != null) {
-            secretFile = Path.of(env.get("DTRAIN_JOB_SECRET_FILE"));
-            what = "DTRAIN_JOB_SECRET_FILE";
-        }
-        if (secretFile == null) {
-            return null;
-        }
-        if (!Files.isReadable(secretFile)) {
-            throw new UserError("cannot read the secret file " + secretFile + " (" + what + ")");
-        }
-        String s = Files.readString(secretFile, StandardCharsets.UTF_8).strip();
-        if (s.isEmpty()) {
-            throw new UserError("the secret file " + secretFile + " (" + what + ") is empty; put a long random string in"
-                    + " it, e.g. openssl rand -hex 32 > " + secretFile);
-        }
-        return s.getBytes(StandardCharsets.UTF_8);
-    }
-
-    private static byte[] randomSecret() {
-        byte[] random = new byte[32];
-        new SecureRandom().nextBytes(random);
-        return HexFormat.of().formatHex(random).getBytes(StandardCharsets.UTF_8);
     }
 
     /** One node: random. Several: the same on every node without talking to each other (HMAC of the rdzv address). */

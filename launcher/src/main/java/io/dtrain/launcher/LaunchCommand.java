@@ -186,6 +186,12 @@ public final class LaunchCommand implements Callable<Integer> {
                     }
                 };
                 if (maxRestarts == 0) {
+                    if (nnodes > 1) {
+                        String storeHost = store != null ? "127.0.0.1" : host;
+                        int storePort = port;
+                        WorldConfig world = WorldConfig.fromEnvironment(env);
+                        workers.onFailure(failure -> reportCrash(failure, placement, storeHost, storePort, world, err));
+                    }
                     starter.start(0);
                     return workers.awaitAll();
                 }
@@ -195,6 +201,33 @@ public final class LaunchCommand implements Callable<Integer> {
                             WorldConfig.fromEnvironment(env).rendezvousTimeout()).run(workers, starter);
                 }
             }
+        }
+    }
+
+    /**
+     * A worker that crashed (a signal, a bug; not a user error, which the worker reports itself) may not have joined
+     * the rendezvous yet, and the other nodes' workers would wait for it until the rendezvous timeout. This tells node
+     * 0's store, as {@code fail/<rank>} (what a rank that fails before joining leaves there), so that they stop at once
+     * naming it; a rank the store already knows failed (its connection dropped) keeps the store's word. Best effort:
+     * with no store reachable within 10 s, the others fail as before.
+     */
+    private static void reportCrash(WorkerSupervisor.Outcome failure, JobPlacement placement, String storeHost,
+                                     int storePort, WorldConfig world, PrintStream err) {
+        if (failure.code() == ErrorHandler.EXIT_USER_ERROR) {
+            return;
+        }
+        int worldSize = placement.nnodes() * placement.nprocPerNode();
+        Duration wait = world.rendezvousTimeout().compareTo(Duration.ofSeconds(10)) < 0 ? world.rendezvousTimeout()
+                : Duration.ofSeconds(10);
+        String key = RendezvousServer.FAIL_PREFIX + failure.failed().rank;
+        try (RendezvousClient agent = RendezvousClient.connectAgent(storeHost, storePort, placement.jobId(),
+                placement.nodeRank(), worldSize, placement.secret(), wait)) {
+            if (agent.tryGet(key).isEmpty()) {
+                agent.set(key, failure.cause(placement.nodeRank()) + "; reported by the launcher on " + world.nodeId());
+            }
+        } catch (RuntimeException e) {
+            err.println("dtrain launch: could not tell the rendezvous store that rank " + failure.failed().rank
+                    + " failed (" + e.getMessage() + "); the other nodes' workers find out when their wait times out");
         }
     }
 

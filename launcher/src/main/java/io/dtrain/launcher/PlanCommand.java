@@ -4,6 +4,7 @@ import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
 import io.dtrain.metrics.GemmBenchmark;
 import io.dtrain.plan.DeviceProfile;
+import io.dtrain.plan.MemoryModel;
 import io.dtrain.plan.Planner;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -34,6 +35,7 @@ import java.util.concurrent.Callable;
                 "  dtrain plan --config configs/gpt-1.3b-p3.yaml --nodes 10 --gpus-per-node 8 --gpu v100",
                 "  dtrain plan --config configs/gpt-cpu-small.yaml --nodes 1 --gpus-per-node 2 --gpu cpu"})
 public final class PlanCommand implements Callable<Integer> {
+    private static final double GIB = 1L << 30;
 
     @Spec
     CommandSpec spec;
@@ -140,12 +142,12 @@ public final class PlanCommand implements Callable<Integer> {
 
     private static void print(PrintWriter out, Planner.Plan p) {
         out.printf(Locale.ROOT, "  %s: %d micro-batch(es) per replica per step%n", p.layout(), p.microBatches());
-        out.printf(Locale.ROOT, "  %-6s %7s %12s %14s %14s %9s %12s%n", "stage", "blocks", "parameters", "weights+grads+adam",
-                "act/micro-batch", "in flight", "total");
-        for (Planner.StageMemory s : p.stages()) {
-            out.printf(Locale.ROOT, "  %-6d %7d %12d %14.2f GiB %10.2f GiB %9d %8.2f GiB%n", s.stage(), s.blocks(),
-                    s.parameters(), s.stateBytes() / (1L << 30), s.activationBytesPerMicroBatch() / (1L << 30),
-                    s.inFlight(), s.totalBytes() / (1L << 30));
+        out.printf(Locale.ROOT, "  %-6s %7s %12s %14s %14s %9s %10s %12s%n", "stage", "blocks", "parameters",
+                "weights+grads+adam", "act/micro-batch", "sets", "other", "total");
+        for (MemoryModel.Bytes s : p.stages()) {
+            out.printf(Locale.ROOT, "  %-6d %7d %12d %14.2f GiB %10.2f GiB %9d %6.2f GiB %8.2f GiB%n", s.stage(),
+                    s.blocks(), s.parameterCount(), s.state() / GIB, s.activationsPerMicroBatch() / GIB, s.sets(),
+                    s.overhead() / GIB, s.total() / GIB);
         }
         out.printf(Locale.ROOT, "  %.3g FLOP/token; step %.3f s = compute %.3f s (bubble %.1f%%) + AllReduce %.3f s +"
                         + " pipeline transfers %.3f s; %.0f tokens/s, MFU %.1f%%%s%n", p.flopsPerToken(), p.stepSeconds(),

@@ -125,6 +125,18 @@ final class WorkerSupervisor implements AutoCloseable {
         }
     }
 
+    /** Told of a worker's failure as soon as it is seen, before the others are stopped. */
+    interface FailureListener {
+        void failed(Outcome failure);
+    }
+
+    private volatile FailureListener onFailure = failure -> { };
+
+    /** {@code listener} hears of each round's first failure first (dtrain launch tells node 0's store). */
+    void onFailure(FailureListener listener) {
+        this.onFailure = listener;
+    }
+
     /** Waits for all workers; on the first failure stops the others and reports it. Returns the launcher's exit code. */
     int awaitAll() throws InterruptedException {
         return report(awaitOutcome());
@@ -156,6 +168,7 @@ final class WorkerSupervisor implements AutoCloseable {
                 continue;
             }
             long t0 = System.nanoTime();
+            onFailure.failed(new Outcome(w, code, null, stoppedOnSignal, 0));
             stopAll();
             w.pump.join(2_000);
             return new Outcome(w, code, null, stoppedOnSignal, (System.nanoTime() - t0) / 1e9);

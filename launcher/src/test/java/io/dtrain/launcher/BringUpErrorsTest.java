@@ -188,4 +188,85 @@ class BringUpErrorsTest {
                     + port + "' names it); choose another port: dtrain launch --rdzv HOST:PORT, or MASTER_PORT"), line);
         }
     }
+
+    /**
+     * Node 1's worker is killed (SIGKILL, as the OOM killer would) as soon as it starts, long before it could join:
+     * node 1's launcher tells the store, and node 0's worker stops at once naming rank 1, well within the rendezvous
+     * timeout it would otherwise have waited out (--max-restarts 0).
+     */
+    @Test
+    void aWorkerKilledBeforeJoiningIsNamedByTheOthersBeforeTheRendezvousTimeout(@TempDir Path tmp) throws Exception {
+        List<String> sets = DpRuns.microOverrides(tmp.resolve("run"), 4, 5);
+        int port = freePort();
+        long timeoutSeconds = 60;
+        ProcessBuilder[] nodes = {node(DpRuns.REPO, 2, 0, port, secret(tmp), List.of(), sets),
+                node(DpRuns.REPO, 2, 1, port, secret(tmp), List.of(), sets)};
+        for (ProcessBuilder n : nodes) {
+            n.environment().put("DTRAIN_RENDEZVOUS_TIMEOUT", timeoutSeconds + "s");
+        }
+        long t0 = System.nanoTime();
+        Process node0 = nodes[0].start();
+        Process node1 = nodes[1].start();
+        Thread killer = new Thread(() -> {
+            while (node1.isAlive()) {
+                java.util.Optional<ProcessHandle> worker = node1.descendants()
+                        .filter(h -> commandLine(h).contains("-Ddtrain.rank=1\u0000")).findFirst();
+                if (worker.isPresent()) {
+                    worker.get().destroyForcibly();
+                    return;
+                }
+                try {
+                    Thread.sleep(20);
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+        });
+        killer.start();
+        String[] outs = new String[2];
+        Thread pump0 = new Thread(() -> outs[0] = readAll(node0));
+        Thread pump1 = new Thread(() -> outs[1] = readAll(node1));
+        pump0.start();
+        pump1.start();
+        boolean ended = node0.waitFor(timeoutSeconds + 30, TimeUnit.SECONDS);
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        if (!ended) {
+            for (Process p : List.of(node0, node1)) {
+                p.descendants().forEach(ProcessHandle::destroyForcibly);
+                p.destroyForcibly();
+            }
+        }
+        node1.waitFor(30, TimeUnit.SECONDS);
+        pump0.join(5_000);
+        pump1.join(5_000);
+        assertTrue(ended, "node 0 did not exit:\n" + outs[0]);
+        Ended e0 = new Ended(node0.exitValue(), outs[0]);
+        assertEquals(2, e0.code(), e0.out() + "\nnode 1:\n" + outs[1]);
+        assertTrue(e0.errorLine().startsWith("dtrain launch: error: rank 1 (node 1, local rank 0, pid "),
+                e0.errorLine() + "\nnode 1:\n" + outs[1]);
+        assertTrue(e0.errorLine().contains("was killed by SIGKILL") && e0.errorLine().contains("(exit code 137)")
+                && e0.errorLine().contains("reported by the launcher on ")
+                && e0.errorLine().contains("; rank 0 stops instead of waiting for it"), e0.errorLine());
+        assertTrue(seconds < timeoutSeconds / 2.0, "node 0 took " + seconds + " s of the " + timeoutSeconds
+                + " s rendezvous timeout:\n" + outs[0]);
+        assertTrue(outs[1].contains("rank 1 (local rank 0, pid ") && outs[1].contains("failed with exit code 137"), outs[1]);
+        assertEquals(1, node1.exitValue(), outs[1]);
+    }
+
+    /** The whole command line (ProcessHandle.Info cuts it at 4096 bytes, before a worker's arguments). */
+    private static String commandLine(ProcessHandle h) {
+        try {
+            return new String(Files.readAllBytes(Path.of("/proc/" + h.pid() + "/cmdline")), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            return "";
+        }
+    }
+
+    private static String readAll(Process p) {
+        try {
+            return new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            return e.toString();
+        }
+    }
 }

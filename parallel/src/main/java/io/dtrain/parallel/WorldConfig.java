@@ -238,21 +238,14 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
     }
 
     /**
-     * DTRAIN_JOB_SECRET, else the file DTRAIN_JOB_SECRET_FILE names, else (in a Slurm job) one derived from the user's
-     * own secret ({@link UserSecret}), else (DTRAIN_TRUSTED_NETWORK) a well-known one: no authentication at all.
+     * The configured secret ({@link JobSecret}: DTRAIN_JOB_SECRET, else the file DTRAIN_JOB_SECRET_FILE names), else
+     * (in a Slurm job) one derived from the user's own secret ({@link UserSecret}), else (DTRAIN_TRUSTED_NETWORK) a
+     * well-known one: no authentication at all.
      */
     private static byte[] secret(Map<String, String> env, String jobId, int worldSize, boolean trusted) {
-        String value = env.get("DTRAIN_JOB_SECRET");
-        if (value != null && !value.isEmpty()) {
-            return value.getBytes(StandardCharsets.UTF_8);
-        }
-        String file = env.get("DTRAIN_JOB_SECRET_FILE");
-        if (file != null) {
-            try {
-                return Files.readString(Path.of(file), StandardCharsets.UTF_8).strip().getBytes(StandardCharsets.UTF_8);
-            } catch (IOException e) {
-                throw new UserFacingException("cannot read the job secret file " + file + " (DTRAIN_JOB_SECRET_FILE): " + e.getMessage(), e);
-            }
+        byte[] configured = JobSecret.configured(null, null, env);
+        if (configured != null) {
+            return configured;
         }
         if (worldSize == 1) {
             return new byte[0];

@@ -5,7 +5,6 @@ import io.dtrain.config.RunConfig;
 import io.dtrain.metrics.Mfu;
 import io.dtrain.model.GptNames;
 import io.dtrain.model.StagePartition;
-import io.dtrain.model.fused.FusedStage;
 
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -17,14 +16,11 @@ import java.util.List;
  * recommends. The arithmetic, per device:
  *
  * <ul>
- * <li>memory = 16 bytes per parameter of the stage (fp32 weights, gradients and AdamW's two moments, the moments
- * divided by D under ZeRO-1, which runs without pipeline stages only), plus with {@code training.precision: fp16}
- * the fp16 copy of the weights (2 bytes on a GPU; 4 on the CPU, which emulates fp16 in float32) and, on a GPU,
- * half the activation bytes + activations per micro-batch x micro-batches in flight (1 without a pipeline; stage s
- * of 1F1B min(P - s, M); GPipe M) + the engine's shared buffers. Activations are what the fused engine allocates
- * (exact: the same sizing functions); the SameDiff engine (the GPU path) keeps a graph's forward and backward
- * intermediates within a call, counted as twice that (an estimate);</li>
- * <li>FLOPs per token = 6N + 12·L·d·T ({@link Mfu}); recomputation adds one forward (x 4/3);</li>
+ * <li>memory: {@link MemoryModel}, the model the trainer's own refusal of a run too big for memory uses, for the
+ * device (a GPU runs the SameDiff engine, the CUDA path, and stores fp16 in 2 bytes; the CPU the configured engine,
+ * fused unless it says samediff);</li>
+ * <li>FLOPs per token = 6N + 12·L·d·T ({@link Mfu}); recomputation adds one forward (x 4/3), as do SameDiff's
+ * pipeline stages without it (their backward restarts from the stage's input);</li>
  * <li>compute time = FLOPs / (peak x assumed MFU), the peak of the precision (GPU fp16: tensor cores); several CPU
  * workers on one node share its peak;</li>
  * <li>a pipelined step takes (M + P - 1) micro-batch slots of one stage (the bubble is (P - 1)/(M + P - 1));</li>
@@ -45,16 +41,8 @@ public final class Planner {
         }
     }
 
-    /** Memory of one stage's device. */
-    public record StageMemory(int stage, int blocks, long parameters, double stateBytes, double activationBytesPerMicroBatch,
-                              int inFlight, double sharedBytes) {
-        public double totalBytes() {
-            return stateBytes + activationBytesPerMicroBatch * inFlight + sharedBytes;
-        }
-    }
-
     /** What a layout costs and gives. */
-    public record Plan(Layout layout, List<StageMemory> stages, int microBatches, double flopsPerToken,
+    public record Plan(Layout layout, List<MemoryModel.Bytes> stages, int microBatches, double flopsPerToken,
                        double computeSeconds, double allReduceSeconds, double pipeSeconds, double bubbleFraction,
                        double stepSeconds, double tokensPerSecond, double mfu, double maxStageBytes, boolean fits) {
     }
@@ -92,6 +80,11 @@ public final class Planner {
         return gpu ? (fp16 ? device.peakFlopsFp16() : device.peakFlopsFp32()) : device.peakFlopsFp32() / devicesPerNode;
     }
 
+    /** The engine a run of this config uses on the device: SameDiff on a GPU (the fused kernels read host memory). */
+    private String engine() {
+        return gpu || "samediff".equals(model.engine()) ? "samediff" : "fused";
+    }
+
     public Plan evaluate(Layout layout) {
         int p = layout.stages();
         int d = layout.replicas();
@@ -104,35 +97,20 @@ public final class Planner {
         int[] blocks = StagePartition.blocksPerStage(model, p, p == 1 ? "" : cfg.parallel().pipelinePartition());
         long total = GptNames.layout(model, blocks).size();
         double flopsPerToken = Mfu.flopsPerToken(model, total);
-        double recomputeFactor = layout.recompute() ? 4.0 / 3.0 : 1.0;
+        // SameDiff's pipeline stages recompute their forward in the backward whatever training.recompute says
+        boolean recomputes = layout.recompute() || "samediff".equals(engine()) && p > 1;
+        double recomputeFactor = recomputes ? 4.0 / 3.0 : 1.0;
         int threads = gpu ? 1 : Math.max(1, Runtime.getRuntime().availableProcessors() / devicesPerNode);
-        List<StageMemory> stages = new ArrayList<>();
+        MemoryModel.Setup memory = MemoryModel.Setup.of(cfg, engine(), gpu, p, d, b, layout.schedule(),
+                layout.recompute(), layout.zero(), threads);
+        List<MemoryModel.Bytes> stages = new ArrayList<>();
         double maxStage = 0;
         long maxParams = 0;
         for (int s = 0; s < p; s++) {
-            long params = GptNames.stageLayout(model, blocks, s).size();
-            maxParams = Math.max(maxParams, params);
-            boolean zero = layout.zero() && p == 1 && d > 1;
-            double halfCopy = fp16 ? (gpu ? 2.0 : 4.0) : 0.0;
-            double state = params * (halfCopy + 4.0 + 4.0 + 8.0 / (zero ? d : 1));
-            boolean first = s == 0;
-            boolean last = s == p - 1;
-            double slot = FusedStage.slotBytes(model, blocks[s], first, last, b, layout.recompute());
-            double shared = FusedStage.sharedBytes(model, b, layout.recompute(), threads);
-            if (gpu) {
-                // SameDiff keeps a call's forward and backward intermediates: twice the fused engine's tensors
-                slot = layout.recompute() ? slot : 2 * slot;
-                shared = 2 * shared;
-                if (fp16) {
-                    // activations stored in fp16: half the fused engine's float32 bytes
-                    slot /= 2;
-                    shared /= 2;
-                }
-            }
-            int inFlight = p == 1 ? 1 : "gpipe".equals(layout.schedule()) ? m : Math.min(p - s, m);
-            StageMemory sm = new StageMemory(s, blocks[s], params, state, slot, inFlight, shared);
+            MemoryModel.Bytes sm = MemoryModel.of(memory, s);
             stages.add(sm);
-            maxStage = Math.max(maxStage, sm.totalBytes());
+            maxParams = Math.max(maxParams, sm.parameterCount());
+            maxStage = Math.max(maxStage, sm.total());
         }
         double rate = devicePeak() * device.assumedMfu();
         double microBatchFlops = (double) b * model.seqLen() * flopsPerToken * recomputeFactor;

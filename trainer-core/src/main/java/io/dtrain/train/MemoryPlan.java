@@ -2,14 +2,8 @@ package io.dtrain.train;
 
 import io.dtrain.common.ByteSizes;
 import io.dtrain.compute.Workers;
-import io.dtrain.config.ModelConfig;
 import io.dtrain.config.RunConfig;
-import io.dtrain.model.GptModel;
-import io.dtrain.model.GptNames;
-import io.dtrain.model.StagePartition;
-import io.dtrain.model.fused.FusedStage;
-import io.dtrain.parallel.pipeline.Op;
-import io.dtrain.parallel.pipeline.PipelineSchedule;
+import io.dtrain.plan.MemoryModel;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -17,31 +11,15 @@ import java.util.Locale;
 
 /**
  * What one rank of a run will allocate, estimated from the configuration before anything is built, so that a run
- * that cannot fit is refused at once with the numbers and the knobs instead of dying in an allocation minutes later:
- *
- * <ul>
- *   <li>parameters and gradients: the flat buffers of the layout this rank holds (the whole model, or its pipeline
- *       stage); with {@code training.precision: fp16} the parameters twice (the fp32 masters and the fp16-rounded
- *       copy the passes read, float32 on the CPU);</li>
- *   <li>AdamW state: two more such buffers (m, v), or with ZeRO-1 ({@code optimizer.shard_state}) this rank's
- *       1/D share of them plus the padded gather buffer;</li>
- *   <li>activations, per stage this rank computes: the fused engine keeps one {@code Activations} set per
- *       micro-batch in flight (a whole model: one, plus one for evaluation in every stage but the last; a pipeline
- *       stage: as many as its schedule holds at once, at most P for 1F1B, M for GPipe) and one scratch set, sized
- *       exactly as the engine allocates them ({@link FusedStage#slotBytes}, {@link FusedStage#sharedBytes}; with
- *       {@code training.recompute: blocks} a slot keeps only the blocks' inputs and the stage one shared block); the SameDiff engine allocates a
- *       fresh array per op, freed only by a GC, so it is estimated as {@value #SAMEDIFF_PASS_FACTOR} times a fused
- *       set for the one pass it runs at a time, plus its copies of the stage's parameters and gradients and the
- *       [B, T, D] input it keeps per micro-batch in flight (a documented rough multiple, not an exact count);</li>
- *   <li>data read into memory (raw .jsonl input packed on the heap; preprocessed shards are memory-mapped and
- *       count as nothing) and the evaluation batches.</li>
- * </ul>
+ * that cannot fit is refused at once with the numbers and the knobs instead of dying in an allocation minutes later.
+ * The bytes of parameters, gradients, AdamW state and activations are {@link MemoryModel}'s (the same model
+ * {@code dtrain plan} uses), for this machine, this rank's stage and the engine the run resolves to; this adds the
+ * data read into memory (raw .jsonl input packed on the heap; preprocessed shards are memory-mapped and count as
+ * nothing) and the evaluation batches, and checks the whole against the limits that apply ({@link MemoryLimits}).
+ * {@code optimizer} is AdamW's moments and, with ZeRO-1, the buffers its slices are gathered through.
  */
 public record MemoryPlan(String engine, int batch, int sets, long parameters, long gradients, long optimizer,
                          long activations, long javacpp, long data, RunConfig cfg, RunContext context) {
-
-    /** SameDiff's peak for one forward + backward pass, in fused activation sets (every op output and its gradient). */
-    static final int SAMEDIFF_PASS_FACTOR = 3;
 
     /** The plan of this rank with the run's micro-batch and {@code dataBytes} of data in memory. */
     public static MemoryPlan of(RunConfig cfg, RunContext context, long dataBytes) {
@@ -50,85 +28,14 @@ public record MemoryPlan(String engine, int batch, int sets, long parameters, lo
 
     /** The plan with micro-batches of {@code batch} sequences (which must divide the global batch per rank). */
     static MemoryPlan of(RunConfig cfg, RunContext context, int batch, long dataBytes) {
-        ModelConfig m = cfg.model();
-        long e = m.isDouble() ? 8 : 4;
-        int dp = context.dataParallelSize();
-        int microbatches = cfg.training().globalBatch() / (batch * dp);
-        int stages = cfg.parallel().pipelineStages();
-        String engine = m.resolvedEngine();
-        int threads = Workers.defaultSize();
-        long rowBytes = (long) batch * m.seqLen() * m.dModel() * e;   // one [B, T, D] tensor
-        boolean evaluates = cfg.data().val() != null && !cfg.data().val().isBlank();
-        boolean recompute = cfg.training().recomputeBlocks();
-
-        int[] blocks;
-        List<Integer> mine = new ArrayList<>();
-        long layout;
-        int inFlight;
-        if (stages > 1) {
-            blocks = StagePartition.blocksPerStage(m, stages, cfg.parallel().pipelinePartition());
-            int stage = context.pipeline() != null ? context.pipeline().stage() : 0;
-            mine.add(stage);
-            layout = GptNames.stageLayout(m, blocks, stage).size();
-            inFlight = inFlight(cfg.parallel().pipelineSchedule(), stages, microbatches, stage);
-        } else {
-            blocks = GptModel.balancedPartition(m, Math.min(m.nLayer(), cfg.parallel().dpOverlapSegments()));
-            for (int s = 0; s < blocks.length; s++) {
-                mine.add(s);
-            }
-            layout = GptNames.layout(m, blocks).size();
-            inFlight = 1;
-        }
-
-        long activations = 0;
-        long masks = 0;
-        int sets = 0;
-        for (int s : mine) {
-            boolean first = s == 0;
-            boolean last = s == blocks.length - 1;
-            long set = FusedStage.slotBytes(m, blocks[s], first, last, batch, recompute);
-            // the last stage computes loss and backward in one call on one set; the others hold each micro-batch in
-            // flight until its backward, and evaluate in a set of their own
-            int held = last ? 1 : inFlight + (evaluates ? 1 : 0);
-            long received = stages > 1 && !first ? inFlight * rowBytes : 0;
-            if ("fused".equals(engine)) {
-                activations += held * set + FusedStage.sharedBytes(m, batch, recompute, threads) + received;
-                masks += held * FusedStage.slotMaskBytes(m, blocks[s], first, batch, recompute)
-                        + FusedStage.sharedMaskBytes(m, batch, recompute);
-                sets += held;
-            } else {
-                long stageParams = GptNames.stageLayout(m, blocks, s).size() * e;
-                activations += SAMEDIFF_PASS_FACTOR * set + 2 * stageParams + inFlight * rowBytes + received;
-                sets += 1;
-            }
-        }
-
-        long optimizer;
-        if (stages == 1 && dp > 1 && cfg.optimizer().shardState()) {
-            long slice = (layout + dp - 1) / dp;
-            optimizer = (2 * slice + slice * dp + slice) * e;   // m, v of the slice; the padded gather buffer; a slice
-        } else {
-            optimizer = 2 * layout * e;
-        }
-        long evalBatches = evaluates ? (long) cfg.training().evalSequences() * (m.seqLen() + 1) * 4 : 0;
-        // fp16 emulation keeps a rounded copy of the parameters beside the fp32 masters (float32 on the CPU)
-        long parameters = layout * e * (cfg.training().fp16() ? 2 : 1);
-        return new MemoryPlan(engine, batch, sets, parameters, layout * e, optimizer, activations, masks,
-                dataBytes + evalBatches, cfg, context);
-    }
-
-    /** The most micro-batches a stage holds at once in a training step of this schedule (forwards not yet backward). */
-    static int inFlight(String schedule, int stages, int microbatches, int stage) {
-        int live = 0;
-        int most = 0;
-        for (Op op : PipelineSchedule.byName(schedule).ops(stages, Math.max(1, microbatches), stage)) {
-            if (op.kind() == Op.Kind.FORWARD) {
-                most = Math.max(most, ++live);
-            } else if (op.kind() == Op.Kind.BACKWARD) {
-                live--;
-            }
-        }
-        return Math.max(1, most);
+        String engine = cfg.model().resolvedEngine();
+        MemoryModel.Setup setup = MemoryModel.Setup.of(cfg, engine, false, cfg.parallel().pipelineStages(),
+                context.dataParallelSize(), batch, cfg.parallel().pipelineSchedule(), cfg.training().recomputeBlocks(),
+                cfg.optimizer().shardState(), Workers.defaultSize());
+        int stage = context.pipeline() != null ? context.pipeline().stage() : 0;
+        MemoryModel.Bytes b = MemoryModel.of(setup, stage);
+        return new MemoryPlan(engine, batch, b.sets(), b.parameters(), b.gradients(), b.optimizer() + b.zeroBuffers(),
+                b.activations(), b.javacpp(), dataBytes + evalBytes(cfg), cfg, context);
     }
 
     /** The same plan with {@code bytes} of data held in memory (once the data is loaded). */
@@ -243,7 +150,7 @@ public record MemoryPlan(String engine, int batch, int sets, long parameters, lo
             int fits = largestFittingBatch(limits);
             String batchKnob = "training.micro_batch";
             if (fits > 0) {
-                MemoryPlan smaller = of(cfg, context, fits, data - evalBytes());
+                MemoryPlan smaller = of(cfg, context, fits, data - evalBytes(cfg));
                 fixes.add(String.format(Locale.ROOT, "lower %s (%d fits: about %s; activations grow with it)",
                         batchKnob, fits, ByteSizes.format(smaller.total())));
             } else if (batch > 1) {
@@ -266,7 +173,7 @@ public record MemoryPlan(String engine, int batch, int sets, long parameters, lo
         return String.join(", ", fixes.subList(0, fixes.size() - 1)) + ", or " + fixes.get(fixes.size() - 1);
     }
 
-    private long evalBytes() {
+    private static long evalBytes(RunConfig cfg) {
         boolean evaluates = cfg.data().val() != null && !cfg.data().val().isBlank();
         return evaluates ? (long) cfg.training().evalSequences() * (cfg.model().seqLen() + 1) * 4 : 0;
     }
@@ -275,7 +182,7 @@ public record MemoryPlan(String engine, int batch, int sets, long parameters, lo
     private int largestFittingBatch(MemoryLimits limits) {
         int perRank = cfg.training().globalBatch() / context.dataParallelSize();
         for (int b = batch - 1; b >= 1; b--) {
-            if (perRank % b == 0 && of(cfg, context, b, data - evalBytes()).exceeded(limits) == null) {
+            if (perRank % b == 0 && of(cfg, context, b, data - evalBytes(cfg)).exceeded(limits) == null) {
                 return b;
             }
         }

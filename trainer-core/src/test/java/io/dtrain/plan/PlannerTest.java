@@ -62,19 +62,19 @@ class PlannerTest {
         Planner.Plan gpipe = planner.evaluate(new Planner.Layout(4, 1, 2, "gpipe", false, false));
         assertEquals(8, oneF.microBatches());
         for (int s = 0; s < 4; s++) {
-            Planner.StageMemory m = oneF.stages().get(s);
-            assertEquals(16.0 * m.parameters(), m.stateBytes(), 0.0);
+            MemoryModel.Bytes m = oneF.stages().get(s);
+            assertEquals(16.0 * m.parameterCount(), m.state(), 0.0);
             assertEquals(Math.min(4 - s, 8), m.inFlight(), "1F1B stage " + s);
             assertEquals(8, gpipe.stages().get(s).inFlight(), "GPipe stage " + s);
         }
         assertEquals(3.0 / 11.0, oneF.bubbleFraction(), 1e-12);
         Planner.Plan recompute = planner.evaluate(new Planner.Layout(4, 1, 2, "1f1b", true, false));
-        assertTrue(recompute.stages().get(0).activationBytesPerMicroBatch() < oneF.stages().get(0).activationBytesPerMicroBatch());
+        assertTrue(recompute.stages().get(0).activationsPerMicroBatch() < oneF.stages().get(0).activationsPerMicroBatch());
         assertTrue(recompute.computeSeconds() > oneF.computeSeconds(), "recomputation costs a forward");
         Planner dp = new Planner(cfg, cpu(), 1, 4);
         Planner.Plan zero = dp.evaluate(new Planner.Layout(1, 4, 2, "1f1b", false, true));
-        Planner.StageMemory z = zero.stages().get(0);
-        assertEquals((4.0 + 4.0 + 8.0 / 4) * z.parameters(), z.stateBytes(), 0.0, "ZeRO-1 shards AdamW's moments");
+        MemoryModel.Bytes z = zero.stages().get(0);
+        assertEquals((4.0 + 4.0 + 8.0 / 4) * z.parameterCount(), z.state(), 0.0, "ZeRO-1 shards AdamW's moments");
     }
 
     @Test
@@ -85,7 +85,7 @@ class PlannerTest {
         int p = cfg.parallel().pipelineStages();
         Planner.Plan plan = planner.evaluate(new Planner.Layout(p, 80 / p, cfg.microBatch(80 / p), "1f1b",
                 cfg.training().recomputeBlocks(), false));
-        long parameters = plan.stages().stream().mapToLong(Planner.StageMemory::parameters).sum()
+        long parameters = plan.stages().stream().mapToLong(MemoryModel.Bytes::parameterCount).sum()
                 - cfg.model().vocabSize() * (long) cfg.model().dModel(); // the last stage's tied wte replica
         assertEquals(1.316e9, parameters, 0.01e9);
         assertTrue(plan.fits(), "as configured: " + plan.maxStageBytes() / (1L << 30) + " GiB");

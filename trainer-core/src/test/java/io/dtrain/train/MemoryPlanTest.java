@@ -4,6 +4,7 @@ import io.dtrain.config.ConfigLoader;
 import io.dtrain.config.RunConfig;
 import io.dtrain.model.GptModel;
 import io.dtrain.model.fused.FusedStage;
+import io.dtrain.plan.MemoryModel;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -69,10 +70,10 @@ class MemoryPlanTest {
 
     @Test
     void pipelineStagesHoldWhatTheirScheduleKeepsInFlight() {
-        assertEquals(4, MemoryPlan.inFlight("1f1b", 4, 8, 0));
-        assertEquals(1, MemoryPlan.inFlight("1f1b", 4, 8, 3));
-        assertEquals(8, MemoryPlan.inFlight("gpipe", 4, 8, 0));
-        assertEquals(2, MemoryPlan.inFlight("1f1b", 4, 2, 0), "never more than the step's micro-batches");
+        assertEquals(4, MemoryModel.inFlight("1f1b", 4, 8, 0));
+        assertEquals(1, MemoryModel.inFlight("1f1b", 4, 8, 3));
+        assertEquals(8, MemoryModel.inFlight("gpipe", 4, 8, 0));
+        assertEquals(2, MemoryModel.inFlight("1f1b", 4, 2, 0), "never more than the step's micro-batches");
     }
 
     @Test

@@ -15,10 +15,6 @@ import java.net.SocketException;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.time.Duration;
-import java.time.Instant;
-import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -47,8 +43,12 @@ import org.slf4j.LoggerFactory;
  * from then on refuses workers of any other round. The launchers themselves join as agents ({@code rank = -1 - node})
  * and keep their keys ({@link #AGENT_PREFIX}) across rounds. A connection must complete the handshake within a few
  * seconds or it is closed; handshakes run on a small bounded pool and only authenticated connections get a thread
- * of their own (at most {@link #CONNECTIONS_PER_RANK} per rank); whatever a client sends is logged only through
+ * of their own (at most {@link RankHolders#CONNECTIONS_PER_RANK} per rank); whatever a client sends is logged only through
  * {@link Untrusted#quote}, and refusals are logged at most once per {@link #LOG_INTERVAL_S} s per kind.
+ *
+ * <p>This class is the connections: accepting, the handshake, refusals, and serving an accepted connection's
+ * requests; what is stored and the requests on it are {@link KeyValueStore}'s, who holds which rank in which restart
+ * round {@link RankHolders}'.
  *
  * <p>When an authenticated worker's connection drops without a goodbye (its process died), the store sets
  * {@code fail/<rank>} so the other workers abort their collectives at once instead of waiting for a timeout.
@@ -66,8 +66,6 @@ public final class RendezvousServer implements AutoCloseable {
     public static final Duration HANDSHAKE_TIMEOUT = Duration.ofSeconds(5);
     /** Handshakes in progress at once; connections beyond are closed at once (a worker retries). */
     static final int MAX_HANDSHAKES = 16;
-    /** A worker opens two (setup, heartbeat); a few more are allowed, not an unbounded number. */
-    static final int CONNECTIONS_PER_RANK = 4;
     static final long LOG_INTERVAL_S = 10;
 
     private static final Logger log = LoggerFactory.getLogger(RendezvousServer.class);
@@ -77,11 +75,8 @@ public final class RendezvousServer implements AutoCloseable {
     private final byte[] secret;
     private final int worldSize;
     private final Duration handshakeTimeout;
-    private final Map<String, byte[]> store = new HashMap<>();
-    /** rank -> the process that holds it (guarded by itself). */
-    private final Map<Integer, Member> members = new HashMap<>();
-    /** The restart round whose workers may join (guarded by {@link #members}). */
-    private int round;
+    private final KeyValueStore store = new KeyValueStore();
+    private final RankHolders ranks = new RankHolders();
     private final Set<Socket> connections = ConcurrentHashMap.newKeySet();
     /** Accepted workers' connections and their round: {@link #newRound} closes those of earlier rounds. */
     private final Map<Socket, Integer> workerConnections = new ConcurrentHashMap<>();
@@ -96,20 +91,6 @@ public final class RendezvousServer implements AutoCloseable {
     private final AtomicLong refused = new AtomicLong();
     private final AtomicLong timedOut = new AtomicLong();
     private volatile boolean closed;
-
-    /** The process holding a rank: its member id, where it came from and when, its open connections. */
-    private static final class Member {
-        final byte[] id;
-        final String from;
-        final Instant since;
-        int connections;
-
-        Member(byte[] id, String from) {
-            this.id = id;
-            this.from = from;
-            this.since = Instant.now();
-        }
-    }
 
     private RendezvousServer(ServerSocket serverSocket, String jobId, byte[] secret, int worldSize, Duration handshakeTimeout) {
         this.serverSocket = serverSocket;
@@ -239,7 +220,7 @@ public final class RendezvousServer implements AutoCloseable {
         }
         deadline.cancel(false);
         if (joined != null) {
-            leave(joined.rank, joined.round); // accepted, but the deadline closed it first
+            ranks.leave(joined.rank, joined.round); // accepted, but the deadline closed it first
         }
         connections.remove(socket);
         closeQuietly(socket);
@@ -267,7 +248,7 @@ public final class RendezvousServer implements AutoCloseable {
                     out.flush();
                     return;
                 }
-                handle(op, in, out);
+                store.handle(op, in, out);
                 out.flush();
             }
         } catch (EOFException | SocketException e) {
@@ -283,18 +264,18 @@ public final class RendezvousServer implements AutoCloseable {
             if (member.agent()) {
                 if (!goodbye && !closed) {
                     log.warn("the launcher of node {} lost its rendezvous connection without saying goodbye", -1 - member.rank);
-                    put(AGENT_PREFIX + "lost/" + (-1 - member.rank), "lost".getBytes(StandardCharsets.UTF_8));
+                    store.put(AGENT_PREFIX + "lost/" + (-1 - member.rank), "lost".getBytes(StandardCharsets.UTF_8));
                 }
                 return;
             }
-            if (!leave(member.rank, member.round)) {
+            if (!ranks.leave(member.rank, member.round)) {
                 return; // a worker of an earlier round, closed by newRound: nothing of the current round is affected
             }
             if (!goodbye && !closed) {
                 String message = "rank " + member.rank + " lost its rendezvous connection without saying goodbye (process died or was killed)";
                 log.warn(message);
-                put(FAIL_PREFIX + member.rank, message.getBytes(StandardCharsets.UTF_8));
-                put(LOST_PREFIX + member.rank, message.getBytes(StandardCharsets.UTF_8));
+                store.put(FAIL_PREFIX + member.rank, message.getBytes(StandardCharsets.UTF_8));
+                store.put(LOST_PREFIX + member.rank, message.getBytes(StandardCharsets.UTF_8));
             }
         }
     }
@@ -347,7 +328,7 @@ public final class RendezvousServer implements AutoCloseable {
                     "rank " + rank + " is outside 0.." + (worldSize - 1) + " (RANK, WORLD_SIZE)", null);
             return null;
         }
-        String taken = agent ? null : join(rank, peerRound, memberId, String.valueOf(socket.getRemoteSocketAddress()));
+        String taken = agent ? null : ranks.join(rank, peerRound, memberId, String.valueOf(socket.getRemoteSocketAddress()));
         if (taken != null) {
             refuse(socket, out, claim + ": " + taken, taken, null);
             return null;
@@ -358,55 +339,10 @@ public final class RendezvousServer implements AutoCloseable {
                     peerRound, memberId));
             out.flush();
         } catch (IOException e) {
-            leave(rank, peerRound);
+            ranks.leave(rank, peerRound);
             throw e;
         }
         return new Joined(rank, peerRound, memberId);
-    }
-
-    /**
-     * Counts a connection of {@code memberId} for {@code rank} of restart round {@code peerRound}: null if accepted,
-     * else why not (another round, the rank is another process's, or this one has too many connections).
-     */
-    private String join(int rank, int peerRound, byte[] memberId, String from) {
-        synchronized (members) {
-            if (peerRound != round) {
-                return "it belongs to restart round " + peerRound + " (DTRAIN_RESTART_COUNT) but the job is at round "
-                        + round + (peerRound < round ? " (a worker of an earlier round still running after the job"
-                        + " restarted: stop it)" : " (started before its launcher restarted the job?)");
-            }
-            Member holder = members.get(rank);
-            if (holder == null) {
-                holder = new Member(memberId, from);
-                members.put(rank, holder);
-            } else if (!MessageDigest.isEqual(holder.id, memberId)) {
-                return "rank " + rank + " is already taken by another worker process of this job (joined from "
-                        + holder.from + " at " + holder.since + "); a worker cannot rejoin a running round: stop the"
-                        + " stale worker, or let the launcher restart the whole job (dtrain launch --max-restarts)";
-            }
-            if (holder.connections >= CONNECTIONS_PER_RANK) {
-                return "rank " + rank + " already has " + holder.connections + " connections to the store";
-            }
-            holder.connections++;
-            return null;
-        }
-    }
-
-    /**
-     * A connection of {@code rank} of round {@code peerRound} closed; the rank stays its process's until the next
-     * round. Returns false if that round is over (its connection was closed by {@link #newRound}).
-     */
-    private boolean leave(int rank, int peerRound) {
-        synchronized (members) {
-            if (peerRound != round) {
-                return false;
-            }
-            Member holder = members.get(rank);
-            if (holder != null) {
-                holder.connections--;
-            }
-            return true;
-        }
     }
 
     /**
@@ -415,17 +351,8 @@ public final class RendezvousServer implements AutoCloseable {
      * as failures, and from now on only workers of round {@code next} may join.
      */
     public void newRound(int next) {
-        synchronized (members) {
-            if (next <= round) {
-                throw new IllegalArgumentException("restart round " + next + " after round " + round);
-            }
-            round = next;
-            members.clear();
-        }
-        synchronized (store) {
-            store.keySet().removeIf(key -> !key.startsWith(AGENT_PREFIX));
-            store.notifyAll();
-        }
+        ranks.newRound(next);
+        store.retainOnly(AGENT_PREFIX);
         for (Map.Entry<Socket, Integer> e : workerConnections.entrySet()) {
             if (e.getValue() < next) {
                 closeQuietly(e.getKey());
@@ -436,9 +363,7 @@ public final class RendezvousServer implements AutoCloseable {
 
     /** The restart round whose workers may join. */
     public int round() {
-        synchronized (members) {
-            return round;
-        }
+        return ranks.round();
     }
 
     /** Logs (rate-limited) and answers a refusal; {@code toClient} null: the generic answer for a failed proof. */
@@ -447,7 +372,7 @@ public final class RendezvousServer implements AutoCloseable {
         refused.incrementAndGet();
         (toClient == null ? refusedLog : refusedWorkerLog).warn("rendezvous store refused {} {}", socket.getRemoteSocketAddress(), reason);
         if (toClient != null && refusedRank != null) {
-            put(REFUSED_PREFIX + refusedRank, (socket.getInetAddress().getHostName() + ": " + toClient)
+            store.put(REFUSED_PREFIX + refusedRank, (socket.getInetAddress().getHostName() + ": " + toClient)
                     .getBytes(StandardCharsets.UTF_8));
         }
         out.writeByte(0);
@@ -455,111 +380,6 @@ public final class RendezvousServer implements AutoCloseable {
                 : "refused by the rendezvous store of job '" + jobId
                 + "': wrong job id or secret (check DTRAIN_JOB_ID and DTRAIN_JOB_SECRET / DTRAIN_JOB_SECRET_FILE)");
         out.flush();
-    }
-
-    private void handle(byte op, DataInputStream in, DataOutputStream out) throws IOException {
-        switch (op) {
-            case Protocol.SET -> {
-                String key = in.readUTF();
-                int length = in.readInt();
-                if (length < 0 || length > Protocol.MAX_VALUE_BYTES) {
-                    throw new IOException("a value of " + length + " bytes for key " + Untrusted.quote(key)
-                            + " (at most " + Protocol.MAX_VALUE_BYTES + ")");
-                }
-                put(key, in.readNBytes(length));
-                out.writeByte(Protocol.OK);
-            }
-            case Protocol.GET -> {
-                String key = in.readUTF();
-                long timeoutMs = in.readLong();
-                byte[] value = await(key, timeoutMs);
-                if (value == null) {
-                    out.writeByte(Protocol.TIMEOUT);
-                } else {
-                    out.writeByte(Protocol.OK);
-                    out.writeInt(value.length);
-                    out.write(value);
-                }
-            }
-            case Protocol.ADD -> {
-                String key = in.readUTF();
-                long delta = in.readLong();
-                long result;
-                synchronized (store) { // parseCounter's IOException ends this connection
-                    byte[] old = store.get(key);
-                    long current = old == null ? 0 : parseCounter(key, old);
-                    result = current + delta;
-                    store.put(key, Long.toString(result).getBytes(StandardCharsets.UTF_8));
-                    store.notifyAll();
-                }
-                out.writeByte(Protocol.OK);
-                out.writeLong(result);
-            }
-            case Protocol.PREFIX -> {
-                String prefix = in.readUTF();
-                List<Map.Entry<String, byte[]>> matches = new ArrayList<>();
-                synchronized (store) {
-                    for (Map.Entry<String, byte[]> e : store.entrySet()) {
-                        if (e.getKey().startsWith(prefix)) {
-                            matches.add(Map.entry(e.getKey(), e.getValue()));
-                        }
-                    }
-                }
-                out.writeByte(Protocol.OK);
-                out.writeInt(matches.size());
-                for (Map.Entry<String, byte[]> e : matches) {
-                    out.writeUTF(e.getKey());
-                    out.writeInt(e.getValue().length);
-                    out.write(e.getValue());
-                }
-            }
-            case Protocol.TIME -> {
-                out.writeByte(Protocol.OK);
-                out.writeLong(Protocol.epochNanos());
-            }
-            default -> {
-                out.writeByte(Protocol.ERROR);
-                out.writeUTF("unknown rendezvous op " + op);
-            }
-        }
-    }
-
-    private static long parseCounter(String key, byte[] value) throws IOException {
-        String text = new String(value, StandardCharsets.UTF_8);
-        try {
-            return Long.parseLong(text);
-        } catch (NumberFormatException e) {
-            throw new IOException("key " + Untrusted.quote(key) + " holds " + Untrusted.quote(text) + ", not a counter");
-        }
-    }
-
-    private void put(String key, byte[] value) {
-        synchronized (store) {
-            store.put(key, value);
-            store.notifyAll();
-        }
-    }
-
-    private byte[] await(String key, long timeoutMs) {
-        long deadline = System.nanoTime() + timeoutMs * 1_000_000L;
-        synchronized (store) {
-            while (true) {
-                byte[] value = store.get(key);
-                if (value != null || closed) {
-                    return value;
-                }
-                long leftMs = (deadline - System.nanoTime()) / 1_000_000L;
-                if (leftMs <= 0) {
-                    return null;
-                }
-                try {
-                    store.wait(leftMs);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    return null;
-                }
-            }
-        }
     }
 
     private static void closeQuietly(Socket socket) {
@@ -587,8 +407,6 @@ public final class RendezvousServer implements AutoCloseable {
                 // closing anyway
             }
         }
-        synchronized (store) {
-            store.notifyAll();
-        }
+        store.close();
     }
 }
