@@ -23,8 +23,9 @@ record Inbound(Subscription subscription, String senderChannel) {
     /**
      * The Aeron mtu (largest datagram) of udp links between hosts: {@value #NETWORK_MTU} by default, which fits a 9000-byte
      * jumbo frame whole; {@value #NETWORK_MTU_VARIABLE} may raise it up to 64 KiB, each datagram then travelling as
-     * several IP fragments (fewer datagrams, so fewer system calls and MACs per byte: +10-25% busbw between two network
-     * namespaces, benchmarks/RESULTS.md; but one lost fragment loses the whole datagram, so for clean networks only).
+     * several IP fragments (fewer datagrams, so fewer system calls and MACs per byte: 1.5-1.7x the busbw at 64-256 MiB
+     * between two network namespaces, benchmarks/RESULTS.md "Round 3"; but one lost fragment loses the whole datagram,
+     * so for clean networks only).
      */
     static int networkMtu(java.util.Map<String, String> env, boolean authenticated) {
         String value = env.get(NETWORK_MTU_VARIABLE);

@@ -101,7 +101,8 @@ public final class AllReduceBench {
                 int host = rank * hosts.size() / world;
                 localRank = rank - (host * world + hosts.size() - 1) / hosts.size();
                 NamespaceHost h = hosts.get(host);
-                String jobDir = "/dev/shm/dtrain-" + System.getProperty("user.name") + "-" + env.get("DTRAIN_JOB_ID") + "-" + h.namespace();
+                String jobDir = "/dev/shm/dtrain-" + System.getProperty("user.name") + "-" + env.get("DTRAIN_JOB_ID")
+                        + "-" + h.namespace();
                 worker.prefix(List.of("ip", "netns", "exec", h.namespace()))
                         .environment(Map.of("DTRAIN_NODE_ID", h.namespace(), "DTRAIN_ADVERTISE_ADDR", h.address(),
                                 "DTRAIN_AERON_DIR", jobDir + "/aeron"));
@@ -175,7 +176,7 @@ public final class AllReduceBench {
                     world.allReduce(flat, ReduceOp.SUM);
                     seconds[it] = (System.nanoTime() - t0) / 1e9;
                 }
-                // All ranks' CPU over the timed calls (and the host's driver, once), summed after the timing.
+                // All ranks' CPU over the timed calls (and every host's driver, once), summed after the timing.
                 ByteBuffer cpu = ByteBuffer.allocateDirect(16).order(ByteOrder.nativeOrder());
                 double driverSeconds = readsDriver ? (driverCpuNanos() - driver0) / 1e9 : 0;
                 cpu.putDouble(0, (processCpuNanos() - cpu0) / 1e9 + driverSeconds);

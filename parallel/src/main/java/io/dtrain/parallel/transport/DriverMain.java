@@ -21,8 +21,9 @@ import org.agrona.concurrent.status.CountersReader;
  *
  * <p>Tuned for few cores: SHARED_NETWORK threads (conductor; sender + receiver) with backoff idle strategies
  * (busy spinning starved the workers on 2 cores), 4 MiB socket buffers; {@code DTRAIN_DRIVER_THREADING=DEDICATED}
- * gives the sender and the receiver a thread each, for hosts with cores to spare ({@link #threadingMode}). It exits, deleting its directory, once no Aeron client has been connected for IDLE_EXIT_SECONDS:
- * that is how the job's driver is removed when the job ends, even if workers were killed.
+ * gives the sender and the receiver a thread each, for hosts with cores to spare ({@link #threadingMode}). It exits,
+ * deleting its directory, once no Aeron client has been connected for IDLE_EXIT_SECONDS: that is how the job's driver
+ * is removed when the job ends, even if workers were killed.
  */
 public final class DriverMain {
     public static final int SOCKET_BUFFER_BYTES = 4 << 20;
