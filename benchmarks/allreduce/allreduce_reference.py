@@ -8,6 +8,10 @@ With --world the script starts the ranks itself: gloo workers get RANK/WORLD_SIZ
 torchrun sets them (Debian's torch 1.13 torchrun fails on Python 3.11 in its elastic agent), MPI ranks are started
 with mpirun. Without --world it is one rank of an already launched job (torchrun or mpirun).
 
+--netns NS@ADDR,NS@ADDR (gloo only, as root): the ranks run in these network namespaces, in blocks (rank r in
+namespace r x hosts / world), the store on the first one's address, each rank's gloo on its namespace's interface
+(benchmarks/allreduce/netns.sh sets them up: two "hosts" joined by a veth pair).
+
 Prints size, median time, algbw = size / time and busbw = algbw * 2(n-1)/n, like dtrain and nccl-tests.
 """
 import argparse
@@ -32,17 +36,32 @@ def launch(args):
         if os.geteuid() == 0:
             command.append("--allow-run-as-root")
         return subprocess.call(command + [sys.executable] + rank_args)
+    hosts = [h.split("@") for h in args.netns.split(",")] if args.netns else []
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        port = s.getsockname()[1]  # free here; the namespaces have ports of their own, all free
     workers = []
     for rank in range(args.world):
-        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                   LOCAL_RANK=str(rank), WORLD_SIZE=str(args.world), OMP_NUM_THREADS="1")
-        workers.append(subprocess.Popen([sys.executable] + rank_args, env=env,
+        env = dict(os.environ, MASTER_ADDR=hosts[0][1] if hosts else "127.0.0.1", MASTER_PORT=str(port),
+                   RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(args.world), OMP_NUM_THREADS="1")
+        prefix = []
+        if hosts:
+            namespace, address = hosts[rank * len(hosts) // args.world]
+            prefix = ["ip", "netns", "exec", namespace]
+            env["GLOO_SOCKET_IFNAME"] = interface(namespace, address)
+        workers.append(subprocess.Popen(prefix + [sys.executable] + rank_args, env=env,
                                         stdout=None if rank == 0 else subprocess.DEVNULL))
     codes = [w.wait() for w in workers]
     return 0 if all(c == 0 for c in codes) else 1
+
+
+def interface(namespace, address):
+    """The name of the interface that has address in namespace (gloo binds to it by name)."""
+    listing = subprocess.run(["ip", "-n", namespace, "-o", "-4", "addr", "show", "to", address],
+                             stdout=subprocess.PIPE, text=True, check=True).stdout.split()
+    if len(listing) < 2:
+        sys.exit(f"--netns: no interface with {address} in namespace {namespace}")
+    return listing[1].split("@")[0]
 
 
 def main():
@@ -51,6 +70,7 @@ def main():
     parser.add_argument("--sizes", default="1MiB,16MiB,64MiB,256MiB")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--world", type=int, help="start this many ranks on this host (else: be one rank)")
+    parser.add_argument("--netns", help="NS@ADDR,... : run the ranks in these network namespaces (gloo, root)")
     args = parser.parse_args()
     if args.world is not None:
         sys.exit(launch(args))

@@ -17,6 +17,11 @@ over the rounds of busbw = size / time x 2(n-1)/n in GB/s (nccl-tests' definitio
 before every run and reported. Per-run tables go to stderr as they come.
 
 DTRAIN_BENCH_CMD overrides how dtrain is started (default: bin/dtrain bench allreduce); extra words are appended.
+
+--netns NS@ADDR,NS@ADDR (as root; benchmarks/allreduce/netns.sh creates the namespaces and passes it): every system
+runs its ranks in these network namespaces, in blocks (world 2: one rank per namespace, world 4: two), each
+namespace standing for a host of its own (dtrain: its own media driver; gloo: its own interface); Open MPI is left
+out there (its launcher would need an ssh agent into the other namespace).
 """
 import argparse
 import os
@@ -48,19 +53,24 @@ def systems(args):
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     reference = [python, os.path.join(HERE, "allreduce_reference.py")]
     common = ["--sizes", args.sizes, "--iterations", str(args.iterations)]
+    if args.netns:
+        common += ["--netns", args.netns]
     found = {
         "dtrain shm": lambda w: dtrain + ["--world", str(w), "--transport", "shm"] + common,
         "dtrain shm ring": lambda w: ["env", "DTRAIN_SHM_ALLREDUCE_MAX_BYTES=0"] + dtrain + ["--world", str(w), "--transport", "shm"] + common,
         "dtrain ipc": lambda w: dtrain + ["--world", str(w), "--transport", "ipc"] + common,
         "dtrain udp": lambda w: dtrain + ["--world", str(w), "--transport", "udp"] + common,
         "dtrain udp (no MAC)": lambda w: dtrain + ["--world", str(w), "--transport", "udp", "--insecure-transport"] + common,
+        "dtrain udp (mtu 64 KiB)": lambda w: ["env", "DTRAIN_UDP_MTU=65472"] + dtrain + ["--world", str(w), "--transport", "udp"] + common,
         "gloo": lambda w: reference + ["--backend", "gloo", "--world", str(w)] + common,
         "Open MPI": lambda w: reference + ["--backend", "mpi", "--world", str(w)] + common,
     }
     if subprocess.call([python, "-c", "import torch.distributed"], stderr=subprocess.DEVNULL) != 0:
         print("gloo skipped: PyTorch is missing (apt-get install -y python3-torch)", file=sys.stderr)
         found["gloo"] = None
-    if shutil.which("mpirun") is None or subprocess.call([python, "-c", "import mpi4py, numpy"], stderr=subprocess.DEVNULL) != 0:
+    if args.netns:
+        found["Open MPI"] = None
+    elif shutil.which("mpirun") is None or subprocess.call([python, "-c", "import mpi4py, numpy"], stderr=subprocess.DEVNULL) != 0:
         print("Open MPI skipped: apt-get install -y openmpi-bin libopenmpi-dev python3-mpi4py", file=sys.stderr)
         found["Open MPI"] = None
     return found
@@ -82,6 +92,16 @@ def run(command, timeout):
     return table
 
 
+def describe_netns(spec):
+    """'dtrainA (10.214.7.1, mtu 9000), ...' from NS@ADDR,... (the mtu of each namespace's interfaces but lo)."""
+    parts = []
+    for namespace, address in (h.split("@") for h in spec.split(",")):
+        link = subprocess.run(["ip", "-n", namespace, "-o", "link", "show"], stdout=subprocess.PIPE, text=True).stdout
+        mtus = [m.group(2) for m in re.finditer(r"^\d+: ([^:@]+)\S*: .* mtu (\d+)", link, re.M) if m.group(1) != "lo"]
+        parts.append(f"{namespace} ({address}, mtu {','.join(mtus) or '?'})")
+    return ", ".join(parts)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worlds", default="2,4")
@@ -90,8 +110,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--only", help="comma-separated subset of: dtrain shm, dtrain shm ring, dtrain ipc, dtrain udp,"
-                        " dtrain udp (no MAC), gloo, Open MPI (default: all but 'dtrain shm ring' and 'dtrain udp (no MAC)')")
+                        " dtrain udp (no MAC), dtrain udp (mtu 64 KiB), gloo, Open MPI (default: all but 'dtrain shm ring'"
+                        " and the udp variants; with --netns: dtrain udp, dtrain udp (no MAC), gloo)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per benchmark run")
+    parser.add_argument("--netns", help="NS@ADDR,NS@ADDR: run every system's ranks in these network namespaces (root)")
     args = parser.parse_args()
     worlds = [int(w) for w in args.worlds.split(",")]
     sizes = [parse_size(s) // 4 * 4 for s in args.sizes.split(",") if s.strip()]
@@ -102,9 +124,11 @@ def main():
         if unknown:
             sys.exit(f"--only: unknown system(s) {unknown}; known: {list(commands)}")
         commands = {name: commands[name] for name in wanted}
+    elif args.netns:
+        commands = {name: commands[name] for name in ("dtrain udp", "dtrain udp (no MAC)", "gloo")}
     else:
-        commands.pop("dtrain udp (no MAC)")
-        commands.pop("dtrain shm ring")
+        for variant in ("dtrain udp (no MAC)", "dtrain udp (mtu 64 KiB)", "dtrain shm ring"):
+            commands.pop(variant)
     names = [name for name, command in commands.items() if command is not None]
 
     busbw_by_round = {}  # (world, system, size, round) -> busbw, or time in us with --metric time
@@ -131,7 +155,8 @@ def main():
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     what = ("median time per call in us" if args.metric == "time"
             else "busbw in GB/s = size / time x 2(n-1)/n")
-    print(f"AllReduce float32 SUM on one host ({os.cpu_count()} cores, {cpu}); {time.strftime('%Y-%m-%d %H:%M')}; "
+    where = f"between network namespaces {describe_netns(args.netns)} on one machine" if args.netns else "on one host"
+    print(f"AllReduce float32 SUM {where} ({os.cpu_count()} cores, {cpu}); {time.strftime('%Y-%m-%d %H:%M')}; "
           f"{what}, median over {args.rounds} interleaved rounds of the median of "
           f"{args.iterations} calls; 1-min load average during the runs {min(loads):.1f}-{max(loads):.1f} "
           f"(median {statistics.median(loads):.1f}); {time.time() - started:.0f} s in all. Ratios (> 1: dtrain better): "
@@ -167,7 +192,7 @@ def main():
             print("| " + " | ".join(cells) + " |")
     udp = [name for name in names if name.startswith("dtrain udp")]
     if udp and cpu_by_round:
-        print("\nCPU the udp path costs: core-seconds of all ranks and the host's media driver over the timed calls, per GB"
+        print("\nCPU the udp path costs: core-seconds of all ranks and every host's media driver over the timed calls, per GB"
               " the ranks sent (in parentheses: the driver's part), median over the rounds:\n")
         print("| world | size | " + " | ".join(udp) + " |")
         print("|---|---|" + "|".join(["---:"] * len(udp)) + "|")

@@ -31,6 +31,11 @@ public final class BenchAllreduceCommand implements Callable<Integer> {
     @Option(names = "--iterations", defaultValue = "10", description = "Timed iterations per size (default: ${DEFAULT-VALUE}).")
     int iterations;
 
+    @Option(names = "--netns", split = ",", paramLabel = "NAMESPACE@ADDRESS",
+            description = "Run the ranks in these network namespaces, in blocks (as root; each stands for another host:"
+                    + " its own media driver, udp between them). benchmarks/allreduce/netns.sh sets them up.")
+    java.util.List<String> netns = new java.util.ArrayList<>();
+
     @Override
     public Integer call() throws Exception {
         if (!transport.equals("shm") && !transport.equals("ipc") && !transport.equals("udp")) {
@@ -40,6 +45,6 @@ public final class BenchAllreduceCommand implements Callable<Integer> {
             throw new UserError("--iterations must be >= 1");
         }
         return AllReduceBench.launch(world, AllReduceBench.parseSizes(sizes), transport, insecureTransport, iterations,
-                System.out);
+                netns.stream().map(AllReduceBench.NamespaceHost::parse).toList(), System.out);
     }
 }

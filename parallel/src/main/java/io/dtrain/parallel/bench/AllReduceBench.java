@@ -19,11 +19,11 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * AllReduce benchmark like nccl-tests: {@link #launch} starts {@code world} worker processes on this host; each runs
- * {@link #main} as one rank, and rank 0 prints per size the median time, algbw = bytes / time,
- * busbw = algbw x 2(n-1)/n (the bandwidth each link carries in a ring) and the CPU the transport costs: CPU seconds of
- * all ranks and of the host's media driver over the timed calls, per GB the ranks sent (each rank sends 2(n-1)/n of
- * the buffer per call), and the driver's part of it alone.
+ * AllReduce benchmark like nccl-tests: {@link #launch} starts {@code world} worker processes on this host (or spread
+ * over network namespaces standing for hosts); each runs {@link #main} as one rank, and rank 0 prints per size the
+ * median time, algbw = bytes / time, busbw = algbw x 2(n-1)/n (the bandwidth each link carries in a ring) and the CPU
+ * the transport costs: CPU seconds of all ranks and of every host's media driver over the timed calls, per GB the
+ * ranks sent (each rank sends 2(n-1)/n of the buffer per call), and the drivers' part of it alone.
  */
 public final class AllReduceBench {
     /** Untimed calls per size first (as nccl-tests' default): they let the JIT compile the copy and add loops. */
@@ -41,12 +41,41 @@ public final class AllReduceBench {
                 .mapToLong(s -> ByteSizes.parse(s, "--sizes")).toArray();
     }
 
-    /** Starts the workers, forwards rank 0's table to {@code out}; returns 0 if every worker succeeded. */
+    /** Starts the workers on this host, forwards rank 0's table to {@code out}; returns 0 if every worker succeeded. */
     public static int launch(int world, long[] sizes, String transport, boolean insecureTransport, int iterations,
                              PrintStream out)
             throws IOException, InterruptedException {
+        return launch(world, sizes, transport, insecureTransport, iterations, List.of(), out);
+    }
+
+    /**
+     * A "host" made of a network namespace (the benchmarks' stand-in for another machine, see
+     * benchmarks/allreduce/netns.sh): its name and the address of its interface towards the other hosts.
+     */
+    public record NamespaceHost(String namespace, String address) {
+        /** {@code NAME@ADDRESS}. */
+        public static NamespaceHost parse(String spec) {
+            int at = spec.indexOf('@');
+            if (at <= 0 || at == spec.length() - 1) {
+                throw new UserFacingException("--netns: '" + spec + "' is not NAMESPACE@ADDRESS");
+            }
+            return new NamespaceHost(spec.substring(0, at), spec.substring(at + 1));
+        }
+    }
+
+    /**
+     * As {@link #launch(int, long[], String, boolean, int, PrintStream)}, with the ranks spread in blocks over
+     * {@code hosts} (rank r in host r x hosts / world; none: all on this host): each host's ranks run under
+     * {@code ip netns exec} with their own node id and media driver, the store on the first host's address.
+     */
+    public static int launch(int world, long[] sizes, String transport, boolean insecureTransport, int iterations,
+                             List<NamespaceHost> hosts, PrintStream out)
+            throws IOException, InterruptedException {
         if (world < 1) {
             throw new UserFacingException("--world must be >= 1, got " + world);
+        }
+        if (hosts.size() > world) {
+            throw new UserFacingException("--netns names " + hosts.size() + " hosts for " + world + " ranks");
         }
         long largest = Arrays.stream(sizes).max().orElse(0);
         String memory = Math.max(256, 3 * largest / (1 << 20) + 128) + "m";
@@ -59,11 +88,26 @@ public final class AllReduceBench {
         for (long size : sizes) {
             args.add(Long.toString(size));
         }
+        if (!hosts.isEmpty()) {
+            env.put("MASTER_ADDR", hosts.get(0).address());
+        }
         List<Process> processes = new ArrayList<>();
         for (int rank = 0; rank < world; rank++) {
-            ProcessBuilder builder = WorkerJvm.of(AllReduceBench.class)
+            WorkerJvm worker = WorkerJvm.of(AllReduceBench.class)
                     .jvmOptions(List.of("-Xmx" + memory, "-XX:MaxDirectMemorySize=" + memory))
-                    .args(args).environment(env).processBuilder(rank, rank);
+                    .args(args).environment(env);
+            int localRank = rank;
+            if (!hosts.isEmpty()) {
+                int host = rank * hosts.size() / world;
+                localRank = rank - (host * world + hosts.size() - 1) / hosts.size();
+                NamespaceHost h = hosts.get(host);
+                String jobDir = "/dev/shm/dtrain-" + System.getProperty("user.name") + "-" + env.get("DTRAIN_JOB_ID")
+                        + "-" + h.namespace();
+                worker.prefix(List.of("ip", "netns", "exec", h.namespace()))
+                        .environment(Map.of("DTRAIN_NODE_ID", h.namespace(), "DTRAIN_ADVERTISE_ADDR", h.address(),
+                                "DTRAIN_AERON_DIR", jobDir + "/aeron"));
+            }
+            ProcessBuilder builder = worker.processBuilder(rank, localRank);
             builder.redirectError(ProcessBuilder.Redirect.INHERIT);
             builder.redirectOutput(rank == 0 ? ProcessBuilder.Redirect.PIPE : ProcessBuilder.Redirect.DISCARD);
             processes.add(builder.start());
@@ -100,7 +144,9 @@ public final class AllReduceBench {
     /** One rank: {@code AllReduceBench ITERATIONS SIZE_BYTES...}, configured by the environment. */
     public static void main(String[] args) {
         int iterations = Integer.parseInt(args[0]);
-        try (ProcessGroup world = ProcessGroup.init(WorldConfig.fromEnvironment(System.getenv()))) {
+        WorldConfig config = WorldConfig.fromEnvironment(System.getenv());
+        int localRank = config.localRank();
+        try (ProcessGroup world = ProcessGroup.init(config)) {
             int n = world.size();
             if (world.rank() == 0) {
                 System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after %d warm-up calls, transport %s%s%n",
@@ -121,16 +167,18 @@ public final class AllReduceBench {
                 }
                 double[] seconds = new double[iterations];
                 long cpu0 = processCpuNanos();
-                long driver0 = world.rank() == 0 ? driverCpuNanos() : 0;
+                // The first rank of each host reads its host's driver, so every driver is counted once.
+                boolean readsDriver = localRank == 0;
+                long driver0 = readsDriver ? driverCpuNanos() : 0;
                 for (int it = 0; it < iterations; it++) {
                     world.barrier();
                     long t0 = System.nanoTime();
                     world.allReduce(flat, ReduceOp.SUM);
                     seconds[it] = (System.nanoTime() - t0) / 1e9;
                 }
-                // All ranks' CPU over the timed calls (and the host's driver, once), summed after the timing.
+                // All ranks' CPU over the timed calls (and every host's driver, once), summed after the timing.
                 ByteBuffer cpu = ByteBuffer.allocateDirect(16).order(ByteOrder.nativeOrder());
-                double driverSeconds = world.rank() == 0 ? (driverCpuNanos() - driver0) / 1e9 : 0;
+                double driverSeconds = readsDriver ? (driverCpuNanos() - driver0) / 1e9 : 0;
                 cpu.putDouble(0, (processCpuNanos() - cpu0) / 1e9 + driverSeconds);
                 cpu.putDouble(8, driverSeconds);
                 world.allReduce(FlatBuffer.of(cpu, ElementType.FLOAT64), ReduceOp.SUM);

@@ -20,12 +20,14 @@ import org.agrona.concurrent.status.CountersReader;
  * {@link UdpKeys#directory} of AERON_DIR, so one driver can serve several jobs.
  *
  * <p>Tuned for few cores: SHARED_NETWORK threads (conductor; sender + receiver) with backoff idle strategies
- * (busy spinning starved the workers on 2 cores; DEDICATED, three threads, was slower than SHARED there), 4 MiB
- * socket buffers. It exits, deleting its directory, once no Aeron client has been connected for IDLE_EXIT_SECONDS:
- * that is how the job's driver is removed when the job ends, even if workers were killed.
+ * (busy spinning starved the workers on 2 cores), 4 MiB socket buffers; {@code DTRAIN_DRIVER_THREADING=DEDICATED}
+ * gives the sender and the receiver a thread each, for hosts with cores to spare ({@link #threadingMode}). It exits,
+ * deleting its directory, once no Aeron client has been connected for IDLE_EXIT_SECONDS: that is how the job's driver
+ * is removed when the job ends, even if workers were killed.
  */
 public final class DriverMain {
     public static final int SOCKET_BUFFER_BYTES = 4 << 20;
+    public static final String THREADING_VARIABLE = "DTRAIN_DRIVER_THREADING";
 
     private DriverMain() {
     }
@@ -92,11 +94,15 @@ public final class DriverMain {
                 // Conductor on one thread, sender + receiver on another: over udp both network directions of every local
                 // rank go through the driver, and sharing one thread with the conductor (which also zeroes every
                 // consumed term byte, see README "Performance") made it the bottleneck at 4 ranks (+40% busbw A/B).
-                .threadingMode(ThreadingMode.SHARED_NETWORK)
+                .threadingMode(threadingMode(System.getenv()))
                 // The conductor moves each ipc publication's limit (its subscriber's position + term/2), so a parked
                 // conductor stalls the sender: at most 50 us (was 200 us; the timer slack adds ~50 us more).
                 .conductorIdleStrategy(backoff())
                 .sharedNetworkIdleStrategy(backoff())
+                // The same for the threads of the other modes (DTRAIN_DRIVER_THREADING).
+                .senderIdleStrategy(backoff())
+                .receiverIdleStrategy(backoff())
+                .sharedIdleStrategy(backoff())
                 .socketSndbufLength(SOCKET_BUFFER_BYTES)
                 .socketRcvbufLength(SOCKET_BUFFER_BYTES)
                 .initialWindowLength(SOCKET_BUFFER_BYTES)
@@ -111,6 +117,23 @@ public final class DriverMain {
 
     private static BackoffIdleStrategy backoff() {
         return new BackoffIdleStrategy(10, 20, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(50));
+    }
+
+    /**
+     * The driver's threading mode from {@value #THREADING_VARIABLE}: SHARED_NETWORK by default (measured: DEDICATED,
+     * with the sender and the receiver each on a thread of its own, gave the same busbw on 2 cores, and costs a third
+     * thread there), DEDICATED for hosts with cores to spare, where sealing (sender) and checking (receiver) the udp
+     * datagrams then run in parallel.
+     */
+    public static ThreadingMode threadingMode(java.util.Map<String, String> env) {
+        String value = env.getOrDefault(THREADING_VARIABLE, ThreadingMode.SHARED_NETWORK.name()).trim();
+        for (ThreadingMode mode : new ThreadingMode[] {ThreadingMode.SHARED, ThreadingMode.SHARED_NETWORK, ThreadingMode.DEDICATED}) {
+            if (mode.name().equalsIgnoreCase(value)) {
+                return mode;
+            }
+        }
+        throw new io.dtrain.common.UserFacingException(THREADING_VARIABLE + "='" + value
+                + "' must be SHARED_NETWORK (the default), DEDICATED or SHARED");
     }
 
     /** Re-checks under the job's driver lock so a worker that is just connecting never loses its driver. */

@@ -76,6 +76,7 @@ public final class MediaDriverProcess {
     }
 
     private static void start(Path aeronDir, int idleExitSeconds, Duration startTimeout) throws IOException {
+        DriverMain.threadingMode(System.getenv()); // a bad value is the user's one line here, not the driver's stack trace
         Path jobDir = aeronDir.toAbsolutePath().getParent();
         List<String> command = new ArrayList<>();
         command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
