@@ -91,11 +91,7 @@ final class ConfigRules {
         checkPrecision(c, where);
     }
 
-    /**
-     * fp16 in float32 models; bf16 nowhere yet, each refusal saying why. That fp16 trains on the fused engine only is
-     * checked when training starts ({@link TrainingConfig#fp16RefusalFor}), so that {@code dtrain plan} can lay out
-     * an fp16 GPU run.
-     */
+    /** fp16 in float32 models (on either engine); bf16 nowhere yet, each refusal saying why. */
     private static void checkPrecision(RunConfig c, Where where) {
         TrainingConfig t = c.training();
         String engine = c.model().resolvedEngine();
