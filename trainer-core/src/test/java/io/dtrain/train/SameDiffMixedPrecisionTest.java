@@ -17,10 +17,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * tolerance, and an overflow that skips the step with the state bitwise unchanged and halves the scale.
  */
 class SameDiffMixedPrecisionTest {
-    /** SameDiff fp16 against SameDiff fp32, 30 steps of gpt-micro at lr 3e-3 (as MixedPrecisionTest). */
+    /**
+     * SameDiff fp16 against SameDiff fp32, 30 steps of gpt-micro at lr 3e-3 (as MixedPrecisionTest). Measured: at
+     * most 1.6e-4 nats (losses 5.47 -> 3.78), no overflow at 2^16.
+     */
     static final double LOSS_TOLERANCE = MixedPrecisionTest.LOSS_TOLERANCE;
-    /** SameDiff fp16 against fused fp16 on the same batches. */
-    static final double ENGINE_TOLERANCE = 2e-3;
+    /**
+     * SameDiff fp16 against fused fp16 on the same batches: both round at the same points, so what differs is fp32
+     * summation order and the few places README's "Mixed precision" lists. Measured: at most 1.3e-4 nats.
+     */
+    static final double ENGINE_TOLERANCE = 1e-3;
 
     static RunConfig micro(Path out, String engine, String... overrides) {
         String[] all = new String[overrides.length + 1];

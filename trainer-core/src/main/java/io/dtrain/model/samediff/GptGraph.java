@@ -199,12 +199,12 @@ final class GptGraph {
         SDVariable q = splitHeads(parts[0]).mul(1.0 / Math.sqrt(headDim));
         SDVariable k = splitHeads(parts[1]);
         SDVariable v = splitHeads(parts[2]);
-        SDVariable att = sd.mmul(q, k, false, true, false).add(causalMask);
-        att = sd.nn.softmax(att, 3);
+        // fp16: the scores and the probabilities are stored rounded, as an unfused GPU attention stores them
+        SDVariable att = store(sd.mmul(q, k, false, true, false)).add(causalMask);
+        att = store(sd.nn.softmax(att, 3));
         if (dropout) {
             att = att.mul(sd.placeHolder(maskName(layer, DropoutMasks.SITE_ATTENTION_PROBS), dtype, -1, heads, seqLen, seqLen));
         }
-        // fp16: the scores and probabilities stay float32, as the fused engine's attention keeps them
         SDVariable y = store(sd.mmul(att, v).permute(0, 2, 1, 3).reshape(-1, dModel));
         return linear(y, "h." + layer + ".attn.c_proj");
     }
