@@ -80,6 +80,42 @@ class SameDiffMixedPrecisionTest {
         }
     }
 
+    /**
+     * The fp16 graph split into pipeline stages, or into one-block parts recomputed in the backward pass
+     * (training.recompute: blocks), gives the unsplit graph's fp16 gradients bit for bit: a boundary's rounding is
+     * idempotent both ways.
+     */
+    @Test
+    void stagesAndRecomputationGiveTheSameFp16Gradients(@TempDir Path tmp) {
+        io.dtrain.config.ModelConfig cfg = micro(tmp, "samediff", "model.dropout=0.1").model();
+        int[][] windows = new int[2][cfg.seqLen() + 1];
+        java.util.Random random = new java.util.Random(3);
+        for (int[] w : windows) {
+            for (int t = 0; t < w.length; t++) {
+                w[t] = random.nextInt(cfg.vocabSize());
+            }
+        }
+        double[] whole = fp16Gradients(new io.dtrain.model.GptModel(cfg, new int[] {2}, false), windows);
+        double[] staged = fp16Gradients(new io.dtrain.model.GptModel(cfg, new int[] {1, 1}, false), windows);
+        double[] recomputed = fp16Gradients(new io.dtrain.model.GptModel(cfg, new int[] {2}, true), windows);
+        assertArrayEquals(whole, staged, 0.0, "two pipeline stages");
+        assertArrayEquals(whole, recomputed, 0.0, "block recomputation");
+        assertTrue(java.util.Arrays.stream(whole).allMatch(Double::isFinite));
+    }
+
+    private static double[] fp16Gradients(io.dtrain.model.GptModel model, int[][] windows) {
+        try (model) {
+            model.setHalfPrecision(true);
+            org.nd4j.linalg.api.ndarray.INDArray params = model.newFlatBuffer();
+            org.nd4j.linalg.api.ndarray.INDArray grads = model.newFlatBuffer();
+            model.initParams(params, 11);
+            model.setParams(params);
+            model.setLossScale(65536);
+            model.forwardBackward(windows, new long[] {5, 9}, 0, 17, grads);
+            return TrainerTest.values(grads);
+        }
+    }
+
     private static String[] concat(String[] a, String... b) {
         String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
         System.arraycopy(b, 0, out, a.length, b.length);
