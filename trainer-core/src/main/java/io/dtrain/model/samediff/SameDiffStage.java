@@ -21,7 +21,8 @@ import java.util.Map;
  * stage 0 the embedding lookup outside the graph ({@link TokenEmbedding}). The graph holds copies of the
  * parameters (SameDiff copies what it is given). A forward pass keeps only the stage's input; the backward pass
  * recomputes the forward pass from it (activation checkpointing at the stage boundary), so a slot costs one
- * [B, T, D] tensor.
+ * [B, T, D] tensor. With fp16 ({@link #setHalfPrecision}) the graph rounds what it stores to half precision and
+ * takes the loss scale as a placeholder.
  */
 public final class SameDiffStage implements Stage {
     private final ModelConfig cfg;
