@@ -26,12 +26,17 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class DpMixedPrecisionTest {
     static final int STEPS = 4;
     /**
-     * Relative tolerance on losses and gradient norms. Measured (4 steps, 2 cores): at most 3.6e-10 (fused) and
-     * 1.8e-10 (SameDiff); the margin covers other core counts, which split the GEMMs' sums differently.
+     * Relative tolerance on losses and gradient norms. Measured (4 steps, 2 cores): at most 9.4e-10 (fused) and
+     * 5.1e-10 (SameDiff); the margin covers other core counts, which split the GEMMs' sums differently.
      */
     static final double TOLERANCE = 1e-7;
-    /** Absolute tolerance on the final parameters (AdamW steps of about lr = 1e-2). Measured: 3.8e-7 fused, 8.2e-8 SameDiff. */
-    static final double PARAM_TOLERANCE = 5e-6;
+    /**
+     * Absolute tolerance on the final parameters: 0.5% of one AdamW step (lr 1e-2). Measured: 5.9e-6 fused, 6.0e-6
+     * SameDiff (3.8e-7 and 8.2e-8 before attention was rounded too). fp16 amplifies the fp32 summation-order
+     * differences: a master weight a few ulps off can round to the neighbouring half, and AdamW normalises the
+     * difference that makes in a near-zero gradient.
+     */
+    static final double PARAM_TOLERANCE = 5e-5;
 
     @TempDir
     static Path tmp;
