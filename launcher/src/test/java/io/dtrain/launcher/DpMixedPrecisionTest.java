@@ -38,6 +38,14 @@ class DpMixedPrecisionTest {
      */
     static final double PARAM_TOLERANCE = 5e-5;
 
+    /**
+     * The pipeline against one process (its gradients scaled by 1/M before their fp16 roundings): relative on losses
+     * and norms, absolute on parameters. Measured: 1.5e-6 on the loss at step 4, 1.3e-3 on a parameter: a gradient
+     * small enough to underflow fp16 at one scale and not at the other is a whole AdamW step (up to lr = 1e-2) there.
+     */
+    static final double PIPELINE_TOLERANCE = 2e-5;
+    static final double PIPELINE_PARAM_TOLERANCE = 1e-2;
+
     @TempDir
     static Path tmp;
 
@@ -51,14 +59,29 @@ class DpMixedPrecisionTest {
         assertEquivalent("samediff");
     }
 
-    static void assertEquivalent(String engine) {
-        Path oneDir = tmp.resolve(engine + "-one");
-        Path twoDir = tmp.resolve(engine + "-two");
+    /**
+     * The layout of the GPU configuration (gpt-1.3b-p3): SameDiff pipeline stages, 1F1B, in fp16. A pipeline
+     * multiplies each micro-batch's loss by 1/M before its backward pass (as Megatron does), the other layouts divide
+     * the fp32 gradients by M afterwards, so its gradients meet fp16 scaled M times less: at 2^21 the one process
+     * overflows and the pipeline does not. Compared here at the default 2^16, where neither overflows.
+     */
+    @Test
+    void sameDiffPipelineOfTwoStagesEqualsOneProcess() {
+        assertEquivalent("samediff", "parallel.pipeline.stages=2", "parallel.pipeline.schedule=1f1b");
+    }
+
+    /** 2 launched ranks (data parallel, or as {@code layout} sets) against one process, same global batch. */
+    static void assertEquivalent(String engine, String... layout) {
+        String name = engine + (layout.length > 0 ? "-pipeline" : "");
+        Path oneDir = tmp.resolve(name + "-one");
+        Path twoDir = tmp.resolve(name + "-two");
         // 2^22: at initialisation |dL/dlogits| x scale = 2^22 / 32 rows x ~1 overflows fp16's 65504 on the first step
+        boolean pipeline = layout.length > 0;
         String[] fp16 = {"model.dtype=float32", "model.engine=" + engine, "training.precision=fp16",
-                "training.loss_scale.initial=4194304"};
+                "training.loss_scale.initial=" + (pipeline ? 65536 : 4194304)};
         List<String> setsOne = microOverrides(oneDir, 8, STEPS, fp16);
-        List<String> setsTwo = microOverrides(twoDir, 8, STEPS, fp16);
+        List<String> setsTwo = new ArrayList<>(microOverrides(twoDir, 8, STEPS, fp16));
+        setsTwo.addAll(List.of(layout));
         Cli one = Cli.run(trainArgs(setsOne).toArray(String[]::new));
         assertEquals(0, one.exitCode(), one.toString());
         List<String> args = new ArrayList<>(List.of("launch", "--nproc-per-node", "2", "--memory-per-worker", "1g",
@@ -66,12 +89,11 @@ class DpMixedPrecisionTest {
         args.addAll(trainArgs(setsTwo));
         Cli two = Cli.run(args.toArray(String[]::new));
         assertEquals(0, two.exitCode(), two.toString());
-        assertTrue(two.out().contains("step 1: fp16 gradients overflowed at loss scale 4194304; update skipped, loss"
+        assertTrue(pipeline || two.out().contains("step 1: fp16 gradients overflowed at loss scale 4194304; update skipped, loss"
                 + " scale now 2097152"), two.out());
 
         List<JsonNode> single = steps(oneDir, 0);
-        assertEquals(STEPS, single.size());
-        assertTrue(single.get(0).get("skipped").asBoolean(), "the first step overflows");
+        assertTrue(pipeline ^ single.get(0).get("skipped").asBoolean(), "the first step overflows (not at 2^16)");
         assertTrue(!single.get(STEPS - 1).get("skipped").asBoolean(), "a later step trains");
         double worst = 0;
         for (int r = 0; r < 2; r++) {
@@ -85,7 +107,7 @@ class DpMixedPrecisionTest {
                     double a = single.get(i).get(field).asDouble();
                     double b = dp.get(i).get(field).asDouble();
                     if (Double.isFinite(a) || Double.isFinite(b)) {
-                        assertClose(a, b, TOLERANCE, field + " of " + what);
+                        assertClose(a, b, pipeline ? PIPELINE_TOLERANCE : TOLERANCE, field + " of " + what);
                         worst = Math.max(worst, Math.abs(a - b) / Math.max(Math.abs(a), 1e-12));
                     }
                 }
@@ -98,7 +120,7 @@ class DpMixedPrecisionTest {
             worstParam = Math.max(worstParam, Math.abs(p1[i] - p2[i]));
         }
         System.out.printf("fp16 %s, 2 ranks vs 1: largest relative loss/norm difference %.2e, largest parameter"
-                + " difference %.2e%n", engine, worst, worstParam);
-        assertTrue(worstParam <= PARAM_TOLERANCE, engine + ": final parameters differ by up to " + worstParam);
+                + " difference %.2e%n", name, worst, worstParam);
+        assertTrue(worstParam <= (pipeline ? PIPELINE_PARAM_TOLERANCE : PARAM_TOLERANCE), engine + ": final parameters differ by up to " + worstParam);
     }
 }
