@@ -91,18 +91,14 @@ final class ConfigRules {
         checkPrecision(c, where);
     }
 
-    /**
-     * fp16 in float32 models; bf16 nowhere yet, each refusal saying why. That fp16 trains on the fused engine only is
-     * checked when training starts ({@link TrainingConfig#fp16RefusalFor}), so that {@code dtrain plan} can lay out
-     * an fp16 GPU run.
-     */
+    /** fp16 in float32 models (on either engine); bf16 nowhere yet, each refusal saying why. */
     private static void checkPrecision(RunConfig c, Where where) {
         TrainingConfig t = c.training();
         String engine = c.model().resolvedEngine();
         if ("bf16".equals(t.precision())) {
             throw where.error("bf16 is not supported here: " + ("fused".equals(engine)
                     ? "the fused CPU engine emulates fp16 only (bf16 would need its own rounding of every stored value),"
-                    : "the SameDiff engine computes in one dtype (ND4J 1.0.0-M2.1 has no mixed-precision training path),")
+                    : "the SameDiff engine rounds to fp16 only (its graph casts to HALF and back; bf16 would need its own rounding),")
                     + " and bf16 tensor cores need compute capability 8.0+ (A100, H100): V100 (7.0) has none;"
                     + " use training.precision: fp16 (with dynamic loss scaling) or fp32", "training.precision");
         }

@@ -221,7 +221,7 @@ public final class ConfigSchema {
             choice("training.recompute", "none", List.of("none", "blocks"),
                     "activation recomputation: none (keep every block's activations for the backward pass) or blocks (keep only each block's input and recompute the block just before its backward: less memory, one more forward per step)"),
             choice("training.precision", "fp32", List.of("fp32", "fp16", "bf16"),
-                    "arithmetic of the forward and backward passes: fp32, or fp16 mixed precision (fp16 weights copies, activations and matmul inputs with fp32 accumulation, fp32 master weights, gradients, AllReduce and AdamW, dynamic loss scaling; emulated bit-faithfully by the fused CPU engine, refused by samediff); bf16 is refused where unsupported (the CPU engine, V100 and other GPUs below compute capability 8.0), naming why"),
+                    "arithmetic of the forward and backward passes: fp32, or fp16 mixed precision (fp16 weights copies, activations and matmul inputs with fp32 accumulation, fp32 master weights, gradients, AllReduce and AdamW, dynamic loss scaling; on either engine, rounded at the same points: the fused CPU engine emulates it, the SameDiff graph rounds with casts and computes its GEMMs in fp32, so on a GPU it has fp16's numerics, not its speed); bf16 is refused where unsupported (the CPU engine, V100 and other GPUs below compute capability 8.0), naming why"),
             number("training.loss_scale.initial", 65536.0, Range.greaterThan(0),
                     "fp16: the dynamic loss scale at the start (2^16, as Megatron and DeepSpeed); halved and the step skipped when a gradient overflows"),
             integer("training.loss_scale.growth_interval", 2000, Range.atLeast(1),
@@ -268,8 +268,7 @@ public final class ConfigSchema {
             "`schedule.warmup_steps` <= the run's steps (`training.steps`, or the steps that cover `training.tokens`).",
             "`schedule.decay_steps` is 0 or > `schedule.warmup_steps`.",
             "`optimizer.min_lr` <= `optimizer.lr`.",
-            "`training.precision: fp16` needs `model.dtype: float32` (and trains on the fused engine only: with SameDiff"
-                    + " it is refused when training starts, so `dtrain plan` can lay out fp16 GPU runs);"
+            "`training.precision: fp16` needs `model.dtype: float32`;"
                     + " `training.loss_scale.min` <= `training.loss_scale.initial`. `bf16` is refused, naming why (no bf16 on the CPU engine, SameDiff"
                     + " or GPUs below compute capability 8.0 such as V100).");
 

@@ -49,20 +49,6 @@ public record TrainingConfig(
         return "fp16".equals(precision);
     }
 
-    /**
-     * Why this run cannot train in fp16 on {@code engine}, or null when it can: only the fused engine implements
-     * fp16 (SameDiff builds its graph in one dtype, with no fp32 master weights or loss scaling in ND4J 1.0.0-M2.1).
-     */
-    public String fp16RefusalFor(String engine) {
-        if (!fp16() || "fused".equals(engine)) {
-            return null;
-        }
-        return "training.precision: fp16 needs model.engine: fused; the SameDiff engine (the CUDA path) builds its graph"
-                + " in one dtype, and ND4J 1.0.0-M2.1 has no fp32 master weights or loss scaling for it (on its CPU"
-                + " backend a HALF GEMM also runs ~75x slower than FLOAT); use model.engine: fused, or"
-                + " --set training.precision=fp32";
-    }
-
     public static TrainingConfig defaults() {
         return ConfigSchema.defaults().training();
     }

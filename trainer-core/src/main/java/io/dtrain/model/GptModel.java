@@ -217,18 +217,15 @@ public final class GptModel implements AutoCloseable {
         ParamInit.init(cfg, layout, flatParams, seed);
     }
 
-    /** Hands the flat parameters to every stage (once per optimizer step). */
     /**
-     * fp16 mixed precision (fused engine): the stages compute with fp16 copies of the parameters, store their
+     * fp16 mixed precision (either engine): the stages compute with fp16 copies of the parameters, store their
      * activations and activation gradients rounded to fp16 and accumulate GEMMs in fp32; the flat buffers stay fp32.
      */
     public void setHalfPrecision(boolean half) {
         halfParams = half ? Nd4j.create(DataType.FLOAT, layout.size()) : null;
         for (Stage s : stages) {
-            if (s instanceof FusedStage f) {
-                f.setHalfPrecision(half);
-            } else if (s != null && half) {
-                throw new IllegalStateException("fp16 runs on the fused engine only, this model runs " + engine);
+            if (s != null) {
+                s.setHalfPrecision(half);
             }
         }
     }
@@ -242,6 +239,7 @@ public final class GptModel implements AutoCloseable {
         return lossScale;
     }
 
+    /** Hands the flat parameters to every stage (once per optimizer step). */
     public void setParams(INDArray flatParams) {
         checkFlat(flatParams, "parameter");
         INDArray computed = flatParams;

@@ -22,6 +22,14 @@ public interface Stage extends AutoCloseable {
 
     boolean isLast();
 
+    /**
+     * fp16 mixed precision ({@code training.precision: fp16}) or not: stored activations and activation gradients
+     * rounded to half precision, arithmetic between stores in float32, parameter gradients in float32; the caller
+     * hands {@link #setParams} the fp16-rounded copy of its fp32 master parameters and the loss scale as the
+     * {@code gradScale} of {@link #loss}. Both engines round at the same points.
+     */
+    void setHalfPrecision(boolean half);
+
     /** Computes with these parameters from now on (fused reads them in place; SameDiff copies them). */
     void setParams(INDArray flatParams);
 

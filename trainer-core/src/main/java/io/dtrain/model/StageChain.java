@@ -41,6 +41,13 @@ public final class StageChain implements Stage {
     }
 
     @Override
+    public void setHalfPrecision(boolean half) {
+        for (Stage p : parts) {
+            p.setHalfPrecision(half);
+        }
+    }
+
+    @Override
     public void setParams(INDArray flatParams) {
         for (Stage p : parts) {
             p.setParams(flatParams);

@@ -63,10 +63,6 @@ public final class Trainer implements AutoCloseable {
         this.totalSteps = cfg.totalSteps();
         // Before anything large is read or built: the model alone must fit; the data is added once it is loaded.
         this.memoryLimits = MemoryLimits.current();
-        String fp16Refusal = cfg.training().fp16RefusalFor(cfg.model().resolvedEngine());
-        if (fp16Refusal != null) {
-            throw new TrainingException(fp16Refusal);
-        }
         // the CUDA backend: this worker's one GPU (CUDA_VISIBLE_DEVICES from dtrain launch), refused if unsupported
         this.backend = GpuDevices.cudaBackend() ? "cuda" : "cpu";
         this.device = GpuDevices.deviceOfThisProcess("cuda".equals(backend), System.getenv());

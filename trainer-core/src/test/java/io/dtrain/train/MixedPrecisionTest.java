@@ -25,7 +25,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class MixedPrecisionTest {
     /**
      * fp16's loss over 30 steps of gpt-micro (lr 3e-3) stays within this of fp32's at every step. Measured: at most
-     * 3.6e-4 nats (losses 5.47 -> 3.78), no overflow at 2^16. At gpt-micro's own lr 1e-2 the run is chaotic (fp32's
+     * 1.9e-4 nats (losses 5.47 -> 3.78; 3.6e-4 before the attention scores and probabilities were rounded too), no
+     * overflow at 2^16. At gpt-micro's own lr 1e-2 the run is chaotic (fp32's
      * loss itself jumps by 0.6 from one step to the next after step 23) and the two curves part there, as any two
      * roundings of it would.
      */
@@ -71,9 +72,13 @@ class MixedPrecisionTest {
 
     @Test
     void overflowSkipsTheStepLeavingTheStateBitwiseUnchangedAndHalvesTheScale(@TempDir Path tmp) throws Exception {
+        assertOverflowSkipsTheStep(tmp, "fused");
+    }
+
+    static void assertOverflowSkipsTheStep(Path tmp, String engine) throws Exception {
         // a scale of 2^40 makes dL/dlogits overflow fp16 (at most 2^40 / rows > 65504): a real overflow, every step
         RunConfig cfg = micro(tmp.resolve("a"), "training.steps=3", "training.precision=fp16",
-                "training.loss_scale.initial=1099511627776");
+                "training.loss_scale.initial=1099511627776", "model.engine=" + engine);
         try (Trainer t = new Trainer(cfg, RunContext.single(), TrainerTest.QUIET)) {
             double[] before = TrainerTest.values(t.params());
             StepStats s = t.trainStep();
@@ -159,11 +164,6 @@ class MixedPrecisionTest {
 
     @Test
     void precisionsThatCannotRunAreRefusedWithTheReason(@TempDir Path tmp) {
-        RunConfig sd = micro(tmp, "training.precision=fp16", "model.engine=samediff", "training.steps=1",
-                "schedule.warmup_steps=0");
-        TrainingException samediff = assertThrows(TrainingException.class,
-                () -> new Trainer(sd, RunContext.single(), TrainerTest.QUIET));
-        assertTrue(samediff.getMessage().startsWith("training.precision: fp16 needs model.engine: fused"), samediff.getMessage());
         ConfigException bf16 = assertThrows(ConfigException.class, () -> micro(tmp, "training.precision=bf16"));
         assertTrue(bf16.getMessage().contains("V100 (7.0) has none"), bf16.getMessage());
         ConfigException f64 = assertThrows(ConfigException.class,

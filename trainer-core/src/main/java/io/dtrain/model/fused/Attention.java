@@ -12,6 +12,10 @@ import java.nio.ByteBuffer;
  * of att[l] at ((b*H + h) * T*T), its output columns h*hd.. of attY [N, D]. The products run over query row blocks
  * that multiply only the keys up to the block's end: the masked upper triangle is never computed (about 40% fewer
  * flops than the square products at T = 256).
+ *
+ * <p>fp16: the scores, the probabilities, dL/d(probabilities) and dL/d(scores) are rounded to half precision, as an
+ * unfused GPU attention stores them (its batched GEMMs write fp16, its softmax reads and writes fp16 with fp32
+ * arithmetic inside); the softmax backward reads the stored (rounded) probabilities.
  */
 final class Attention {
     private final Blas blas;
@@ -25,6 +29,7 @@ final class Attention {
     private final double keep;
     /** Query rows per product: a row block needs only the keys up to its end. */
     private final int causalBlock;
+    private boolean half;
 
     Attention(ModelConfig cfg, Blas blas, Kernels k) {
         this.blas = blas;
@@ -37,6 +42,19 @@ final class Attention {
         this.dropout = cfg.dropout();
         this.keep = 1.0 / (1.0 - cfg.dropout());
         this.causalBlock = Math.max(32, Math.min(128, seqLen / 8));
+    }
+
+    void setHalfPrecision(boolean half) {
+        this.half = half;
+    }
+
+    /** With fp16: the causal (lower) triangle of the [T, T] block at {@code off}, rounded to half precision. */
+    private void store(Tensor t, int off) {
+        if (half) {
+            for (int i = 0; i < seqLen; i++) {
+                HalfRounding.round(t, off + i * seqLen, off + i * seqLen + i + 1);
+            }
+        }
     }
 
     /** Probabilities into att[l] (dropout mask generated when {@code keys} is set), the head's output into attY[l]. */
@@ -54,7 +72,9 @@ final class Attention {
             blas.gemm(m, false, true, r1 - r0, r1, headDim, attnScale, qkv, q + r0 * qkvRow, qkvRow, qkv, kk, qkvRow,
                     0.0, att, p + r0 * seqLen, seqLen);
         }
+        store(att, p);
         k.causalSoftmax(att, p, seqLen, 0, 0, seqLen);
+        store(att, p);
         Tensor probs = att;
         int probsOff = p;
         if (keys != null) {
@@ -103,7 +123,9 @@ final class Attention {
         if (withDropout) {
             k.applyMask(dP, 0, blk.probsMask, p, keep, 0, seqLen * seqLen);
         }
+        store(dP, 0);
         k.causalSoftmaxBackward(att, p, dP, 0, seqLen, 0, seqLen);
+        store(dP, 0);
         // dQ = dS . K * scale (row block: keys [0, r1)); dK = dS^T . Q * scale (row block [c0, c1): queries [c0, T))
         for (int r0 = 0; r0 < seqLen; r0 += causalBlock) {
             int r1 = Math.min(seqLen, r0 + causalBlock);

@@ -110,6 +110,7 @@ public final class FusedStage implements Stage {
      * accumulate in fp32 (as tensor cores do) and the parameter gradients are accumulated in fp32 (Megatron's
      * main_grad). The caller hands {@link #setParams} the fp16-rounded copy ({@code GptModel} keeps it).
      */
+    @Override
     public void setHalfPrecision(boolean half) {
         if (half && isDouble) {
             throw new IllegalArgumentException("fp16 emulation needs a float32 model");

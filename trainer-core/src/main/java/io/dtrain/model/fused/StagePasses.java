@@ -88,6 +88,7 @@ final class StagePasses {
     /** fp16 emulation: round what the passes store to half precision ({@link HalfRounding}). */
     void setHalfPrecision(boolean half) {
         this.half = half;
+        attention.setHalfPrecision(half);
         classifier.setHalfPrecision(half);
     }
 

@@ -23,6 +23,13 @@ import java.util.List;
  * <p>Activations are [B*T, D]. Placeholders: {@code x_in} [B*T, D]; the dropout masks (only with dropout);
  * {@code g_out} [B*T, D] on non-last stages, whose loss {@code sum(x_out * g_out)} makes {@code calculateGradients}
  * return the vector-Jacobian product; {@code targets} int [B*T] on the last stage. {@link SameDiffStage} runs it.
+ *
+ * <p>fp16 ({@code half}): the graph stays float32 and rounds to fp16 ({@link #store}: a cast to HALF and back)
+ * every activation the fused engine's emulation stores, at the same points; each rounding's backward rounds the
+ * gradient arriving there, so the activation gradients are fp16 too. GEMMs multiply the fp16-rounded values in
+ * float32 (fp32 accumulation, as tensor cores do): ND4J's HALF GEMM accumulates in fp16 (trainer-core/README.md).
+ * The weights are the fp16-rounded copy the caller hands in; their gradients stay fp32. The cross-entropy is
+ * written out (see {@link #crossEntropyHalf}) so that the loss scale reaches dL/dlogits before it is rounded.
  */
 final class GptGraph {
     static final String X_IN = "x_in";
@@ -35,6 +42,8 @@ final class GptGraph {
     private static final String X_IN_ANCHOR = "x_in_anchor";
     private static final String BACKWARD_LOSS = "backward_loss";
     private static final String LOSS_SUM = "loss_sum";
+    /** fp16: the factor the summed loss is multiplied by before the backward pass (loss scale / tokens). */
+    static final String LOSS_SCALE = "loss_scale";
 
     final SameDiff sd = SameDiff.create();
     /** Checkpoint names of the parameters this stage's graph uses and owns (not wte/wpe: they are outside). */
@@ -46,9 +55,12 @@ final class GptGraph {
     private final int seqLen;
     private final int dModel;
     private final boolean dropout;
+    private final boolean half;
 
-    GptGraph(ModelConfig cfg, ParamLayout layout, boolean first, boolean last, int firstBlock, int endBlock) {
+    GptGraph(ModelConfig cfg, ParamLayout layout, boolean first, boolean last, int firstBlock, int endBlock,
+             boolean half) {
         this.cfg = cfg;
+        this.half = half;
         this.dtype = cfg.isDouble() ? DataType.DOUBLE : DataType.FLOAT;
         this.seqLen = cfg.seqLen();
         this.dModel = cfg.dModel();
@@ -81,6 +93,7 @@ final class GptGraph {
         if (first && dropout) {
             x = x.mul(sd.placeHolder(MASK_EMBEDDING, dtype, -1, dModel));
         }
+        x = store(x);
         SDVariable causalMask = sd.constant("causal_mask", causalMask());
         for (int layer = firstBlock; layer < endBlock; layer++) {
             x = block(layer, x, causalMask);
@@ -95,10 +108,17 @@ final class GptGraph {
         if (cfg.preNorm()) {
             x = layerNorm(x, "ln_f");
         }
-        SDVariable logits = tiedHead
-                ? sd.mmul(LOGITS, x, param(GptNames.WTE), false, true, false)
-                : sd.mmul(LOGITS, x, param(GptNames.LM_HEAD_WEIGHT));
+        SDVariable logits = store(tiedHead
+                ? sd.mmul(x, param(GptNames.WTE), false, true, false)
+                : sd.mmul(x, param(GptNames.LM_HEAD_WEIGHT))).rename(LOGITS);
         SDVariable targets = sd.placeHolder(TARGETS, DataType.INT32, -1);
+        if (half) {
+            SDVariable perToken = crossEntropyHalf(logits, targets);
+            sd.mean(LOSS, perToken);
+            sd.sum(LOSS_SUM, perToken.mul(sd.placeHolder(LOSS_SCALE, dtype)));
+            sd.setLossVariables(LOSS_SUM);
+            return;
+        }
         SDVariable perToken = sd.loss.sparseSoftmaxCrossEntropy(logits, targets);
         sd.mean(LOSS, perToken);
         // M2.1's sparse cross-entropy backward ignores its upstream gradient (it always returns softmax - onehot),
@@ -106,6 +126,25 @@ final class GptGraph {
         // gradient is exactly 1 per token, and scale the gradients by 1/N afterwards (see SameDiffStage.loss).
         sd.sum(LOSS_SUM, perToken);
         sd.setLossVariables(LOSS_SUM);
+    }
+
+    /**
+     * fp16's per-token cross-entropy [N, 1], in float32 from the fp16 logits, written out (max-shifted log-sum-exp
+     * minus the target's logit): M2.1's sparse cross-entropy backward ignores its upstream gradient, so the loss scale
+     * could not reach dL/dlogits before its fp16 rounding. Costs a one-hot [N, V] float32 array.
+     */
+    private SDVariable crossEntropyHalf(SDVariable logits, SDVariable targets) {
+        SDVariable shifted = logits.sub(logits.max(true, 1));
+        SDVariable oneHot = sd.oneHot(targets, cfg.vocabSize(), -1, 1.0, 0.0, dtype);
+        return sd.math.log(sd.math.exp(shifted).sum(true, 1)).sub(shifted.mul(oneHot).sum(true, 1));
+    }
+
+    /**
+     * fp16: x rounded to half precision (round to nearest even, 65504 and above to infinity), still float32: where
+     * the fused engine's emulation stores a value. Its backward rounds the incoming gradient the same way.
+     */
+    private SDVariable store(SDVariable x) {
+        return half ? x.castTo(DataType.HALF).castTo(dtype) : x;
     }
 
     private static boolean ownedBy(String name, int firstBlock, int endBlock, boolean last) {
@@ -141,14 +180,14 @@ final class GptGraph {
         String p = "h." + layer + ".";
         if (cfg.preNorm()) {
             SDVariable a = attention(layer, layerNorm(x, p + "ln_1"), causalMask);
-            x = x.add(dropout(a, maskName(layer, DropoutMasks.SITE_ATTENTION_RESIDUAL)));
+            x = store(x.add(dropout(a, maskName(layer, DropoutMasks.SITE_ATTENTION_RESIDUAL))));
             SDVariable m = mlp(layer, layerNorm(x, p + "ln_2"));
-            return x.add(dropout(m, maskName(layer, DropoutMasks.SITE_MLP_RESIDUAL)));
+            return store(x.add(dropout(m, maskName(layer, DropoutMasks.SITE_MLP_RESIDUAL))));
         }
         SDVariable a = attention(layer, x, causalMask);
-        x = layerNorm(x.add(dropout(a, maskName(layer, DropoutMasks.SITE_ATTENTION_RESIDUAL))), p + "ln_1");
+        x = layerNorm(store(x.add(dropout(a, maskName(layer, DropoutMasks.SITE_ATTENTION_RESIDUAL)))), p + "ln_1");
         SDVariable m = mlp(layer, x);
-        return layerNorm(x.add(dropout(m, maskName(layer, DropoutMasks.SITE_MLP_RESIDUAL))), p + "ln_2");
+        return layerNorm(store(x.add(dropout(m, maskName(layer, DropoutMasks.SITE_MLP_RESIDUAL)))), p + "ln_2");
     }
 
     private SDVariable attention(int layer, SDVariable h, SDVariable causalMask) {
@@ -160,12 +199,13 @@ final class GptGraph {
         SDVariable q = splitHeads(parts[0]).mul(1.0 / Math.sqrt(headDim));
         SDVariable k = splitHeads(parts[1]);
         SDVariable v = splitHeads(parts[2]);
-        SDVariable att = sd.mmul(q, k, false, true, false).add(causalMask);
-        att = sd.nn.softmax(att, 3);
+        // fp16: the scores and the probabilities are stored rounded, as an unfused GPU attention stores them
+        SDVariable att = store(sd.mmul(q, k, false, true, false)).add(causalMask);
+        att = store(sd.nn.softmax(att, 3));
         if (dropout) {
             att = att.mul(sd.placeHolder(maskName(layer, DropoutMasks.SITE_ATTENTION_PROBS), dtype, -1, heads, seqLen, seqLen));
         }
-        SDVariable y = sd.mmul(att, v).permute(0, 2, 1, 3).reshape(-1, dModel);
+        SDVariable y = store(sd.mmul(att, v).permute(0, 2, 1, 3).reshape(-1, dModel));
         return linear(y, "h." + layer + ".attn.c_proj");
     }
 
@@ -176,7 +216,7 @@ final class GptGraph {
 
     private SDVariable mlp(int layer, SDVariable h) {
         SDVariable f = linear(h, "h." + layer + ".mlp.c_fc");
-        f = "relu".equals(cfg.activation()) ? sd.nn.relu(f, 0.0) : geluTanh(f);
+        f = store("relu".equals(cfg.activation()) ? sd.nn.relu(f, 0.0) : geluTanh(f));
         return linear(f, "h." + layer + ".mlp.c_proj");
     }
 
@@ -193,7 +233,7 @@ final class GptGraph {
 
     private SDVariable linear(SDVariable x, String prefix) {
         SDVariable y = sd.mmul(x, param(prefix + ".weight"));
-        return cfg.bias() ? y.add(param(prefix + ".bias")) : y;
+        return store(cfg.bias() ? y.add(param(prefix + ".bias")) : y);
     }
 
     /**
@@ -205,7 +245,7 @@ final class GptGraph {
         SDVariable variance = centered.mul(centered).mean(true, 1);
         SDVariable y = centered.mul(sd.math.rsqrt(variance.add(cfg.layerNormEps())));
         y = y.mul(param(prefix + ".weight"));
-        return cfg.bias() ? y.add(param(prefix + ".bias")) : y;
+        return store(cfg.bias() ? y.add(param(prefix + ".bias")) : y);
     }
 
     private SDVariable dropout(SDVariable x, String maskName) {

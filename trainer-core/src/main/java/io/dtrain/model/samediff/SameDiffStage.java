@@ -21,7 +21,8 @@ import java.util.Map;
  * stage 0 the embedding lookup outside the graph ({@link TokenEmbedding}). The graph holds copies of the
  * parameters (SameDiff copies what it is given). A forward pass keeps only the stage's input; the backward pass
  * recomputes the forward pass from it (activation checkpointing at the stage boundary), so a slot costs one
- * [B, T, D] tensor.
+ * [B, T, D] tensor. With fp16 ({@link #setHalfPrecision}) the graph rounds what it stores to half precision and
+ * takes the loss scale as a placeholder.
  */
 public final class SameDiffStage implements Stage {
     private final ModelConfig cfg;
@@ -38,6 +39,8 @@ public final class SameDiffStage implements Stage {
     private final PhaseClock clock;
     private final TokenEmbedding embedding;
     private GptGraph graph;
+    /** training.precision: fp16: the graph rounds its activations to half precision (see {@link GptGraph}). */
+    private boolean half;
     private final BackwardStartListener backwardStart = new BackwardStartListener();
     /** What backward(slot) recomputes from: the stage input, the tokens (stage 0) and the dropout keys. */
     private final Map<Integer, Held> held = new HashMap<>();
@@ -74,11 +77,32 @@ public final class SameDiffStage implements Stage {
         this.dropout = cfg.dropout() > 0.0;
         this.clock = clock;
         this.embedding = first ? new TokenEmbedding(cfg, layout, dtype) : null;
-        this.graph = new GptGraph(cfg, layout, first, last, firstBlock, endBlock);
+        buildGraph();
+    }
+
+    private void buildGraph() {
+        this.graph = new GptGraph(cfg, layout, first, last, firstBlock, endBlock, half);
         if (last) {
             graph.sd.setListeners(backwardStart);
         }
         createGradFunctionQuietly();
+    }
+
+    /**
+     * fp16 mixed precision: rebuilds the graph so that it rounds every activation and activation gradient it stores
+     * to half precision where the fused engine's emulation does, with fp32 arithmetic between; the caller hands
+     * {@link #setParams} the fp16-rounded copy of the parameters and the loss scale as {@code gradScale}. Listeners
+     * added before are dropped with the old graph.
+     */
+    public void setHalfPrecision(boolean half) {
+        if (half && dtype != DataType.FLOAT) {
+            throw new IllegalArgumentException("fp16 needs a float32 model");
+        }
+        if (half != this.half) {
+            this.half = half;
+            buildGraph();
+            paramsSet = false;
+        }
     }
 
     @Override
@@ -245,6 +269,13 @@ public final class SameDiffStage implements Stage {
         long t0 = System.nanoTime();
         Map<String, INDArray> ph = placeholders(x, keys);
         ph.put(GptGraph.TARGETS, targetArray(windows, batchOf(x)));
+        // the graph differentiates the sum over tokens (see GptGraph): scale to the mean, and by gradScale; fp16
+        // scales inside the graph, before the gradients meet their first fp16 rounding
+        double scale = gradScale / ((long) windows.length * seqLen);
+        if (half) {
+            ph.put(GptGraph.LOSS_SCALE, Nd4j.scalar(dtype, scale));
+            scale = 1.0;
+        }
         if (flatGrads == null) {
             gradInput = null;
             double loss = graph.sd.output(ph, GptGraph.LOSS).get(GptGraph.LOSS).getDouble(0);
@@ -258,13 +289,13 @@ public final class SameDiffStage implements Stage {
         clock.addForward(tb - t0);
         clock.addBackward(t1 - tb);
         Map<String, INDArray> grads = r.getGradients();
-        // the graph differentiates the sum over tokens (see GptGraph): scale to the mean, and by gradScale
-        double scale = gradScale / ((long) windows.length * seqLen);
         addParamGrads(grads, scale, flatGrads);
         if (cfg.tieEmbeddings()) {
-            layout.view(flatGrads, GptNames.WTE).addi(grads.get(GptGraph.graphName(GptNames.WTE)).muli(scale));
+            INDArray g = grads.get(GptGraph.graphName(GptNames.WTE));
+            layout.view(flatGrads, GptNames.WTE).addi(scale == 1.0 ? g : g.muli(scale));
         }
-        INDArray dx = grads.get(GptGraph.X_IN).muli(scale).reshape(batchOf(x), seqLen, dModel);
+        INDArray dx = grads.get(GptGraph.X_IN);
+        dx = (scale == 1.0 ? dx : dx.muli(scale)).reshape(batchOf(x), seqLen, dModel);
         if (first) {
             long t2 = System.nanoTime();
             embedding.backward(inputs(windows), dx, flatGrads);
