@@ -98,6 +98,11 @@ public final class PlanCommand implements Callable<Integer> {
                 device.memoryBytes() / (1L << 30), onGpu ? cfg.training().precision() : "fp32",
                 (onGpu ? planner.devicePeak() : device.peakFlopsFp32()) / 1e12, onGpu ? "device" : "node",
                 device.assumedMfu(), device.intraNodeBytesPerS() / 1e9, device.interNodeBytesPerS() / 1e9);
+        if (planner.fp16ComputesInFp32()) {
+            out.printf(Locale.ROOT, "note: fp16 is planned at fp32's speed (%.1f TFLOP/s) and memory: the SameDiff engine"
+                    + " rounds to fp16 but multiplies in fp32 GEMMs (ND4J 1.0.0-M2.1 has no HALF-in, FLOAT-out GEMM in a"
+                    + " graph); MFU is still against the fp16 peak%n", planner.computePeak() / 1e12);
+        }
         out.printf(Locale.ROOT, "job: %d node(s) x %d = %d workers; global batch %d x %d tokens%n", nodes, perNode,
                 planner.world(), cfg.training().globalBatch(), cfg.model().seqLen());
         int configured = cfg.parallel().pipelineStages();

@@ -17,8 +17,8 @@ import io.dtrain.parallel.pipeline.PipelineSchedule;
  *
  * <ul>
  *   <li><b>parameters</b>: the flat fp32 (or float64) buffer of the rank's layout; with {@code training.precision:
- *       fp16} also the fp16 copy the passes read (2 bytes an element on a GPU, a float32 on the CPU, which emulates
- *       fp16 by rounding);</li>
+ *       fp16} also the fp16-rounded copy the passes read, held as float32 by both engines (the fused engine emulates
+ *       fp16 by rounding; the SameDiff engine rounds inside a float32 graph, see trainer-core's README);</li>
  *   <li><b>gradients</b>: one more such buffer;</li>
  *   <li><b>optimizer</b>: AdamW's m and v, or with ZeRO-1 ({@code optimizer.shard_state}, data parallelism without
  *       pipeline stages) this rank's 1/D slice of them; ZeRO-1 also allocates the padded buffer the slices are
@@ -32,8 +32,10 @@ import io.dtrain.parallel.pipeline.PipelineSchedule;
  *       forward and backward it runs at a time, freed only by a GC: {@value #SAMEDIFF_PASS_FACTOR} fused sets of that
  *       pass (the stage, or with recomputation one block), plus its graph's copies of the stage's parameters and
  *       gradients (a documented rough multiple, not an exact count). A pipeline stage other than the first also holds
- *       the [B, T, D] inputs it received for its micro-batches in flight. On a GPU in fp16, activations (and SameDiff's
- *       graph copies, in the graph's precision) are stored in 2 bytes: half the fused engine's float32 bytes.</li>
+ *       the [B, T, D] inputs it received for its micro-batches in flight. fp16 stores nothing in 2 bytes in either
+ *       engine today (ND4J 1.0.0-M2.1 has no HALF-in, FLOAT-out GEMM inside a graph): the SameDiff engine's rounding
+ *       casts add a HALF and a float32 array for every value it stores and for that value's gradient
+ *       ({@value #SAMEDIFF_FP16_CAST_FACTOR} more fused sets of the pass).</li>
  * </ul>
  * Micro-batches in flight are counted by running the stage's schedule ({@link #inFlight}): 1 without a pipeline, at
  * most P - s on stage s of 1F1B, M with GPipe. Shapes (B, T, D) as in trainer-core's
@@ -42,6 +44,8 @@ import io.dtrain.parallel.pipeline.PipelineSchedule;
 public final class MemoryModel {
     /** SameDiff's peak for one forward + backward pass, in fused activation sets (every op output and its gradient). */
     public static final int SAMEDIFF_PASS_FACTOR = 3;
+    /** fp16 on SameDiff: each stored value and its gradient also pass through a HALF (2 bytes) and a float32 copy. */
+    public static final int SAMEDIFF_FP16_CAST_FACTOR = 3;
 
     private MemoryModel() {
     }
@@ -50,7 +54,7 @@ public final class MemoryModel {
      * A run's layout, as far as memory is concerned.
      *
      * @param engine   "fused" or "samediff" (resolved, never "auto")
-     * @param gpu      the device is a GPU (fp16 then stores 2 bytes an element; the CPU emulates fp16 in float32)
+     * @param gpu      the device is a GPU (the SameDiff engine runs there)
      * @param threads  compute threads of one rank (the fused engine's scratch is per thread)
      * @param zero     ZeRO-1 requested; it applies only with data parallelism and no pipeline stages
      */
@@ -115,7 +119,6 @@ public final class MemoryModel {
         int[] blocks = s.blocks();
         int inFlight = s.stages() > 1 ? inFlight(s.schedule(), s.stages(), s.microBatches(), stage) : 1;
         long rowBytes = (long) s.microBatch() * m.seqLen() * m.dModel() * e;   // one [B, T, D] tensor
-        boolean halfStorage = s.gpu() && s.fp16();
 
         int from = s.stages() > 1 ? stage : 0;
         int to = s.stages() > 1 ? stage + 1 : blocks.length;
@@ -147,18 +150,13 @@ public final class MemoryModel {
                 long graphCopies = 2 * GptNames.stageLayout(m, blocks, seg).size() * e;
                 perMicroBatch += kept;
                 setBytes += inFlight * kept;
-                activations += inFlight * kept + SAMEDIFF_PASS_FACTOR * pass + graphCopies + received;
+                int passFactor = SAMEDIFF_PASS_FACTOR + (s.fp16() ? SAMEDIFF_FP16_CAST_FACTOR : 0);
+                activations += inFlight * kept + passFactor * pass + graphCopies + received;
                 sets += inFlight;
             }
         }
-        if (halfStorage) {
-            perMicroBatch /= 2;
-            setBytes /= 2;
-            activations /= 2;
-        }
-
         long layout = s.stages() > 1 ? GptNames.stageLayout(m, blocks, stage).size() : GptNames.layout(m, blocks).size();
-        long fp16Copy = s.fp16() ? layout * (s.gpu() ? 2 : e) : 0;
+        long fp16Copy = s.fp16() ? layout * e : 0;
         long optimizer;
         long zeroBuffers = 0;
         if (s.zeroApplies()) {

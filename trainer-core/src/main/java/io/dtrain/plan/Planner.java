@@ -17,12 +17,13 @@ import java.util.List;
  *
  * <ul>
  * <li>memory: {@link MemoryModel}, the model the trainer's own refusal of a run too big for memory uses, for the
- * device (a GPU runs the SameDiff engine, the CUDA path, and stores fp16 in 2 bytes; the CPU the configured engine,
- * fused unless it says samediff);</li>
+ * device (a GPU runs the SameDiff engine, the CUDA path; the CPU the configured engine, fused unless it says
+ * samediff);</li>
  * <li>FLOPs per token = 6N + 12·L·d·T ({@link Mfu}); recomputation adds one forward (x 4/3), as do SameDiff's
  * pipeline stages without it (their backward restarts from the stage's input);</li>
- * <li>compute time = FLOPs / (peak x assumed MFU), the peak of the precision (GPU fp16: tensor cores); several CPU
- * workers on one node share its peak;</li>
+ * <li>compute time = FLOPs / (peak x assumed MFU), the peak the engine's GEMMs can reach ({@link #computePeak}: fp32
+ * on every device today, as SameDiff's fp16 multiplies fp16-rounded values in fp32 GEMMs); MFU is against the peak of
+ * the precision (GPU fp16: tensor cores), as Megatron reports it; several CPU workers on one node share its peak;</li>
  * <li>a pipelined step takes (M + P - 1) micro-batch slots of one stage (the bubble is (P - 1)/(M + P - 1));</li>
  * <li>the gradient AllReduce moves 2 (D-1)/D x 4 bytes per parameter at the AllReduce bus bandwidth (within a node
  * when a stage's replicas fit in one, else between nodes), not overlapped (conservative); the tied embedding's
@@ -80,6 +81,20 @@ public final class Planner {
         return gpu ? (fp16 ? device.peakFlopsFp16() : device.peakFlopsFp32()) : device.peakFlopsFp32() / devicesPerNode;
     }
 
+    /**
+     * The peak the engine's GEMMs can reach on one device: fp32's, also in fp16, because ND4J 1.0.0-M2.1 has no
+     * HALF-in, FLOAT-out GEMM inside a graph and a HALF GEMM accumulates in fp16 (trainer-core's README, "Mixed
+     * precision"), so the SameDiff engine multiplies fp16-rounded values in fp32 GEMMs, without tensor cores.
+     */
+    public double computePeak() {
+        return gpu ? device.peakFlopsFp32() : device.peakFlopsFp32() / devicesPerNode;
+    }
+
+    /** fp16 on a GPU is planned at fp32's speed and memory: the engine's numbers are fp16's, its arithmetic fp32's. */
+    public boolean fp16ComputesInFp32() {
+        return gpu && fp16;
+    }
+
     /** The engine a run of this config uses on the device: SameDiff on a GPU (the fused kernels read host memory). */
     private String engine() {
         return gpu || "samediff".equals(model.engine()) ? "samediff" : "fused";
@@ -112,7 +127,7 @@ public final class Planner {
             maxParams = Math.max(maxParams, sm.parameterCount());
             maxStage = Math.max(maxStage, sm.total());
         }
-        double rate = devicePeak() * device.assumedMfu();
+        double rate = computePeak() * device.assumedMfu();
         double microBatchFlops = (double) b * model.seqLen() * flopsPerToken * recomputeFactor;
         double compute;
         double bubble;
