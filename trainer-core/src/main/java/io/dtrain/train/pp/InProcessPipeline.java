@@ -34,9 +34,9 @@ public final class InProcessPipeline {
     }
 
     /**
-     * Forward and backward of a global batch split into {@code microbatches} equal micro-batches; ADDS the
-     * gradients of the mean loss over micro-batches into flatGrads, except the tied head's part, which the result
-     * holds ({@link PipelineResult#addTiedHeadGradInto}). With equal micro-batches this is the gradient
+     * Forward and backward of a global batch split into {@code microbatches} equal micro-batches; leaves the
+     * gradients of the mean loss over micro-batches in flatGrads, which holds zeros on entry (the micro-batches'
+     * gradients add up, then are divided by their count). With equal micro-batches this is the gradient
      * {@link GptModel#forwardBackward} gives for the whole batch.
      *
      * @param programs per stage, its ops in order (index = stage)
@@ -75,7 +75,7 @@ public final class InProcessPipeline {
         ActivationRegistry registry = new ActivationRegistry(stages);
         List<StageWorker> workers = new ArrayList<>(stages);
         for (int s = 0; s < stages; s++) {
-            workers.add(new StageWorker(model, s, programs.get(s), microbatches, keys, flatGrads, 1.0 / count, transport, registry));
+            workers.add(new StageWorker(model, s, programs.get(s), microbatches, keys, flatGrads, transport, registry));
         }
         boolean allDone = false;
         while (!allDone) {
@@ -101,6 +101,9 @@ public final class InProcessPipeline {
         if (lastStage.lossCount() != count) {
             throw new IllegalStateException("the last stage computed the loss of " + lastStage.lossCount()
                     + " micro-batches, the step has " + count);
+        }
+        if (flatGrads != null && count > 1) {
+            flatGrads.divi(count);   // the micro-batches' gradients were added up; the step's loss is their mean
         }
         return new PipelineResult(lastStage.lossSum() / count, count, registry.peaks());
     }

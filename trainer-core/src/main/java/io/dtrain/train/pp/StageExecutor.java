@@ -37,8 +37,8 @@ public final class StageExecutor {
     }
 
     /**
-     * Forward and backward of M micro-batches through this stage; ADDS this stage's gradients of the mean loss
-     * over micro-batches into flatGrads (on the last stage of a tied model, the LM head's part goes into the wte
+     * Forward and backward of M micro-batches through this stage; leaves this stage's gradients of the mean loss
+     * over micro-batches in flatGrads, which holds zeros on entry (their sum, then divided by M) (on the last stage of a tied model, the LM head's part goes into the wte
      * replica's slot). Only the last stage gets losses.
      */
     public StageResult trainStep(List<MicroBatch> microbatches, long step, long dropoutSeed, INDArray flatGrads) {
@@ -54,15 +54,19 @@ public final class StageExecutor {
             // a pure function of (P, M, stage): the same list every step
             trainProgram = new Program(count, schedule.ops(model.numStages(), count, stage));
         }
-        StageWorker worker = new StageWorker(model, stage, trainProgram.ops(), microbatches, keys, flatGrads, 1.0 / count, transport,
+        StageWorker worker = new StageWorker(model, stage, trainProgram.ops(), microbatches, keys, flatGrads, transport,
                 new ActivationRegistry(model.numStages()));
-        return run(worker);
+        StageResult result = run(worker);
+        if (count > 1) {
+            flatGrads.divi(count);
+        }
+        return result;
     }
 
     /** Forward-only pass of micro-batches without dropout (evaluation); the last stage sums their mean losses. */
     public StageResult evaluate(List<MicroBatch> microbatches) {
         List<Op> program = PipelineSchedule.forwardOnly().ops(model.numStages(), microbatches.size(), stage);
-        return run(new StageWorker(model, stage, program, microbatches, null, null, 1.0, transport,
+        return run(new StageWorker(model, stage, program, microbatches, null, null, transport,
                 new ActivationRegistry(model.numStages())));
     }
 

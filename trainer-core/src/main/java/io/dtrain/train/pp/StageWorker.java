@@ -20,7 +20,9 @@ import java.util.Map;
  * <p>Which micro-batches keep their activations follows from the program: a forward whose micro-batch has a
  * backward later stores its input in the {@link ActivationRegistry}; without one (evaluation) nothing is kept
  * and the last stage computes the loss at the forward. In training the last stage computes loss and gradients in
- * one pass at the backward, scaled by {@code lossScale} (1/M: the step's loss is the mean over micro-batches).
+ * one pass at the backward, seeded with the model's loss scale alone (1 unless fp16): the gradients of the M
+ * micro-batches add up in the fp32 flat buffer and are divided by M afterwards, as every other layout does, so fp16's
+ * activation gradients are rounded at the same scale with or without a pipeline.
  */
 public final class StageWorker {
     private final GptModel model;
@@ -33,7 +35,6 @@ public final class StageWorker {
     private final List<MicroBatch> microbatches;
     private final DropoutKeys[] keys;
     private final INDArray flatGrads;
-    private final double lossScale;
     private final PipeTransport transport;
     private final ActivationRegistry registry;
     private final Map<Integer, INDArray> receivedActivations = new HashMap<>();
@@ -59,7 +60,7 @@ public final class StageWorker {
      *                  no backward
      */
     public StageWorker(GptModel model, int stage, List<Op> program, List<MicroBatch> microbatches, DropoutKeys[] keys,
-                       INDArray flatGrads, double lossScale, PipeTransport transport, ActivationRegistry registry) {
+                       INDArray flatGrads, PipeTransport transport, ActivationRegistry registry) {
         this.model = model;
         this.stage = stage;
         this.graph = model.stage(stage);
@@ -69,7 +70,6 @@ public final class StageWorker {
         this.microbatches = microbatches;
         this.keys = keys;
         this.flatGrads = flatGrads;
-        this.lossScale = lossScale;
         this.transport = transport;
         this.registry = registry;
         for (Op op : this.program) {
@@ -163,7 +163,7 @@ public final class StageWorker {
         registry.release(stage, m);
         INDArray gradInput;
         if (last) {
-            lossSum += graph.loss(mb.windows(), lastStageInputs.remove(m), k, lossScale * model.lossScale(), flatGrads);
+            lossSum += graph.loss(mb.windows(), lastStageInputs.remove(m), k, model.lossScale(), flatGrads);
             losses++;
             gradInput = graph.gradInput();
         } else {
