@@ -91,10 +91,9 @@ final class Ring implements AutoCloseable {
                     exchange.allReduce(buffer, ReduceOp.AVG, Frame.BARRIER, "shared-memory exchange warm-up".hashCode(), -1);
                 }
             }
-            // The in-place path of shared buffers (allocateBuffer), small and large.
-            FlatBuffer shared = exchange.buffers.allocate(ShmExchange.DIRECT_MAX_BYTES / type.bytes() * 4, type);
+            // The in-place path of shared buffers (allocateBuffer; above the direct algorithm's size).
+            FlatBuffer buffer = exchange.buffers.allocate(ShmExchange.DIRECT_MAX_BYTES / type.bytes() * 4, type);
             for (int i = 0; i < rounds / 3; i++) {
-                FlatBuffer buffer = i % 10 == 0 ? shared : shared.slice(0, 16);
                 begin(Frame.BARRIER, "shared-memory exchange warm-up", -1, buffer, ReduceOp.AVG);
                 exchange.allReduce(buffer, ReduceOp.AVG, Frame.BARRIER, "shared-memory exchange warm-up".hashCode(), -1);
             }

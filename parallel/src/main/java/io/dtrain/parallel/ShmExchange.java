@@ -47,7 +47,12 @@ final class ShmExchange implements AutoCloseable {
     private static final int DESCRIPTOR = 64;
     /** Reduce in blocks that stay in L1 between the n passes over them. */
     private static final int BLOCK_BYTES = 16 << 10;
-    private static final long SPIN_NS = 20_000;
+    /**
+     * Busy polls before yielding, when every member has a core (a few microseconds): beyond that the member waited
+     * for is usually not running at all (a loaded host), and spinning would keep it from the core it waits for.
+     */
+    private static final int SPINS = 16;
+    private static final long MAX_SPIN_NS = 50_000;
     private static final long YIELD_NS = 2_000_000;
 
     private final Ring ring;
@@ -137,7 +142,8 @@ final class ShmExchange implements AutoCloseable {
     void allReduce(FlatBuffer buffer, ReduceOp op, int kind, int nameHash, long seq) {
         // A member that comes late to a collective the others have given up on must not complete it.
         ring.checkWaiting(System.nanoTime());
-        long location = buffers.locate(buffer);
+        // Small buffers take the direct algorithm (one synchronisation) through the slots, shared or not.
+        long location = buffer.byteLength() <= DIRECT_MAX_BYTES ? -1 : buffers.locate(buffer);
         if (location >= 0) {
             allReduceShared(buffer, location, op, kind, nameHash, seq);
             return;
@@ -180,7 +186,7 @@ final class ShmExchange implements AutoCloseable {
         if (!ring.warmingUp) {
             ring.comm.health().frameSent();
         }
-        await(ARRIVED, g);
+        await(ARRIVED, g, 0);
         for (int r = 0; r < n; r++) {
             checkDescriptor(r, parity, kind, nameHash, seq, buffer.elements(), offset, misc, false);
         }
@@ -190,11 +196,12 @@ final class ShmExchange implements AutoCloseable {
             return;
         }
         int segmentCount = (int) (segmentEnd - segment);
+        long summing = System.nanoTime();
         reduce(own + segment * elementBytes, mySlot + segment * elementBytes, parity, segment * elementBytes,
                 segmentCount, type, op, own + segment * elementBytes);
         meta.putLongOrdered(me * LINE + REDUCED, g);
         bytesShared += (long) count * elementBytes;
-        await(REDUCED, g);
+        await(REDUCED, g, System.nanoTime() - summing);
         for (int r = 0; r < n; r++) {
             if (r != me) {
                 long start = (long) r * count / n;
@@ -229,7 +236,7 @@ final class ShmExchange implements AutoCloseable {
         if (!ring.warmingUp) {
             ring.comm.health().frameSent();
         }
-        await(ARRIVED, g);
+        await(ARRIVED, g, 0);
         for (int r = 0; r < n; r++) {
             checkDescriptor(r, parity, kind, nameHash, seq, total, 0, misc, true);
             long address = r == me ? buffer.address() : buffers.address(meta.getLong(descriptor(parity, r) + 40), r, total * elementBytes);
@@ -241,10 +248,11 @@ final class ShmExchange implements AutoCloseable {
         }
         long start = (long) me * total / n;
         long end = (long) (me + 1) * total / n;
+        long summing = System.nanoTime();
         reduceToAll(start * elementBytes, end - start, buffer.type(), op);
         bytesShared += (end - start) * elementBytes * (n - 1);
         meta.putLongOrdered(me * LINE + REDUCED, g);
-        await(REDUCED, g);
+        await(REDUCED, g, System.nanoTime() - summing);
     }
 
     /**
@@ -384,8 +392,13 @@ final class ShmExchange implements AutoCloseable {
         }
     }
 
-    /** Waits until every member's {@code field} (ARRIVED or REDUCED) is at least {@code g}. */
-    private void await(int field, long g) {
+    /**
+     * Waits until every member's {@code field} (ARRIVED or REDUCED) is at least {@code g}: busy polls a few times,
+     * and up to {@code workNs} (capped) when every member has a core (the others did the same work at the same time,
+     * so they are likely to finish within about as long), then yields, then parks.
+     */
+    private void await(int field, long g, long workNs) {
+        long spinNs = oversubscribed ? 0 : Math.min(workNs, MAX_SPIN_NS);
         long started = 0;
         int member = 0;
         long spins = 0;
@@ -395,7 +408,7 @@ final class ShmExchange implements AutoCloseable {
                 continue;
             }
             spins++;
-            if (!oversubscribed && spins < 64) {
+            if (!oversubscribed && spins < SPINS) {
                 Thread.onSpinWait();
                 continue;
             }
@@ -404,7 +417,7 @@ final class ShmExchange implements AutoCloseable {
                 started = now;
             }
             long waited = now - started;
-            if (!oversubscribed && waited < SPIN_NS) {
+            if (waited < spinNs) {
                 Thread.onSpinWait();
             } else if (waited < YIELD_NS) {
                 Thread.yield();

@@ -246,8 +246,14 @@ public final class CollectiveWorker {
         return type == ElementType.FLOAT32 ? org.agrona.UnsafeApi.getFloat(address) : org.agrona.UnsafeApi.getDouble(address);
     }
 
-    /** What a member writes into the others' shared buffers: its segment's result, n - 1 times. */
+    /**
+     * What a member writes into the others' shared buffers: its segment's result, n - 1 times; up to the direct
+     * algorithm's size, its whole buffer into its slot (as for an ordinary buffer).
+     */
     static long sharedBytes(int n, int rank, long length, int elementBytes) {
+        if (length * elementBytes <= ShmExchange.DIRECT_MAX_BYTES) {
+            return exchangeBytes(n, rank, length, elementBytes);
+        }
         return ((long) (rank + 1) * length / n - (long) rank * length / n) * elementBytes * (n - 1);
     }
 
