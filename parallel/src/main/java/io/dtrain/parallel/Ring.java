@@ -93,7 +93,7 @@ final class Ring implements AutoCloseable {
             }
             // The in-place path of shared buffers (allocateBuffer; above the direct algorithm's size).
             FlatBuffer buffer = exchange.buffers.allocate(ShmExchange.DIRECT_MAX_BYTES / type.bytes() * 4, type);
-            for (int i = 0; i < rounds / 3; i++) {
+            for (int i = 0; buffer != null && i < rounds / 3; i++) {
                 begin(Frame.BARRIER, "shared-memory exchange warm-up", -1, buffer, ReduceOp.AVG);
                 exchange.allReduce(buffer, ReduceOp.AVG, Frame.BARRIER, "shared-memory exchange warm-up".hashCode(), -1);
             }
@@ -206,7 +206,10 @@ final class Ring implements AutoCloseable {
      */
     FlatBuffer allocateBuffer(long elements, ElementType type) {
         if (exchange != null && exchange.buffers.fits(elements * type.bytes())) {
-            return exchange.buffers.allocate(elements, type);
+            FlatBuffer shared = exchange.buffers.allocate(elements, type);
+            if (shared != null) {
+                return shared;
+            }
         }
         long bytes = elements * type.bytes();
         if (bytes > Integer.MAX_VALUE - 8) {

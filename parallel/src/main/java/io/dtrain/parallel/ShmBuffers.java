@@ -41,7 +41,8 @@ final class ShmBuffers {
 
     /**
      * Allocates this member's buffer of {@code elements} of {@code type} in a new shared file (every member calls it
-     * with the same arguments, in the same order); zero-filled.
+     * with the same arguments, in the same order); zero-filled. Null on every member if the file system has no room
+     * for it (member 0 decides, logs it and tells the others): the caller then uses an ordinary buffer.
      */
     synchronized FlatBuffer allocate(long elements, ElementType type) {
         long bytes = Math.max(1, elements) * type.bytes();
@@ -54,8 +55,14 @@ final class ShmBuffers {
         MappedByteBuffer mapped;
         Path file = null;
         if (ring.index == 0) {
-            ShmSpace.require(config.shmDirectory(), 1, fileBytes, "a shared buffer of group " + ring.groupKey + " ("
-                    + ring.size + " x " + ByteSizes.format(bytes) + ")");
+            if (!ShmSpace.hasRoom(config.shmDirectory(), fileBytes)) {
+                org.slf4j.LoggerFactory.getLogger(ShmBuffers.class).warn("group {}: no room in {} for a shared buffer of"
+                        + " {} x {}: using ordinary buffers (AllReduce copies through the exchange or goes around the"
+                        + " ring); give the workers more shared memory, e.g. docker run --shm-size", ring.groupKey,
+                        config.shmDirectory(), ring.size, ByteSizes.format(bytes));
+                comm.store().set(key, "");
+                return null;
+            }
             file = config.shmDirectory().resolve("buffer-" + ring.groupKey + "-" + id);
             try {
                 Files.deleteIfExists(file);
@@ -73,7 +80,11 @@ final class ShmBuffers {
                 // removed with the job directory
             }
         } else {
-            mapped = IoUtil.mapExistingFile(Path.of(comm.store().getString(key, wait)).toFile(), "shared buffer");
+            String path = comm.store().getString(key, wait);
+            if (path.isEmpty()) {
+                return null;
+            }
+            mapped = IoUtil.mapExistingFile(Path.of(path).toFile(), "shared buffer");
             comm.store().set(key + "/" + comm.rank(), "mapped");
         }
         Allocation allocation = new Allocation(id, mapped, BufferUtil.address(mapped), stride, bytes);

@@ -32,9 +32,15 @@ import org.agrona.concurrent.UnsafeBuffer;
  * alternate parities. Why two are enough: a member writes parity p again (piece g+2) only after piece g+1 completed,
  * which needs every member to have published piece g+1, which each did only after it had finished reading piece g.
  *
- * <p>Waiting (the only blocking): spin a little when every member has a core of its own, else yield at once (more
- * members than cores: a spinning waiter would take the core from the member it waits for), and park after a while so
- * a long wait (a member still computing) costs no CPU.
+ * <p>A buffer from the group's {@link ShmBuffers} (larger than the direct algorithm's pieces) needs no slots: it is
+ * reduced in place, in one piece, by the same rule (member r sums segment r in member order), straight from every
+ * member's buffer into every member's buffer ({@link #allReduceShared}); the same bits as through the slots.
+ *
+ * <p>Waiting (the only blocking): a few busy polls, then, when every member has a core of its own, spinning for up to
+ * as long as this member's own share of the work took (the others did theirs at the same time; at most 50 us),
+ * then yielding (at once when members outnumber cores: a spinning waiter would take the core from the member it
+ * waits for; on a loaded host the member waited for is often not running at all), and parking after 2 ms so a long
+ * wait (a member still computing) costs no CPU.
  */
 final class ShmExchange implements AutoCloseable {
     /** Largest piece per member; 1 MiB: the n slots of both parities stay in the 4 MiB L2 and the shared L3. */
@@ -262,28 +268,34 @@ final class ShmExchange implements AutoCloseable {
     private void reduceToAll(long from, long count, ElementType type, ReduceOp op) {
         int elementBytes = type.bytes();
         int block = BLOCK_BYTES / elementBytes;
+        // Members 0 and 1 sum straight into their own buffer (its block is summed first, so nothing is overwritten
+        // before it is read); the others through the scratch block.
+        boolean inOwn = me < 2;
         for (long at = 0; at < count; at += block) {
             int c = (int) Math.min(block, count - at);
             long atBytes = from + at * elementBytes;
+            long out = inOwn ? peerBuffers[me] + atBytes : scratchAddress;
             if (type == ElementType.FLOAT32) {
-                Reduce.addFloatsTo(scratchAddress, peerBuffers[0] + atBytes, peerBuffers[1] + atBytes, c);
+                Reduce.addFloatsTo(out, peerBuffers[0] + atBytes, peerBuffers[1] + atBytes, c);
                 for (int r = 2; r < n; r++) {
-                    Reduce.addFloats(scratchAddress, peerBuffers[r] + atBytes, c);
+                    Reduce.addFloats(out, peerBuffers[r] + atBytes, c);
                 }
                 if (op == ReduceOp.AVG) {
-                    Reduce.divideFloats(scratchAddress, c, n);
+                    Reduce.divideFloats(out, c, n);
                 }
             } else {
-                Reduce.addDoublesTo(scratchAddress, peerBuffers[0] + atBytes, peerBuffers[1] + atBytes, c);
+                Reduce.addDoublesTo(out, peerBuffers[0] + atBytes, peerBuffers[1] + atBytes, c);
                 for (int r = 2; r < n; r++) {
-                    Reduce.addDoubles(scratchAddress, peerBuffers[r] + atBytes, c);
+                    Reduce.addDoubles(out, peerBuffers[r] + atBytes, c);
                 }
                 if (op == ReduceOp.AVG) {
-                    Reduce.divideDoubles(scratchAddress, c, n);
+                    Reduce.divideDoubles(out, c, n);
                 }
             }
             for (int r = 0; r < n; r++) {
-                Reduce.copy(peerBuffers[r] + atBytes, scratchAddress, (long) c * elementBytes);
+                if (peerBuffers[r] + atBytes != out) {
+                    Reduce.copy(peerBuffers[r] + atBytes, out, (long) c * elementBytes);
+                }
             }
         }
     }
