@@ -76,6 +76,14 @@ public final class FlatBuffer {
         return new FlatBuffer(owner, address, elements, type);
     }
 
+    /** Elements [from, to) of this buffer, sharing its memory. */
+    public FlatBuffer slice(long from, long to) {
+        if (from < 0 || to > elements || from >= to) {
+            throw new IllegalArgumentException("slice [" + from + ", " + to + ") of a buffer of " + elements + " elements");
+        }
+        return new FlatBuffer(owner, address + from * type.bytes(), to - from, type);
+    }
+
     public long address() {
         return address;
     }

@@ -170,6 +170,28 @@ public final class ProcessGroup implements AutoCloseable {
         return ring.bytesSent();
     }
 
+    /**
+     * A zero-filled buffer of {@code elements} of {@code type} for this group's collectives, like one from
+     * {@link FlatBuffer#of}, that AllReduce handles with fewer copies: when every member shares this host's memory
+     * (the shared-memory exchange is in use) it lives in shared memory and the members reduce straight from each
+     * other's buffers into each other's buffers, at any size; otherwise (or when /dev/shm has no room for it, or it is
+     * over 2 GiB per group) it is an ordinary direct buffer, on every member alike. Every member
+     * must call this with the same arguments in the same order (like a collective, from one thread), and pass such
+     * buffers (or views of them) to the same collectives: a member passing an ordinary buffer where the others pass
+     * one of these fails the collective naming it. The buffer stays valid while it is reachable, also after close.
+     */
+    public FlatBuffer allocateBuffer(long elements, ElementType type) {
+        if (elements < 1) {
+            throw new IllegalArgumentException("a buffer needs at least one element, got " + elements);
+        }
+        synchronized (this) {
+            if (closed) {
+                throw new IllegalStateException("process group " + ring.describeGroup() + " is closed");
+            }
+        }
+        return ring.allocateBuffer(elements, type);
+    }
+
     // ---------------------------------------------------------------------------------------------------------
     // AllReduce
 

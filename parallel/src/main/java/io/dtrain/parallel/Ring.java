@@ -91,6 +91,12 @@ final class Ring implements AutoCloseable {
                     exchange.allReduce(buffer, ReduceOp.AVG, Frame.BARRIER, "shared-memory exchange warm-up".hashCode(), -1);
                 }
             }
+            // The in-place path of shared buffers (allocateBuffer; above the direct algorithm's size).
+            FlatBuffer buffer = exchange.buffers.allocate(ShmExchange.DIRECT_MAX_BYTES / type.bytes() * 4, type);
+            for (int i = 0; buffer != null && i < rounds / 3; i++) {
+                begin(Frame.BARRIER, "shared-memory exchange warm-up", -1, buffer, ReduceOp.AVG);
+                exchange.allReduce(buffer, ReduceOp.AVG, Frame.BARRIER, "shared-memory exchange warm-up".hashCode(), -1);
+            }
         }
         warmingUp = false;
     }
@@ -185,9 +191,32 @@ final class Ring implements AutoCloseable {
     /** While true, calls warm the code up: the exchange does not count them as frames sent (the kill-after-frames hook). */
     boolean warmingUp;
 
-    /** Whether this AllReduce goes through the shared-memory exchange rather than the ring (same answer on every member). */
+    /**
+     * Whether this AllReduce goes through the shared-memory exchange rather than the ring (same answer on every member
+     * that passes the same kind of buffer): up to the size threshold, and at any size for a buffer from
+     * {@link #allocateBuffer}, which the exchange reduces in place.
+     */
     private boolean useExchange(FlatBuffer buffer) {
-        return exchange != null && buffer.byteLength() <= comm.config().shmAllReduceMaxBytes();
+        return exchange != null && (buffer.byteLength() <= comm.config().shmAllReduceMaxBytes() || exchange.buffers.locate(buffer) >= 0);
+    }
+
+    /**
+     * A buffer for this group's collectives: in shared memory when the group has an exchange (every member calls this
+     * with the same arguments in the same order), else an ordinary direct buffer; zero-filled either way.
+     */
+    FlatBuffer allocateBuffer(long elements, ElementType type) {
+        if (exchange != null && exchange.buffers.fits(elements * type.bytes())) {
+            FlatBuffer shared = exchange.buffers.allocate(elements, type);
+            if (shared != null) {
+                return shared;
+            }
+        }
+        long bytes = elements * type.bytes();
+        if (bytes > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("a buffer of " + bytes + " bytes is over 2 GiB; allocate it as an ND4J array");
+        }
+        java.nio.ByteBuffer buffer = java.nio.ByteBuffer.allocateDirect((int) bytes).order(java.nio.ByteOrder.nativeOrder());
+        return FlatBuffer.of(buffer, type);
     }
 
     private void begin(int kind, String name, long sequence, FlatBuffer buffer, ReduceOp op) {

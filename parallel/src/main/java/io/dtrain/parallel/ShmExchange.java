@@ -32,9 +32,15 @@ import org.agrona.concurrent.UnsafeBuffer;
  * alternate parities. Why two are enough: a member writes parity p again (piece g+2) only after piece g+1 completed,
  * which needs every member to have published piece g+1, which each did only after it had finished reading piece g.
  *
- * <p>Waiting (the only blocking): spin a little when every member has a core of its own, else yield at once (more
- * members than cores: a spinning waiter would take the core from the member it waits for), and park after a while so
- * a long wait (a member still computing) costs no CPU.
+ * <p>A buffer from the group's {@link ShmBuffers} (larger than the direct algorithm's pieces) needs no slots: it is
+ * reduced in place, in one piece, by the same rule (member r sums segment r in member order), straight from every
+ * member's buffer into every member's buffer ({@link #allReduceShared}); the same bits as through the slots.
+ *
+ * <p>Waiting (the only blocking): a few busy polls, then, when every member has a core of its own, spinning for up to
+ * as long as this member's own share of the work took (the others did theirs at the same time; at most 50 us),
+ * then yielding (at once when members outnumber cores: a spinning waiter would take the core from the member it
+ * waits for; on a loaded host the member waited for is often not running at all), and parking after 2 ms so a long
+ * wait (a member still computing) costs no CPU.
  */
 final class ShmExchange implements AutoCloseable {
     /** Largest piece per member; 1 MiB: the n slots of both parities stay in the 4 MiB L2 and the shared L3. */
@@ -47,7 +53,12 @@ final class ShmExchange implements AutoCloseable {
     private static final int DESCRIPTOR = 64;
     /** Reduce in blocks that stay in L1 between the n passes over them. */
     private static final int BLOCK_BYTES = 16 << 10;
-    private static final long SPIN_NS = 20_000;
+    /**
+     * Busy polls before yielding, when every member has a core (a few microseconds): beyond that the member waited
+     * for is usually not running at all (a loaded host), and spinning would keep it from the core it waits for.
+     */
+    private static final int SPINS = 16;
+    private static final long MAX_SPIN_NS = 50_000;
     private static final long YIELD_NS = 2_000_000;
 
     private final Ring ring;
@@ -60,12 +71,18 @@ final class ShmExchange implements AutoCloseable {
     private final int descriptorsOffset;
     private final java.nio.ByteBuffer scratch = java.nio.ByteBuffer.allocateDirect(BLOCK_BYTES);
     private final long scratchAddress = org.agrona.BufferUtil.address(scratch);
+    /** This group's buffers in shared memory ({@link ProcessGroup#allocateBuffer}): reduced in place, no slots. */
+    final ShmBuffers buffers;
+    /** Per member, the address of its shared buffer in the running AllReduce (comm thread only). */
+    private final long[] peerBuffers;
     private long generation;
     /** Bytes this member wrote into shared memory for the others (its pieces, and its segments' results). */
     private volatile long bytesShared;
 
-    private ShmExchange(Ring ring, MappedByteBuffer mapped, boolean oversubscribed) {
+    private ShmExchange(Ring ring, Communicator comm, MappedByteBuffer mapped, boolean oversubscribed) {
         this.ring = ring;
+        this.buffers = new ShmBuffers(ring, comm);
+        this.peerBuffers = new long[ring.size];
         this.n = ring.size;
         this.me = ring.index;
         this.oversubscribed = oversubscribed;
@@ -124,13 +141,19 @@ final class ShmExchange implements AutoCloseable {
                 + " exchange {} ({} B slots)", ring.groupKey, comm.rank(), config.shmAllReduceMaxBytes(), key, SLOT_BYTES);
         Reduce.warmUp();
         int localMembers = ring.size; // every member is on this host
-        return new ShmExchange(ring, mapped, localMembers > Runtime.getRuntime().availableProcessors());
+        return new ShmExchange(ring, comm, mapped, localMembers > Runtime.getRuntime().availableProcessors());
     }
 
     /** AllReduce of {@code buffer} in place (the ring has begun the collective: kind, name, sequence). */
     void allReduce(FlatBuffer buffer, ReduceOp op, int kind, int nameHash, long seq) {
         // A member that comes late to a collective the others have given up on must not complete it.
         ring.checkWaiting(System.nanoTime());
+        // Small buffers take the direct algorithm (one synchronisation) through the slots, shared or not.
+        long location = buffer.byteLength() <= DIRECT_MAX_BYTES ? -1 : buffers.locate(buffer);
+        if (location >= 0) {
+            allReduceShared(buffer, location, op, kind, nameHash, seq);
+            return;
+        }
         int elementBytes = buffer.type().bytes();
         long total = buffer.elements();
         long perPiece = SLOT_BYTES / elementBytes;
@@ -164,13 +187,14 @@ final class ShmExchange implements AutoCloseable {
         meta.putLong(d + 16, buffer.elements());
         meta.putLong(d + 24, offset);
         meta.putInt(d + 32, misc);
+        meta.putLong(d + 40, -1);
         meta.putLongOrdered(me * LINE + ARRIVED, g);
         if (!ring.warmingUp) {
             ring.comm.health().frameSent();
         }
-        await(ARRIVED, g);
+        await(ARRIVED, g, 0);
         for (int r = 0; r < n; r++) {
-            checkDescriptor(r, parity, kind, nameHash, seq, buffer.elements(), offset, misc);
+            checkDescriptor(r, parity, kind, nameHash, seq, buffer.elements(), offset, misc, false);
         }
         if (direct) {
             reduce(own, 0, parity, 0, count, type, op, 0);
@@ -178,16 +202,100 @@ final class ShmExchange implements AutoCloseable {
             return;
         }
         int segmentCount = (int) (segmentEnd - segment);
+        long summing = System.nanoTime();
         reduce(own + segment * elementBytes, mySlot + segment * elementBytes, parity, segment * elementBytes,
                 segmentCount, type, op, own + segment * elementBytes);
         meta.putLongOrdered(me * LINE + REDUCED, g);
         bytesShared += (long) count * elementBytes;
-        await(REDUCED, g);
+        await(REDUCED, g, System.nanoTime() - summing);
         for (int r = 0; r < n; r++) {
             if (r != me) {
                 long start = (long) r * count / n;
                 long end = (long) (r + 1) * count / n;
                 Reduce.copy(own + start * elementBytes, slot(parity, r) + start * elementBytes, (end - start) * elementBytes);
+            }
+        }
+    }
+
+    /**
+     * AllReduce of a buffer in the group's shared buffers on every member, in one piece: once every member has
+     * arrived, member r sums segment r of all members' buffers (in member order) and writes the result into segment r
+     * of every member's buffer; once every member has done so, every buffer holds the whole result. Each member reads
+     * and writes the buffer's size once (the copying exchange moves ~3.5x that), and only member r ever touches
+     * segment r between the two synchronisations, so nothing needs a slot or a parity.
+     */
+    private void allReduceShared(FlatBuffer buffer, long location, ReduceOp op, int kind, int nameHash, long seq) {
+        long g = ++generation;
+        int parity = (int) (g & 1);
+        int elementBytes = buffer.type().bytes();
+        long total = buffer.elements();
+        int misc = Frame.misc(buffer.type(), op);
+        int d = descriptor(parity, me);
+        meta.putInt(d, kind);
+        meta.putInt(d + 4, nameHash);
+        meta.putLong(d + 8, seq);
+        meta.putLong(d + 16, total);
+        meta.putLong(d + 24, 0);
+        meta.putInt(d + 32, misc);
+        meta.putLong(d + 40, location);
+        meta.putLongOrdered(me * LINE + ARRIVED, g);
+        if (!ring.warmingUp) {
+            ring.comm.health().frameSent();
+        }
+        await(ARRIVED, g, 0);
+        for (int r = 0; r < n; r++) {
+            checkDescriptor(r, parity, kind, nameHash, seq, total, 0, misc, true);
+            long address = r == me ? buffer.address() : buffers.address(meta.getLong(descriptor(parity, r) + 40), r, total * elementBytes);
+            if (address == 0) {
+                throw ring.comm.health().fail(ring, "rank " + ring.members[r] + " passed a shared buffer this rank does not"
+                        + " know (allocateBuffer must be called by every member, in the same order)", true);
+            }
+            peerBuffers[r] = address;
+        }
+        long start = (long) me * total / n;
+        long end = (long) (me + 1) * total / n;
+        long summing = System.nanoTime();
+        reduceToAll(start * elementBytes, end - start, buffer.type(), op);
+        bytesShared += (end - start) * elementBytes * (n - 1);
+        meta.putLongOrdered(me * LINE + REDUCED, g);
+        await(REDUCED, g, System.nanoTime() - summing);
+    }
+
+    /**
+     * {@code peerBuffers[m][from + i] = sum over r of peerBuffers[r][from + i]} (in member order; then / n for AVG)
+     * for every member m, i in [0, count): block by block through the L1-sized scratch block.
+     */
+    private void reduceToAll(long from, long count, ElementType type, ReduceOp op) {
+        int elementBytes = type.bytes();
+        int block = BLOCK_BYTES / elementBytes;
+        // Members 0 and 1 sum straight into their own buffer (its block is summed first, so nothing is overwritten
+        // before it is read); the others through the scratch block.
+        boolean inOwn = me < 2;
+        for (long at = 0; at < count; at += block) {
+            int c = (int) Math.min(block, count - at);
+            long atBytes = from + at * elementBytes;
+            long out = inOwn ? peerBuffers[me] + atBytes : scratchAddress;
+            if (type == ElementType.FLOAT32) {
+                Reduce.addFloatsTo(out, peerBuffers[0] + atBytes, peerBuffers[1] + atBytes, c);
+                for (int r = 2; r < n; r++) {
+                    Reduce.addFloats(out, peerBuffers[r] + atBytes, c);
+                }
+                if (op == ReduceOp.AVG) {
+                    Reduce.divideFloats(out, c, n);
+                }
+            } else {
+                Reduce.addDoublesTo(out, peerBuffers[0] + atBytes, peerBuffers[1] + atBytes, c);
+                for (int r = 2; r < n; r++) {
+                    Reduce.addDoubles(out, peerBuffers[r] + atBytes, c);
+                }
+                if (op == ReduceOp.AVG) {
+                    Reduce.divideDoubles(out, c, n);
+                }
+            }
+            for (int r = 0; r < n; r++) {
+                if (peerBuffers[r] + atBytes != out) {
+                    Reduce.copy(peerBuffers[r] + atBytes, out, (long) c * elementBytes);
+                }
             }
         }
     }
@@ -241,12 +349,17 @@ final class ShmExchange implements AutoCloseable {
         return descriptorsOffset + (parity * n + member) * DESCRIPTOR;
     }
 
-    private void checkDescriptor(int r, int parity, int kind, int nameHash, long seq, long total, long offset, int misc) {
+    private void checkDescriptor(int r, int parity, int kind, int nameHash, long seq, long total, long offset, int misc,
+                                 boolean shared) {
         int d = descriptor(parity, r);
         int peerKind = meta.getInt(d);
         long peerSeq = meta.getLong(d + 8);
         long peerTotal = meta.getLong(d + 16);
         int peerMisc = meta.getInt(d + 32);
+        boolean peerShared = meta.getLong(d + 40) >= 0;
+        if (peerKind == kind && meta.getInt(d + 4) == nameHash && peerSeq == seq && peerTotal == total && peerShared != shared) {
+            throw failSharedDiffers(r, shared);
+        }
         if (peerKind != kind || meta.getInt(d + 4) != nameHash || peerSeq != seq || peerTotal != total
                 || meta.getLong(d + 24) != offset || peerMisc != misc) {
             int rank = ring.members[r];
@@ -256,6 +369,15 @@ final class ShmExchange implements AutoCloseable {
                     + ring.describeOp() + " (" + total + " elements, " + Frame.miscName(misc) + "); every rank must"
                     + " issue the same collectives in the same order with the same sizes", true);
         }
+    }
+
+    private CollectiveException failSharedDiffers(int r, boolean shared) {
+        int rank = ring.members[r];
+        String theirs = shared ? "an ordinary buffer" : "a buffer from allocateBuffer";
+        String mine = shared ? "one from allocateBuffer" : "an ordinary one";
+        return ring.comm.health().fail(ring, "mismatched buffers: rank " + rank + " passed " + theirs + " to "
+                + ring.describeOp() + " while rank " + ring.comm.rank() + " passed " + mine + "; every rank must pass the"
+                + " same kind of buffer to the same collective", true);
     }
 
     long bytesShared() {
@@ -272,14 +394,23 @@ final class ShmExchange implements AutoCloseable {
             if (r != me && g > generation) {
                 int d = descriptor((int) (g & 1), r);
                 if (meta.getLong(d + 8) == seq) {
-                    checkDescriptor(r, (int) (g & 1), kind, nameHash, seq, total, meta.getLong(d + 24), misc);
+                    boolean peerShared = meta.getLong(d + 40) >= 0;
+                    checkDescriptor(r, (int) (g & 1), kind, nameHash, seq, total, meta.getLong(d + 24), misc, peerShared);
+                    // Same collective, yet the peer took the exchange and this member the ring: only a shared buffer
+                    // takes the exchange above the size threshold.
+                    throw failSharedDiffers(r, !peerShared);
                 }
             }
         }
     }
 
-    /** Waits until every member's {@code field} (ARRIVED or REDUCED) is at least {@code g}. */
-    private void await(int field, long g) {
+    /**
+     * Waits until every member's {@code field} (ARRIVED or REDUCED) is at least {@code g}: busy polls a few times,
+     * and up to {@code workNs} (capped) when every member has a core (the others did the same work at the same time,
+     * so they are likely to finish within about as long), then yields, then parks.
+     */
+    private void await(int field, long g, long workNs) {
+        long spinNs = oversubscribed ? 0 : Math.min(workNs, MAX_SPIN_NS);
         long started = 0;
         int member = 0;
         long spins = 0;
@@ -289,7 +420,7 @@ final class ShmExchange implements AutoCloseable {
                 continue;
             }
             spins++;
-            if (!oversubscribed && spins < 64) {
+            if (!oversubscribed && spins < SPINS) {
                 Thread.onSpinWait();
                 continue;
             }
@@ -298,7 +429,7 @@ final class ShmExchange implements AutoCloseable {
                 started = now;
             }
             long waited = now - started;
-            if (!oversubscribed && waited < SPIN_NS) {
+            if (waited < spinNs) {
                 Thread.onSpinWait();
             } else if (waited < YIELD_NS) {
                 Thread.yield();

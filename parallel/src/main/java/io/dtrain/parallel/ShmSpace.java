@@ -16,6 +16,15 @@ final class ShmSpace {
     private ShmSpace() {
     }
 
+    /** Whether {@code dir}'s file system has {@code bytes} available (true when it cannot tell). */
+    static boolean hasRoom(Path dir, long bytes) {
+        try {
+            return Files.getFileStore(dir).getUsableSpace() >= bytes;
+        } catch (IOException e) {
+            return true;
+        }
+    }
+
     /**
      * @param links        shared-memory links this host's workers map for it (e.g. one per local rank for a ring)
      * @param bytesPerLink one link's file: its ring and header

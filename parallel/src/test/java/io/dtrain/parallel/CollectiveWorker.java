@@ -33,6 +33,8 @@ public final class CollectiveWorker {
                 case "stall" -> stall(world);
                 case "udp" -> udp(world);
                 case "exchange" -> exchange(world);
+                case "shared" -> shared(world);
+                case "shared-mismatch" -> sharedMismatch(world);
                 case "steady" -> steady(world);
                 case "peers" -> peers(world);
                 case "peers-stall" -> peersStall(world);
@@ -183,6 +185,98 @@ public final class CollectiveWorker {
     }
 
     /**
+     * AllReduce of buffers from {@link ProcessGroup#allocateBuffer} (in shared memory: reduced in place) at the sizes
+     * of {@link #exchange}, at an offset into the buffer that differs per rank, float and double, SUM and AVG:
+     * correct, the same bits on every rank (CRC lines), on a second run and as the copying exchange of an ordinary
+     * buffer with the same inputs, through the exchange at every size (also above DTRAIN_SHM_ALLREDUCE_MAX_BYTES).
+     */
+    static int shared(ProcessGroup world) {
+        int n = world.size();
+        long threshold = Long.parseLong(System.getenv("DTRAIN_SHM_ALLREDUCE_MAX_BYTES"));
+        for (ElementType type : ElementType.values()) {
+            int direct = ShmExchange.DIRECT_MAX_BYTES / type.bytes();
+            int slot = ShmExchange.SLOT_BYTES / type.bytes();
+            int limit = (int) (threshold / type.bytes());
+            int[] lengths = {1, 2, 3, n - 1, n + 1, 1001, direct - 1, direct, direct + 1, slot + 1, 2 * slot + 7, limit,
+                    2 * limit + 3};
+            FlatBuffer whole = world.allocateBuffer(2 * limit + 3 + n, type);
+            for (int length : lengths) {
+                if (length < 1) {
+                    continue;
+                }
+                int offset = world.rank();
+                FlatBuffer flat = whole.slice(offset, offset + length);
+                for (ReduceOp op : ReduceOp.values()) {
+                    String what = "shared " + type + " " + length + " " + op;
+                    ByteBuffer input = input(type, world.rank(), length, 9);
+                    long crc = 0;
+                    for (int run = 0; run < 2; run++) {
+                        org.agrona.UnsafeApi.copyMemory(org.agrona.BufferUtil.address(input), flat.address(), flat.byteLength());
+                        long before = world.bytesSent();
+                        world.allReduce(flat, op);
+                        long sent = world.bytesSent() - before;
+                        ByteBuffer result = ByteBuffer.allocateDirect((int) flat.byteLength()).order(ByteOrder.nativeOrder());
+                        org.agrona.UnsafeApi.copyMemory(flat.address(), org.agrona.BufferUtil.address(result), flat.byteLength());
+                        if (run == 0) {
+                            checkReduced(result, type, n, length, 9, op, 0, length, what);
+                            crc = crc(result);
+                            System.out.println("CRC " + what + " " + crc);
+                            check(sent == sharedBytes(n, world.rank(), length, type.bytes()), what + ": wrote " + sent
+                                    + " bytes for the others, not " + sharedBytes(n, world.rank(), length, type.bytes()));
+                        } else {
+                            check(crc == crc(result), what + ": a second run of the same inputs gave other bits");
+                        }
+                    }
+                    if (length <= limit) {
+                        ByteBuffer copied = input(type, world.rank(), length, 9);
+                        world.allReduce(FlatBuffer.of(copied, type), op);
+                        check(crc == crc(copied), what + ": other bits than the copying exchange");
+                    }
+                    // The buffer around the slice is untouched.
+                    check(offset == 0 || readElement(whole, type, offset - 1) == 0, what + ": wrote before the slice");
+                }
+            }
+        }
+        System.out.println("OK");
+        return 0;
+    }
+
+    private static double readElement(FlatBuffer buffer, ElementType type, long index) {
+        long address = buffer.address() + index * type.bytes();
+        return type == ElementType.FLOAT32 ? org.agrona.UnsafeApi.getFloat(address) : org.agrona.UnsafeApi.getDouble(address);
+    }
+
+    /**
+     * What a member writes into the others' shared buffers: its segment's result, n - 1 times; up to the direct
+     * algorithm's size, its whole buffer into its slot (as for an ordinary buffer).
+     */
+    static long sharedBytes(int n, int rank, long length, int elementBytes) {
+        if (length * elementBytes <= ShmExchange.DIRECT_MAX_BYTES) {
+            return exchangeBytes(n, rank, length, elementBytes);
+        }
+        return ((long) (rank + 1) * length / n - (long) rank * length / n) * elementBytes * (n - 1);
+    }
+
+    /**
+     * Rank 1 passes an ordinary buffer to AllReduce #1 where the others pass a shared one ({@code -Dlength}: below or
+     * above DTRAIN_SHM_ALLREDUCE_MAX_BYTES, i.e. rank 1 in the exchange or on the ring).
+     */
+    static int sharedMismatch(ProcessGroup world) {
+        int length = Integer.getInteger("length", 1000);
+        FlatBuffer shared = world.allocateBuffer(length, ElementType.FLOAT32);
+        world.allReduce(shared, ReduceOp.SUM);
+        long start = System.nanoTime();
+        try {
+            FlatBuffer buffer = world.rank() == 1 ? FlatBuffer.of(input(ElementType.FLOAT32, 1, length, 1), ElementType.FLOAT32) : shared;
+            world.allReduceAsync(buffer, ReduceOp.SUM, "grads").await();
+        } catch (CollectiveException e) {
+            return failed(e, start);
+        }
+        System.out.println("OK");
+        return 0;
+    }
+
+    /**
      * The bytes {@link ShmExchange} writes for the others in an AllReduce of {@code length} elements: the buffer once
      * (direct: all of it; reduce-scatter: the others' segments, then this member's segment's result).
      */
@@ -193,10 +287,13 @@ public final class CollectiveWorker {
     /** Many AllReduces (the kill test SIGKILLs one rank in the middle of one). */
     static int loop(ProcessGroup world) {
         ByteBuffer buffer = input(ElementType.FLOAT32, world.rank(), 20_000, 1);
+        // -Dshared=true: the buffer in shared memory (allocateBuffer), reduced in place by the exchange.
+        FlatBuffer flat = Boolean.getBoolean("shared") ? world.allocateBuffer(20_000, ElementType.FLOAT32)
+                : FlatBuffer.of(buffer, ElementType.FLOAT32);
         for (int i = 0; i < 200; i++) {
             long start = System.nanoTime();
             try {
-                world.allReduceAsync(FlatBuffer.of(buffer, ElementType.FLOAT32), ReduceOp.AVG, "step").await();
+                world.allReduceAsync(flat, ReduceOp.AVG, "step").await();
             } catch (CollectiveException e) {
                 return failed(e, start);
             }

@@ -104,14 +104,60 @@ class CollectivesProcessTest {
         assertEquals(2 * 2 * 15, results.get(0).lines("CRC").size(), results.get(0)::toString);
     }
 
-    @Test
-    void aPeerKilledInTheMiddleOfAnAllReduceFailsEveryOtherRankWithinTheTimeout() {
+    /**
+     * Buffers from allocateBuffer (shared memory, reduced in place; see {@code CollectiveWorker#shared}) at worlds 2, 3
+     * and 4: correct, every rank the same bits, the same bits as the copying exchange, at every size.
+     */
+    @ParameterizedTest(name = "world {0}")
+    @ValueSource(ints = {2, 3, 4})
+    void sharedBuffersAreReducedInPlaceCorrectlyWithTheSameBitsOnEveryRank(int world) {
+        long threshold = 3 * ShmExchange.SLOT_BYTES + 4;
+        Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), Duration.ofSeconds(20));
+        env.put("DTRAIN_SHM_ALLREDUCE_MAX_BYTES", Long.toString(threshold));
+        List<Workers.Result> results = Workers.run(world, "shared", env, rank -> List.of("-Xmx512m"), Duration.ofSeconds(120));
+        for (Workers.Result r : results) {
+            assertEquals(0, r.exitCode(), r::toString);
+            assertTrue(r.stdout().contains("OK"), r::toString);
+            assertEquals(results.get(0).lines("CRC"), r.lines("CRC"), "rank " + r.rank());
+        }
+        assertEquals(2 * 2 * 13, results.get(0).lines("CRC").size(), results.get(0)::toString);
+    }
+
+    /**
+     * Rank 1 passes an ordinary buffer where the others pass a shared one: below the threshold and above it (up to
+     * the direct algorithm's 16 KiB both kinds go through the slots alike, so nothing differs there).
+     */
+    @ParameterizedTest(name = "{0} floats")
+    @ValueSource(ints = {8000, 300_000})
+    void aPeerPassingAnOrdinaryBufferWhereTheOthersPassASharedOneFailsEveryRankNamingIt(int length) {
+        int world = 3;
+        Duration timeout = Duration.ofSeconds(4);
+        Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), timeout);
+        env.put("DTRAIN_SHM_ALLREDUCE_MAX_BYTES", "64KiB");
+        List<Workers.Result> results = Workers.run(world, "shared-mismatch", env, rank -> List.of("-Dlength=" + length),
+                Duration.ofSeconds(60));
+        for (Workers.Result r : results) {
+            String failure = r.failure();
+            assertNotNull(failure, r::toString);
+            System.out.println("rank " + r.rank() + ": " + failure);
+            assertEquals(3, r.exitCode(), r::toString);
+            assertTrue(failure.contains("mismatched buffers"), failure);
+            assertTrue(failure.contains("allReduce 'grads' #1"), failure);
+            long ms = Long.parseLong(failure.replaceAll("FAILED after (\\d+) ms.*", "$1"));
+            assertTrue(ms <= timeout.toMillis() + 2000, "failed only after " + ms + " ms: " + failure);
+        }
+    }
+
+    @ParameterizedTest(name = "shared buffer {0}")
+    @ValueSource(booleans = {false, true})
+    void aPeerKilledInTheMiddleOfAnAllReduceFailsEveryOtherRankWithinTheTimeout(boolean shared) {
         int world = 4;
         Duration timeout = Duration.ofSeconds(4);
         Map<String, String> env = Workers.jobEnv(world, JOB.aeronDir(), timeout);
         env.put("DTRAIN_FRAME_PAYLOAD_BYTES", "4096");
         List<Workers.Result> results = Workers.run(world, "kill", env,
-                rank -> rank == 2 ? List.of("-Ddtrain.test.killAfterFrames=100") : List.of(), Duration.ofSeconds(60));
+                rank -> rank == 2 ? List.of("-Ddtrain.test.killAfterFrames=100", "-Dshared=" + shared) : List.of("-Dshared=" + shared),
+                Duration.ofSeconds(60));
         Workers.Result killed = results.get(2);
         assertEquals(137, killed.exitCode(), killed::toString);
         assertTrue(killed.stderr().contains("killing rank 2"), killed::toString);

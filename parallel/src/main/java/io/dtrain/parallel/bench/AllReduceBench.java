@@ -157,11 +157,12 @@ public final class AllReduceBench {
             }
             for (int a = 1; a < args.length; a++) {
                 long bytes = Long.parseLong(args[a]) / 4 * 4;
-                ByteBuffer buffer = ByteBuffer.allocateDirect((int) bytes).order(ByteOrder.nativeOrder());
+                // As a training step's gradients: in shared memory within a host, so AllReduce needs no copies.
+                FlatBuffer flat = world.allocateBuffer(bytes / 4, ElementType.FLOAT32);
+                org.agrona.concurrent.UnsafeBuffer values = new org.agrona.concurrent.UnsafeBuffer(flat.address(), (int) bytes);
                 for (int i = 0; i < bytes / 4; i++) {
-                    buffer.putFloat(i * 4, 1e-3f * (i % 1000));
+                    values.putFloat(i * 4, 1e-3f * (i % 1000));
                 }
-                FlatBuffer flat = FlatBuffer.of(buffer, ElementType.FLOAT32);
                 for (int w = 0; w < WARMUP_CALLS; w++) {
                     world.allReduce(flat, ReduceOp.SUM);
                 }
