@@ -192,6 +192,15 @@ public final class ProcessGroup implements AutoCloseable {
         return ring.allocateBuffer(elements, type);
     }
 
+    /**
+     * Whether {@code buffer} lies in a buffer this group allocated in shared memory ({@link #allocateBuffer}), which
+     * its AllReduce above 16 KiB reduces in place; false for an ordinary buffer (also {@code allocateBuffer}'s
+     * fallback).
+     */
+    public boolean isSharedBuffer(FlatBuffer buffer) {
+        return ring.isShared(buffer);
+    }
+
     // ---------------------------------------------------------------------------------------------------------
     // AllReduce
 

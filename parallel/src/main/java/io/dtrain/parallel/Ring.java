@@ -398,6 +398,11 @@ final class Ring implements AutoCloseable {
 
     // ---------------------------------------------------------------------------------------------------------
 
+    /** Whether {@code buffer} lies in one of this group's shared buffers (the exchange reduces it in place). */
+    boolean isShared(FlatBuffer buffer) {
+        return exchange != null && exchange.buffers.locate(buffer) >= 0;
+    }
+
     long bytesSent() {
         return frames.bytesSent.get() + (exchange == null ? 0 : exchange.bytesShared());
     }
