@@ -18,14 +18,15 @@ import java.nio.ByteBuffer;
 import java.util.Map;
 
 /**
- * The data-parallel step's flat gradient buffer, allocated by the group ({@link ProcessGroup#allocateBuffer}): in
- * shared memory when the ranks share this host's memory, so the shared-memory exchange reduces the gradient buckets
+ * The data-parallel step's flat gradient buffer, allocated by the group ({@link ProcessGroup#allocateSharedBuffer})
+ * in shared memory when the ranks share this host's memory, so the shared-memory exchange reduces the gradient buckets
  * in place (no copy into its slots and back). The same memory is the ND4J array the model adds its gradients into
  * (a {@code DataBuffer} over a JavaCPP pointer to it: ND4J's {@code createBuffer(ByteBuffer, ...)} would copy).
  *
- * <p>{@code DTRAIN_SHM_GRADIENTS=false} (the same on every rank; unset: {@link #ON_BY_DEFAULT}) keeps an ordinary ND4J array, as does a gradient
- * buffer too large for one direct buffer. Every rank decides alike, since each calls {@code allocateBuffer} (a
- * group-wide call) or none does.
+ * <p>{@code DTRAIN_SHM_GRADIENTS=false} (the same on every rank; unset: {@link #ON_BY_DEFAULT}) keeps an ordinary
+ * ND4J array, as does a group without shared memory (another host, ipc/udp, a throttle, no room in /dev/shm) and a
+ * gradient buffer too large for one direct buffer. Every rank decides alike: each calls {@code allocateSharedBuffer}
+ * (a group-wide call) or none does, and its answer is the same on every member.
  */
 public record SharedGradients(INDArray array, FlatBuffer flat) {
     static final String ENV = "DTRAIN_SHM_GRADIENTS";
@@ -57,8 +58,14 @@ public record SharedGradients(INDArray array, FlatBuffer flat) {
             INDArray array = model.newFlatBuffer();
             return new SharedGradients(array, FlatBuffer.of(array));
         }
-        FlatBuffer flat = group.allocateBuffer(elements,
+        FlatBuffer flat = group.allocateSharedBuffer(elements,
                 dtype == DataType.DOUBLE ? ElementType.FLOAT64 : ElementType.FLOAT32);
+        if (flat == null) {
+            // no exchange (another host, ipc/udp, a throttle) or no room: an ND4J array, not a direct ByteBuffer,
+            // whose memory the JVM's direct-memory limit (-Xmx by default) would bound
+            INDArray array = model.newFlatBuffer();
+            return new SharedGradients(array, FlatBuffer.of(array));
+        }
         return new SharedGradients(wrap(flat.asByteBuffer(), dtype, elements), flat);
     }
 
