@@ -27,7 +27,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * Synchronous data parallelism over real worker processes equals one process training on the same global batch
  * (gpt-micro, float64, dropout 0.1): per-step losses, final evaluation and final parameters within 1e-9 relative;
  * each rank trained on exactly its 1/N of every global batch; the gradient AllReduce moved the gradient buffer once
- * per step and rank (one host: the shared-memory exchange; so "every rank computes everything" cannot pass); and the same job started again, this time
+ * (n-1)/n times per step and rank (one host: the gradients in shared memory, reduced in place; so "every rank computes everything" cannot pass); and the same job started again, this time
  * directly with torchrun-style environment variables instead of {@code dtrain launch}, repeats it bit for bit.
  */
 class DpEquivalenceTest {
@@ -108,12 +108,16 @@ class DpEquivalenceTest {
             assertEquals(oneSamples / n, s.get("samples").asLong(), "rank " + r + " trains on 1/" + n + " of the samples");
             digestSum += Long.parseUnsignedLong(s.get("sample_digest").asText(), 16);
             long buffer = s.get("gradient_buffer_bytes").asLong();
-            // One host: the shared-memory exchange, where each rank writes its buffer once for the others (a ring
-            // would send 2(n-1)/n of it).
-            double expected = (double) buffer * STEPS;
+            // One host: the gradients are the group's shared buffer, reduced in place, where each rank writes its
+            // 1/n of the result into the n-1 others' buffers (the copying exchange: its whole buffer once for the
+            // others; a ring would send 2(n-1)/n of it).
+            boolean shared = s.get("gradients_in_shared_memory").asBoolean();
+            assertEquals(io.dtrain.train.dp.SharedGradients.ON_BY_DEFAULT, shared, "rank " + r + ": gradients in shared memory");
+            double expected = (double) buffer * STEPS * (shared ? (n - 1.0) / n : 1.0);
             double sent = s.get("gradient_allreduce_bytes_sent").asLong();
-            assertTrue(sent >= expected && sent < expected * 1.02, "rank " + r + " sent " + sent
-                    + " bytes averaging gradients, expected about " + buffer + " x " + STEPS + " = " + expected);
+            assertTrue(sent > expected * (shared ? 0.98 : 0.9999) && sent < expected * 1.02, "rank " + r + " sent " + sent
+                    + " bytes averaging gradients, expected about " + buffer + " x " + STEPS
+                    + (shared ? " x " + (n - 1) + "/" + n : "") + " = " + expected);
         }
         assertEquals(Long.parseUnsignedLong(oneSummary.get("sample_digest").asText(), 16), digestSum,
                 "together the ranks trained on exactly the one-rank run's (step, sample) pairs");

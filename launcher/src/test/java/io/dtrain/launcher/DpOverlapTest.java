@@ -72,10 +72,12 @@ class DpOverlapTest {
                         + " ms exceed the step's " + s.get("step_ms").asDouble() + " ms");
             }
             long buffer = DpRuns.summary(twoRanks, r).get("gradient_buffer_bytes").asLong();
-            double expected = buffer * STEPS; // 2(n-1)/n = 1 for two ranks
+            // One host, gradients in shared memory: a bucket above 16 KiB is reduced in place (each rank writes its
+            // half of the result into the other's buffer), a smaller one copied through the exchange (all of it).
+            double expected = buffer * STEPS;
             double sent = DpRuns.summary(twoRanks, r).get("gradient_allreduce_bytes_sent").asLong();
-            assertTrue(sent >= expected && sent < expected * 1.03, "rank " + r + " sent " + sent
-                    + " bytes in gradient buckets, expected about " + expected);
+            assertTrue(sent > expected / 2 * 0.98 && sent < expected * 1.03, "rank " + r + " sent " + sent
+                    + " bytes in gradient buckets, expected between " + expected / 2 + " and " + expected);
         }
         DpRuns.assertSameFinalParams(oneRank, setsOne, twoRanks, setsTwo);
     }

@@ -84,6 +84,20 @@ public final class FlatBuffer {
         return new FlatBuffer(owner, address + from * type.bytes(), to - from, type);
     }
 
+    /**
+     * This buffer's memory as a native-order {@link ByteBuffer} of exactly its elements, sharing it (no copy): for
+     * buffers over a direct {@code ByteBuffer}, such as {@link ProcessGroup#allocateBuffer}'s, so that a caller can
+     * wrap them in another library's array (e.g. an ND4J {@code DataBuffer} over a JavaCPP {@code Pointer}).
+     */
+    public ByteBuffer asByteBuffer() {
+        if (!(owner instanceof ByteBuffer whole)) {
+            throw new IllegalStateException("this buffer is not over a direct ByteBuffer (its memory is "
+                    + owner.getClass().getSimpleName() + "'s)");
+        }
+        long offset = address - BufferUtil.address(whole);
+        return whole.slice(Math.toIntExact(offset), Math.toIntExact(byteLength())).order(ByteOrder.nativeOrder());
+    }
+
     public long address() {
         return address;
     }

@@ -192,6 +192,31 @@ public final class ProcessGroup implements AutoCloseable {
         return ring.allocateBuffer(elements, type);
     }
 
+    /**
+     * As {@link #allocateBuffer}, but null (on every member alike) where that would fall back to an ordinary direct
+     * buffer: for a caller with its own ordinary buffer (e.g. an ND4J array, not bounded by the JVM's direct memory).
+     */
+    public FlatBuffer allocateSharedBuffer(long elements, ElementType type) {
+        if (elements < 1) {
+            throw new IllegalArgumentException("a buffer needs at least one element, got " + elements);
+        }
+        synchronized (this) {
+            if (closed) {
+                throw new IllegalStateException("process group " + ring.describeGroup() + " is closed");
+            }
+        }
+        return ring.allocateShared(elements, type);
+    }
+
+    /**
+     * Whether {@code buffer} lies in a buffer this group allocated in shared memory ({@link #allocateBuffer}), which
+     * its AllReduce above 16 KiB reduces in place; false for an ordinary buffer (also {@code allocateBuffer}'s
+     * fallback).
+     */
+    public boolean isSharedBuffer(FlatBuffer buffer) {
+        return ring.isShared(buffer);
+    }
+
     // ---------------------------------------------------------------------------------------------------------
     // AllReduce
 

@@ -205,11 +205,9 @@ final class Ring implements AutoCloseable {
      * with the same arguments in the same order), else an ordinary direct buffer; zero-filled either way.
      */
     FlatBuffer allocateBuffer(long elements, ElementType type) {
-        if (exchange != null && exchange.buffers.fits(elements * type.bytes())) {
-            FlatBuffer shared = exchange.buffers.allocate(elements, type);
-            if (shared != null) {
-                return shared;
-            }
+        FlatBuffer shared = allocateShared(elements, type);
+        if (shared != null) {
+            return shared;
         }
         long bytes = elements * type.bytes();
         if (bytes > Integer.MAX_VALUE - 8) {
@@ -397,6 +395,19 @@ final class Ring implements AutoCloseable {
     }
 
     // ---------------------------------------------------------------------------------------------------------
+
+    /** A buffer in shared memory (see {@link #allocateBuffer}), or null on every member where that falls back. */
+    FlatBuffer allocateShared(long elements, ElementType type) {
+        if (exchange != null && exchange.buffers.fits(elements * type.bytes())) {
+            return exchange.buffers.allocate(elements, type);
+        }
+        return null;
+    }
+
+    /** Whether {@code buffer} lies in one of this group's shared buffers (the exchange reduces it in place). */
+    boolean isShared(FlatBuffer buffer) {
+        return exchange != null && exchange.buffers.locate(buffer) >= 0;
+    }
 
     long bytesSent() {
         return frames.bytesSent.get() + (exchange == null ? 0 : exchange.bytesShared());

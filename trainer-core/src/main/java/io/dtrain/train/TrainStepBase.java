@@ -74,6 +74,17 @@ public abstract class TrainStepBase implements TrainStep {
     /** AdamW state for {@code [stateFrom, stateTo)} of the layout only (ZeRO-1). */
     protected TrainStepBase(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model,
                             long stateFrom, long stateTo) {
+        this(cfg, context, loader, out, model, stateFrom, stateTo, model.newFlatBuffer());
+    }
+
+    /** AdamW state for the whole layout; the gradients in {@code grads} (the layout's flat buffer, zero-filled). */
+    protected TrainStepBase(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model,
+                            INDArray grads) {
+        this(cfg, context, loader, out, model, 0, model.layout().size(), grads);
+    }
+
+    private TrainStepBase(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model,
+                          long stateFrom, long stateTo, INDArray grads) {
         this.cfg = cfg;
         this.context = context;
         this.loader = loader;
@@ -81,7 +92,7 @@ public abstract class TrainStepBase implements TrainStep {
         this.model = model;
         this.accumulation = cfg.accumulationSteps(context.dataParallelSize());
         this.params = model.newFlatBuffer();
-        this.grads = model.newFlatBuffer();
+        this.grads = grads;
         this.adamw = new AdamW(model.layout(), cfg.optimizer(), model.dataType(), stateFrom, stateTo);
         this.schedule = LrSchedule.of(cfg.optimizer(), cfg.schedule(), cfg.totalSteps(), context.dataParallelSize());
         this.checkpointsDir = Path.of(cfg.output().dir()).resolve("checkpoints");

@@ -2,6 +2,7 @@ package io.dtrain.train.dp;
 
 import io.dtrain.config.RunConfig;
 import io.dtrain.data.loader.BatchLoader;
+import io.dtrain.model.GptModel;
 import io.dtrain.optim.GradClipper;
 import io.dtrain.train.Evaluator;
 import io.dtrain.train.RunContext;
@@ -17,13 +18,28 @@ import java.nio.file.Path;
  * AllReduce (AVG) starts in buckets as soon as that graph's backward is done ({@link GradientBuckets}), so with
  * {@code parallel.dp.overlap_segments > 1} later blocks' buckets travel while earlier blocks still compute. Then the
  * mean loss, and every rank takes the same AdamW step on the same averaged gradients.
+ *
+ * <p>The flat gradients are the group's buffer ({@link SharedGradients}): in shared memory when the ranks share this
+ * host's memory, so the shared-memory exchange averages the buckets in place.
  */
 public final class DataParallelStep extends TrainStepBase {
     private final DataParallelGroup replicas;
     private final GradientBuckets buckets;
+    /** {@link #grads} and the group's buffer it lies in (also what keeps a shared mapping alive). */
+    private final SharedGradients gradients;
 
     public DataParallelStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out) {
-        super(cfg, context, loader, out, wholeModel(cfg));
+        this(cfg, context, loader, out, wholeModel(cfg));
+    }
+
+    private DataParallelStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model) {
+        this(cfg, context, loader, out, model, SharedGradients.allocate(context.world(), model, System.getenv()));
+    }
+
+    private DataParallelStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model,
+                             SharedGradients gradients) {
+        super(cfg, context, loader, out, model, gradients.array());
+        this.gradients = gradients;
         this.replicas = DataParallelGroup.of(context.world());
         long[][] graphRanges = new long[model.numStages()][];
         for (int s = 0; s < graphRanges.length; s++) {
@@ -40,7 +56,7 @@ public final class DataParallelStep extends TrainStepBase {
     public StepStats run() {
         long t0 = beginStep();
         double lr = schedule.lr(step());
-        Pass pass = forwardBackward(graph -> buckets.launchStage(graph, grads, accumulation, tracer));
+        Pass pass = forwardBackward(graph -> buckets.launchStage(graph, grads, gradients.flat(), accumulation, tracer));
         // Exposed communication: from the end of the backward until the last bucket and the loss are averaged.
         long s0 = System.nanoTime();
         buckets.awaitAll();
@@ -65,6 +81,12 @@ public final class DataParallelStep extends TrainStepBase {
     @Override
     protected void agreeOnResumedState(Path checkpointDir) {
         broadcastResumedState(replicas, checkpointDir, true);
+    }
+
+    /** Whether the gradients are in the group's shared memory (AllReduced in place), for the run's summary. */
+    @Override
+    protected String layoutSummaryFields() {
+        return ",\"gradients_in_shared_memory\":" + context.world().isSharedBuffer(gradients.flat());
     }
 
     @Override

@@ -93,9 +93,14 @@ public final class GradientBuckets {
     /**
      * Divides stage {@code stage}'s gradients by the micro-batch count and starts their AllReduce (AVG). Call
      * once per stage per step, after the stage's last backward; the buffer range must not be touched until
-     * {@link #awaitAll()} returns.
+     * {@link #awaitAll()} returns. {@code flat} is {@code grads}' memory as the collectives see it: each bucket is
+     * reduced as its slice, so a shared buffer of the group ({@link ProcessGroup#allocateBuffer}) is recognised by
+     * every member at the same place and reduced in place.
      */
-    public void launchStage(int stage, INDArray grads, int microBatches, Tracer tracer) {
+    public void launchStage(int stage, INDArray grads, FlatBuffer flat, int microBatches, Tracer tracer) {
+        if (flat.elements() != grads.length() || flat.address() != FlatBuffer.of(grads).address()) {
+            throw new IllegalArgumentException("the flat buffer is not the gradient array's memory");
+        }
         if (bytesAtFirstLaunch < 0) {
             bytesAtFirstLaunch = group.bytesSent();
         }
@@ -108,7 +113,7 @@ public final class GradientBuckets {
                 view.divi(microBatches);
             }
             long start = System.nanoTime();
-            CollectiveHandle h = group.allReduceAsync(FlatBuffer.of(view), ReduceOp.AVG, "gradient bucket " + b.index());
+            CollectiveHandle h = group.allReduceAsync(flat.slice(b.from(), b.to()), ReduceOp.AVG, "gradient bucket " + b.index());
             String name = "allreduce bucket " + b.index() + " (stage " + stage + ")";
             CompletableFuture<Void> record = h.toCompletableFuture().whenComplete((ok, failure) -> {
                 long end = System.nanoTime();
