@@ -1,6 +1,7 @@
 package io.dtrain.train.dp;
 
 import io.dtrain.common.UserFacingException;
+import io.dtrain.metrics.GpuDevices;
 import io.dtrain.model.GptModel;
 import io.dtrain.parallel.ElementType;
 import io.dtrain.parallel.FlatBuffer;
@@ -24,8 +25,8 @@ import java.util.Map;
  * (a {@code DataBuffer} over a JavaCPP pointer to it: ND4J's {@code createBuffer(ByteBuffer, ...)} would copy).
  *
  * <p>{@code DTRAIN_SHM_GRADIENTS=false} (the same on every rank; unset: {@link #ON_BY_DEFAULT}) keeps an ordinary
- * ND4J array, as does a group without shared memory (another host, ipc/udp, a throttle, no room in /dev/shm) and a
- * gradient buffer too large for one direct buffer. Every rank decides alike: each calls {@code allocateSharedBuffer}
+ * ND4J array, as does a group without shared memory (another host, ipc/udp, a throttle, no room in /dev/shm), a
+ * gradient buffer too large for one direct buffer, and the CUDA backend (whose arrays live on the GPU). Every rank decides alike: each calls {@code allocateSharedBuffer}
  * (a group-wide call) or none does, and its answer is the same on every member.
  */
 public record SharedGradients(INDArray array, FlatBuffer flat) {
@@ -54,7 +55,9 @@ public record SharedGradients(INDArray array, FlatBuffer flat) {
         DataType dtype = model.dataType();
         long elements = model.layout().size();
         boolean fitsOneBuffer = elements * dtype.width() <= Integer.MAX_VALUE - 8;
-        if (!enabled(env) || !fitsOneBuffer || (dtype != DataType.FLOAT && dtype != DataType.DOUBLE)) {
+        // on the CUDA backend the gradients are device memory: a host mapping cannot be their array
+        if (!enabled(env) || !fitsOneBuffer || (dtype != DataType.FLOAT && dtype != DataType.DOUBLE)
+                || GpuDevices.cudaBackend()) {
             INDArray array = model.newFlatBuffer();
             return new SharedGradients(array, FlatBuffer.of(array));
         }
