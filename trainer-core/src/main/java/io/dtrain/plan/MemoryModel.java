@@ -54,19 +54,18 @@ public final class MemoryModel {
      * A run's layout, as far as memory is concerned.
      *
      * @param engine   "fused" or "samediff" (resolved, never "auto")
-     * @param gpu      the device is a GPU (the SameDiff engine runs there)
      * @param threads  compute threads of one rank (the fused engine's scratch is per thread)
      * @param zero     ZeRO-1 requested; it applies only with data parallelism and no pipeline stages
      */
-    public record Setup(ModelConfig model, String engine, boolean gpu, boolean fp16, boolean recompute, int stages,
+    public record Setup(ModelConfig model, String engine, boolean fp16, boolean recompute, int stages,
                         int replicas, int microBatch, String schedule, String partition, int overlapSegments,
                         boolean zero, boolean evaluates, int threads, int globalBatch) {
 
         /** The run {@code cfg} describes, laid out as P x D with micro-batches of {@code microBatch}. */
-        public static Setup of(RunConfig cfg, String engine, boolean gpu, int stages, int replicas, int microBatch,
+        public static Setup of(RunConfig cfg, String engine, int stages, int replicas, int microBatch,
                                String schedule, boolean recompute, boolean zero, int threads) {
             boolean evaluates = cfg.data().val() != null && !cfg.data().val().isBlank();
-            return new Setup(cfg.model(), engine, gpu, cfg.training().fp16(), recompute, stages, replicas, microBatch,
+            return new Setup(cfg.model(), engine, cfg.training().fp16(), recompute, stages, replicas, microBatch,
                     schedule, cfg.parallel().pipelinePartition(), cfg.parallel().dpOverlapSegments(), zero, evaluates,
                     threads, cfg.training().globalBatch());
         }

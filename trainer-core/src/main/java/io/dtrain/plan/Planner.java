@@ -116,7 +116,7 @@ public final class Planner {
         boolean recomputes = layout.recompute() || "samediff".equals(engine()) && p > 1;
         double recomputeFactor = recomputes ? 4.0 / 3.0 : 1.0;
         int threads = gpu ? 1 : Math.max(1, Runtime.getRuntime().availableProcessors() / devicesPerNode);
-        MemoryModel.Setup memory = MemoryModel.Setup.of(cfg, engine(), gpu, p, d, b, layout.schedule(),
+        MemoryModel.Setup memory = MemoryModel.Setup.of(cfg, engine(), p, d, b, layout.schedule(),
                 layout.recompute(), layout.zero(), threads);
         List<MemoryModel.Bytes> stages = new ArrayList<>();
         double maxStage = 0;

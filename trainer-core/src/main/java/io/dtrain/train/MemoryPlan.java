@@ -29,7 +29,7 @@ public record MemoryPlan(String engine, int batch, int sets, long parameters, lo
     /** The plan with micro-batches of {@code batch} sequences (which must divide the global batch per rank). */
     static MemoryPlan of(RunConfig cfg, RunContext context, int batch, long dataBytes) {
         String engine = cfg.model().resolvedEngine();
-        MemoryModel.Setup setup = MemoryModel.Setup.of(cfg, engine, false, cfg.parallel().pipelineStages(),
+        MemoryModel.Setup setup = MemoryModel.Setup.of(cfg, engine, cfg.parallel().pipelineStages(),
                 context.dataParallelSize(), batch, cfg.parallel().pipelineSchedule(), cfg.training().recomputeBlocks(),
                 cfg.optimizer().shardState(), Workers.defaultSize());
         int stage = context.pipeline() != null ? context.pipeline().stage() : 0;
