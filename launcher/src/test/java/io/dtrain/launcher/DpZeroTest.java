@@ -30,7 +30,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * ZeRO-1 ({@code optimizer.shard_state: true}) over 2 worker processes equals one unsharded process (gpt-micro,
  * float64, dropout): losses, gradient norms, final parameters and the checkpointed AdamW moments within 1e-9;
- * each rank held half of the optimizer state; and a sharded run resumed from its step-2 checkpoint repeats the
+ * each rank held half of the optimizer state, and its gradients in the group's shared memory (averaged in place); and a sharded run resumed from its step-2 checkpoint repeats the
  * uninterrupted run's last step bit for bit.
  */
 class DpZeroTest {
@@ -73,6 +73,16 @@ class DpZeroTest {
                 assertClose(one.get(i).get("grad_norm").asDouble(), dp.get(i).get("grad_norm").asDouble(), 1e-9,
                         "gradient norm of step " + (i + 1) + " on rank " + r);
             }
+            // One host: the gradients are the group's shared buffer, averaged in place (an AllReduce in the exchange)
+            // instead of reduce-scattered through padded copies; each rank writes its half of the result into the
+            // other's buffer, half the buffer per step.
+            JsonNode s = summary(sharded, r);
+            assertEquals(io.dtrain.train.dp.SharedGradients.ON_BY_DEFAULT, s.get("gradients_in_shared_memory").asBoolean(),
+                    "rank " + r + ": gradients in shared memory");
+            double expected = s.get("gradient_buffer_bytes").asLong() * STEPS / 2.0;
+            double sent = s.get("gradient_allreduce_bytes_sent").asLong();
+            assertTrue(sent > expected * 0.98 && sent < expected * 1.02, "rank " + r + " sent " + sent
+                    + " bytes averaging gradients, expected about " + expected);
         }
         RunConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
         try (GptModel model = new GptModel(cfg.model())) {
