@@ -172,6 +172,12 @@ public final class LaunchCommand implements Callable<Integer> {
             List<List<String>> pinned = pinCpus ? size.pinnedPrefixes(nprocPerNode) : null;
             try (WorkerSupervisor workers = new WorkerSupervisor(out, err, allRanksOutput, logDir, stopGraceSeconds)) {
                 forwardStopSignals(workers, out);
+                String storeHost = store != null ? "127.0.0.1" : host;
+                int storePort = port;
+                // Without restarts the other nodes' workers wait for this node's at the rendezvous: a failure here is
+                // published to the store, so that they stop at once naming the rank (with restarts the agents see it).
+                boolean publishFailures = maxRestarts == 0 && nnodes > 1;
+                WorldConfig world = publishFailures ? WorldConfig.fromEnvironment(env) : null;
                 JobRestarts.RoundStarter starter = round -> {
                     for (int local = 0; local < nprocPerNode; local++) {
                         int rank = nodeRank * nprocPerNode + local;
@@ -182,14 +188,23 @@ public final class LaunchCommand implements Callable<Integer> {
                         if (pinned != null) {
                             worker.prefix(pinned.get(local));
                         }
-                        workers.start(rank, local, worker.processBuilder(rank, local));
+                        try {
+                            workers.start(rank, local, worker.processBuilder(rank, local));
+                        } catch (IOException e) {
+                            String cause = String.format(Locale.ROOT, "rank %d (node %d, local rank %d) could not be"
+                                    + " started: %s", rank, nodeRank, local, e.getMessage());
+                            if (publishFailures) {
+                                publishFailure(rank, cause + "; reported by the launcher on " + world.nodeId(),
+                                        placement, storeHost, storePort, world, err);
+                            }
+                            throw new UserError(cause + "; check that the worker's command can run on this node: "
+                                    + (pinned != null ? "taskset (--pin-cpus) on PATH, " : "") + "the JVM "
+                                    + Path.of(System.getProperty("java.home"), "bin", "java"), e);
+                        }
                     }
                 };
                 if (maxRestarts == 0) {
-                    if (nnodes > 1) {
-                        String storeHost = store != null ? "127.0.0.1" : host;
-                        int storePort = port;
-                        WorldConfig world = WorldConfig.fromEnvironment(env);
+                    if (publishFailures) {
                         workers.onFailure(failure -> reportCrash(failure, placement, storeHost, storePort, world, err));
                     }
                     starter.start(0);
@@ -208,25 +223,36 @@ public final class LaunchCommand implements Callable<Integer> {
      * A worker that crashed (a signal, a bug; not a user error, which the worker reports itself) may not have joined
      * the rendezvous yet, and the other nodes' workers would wait for it until the rendezvous timeout. This tells node
      * 0's store, as {@code fail/<rank>} (what a rank that fails before joining leaves there), so that they stop at once
-     * naming it; a rank the store already knows failed (its connection dropped) keeps the store's word. Best effort:
-     * with no store reachable within 10 s, the others fail as before.
+     * naming it; a rank the store already knows failed (its connection dropped) keeps the store's word.
      */
     private static void reportCrash(WorkerSupervisor.Outcome failure, JobPlacement placement, String storeHost,
                                      int storePort, WorldConfig world, PrintStream err) {
         if (failure.code() == ErrorHandler.EXIT_USER_ERROR) {
             return;
         }
+        publishFailure(failure.failed().rank, failure.cause(placement.nodeRank()) + "; reported by the launcher on "
+                + world.nodeId(), placement, storeHost, storePort, world, err);
+    }
+
+    /**
+     * Leaves {@code fail/<rank>} = {@code cause} in node 0's store (unless the store already holds the rank's
+     * failure): what a crashed worker (a signal, a bug) or one that could not be started at all (no such program)
+     * tells the other nodes' workers, which stop at once naming it instead of waiting out the rendezvous timeout.
+     * Best effort: with no store reachable within 10 s, the others fail as before.
+     */
+    private static void publishFailure(int rank, String cause, JobPlacement placement, String storeHost, int storePort,
+                                       WorldConfig world, PrintStream err) {
         int worldSize = placement.nnodes() * placement.nprocPerNode();
         Duration wait = world.rendezvousTimeout().compareTo(Duration.ofSeconds(10)) < 0 ? world.rendezvousTimeout()
                 : Duration.ofSeconds(10);
-        String key = RendezvousServer.FAIL_PREFIX + failure.failed().rank;
+        String key = RendezvousServer.FAIL_PREFIX + rank;
         try (RendezvousClient agent = RendezvousClient.connectAgent(storeHost, storePort, placement.jobId(),
                 placement.nodeRank(), worldSize, placement.secret(), wait)) {
             if (agent.tryGet(key).isEmpty()) {
-                agent.set(key, failure.cause(placement.nodeRank()) + "; reported by the launcher on " + world.nodeId());
+                agent.set(key, cause);
             }
         } catch (RuntimeException e) {
-            err.println("dtrain launch: could not tell the rendezvous store that rank " + failure.failed().rank
+            err.println("dtrain launch: could not tell the rendezvous store that rank " + rank
                     + " failed (" + e.getMessage() + "); the other nodes' workers find out when their wait times out");
         }
     }

@@ -12,6 +12,7 @@ import io.dtrain.train.StopSignals;
 import io.dtrain.train.TrainInputs;
 import io.dtrain.train.TrainingException;
 import io.dtrain.train.Trainer;
+import io.dtrain.train.dp.SharedGradients;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -200,11 +201,15 @@ public final class TrainCommand implements Callable<Integer> {
         return new UserError("rank " + rank + " on " + world.nodeId() + ": " + e.getMessage(), e);
     }
 
-    /** Joins the job; every rank then checks that all resolved the same configuration before building anything. */
+    /**
+     * Joins the job; every rank then checks that all resolved the same configuration, and hold the same settings that
+     * must match ({@code DTRAIN_SHM_GRADIENTS}), before building anything.
+     */
     private static ProcessGroup join(RunConfig cfg) {
         ProcessGroup world = ProcessGroup.init(WorldConfig.fromEnvironment(SlurmEnvironment.current()).withLogDir(RunLog.directory()));
         try {
             world.requireSameEverywhere("run config", flatConfig(cfg));
+            world.requireSameSettings("training", SharedGradients.setting(System.getenv()));
             return world;
         } catch (RuntimeException e) {
             world.close();

@@ -253,6 +253,70 @@ class BringUpErrorsTest {
         assertEquals(1, node1.exitValue(), outs[1]);
     }
 
+    /**
+     * Node 1's launcher cannot start its worker at all (--pin-cpus with no taskset on its PATH: the program does not
+     * exist): it says so in one line and tells the store, and node 0's worker stops at once naming rank 1 and the
+     * reason, well within the rendezvous timeout it would otherwise have waited out.
+     */
+    @Test
+    void aWorkerThatCannotBeStartedIsNamedByTheOthersBeforeTheRendezvousTimeout(@TempDir Path tmp) throws Exception {
+        List<String> sets = DpRuns.microOverrides(tmp.resolve("run"), 4, 5);
+        int port = freePort();
+        long timeoutSeconds = 60;
+        ProcessBuilder[] nodes = {node(DpRuns.REPO, 2, 0, port, secret(tmp), List.of(), sets),
+                node(DpRuns.REPO, 2, 1, port, secret(tmp), List.of("--pin-cpus", "--threads-per-worker", "1"), sets)};
+        for (ProcessBuilder n : nodes) {
+            n.environment().put("DTRAIN_RENDEZVOUS_TIMEOUT", timeoutSeconds + "s");
+        }
+        nodes[1].environment().put("PATH", Files.createDirectories(tmp.resolve("empty-path")).toString());
+        long t0 = System.nanoTime();
+        Ended[] e = runBoth(nodes);
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        String cause = "rank 1 (node 1, local rank 0) could not be started: Cannot run program \"taskset\"";
+        assertEquals(2, e[1].code(), e[1].out());
+        assertTrue(e[1].errorLine().startsWith("dtrain launch: error: " + cause), e[1].errorLine());
+        assertTrue(e[1].errorLine().contains("taskset (--pin-cpus) on PATH"), e[1].errorLine());
+        assertEquals(2, e[0].code(), e[0].out() + "\nnode 1:\n" + e[1].out());
+        assertTrue(e[0].errorLine().startsWith("dtrain launch: error: " + cause), e[0].errorLine());
+        assertTrue(e[0].errorLine().contains("; reported by the launcher on " + HOST + "; rank 0 stops instead of waiting"
+                + " for it"), e[0].errorLine());
+        assertTrue(seconds < timeoutSeconds / 2.0, "the nodes took " + seconds + " s of the " + timeoutSeconds
+                + " s rendezvous timeout:\n" + e[0].out());
+    }
+
+    /**
+     * DTRAIN_SHM_GRADIENTS decides whether the gradients are a group-wide shared buffer: ranks that differ (here
+     * false on node 0, unset = true on node 1) fail at start, on both nodes, naming the setting, values and ranks,
+     * instead of waiting in different collectives until the collective timeout.
+     */
+    @Test
+    void aSettingThatDiffersBetweenRanksIsNamedAtStart(@TempDir Path tmp) throws Exception {
+        List<String> sets = DpRuns.microOverrides(tmp.resolve("run"), 2, 5);
+        int port = freePort();
+        Ended[] e = runBoth(node(DpRuns.REPO, 2, 0, port, secret(tmp), List.of("--env", "DTRAIN_SHM_GRADIENTS=false"), sets),
+                node(DpRuns.REPO, 2, 1, port, secret(tmp), List.of(), sets));
+        for (Ended node : e) {
+            assertEquals(2, node.code(), node.out());
+            assertTrue(node.errorLine().startsWith("dtrain launch: error: DTRAIN_SHM_GRADIENTS differs between ranks"
+                    + " (false on rank 0; true on rank 1): it must be the same on every rank; set the same environment for"
+                    + " every worker"), node.errorLine());
+        }
+    }
+
+    /** The same for a transport setting, checked as the process group forms (before its ring and exchange). */
+    @Test
+    void aTransportSettingThatDiffersBetweenRanksIsNamedAtStart(@TempDir Path tmp) throws Exception {
+        List<String> sets = DpRuns.microOverrides(tmp.resolve("run"), 2, 5);
+        int port = freePort();
+        Ended[] e = runBoth(node(DpRuns.REPO, 2, 0, port, secret(tmp), List.of(), sets),
+                node(DpRuns.REPO, 2, 1, port, secret(tmp), List.of("--env", "DTRAIN_SHM_ALLREDUCE_MAX_BYTES=0"), sets));
+        for (Ended node : e) {
+            assertEquals(2, node.code(), node.out());
+            assertTrue(node.errorLine().startsWith("dtrain launch: error: DTRAIN_SHM_ALLREDUCE_MAX_BYTES differs between"
+                    + " ranks (67108864 on rank 0; 0 on rank 1): it must be the same on every rank"), node.errorLine());
+        }
+    }
+
     /** The whole command line (ProcessHandle.Info cuts it at 4096 bytes, before a worker's arguments). */
     private static String commandLine(ProcessHandle h) {
         try {

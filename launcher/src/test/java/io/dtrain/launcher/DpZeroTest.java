@@ -30,7 +30,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * ZeRO-1 ({@code optimizer.shard_state: true}) over 2 worker processes equals one unsharded process (gpt-micro,
  * float64, dropout): losses, gradient norms, final parameters and the checkpointed AdamW moments within 1e-9;
- * each rank held half of the optimizer state; and a sharded run resumed from its step-2 checkpoint repeats the
+ * each rank held half of the optimizer state, and its gradients in the group's shared memory (averaged in place),
+ * which gives the same bits as ordinary gradients reduce-scattered around the ring ({@code DTRAIN_SHM_GRADIENTS=false}); and a sharded run resumed from its step-2 checkpoint repeats the
  * uninterrupted run's last step bit for bit.
  */
 class DpZeroTest {
@@ -53,9 +54,11 @@ class DpZeroTest {
         launch(trainArgs(setsSharded));
     }
 
-    static void launch(List<String> trainArgs) {
+    static void launch(List<String> trainArgs, String... launchOptions) {
         List<String> args = new ArrayList<>(List.of("launch", "--nproc-per-node", "2", "--memory-per-worker", "1g",
-                "--stop-grace", "2", "--"));
+                "--stop-grace", "2"));
+        args.addAll(List.of(launchOptions));
+        args.add("--");
         args.addAll(trainArgs);
         Cli cli = Cli.run(args.toArray(String[]::new));
         assertEquals(0, cli.exitCode(), cli.toString());
@@ -73,6 +76,16 @@ class DpZeroTest {
                 assertClose(one.get(i).get("grad_norm").asDouble(), dp.get(i).get("grad_norm").asDouble(), 1e-9,
                         "gradient norm of step " + (i + 1) + " on rank " + r);
             }
+            // One host: the gradients are the group's shared buffer, averaged in place (an AllReduce in the exchange)
+            // instead of reduce-scattered through padded copies; each rank writes its half of the result into the
+            // other's buffer, half the buffer per step.
+            JsonNode s = summary(sharded, r);
+            assertEquals(io.dtrain.train.dp.SharedGradients.ON_BY_DEFAULT, s.get("gradients_in_shared_memory").asBoolean(),
+                    "rank " + r + ": gradients in shared memory");
+            double expected = s.get("gradient_buffer_bytes").asLong() * STEPS / 2.0;
+            double sent = s.get("gradient_allreduce_bytes_sent").asLong();
+            assertTrue(sent > expected * 0.98 && sent < expected * 1.02, "rank " + r + " sent " + sent
+                    + " bytes averaging gradients, expected about " + expected);
         }
         RunConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
         try (GptModel model = new GptModel(cfg.model())) {
@@ -93,6 +106,37 @@ class DpZeroTest {
                 for (int i = 0; i < a[k].length; i++) {
                     assertEquals(a[k][i], b[k][i], 1e-9 * Math.max(floor, Math.abs(a[k][i])), what[k] + " element " + i);
                 }
+            }
+        }
+    }
+
+    /**
+     * At 2 ranks the in-place AllReduce of shared gradients and the ring's reduce-scatter of ordinary ones add the
+     * same two numbers and halve the sum exactly, so the runs are equal bit for bit (at 3 or more ranks the summation
+     * orders differ: the exchange sums in rank order, the ring from the segment's next rank on).
+     */
+    @Test
+    void sharedAndOrdinaryGradientsGiveTheSameBits() {
+        Path ordinary = tmp.resolve("zero1-ordinary");
+        List<String> sets = microOverrides(ordinary, 8, STEPS, "optimizer.shard_state=true",
+                "training.checkpoint_interval=2");
+        launch(trainArgs(sets), "--env", "DTRAIN_SHM_GRADIENTS=false");
+        for (int r = 0; r < 2; r++) {
+            assertEquals(false, summary(ordinary, r).get("gradients_in_shared_memory").asBoolean());
+            List<JsonNode> a = steps(sharded, r);
+            List<JsonNode> b = steps(ordinary, r);
+            for (int i = 0; i < STEPS; i++) {
+                assertEquals(a.get(i).get("loss").asDouble(), b.get(i).get("loss").asDouble(), 0.0, "loss, step " + (i + 1));
+                assertEquals(a.get(i).get("grad_norm").asDouble(), b.get(i).get("grad_norm").asDouble(), 0.0,
+                        "gradient norm, step " + (i + 1));
+            }
+        }
+        RunConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
+        try (GptModel model = new GptModel(cfg.model())) {
+            double[][] a = state(model, sharded);
+            double[][] b = state(model, ordinary);
+            for (int k = 0; k < 3; k++) {
+                assertArrayEquals(a[k], b[k], 0.0, "parameters and AdamW moments, bit for bit");
             }
         }
     }

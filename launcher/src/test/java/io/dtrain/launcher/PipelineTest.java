@@ -117,6 +117,9 @@ class PipelineTest {
                         "gradient norm of step " + (i + 1) + " on rank " + r);
                 assertTrue(p.get(i).get("bubble_ms").isNumber(), "bubble recorded");
             }
+            // One host: a stage's replicas average their gradients in place, in the stage group's shared memory
+            assertEquals(replicas > 1 && io.dtrain.train.dp.SharedGradients.ON_BY_DEFAULT,
+                    summary(dir, r).get("gradients_in_shared_memory").asBoolean(), "rank " + r + ": gradients in shared memory");
         }
         if (microbatches * replicas == 4) {
             // evaluation batches are micro_batch sequences each: comparable only with the reference's micro_batch (2)

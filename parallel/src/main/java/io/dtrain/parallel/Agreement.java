@@ -14,10 +14,12 @@ import java.util.TreeMap;
 /**
  * Every rank checks, through the rendezvous store, that all ranks hold the same entries (their resolved run
  * configuration, key by key). Each rank publishes the SHA-256 of each value (its key -> hash map, never the values), so
- * a mismatch names the keys that differ and the ranks that differ from rank 0, on every rank alike.
+ * a mismatch names the keys that differ and the ranks that differ from rank 0, on every rank alike. Settings (the
+ * environment variables that must be equal on every rank) are compared by value, so a mismatch names the values too.
  */
 final class Agreement {
     private static final String PREFIX = "same/";
+    private static final String SETTINGS_PREFIX = "settings/";
 
     private Agreement() {
     }
@@ -48,6 +50,59 @@ final class Agreement {
                     + differences + "; every rank must run the same configuration: the same config file content,"
                     + " --set overrides and paths on every node");
         }
+    }
+
+    /**
+     * Every rank checks that all ranks hold the same {@code settings} (name -> resolved value, e.g. environment
+     * variables that must be equal on every rank). Unlike {@link #requireSame} the values themselves are published
+     * (settings, not a configuration that may hold paths or names), so a mismatch names each setting with every
+     * value and the ranks holding it, on every rank alike.
+     */
+    static void requireSameSettings(Communicator comm, String what, Map<String, String> settings) {
+        RendezvousClient store = comm.store();
+        if (store == null) {
+            return; // a single-process world
+        }
+        StringBuilder mine = new StringBuilder();
+        new TreeMap<>(settings).forEach((k, v) -> mine.append(k).append('\t').append(oneLine(v)).append('\n'));
+        store.set(SETTINGS_PREFIX + what + "/" + comm.rank(), mine.toString());
+        int size = comm.config().worldSize();
+        List<Map<String, String>> all = new ArrayList<>();
+        for (int r = 0; r < size; r++) {
+            all.add(parse(store.getString(SETTINGS_PREFIX + what + "/" + r, comm.config().rendezvousTimeout())));
+        }
+        List<String> differences = describeDifferences(all);
+        if (!differences.isEmpty()) {
+            throw new UserFacingException(String.join("; ", differences) + ": "
+                    + (differences.size() > 1 ? "these settings" : "it") + " must be the same on every rank; set the"
+                    + " same environment for every worker (dtrain launch: --env NAME=VALUE with the same value on every"
+                    + " node)");
+        }
+    }
+
+    /** "NAME differs between ranks (V1 on ranks 0, 2; V2 on rank 1)" for each setting that differs, by name. */
+    static List<String> describeDifferences(List<Map<String, String>> byRank) {
+        TreeMap<String, Boolean> names = new TreeMap<>();
+        byRank.forEach(m -> m.keySet().forEach(k -> names.put(k, true)));
+        List<String> out = new ArrayList<>();
+        for (String name : names.keySet()) {
+            Map<String, List<Integer>> ranksByValue = new java.util.LinkedHashMap<>();
+            for (int r = 0; r < byRank.size(); r++) {
+                String value = byRank.get(r).getOrDefault(name, "(not checked)");
+                ranksByValue.computeIfAbsent(value, v -> new ArrayList<>()).add(r);
+            }
+            if (ranksByValue.size() > 1) {
+                List<String> parts = new ArrayList<>();
+                ranksByValue.forEach((value, ranks) -> parts.add(value + " on rank" + (ranks.size() > 1 ? "s " : " ")
+                        + String.join(", ", ranks.stream().map(String::valueOf).toList())));
+                out.add(name + " differs between ranks (" + String.join("; ", parts) + ")");
+            }
+        }
+        return out;
+    }
+
+    private static String oneLine(String value) {
+        return value.replace('\t', ' ').replace('\n', ' ');
     }
 
     private static List<String> differingKeys(Map<String, String> a, Map<String, String> b) {

@@ -56,6 +56,9 @@ public final class ProcessGroup implements AutoCloseable {
     public static ProcessGroup init(WorldConfig config) {
         Communicator comm = Communicator.start(config);
         try {
+            // Settings every member must share, checked before the ring is formed: a mismatch would otherwise
+            // surface only as a collective that never completes (one rank in the exchange, another on the ring).
+            Agreement.requireSameSettings(comm, "transport", config.settingsEqualOnAllRanks());
             int[] world = new int[config.worldSize()];
             Arrays.setAll(world, i -> i);
             return new ProcessGroup(comm, new Ring(comm, "world", world, WORLD_STREAM_BASE), true);
@@ -82,6 +85,17 @@ public final class ProcessGroup implements AutoCloseable {
      */
     public void requireSameEverywhere(String what, java.util.Map<String, String> entries) {
         Agreement.requireSame(comm, what, entries);
+    }
+
+    /**
+     * World group only, every rank at the same point: checks that every rank holds the same {@code settings} (name ->
+     * resolved value, e.g. environment variables that must be equal on every rank), compared by value through the
+     * store; a mismatch throws a {@link io.dtrain.common.UserFacingException} naming each differing setting with its
+     * values and ranks ("DTRAIN_X differs between ranks (true on rank 0; false on rank 1): ..."), on every rank.
+     * {@code what} names the check (its store keys); each check runs once per job.
+     */
+    public void requireSameSettings(String what, java.util.Map<String, String> settings) {
+        Agreement.requireSameSettings(comm, what, settings);
     }
 
     /** {@link #init} from torchrun-style environment variables (see {@link WorldConfig#fromEnvironment}). */

@@ -178,6 +178,18 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
     }
 
     /**
+     * The settings every rank of a job must share, by environment variable, resolved (an unset variable as its
+     * default): the exchange's threshold and the throttle (which turns the exchange off) decide whether a collective
+     * goes through the shared-memory exchange or around the ring, so a rank that differs would wait in another
+     * algorithm than its peers. {@link ProcessGroup#init} checks them. (The frame size may differ: a group uses its
+     * members' smallest.)
+     */
+    public java.util.Map<String, String> settingsEqualOnAllRanks() {
+        return java.util.Map.of("DTRAIN_SHM_ALLREDUCE_MAX_BYTES", Long.toString(shmAllReduceMaxBytes),
+                "DTRAIN_TRANSPORT_THROTTLE", Long.toString(throttleBytesPerSecond));
+    }
+
+    /**
      * The key the host's media driver authenticates this job's udp frames with (derived from the secret and job id;
      * see {@code transport.UdpAuthentication}); null with {@link #insecureTransport}.
      */

@@ -83,8 +83,9 @@ public abstract class TrainStepBase implements TrainStep {
         this(cfg, context, loader, out, model, 0, model.layout().size(), grads);
     }
 
-    private TrainStepBase(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model,
-                          long stateFrom, long stateTo, INDArray grads) {
+    /** AdamW state for {@code [stateFrom, stateTo)} of the layout only; the gradients in {@code grads} (zero-filled). */
+    protected TrainStepBase(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model,
+                            long stateFrom, long stateTo, INDArray grads) {
         this.cfg = cfg;
         this.context = context;
         this.loader = loader;

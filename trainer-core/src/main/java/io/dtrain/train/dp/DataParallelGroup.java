@@ -60,11 +60,14 @@ public final class DataParallelGroup {
         }
     }
 
-    /** Replaces the flat gradients by their mean over the replicas, as one AllReduce. */
-    public void averageGradients(INDArray grads) {
+    /**
+     * Replaces the flat gradients by their mean over the replicas, as one AllReduce (in place when they are the
+     * group's shared buffer, {@link SharedGradients}).
+     */
+    public void averageGradients(FlatBuffer grads) {
         if (group != null) {
             long before = group.bytesSent();
-            group.allReduceAsync(FlatBuffer.of(grads), ReduceOp.AVG, "gradients").await();
+            group.allReduceAsync(grads, ReduceOp.AVG, "gradients").await();
             gradientBytes += group.bytesSent() - before;
         }
     }

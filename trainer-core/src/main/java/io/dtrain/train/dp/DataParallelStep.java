@@ -86,7 +86,7 @@ public final class DataParallelStep extends TrainStepBase {
     /** Whether the gradients are in the group's shared memory (AllReduced in place), for the run's summary. */
     @Override
     protected String layoutSummaryFields() {
-        return ",\"gradients_in_shared_memory\":" + context.world().isSharedBuffer(gradients.flat());
+        return gradients.summaryField();
     }
 
     @Override

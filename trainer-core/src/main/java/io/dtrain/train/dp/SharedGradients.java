@@ -19,24 +19,41 @@ import java.nio.ByteBuffer;
 import java.util.Map;
 
 /**
- * The data-parallel step's flat gradient buffer, allocated by the group ({@link ProcessGroup#allocateSharedBuffer})
- * in shared memory when the ranks share this host's memory, so the shared-memory exchange reduces the gradient buckets
- * in place (no copy into its slots and back). The same memory is the ND4J array the model adds its gradients into
+ * The flat gradient buffer of a step whose gradients a data-parallel group averages (plain data parallelism, ZeRO-1,
+ * the D replicas of a pipeline stage), allocated by the group ({@link ProcessGroup#allocateSharedBuffer}) in shared
+ * memory when the ranks share this host's memory, so the shared-memory exchange reduces the gradients in place (no
+ * copy into its slots and back). The same memory is the ND4J array the model adds its gradients into
  * (a {@code DataBuffer} over a JavaCPP pointer to it: ND4J's {@code createBuffer(ByteBuffer, ...)} would copy).
  *
- * <p>{@code DTRAIN_SHM_GRADIENTS=false} (the same on every rank; unset: {@link #ON_BY_DEFAULT}) keeps an ordinary
- * ND4J array, as does a group without shared memory (another host, ipc/udp, a throttle, no room in /dev/shm), a
+ * <p>{@code DTRAIN_SHM_GRADIENTS=false} (the same on every rank, which {@code dtrain train} checks at start:
+ * {@link #setting}; unset: {@link #ON_BY_DEFAULT}) keeps an ordinary
+ * ND4J array, as does a group of one (null), a group without shared memory (another host, ipc/udp, a throttle, no room in /dev/shm), a
  * gradient buffer too large for one direct buffer, and the CUDA backend (whose arrays live on the GPU). Every rank decides alike: each calls {@code allocateSharedBuffer}
  * (a group-wide call) or none does, and its answer is the same on every member.
  */
-public record SharedGradients(INDArray array, FlatBuffer flat) {
-    static final String ENV = "DTRAIN_SHM_GRADIENTS";
+public record SharedGradients(INDArray array, FlatBuffer flat, boolean shared) {
+    public static final String ENV = "DTRAIN_SHM_GRADIENTS";
     /** Whether an unset {@code DTRAIN_SHM_GRADIENTS} means on. */
     public static final boolean ON_BY_DEFAULT = true;
 
+    /**
+     * {@code DTRAIN_SHM_GRADIENTS} as every rank must hold it ({@code allocate} is a group-wide call made by all or
+     * none): "true" or "false" (unset: {@link #ON_BY_DEFAULT}), or the value as given when it is neither (refused
+     * later, by {@link #allocate}), for the ranks to compare at start.
+     */
+    public static Map<String, String> setting(Map<String, String> env) {
+        String value;
+        try {
+            value = Boolean.toString(enabled(env));
+        } catch (UserFacingException e) {
+            value = env.get(ENV).strip();
+        }
+        return Map.of(ENV, value);
+    }
+
     /** Whether gradients go into the group's buffer: {@code DTRAIN_SHM_GRADIENTS}, else {@link #ON_BY_DEFAULT}. */
     static boolean enabled(Map<String, String> env) {
-        String value = env.get("DTRAIN_SHM_GRADIENTS");
+        String value = env.get(ENV);
         if (value == null || value.isBlank()) {
             return ON_BY_DEFAULT;
         }
@@ -50,26 +67,37 @@ public record SharedGradients(INDArray array, FlatBuffer flat) {
                 + ENV + "=false to keep the gradients in an ordinary ND4J array");
     }
 
-    /** The model's gradient buffer for {@code group}'s AllReduce (every member calls this, in the same order). */
+    /**
+     * The model's gradient buffer for {@code group}'s collectives (every member calls this, in the same order);
+     * {@code group} null: a group of one, an ordinary array.
+     */
     public static SharedGradients allocate(ProcessGroup group, GptModel model, Map<String, String> env) {
         DataType dtype = model.dataType();
         long elements = model.layout().size();
         boolean fitsOneBuffer = elements * dtype.width() <= Integer.MAX_VALUE - 8;
         // on the CUDA backend the gradients are device memory: a host mapping cannot be their array
-        if (!enabled(env) || !fitsOneBuffer || (dtype != DataType.FLOAT && dtype != DataType.DOUBLE)
+        if (group == null || !enabled(env) || !fitsOneBuffer || (dtype != DataType.FLOAT && dtype != DataType.DOUBLE)
                 || GpuDevices.cudaBackend()) {
-            INDArray array = model.newFlatBuffer();
-            return new SharedGradients(array, FlatBuffer.of(array));
+            return ordinary(model);
         }
         FlatBuffer flat = group.allocateSharedBuffer(elements,
                 dtype == DataType.DOUBLE ? ElementType.FLOAT64 : ElementType.FLOAT32);
         if (flat == null) {
             // no exchange (another host, ipc/udp, a throttle) or no room: an ND4J array, not a direct ByteBuffer,
             // whose memory the JVM's direct-memory limit (-Xmx by default) would bound
-            INDArray array = model.newFlatBuffer();
-            return new SharedGradients(array, FlatBuffer.of(array));
+            return ordinary(model);
         }
-        return new SharedGradients(wrap(flat.asByteBuffer(), dtype, elements), flat);
+        return new SharedGradients(wrap(flat.asByteBuffer(), dtype, elements), flat, true);
+    }
+
+    private static SharedGradients ordinary(GptModel model) {
+        INDArray array = model.newFlatBuffer();
+        return new SharedGradients(array, FlatBuffer.of(array), false);
+    }
+
+    /** The summary field saying whether the gradients are in the group's shared memory (reduced in place). */
+    public String summaryField() {
+        return ",\"gradients_in_shared_memory\":" + shared;
     }
 
     /** A 1-D ND4J array over {@code memory}'s {@code elements}, sharing it (writes through either are seen by both). */

@@ -16,6 +16,12 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * reduce-scattered (AVG) so each rank receives the averaged gradients of its shard, the global norm is the sum
  * of the shards' sums of squares, each rank updates its shard of the parameters, and the parameters are
  * all-gathered. The collectives need n equal slices, so they work on padded copies of the buffers.
+ *
+ * <p>Gradients in the group's shared memory ({@link SharedGradients}, every rank on this host) are averaged in place
+ * by an AllReduce instead: the shared-memory exchange has no reduce-scatter, and its in-place AllReduce is the same
+ * sum per element (every rank's value, in rank order, divided by n) with no copy into a padded buffer and back; it
+ * only also writes each rank's 1/n of the result into the others' buffers. The rest of the step reads this rank's
+ * shard only, so nothing else changes.
  */
 public final class ZeroOneSharding {
     private final ProcessGroup group;
@@ -50,19 +56,25 @@ public final class ZeroOneSharding {
 
     /**
      * Divides the summed gradients by the micro-batch count and replaces this rank's shard of {@code grads} by its
-     * average over the ranks; the rest of {@code grads} is left as it was (this rank's local sums) and not used.
+     * average over the ranks. The rest of {@code grads} is not used afterwards: it is this rank's local sums, or, for
+     * gradients in the group's shared memory ({@code gradients.shared()}, averaged in place), the average too.
      */
-    public void reduceScatterGradients(INDArray grads, int microBatches) {
+    public void reduceScatterGradients(SharedGradients gradients, int microBatches) {
+        INDArray grads = gradients.array();
         if (microBatches > 1) {
             grads.divi(microBatches);
         }
-        padded.get(NDArrayIndex.interval(0, size)).assign(grads);
         long before = group.bytesSent();
-        group.reduceScatterAsync(FlatBuffer.of(padded), FlatBuffer.of(slice), ReduceOp.AVG, "gradient shards").await();
-        gradientBytes += group.bytesSent() - before;
-        if (to > from) {
-            grads.get(NDArrayIndex.interval(from, to)).assign(slice.get(NDArrayIndex.interval(0, to - from)));
+        if (gradients.shared()) {
+            group.allReduceAsync(gradients.flat(), ReduceOp.AVG, "gradient shards").await();
+        } else {
+            padded.get(NDArrayIndex.interval(0, size)).assign(grads);
+            group.reduceScatterAsync(FlatBuffer.of(padded), FlatBuffer.of(slice), ReduceOp.AVG, "gradient shards").await();
+            if (to > from) {
+                grads.get(NDArrayIndex.interval(from, to)).assign(slice.get(NDArrayIndex.interval(0, to - from)));
+            }
         }
+        gradientBytes += group.bytesSent() - before;
     }
 
     /** L2 norm of the averaged gradients over all shards (each rank sums its own shard's squares). */

@@ -27,11 +27,14 @@ import java.util.Map;
  * state for its shard of the flat buffers only ({@link ZeroOneSharding}). Per step the summed gradients are
  * reduce-scattered, the global norm is summed over the shards, each rank updates its shard of the parameters and
  * the parameters are all-gathered. A checkpoint is written by every rank: rank 0 the parameters, each rank its
- * shard of the moments ({@link ShardedCheckpointWriter}).
+ * shard of the moments ({@link ShardedCheckpointWriter}). The flat gradients are the group's buffer
+ * ({@link SharedGradients}): in shared memory when the ranks share this host's memory, averaged there in place.
  */
 public final class ZeroOneStep extends TrainStepBase {
     private final DataParallelGroup replicas;
     private final ZeroOneSharding zero;
+    /** {@link #grads} and the group's buffer it lies in (also what keeps a shared mapping alive). */
+    private final SharedGradients gradients;
     private final ShardedCheckpointWriter checkpoints;
 
     public ZeroOneStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out) {
@@ -39,13 +42,15 @@ public final class ZeroOneStep extends TrainStepBase {
     }
 
     private ZeroOneStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model) {
-        this(cfg, context, loader, out, model, new ZeroOneSharding(context.world(), model.layout().size(), model.dataType()));
+        this(cfg, context, loader, out, model, new ZeroOneSharding(context.world(), model.layout().size(), model.dataType()),
+                SharedGradients.allocate(context.world(), model, System.getenv()));
     }
 
     private ZeroOneStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, GptModel model,
-                        ZeroOneSharding zero) {
-        super(cfg, context, loader, out, model, zero.from(), zero.to());
+                        ZeroOneSharding zero, SharedGradients gradients) {
+        super(cfg, context, loader, out, model, zero.from(), zero.to(), gradients.array());
         this.zero = zero;
+        this.gradients = gradients;
         this.replicas = DataParallelGroup.of(context.world());
         ProcessGroup group = context.world();
         this.checkpoints = new ShardedCheckpointWriter(checkpointsDir, model.layout(), model.dataType(),
@@ -61,7 +66,7 @@ public final class ZeroOneStep extends TrainStepBase {
         double lr = schedule.lr(step());
         Pass pass = forwardBackward(graph -> { });
         long s0 = System.nanoTime();
-        zero.reduceScatterGradients(grads, accumulation);
+        zero.reduceScatterGradients(gradients, accumulation);
         double loss = replicas.averageLoss(pass.meanLoss());
         long o0 = System.nanoTime();
         tracer.span("gradient_allreduce", "comm", s0, o0);
@@ -115,5 +120,11 @@ public final class ZeroOneStep extends TrainStepBase {
     @Override
     protected long gradientBytesSent() {
         return replicas.gradientBytesSent() + zero.gradientBytesSent();
+    }
+
+    /** Whether the gradients are in the group's shared memory (averaged in place), for the run's summary. */
+    @Override
+    protected String layoutSummaryFields() {
+        return gradients.summaryField();
     }
 }

@@ -22,6 +22,7 @@ import io.dtrain.train.RunContext;
 import io.dtrain.train.StepStats;
 import io.dtrain.train.TrainStepBase;
 import io.dtrain.train.dp.DataParallelGroup;
+import io.dtrain.train.dp.SharedGradients;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 
@@ -41,11 +42,15 @@ import java.util.Map;
  * world AllReduce gives every rank the loss (known only to the last stage) and the squared gradient norm (each
  * stage's share, the wte replica not counted twice), so all stages clip by the same global norm and take the same
  * decision on non-finite values. Replica 0 of each stage writes that stage's tensors into a shared checkpoint.
+ * The stage's flat gradients are its data-parallel group's buffer ({@link SharedGradients}): in shared memory when
+ * the stage's replicas share this host's memory, averaged there in place.
  */
 public final class PipelineStep extends TrainStepBase {
     private final PipelineGroups pipe;
     /** The D replicas of this stage (a group of one for D = 1). */
     private final DataParallelGroup replicas;
+    /** {@link #grads} and the stage group's buffer it lies in (also what keeps a shared mapping alive). */
+    private final SharedGradients gradients;
     private final PeerPipeTransport transport;
     private final StageExecutor executor;
     /** The last stage of a tied model holds a replica of wte, at the end of its buffers. */
@@ -58,9 +63,20 @@ public final class PipelineStep extends TrainStepBase {
     }
 
     private PipelineStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, PipelineGroups pipe) {
-        super(cfg, context, loader, out, GptModel.forStage(cfg.model(),
+        this(cfg, context, loader, out, pipe, GptModel.forStage(cfg.model(),
                 StagePartition.blocksPerStage(cfg.model(), pipe.stages(), cfg.parallel().pipelinePartition()), pipe.stage(),
                 cfg.training().recomputeBlocks()));
+    }
+
+    private PipelineStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, PipelineGroups pipe,
+                         GptModel model) {
+        this(cfg, context, loader, out, pipe, model, SharedGradients.allocate(pipe.dataParallel(), model, System.getenv()));
+    }
+
+    private PipelineStep(RunConfig cfg, RunContext context, BatchLoader loader, PrintStream out, PipelineGroups pipe,
+                         GptModel model, SharedGradients gradients) {
+        super(cfg, context, loader, out, model, gradients.array());
+        this.gradients = gradients;
         this.pipe = pipe;
         this.replicas = DataParallelGroup.of(pipe.dataParallel());
         this.transport = new PeerPipeTransport(pipe.links(), s -> pipe.rankOf(s, pipe.replica()));
@@ -114,7 +130,7 @@ public final class PipelineStep extends TrainStepBase {
         long s0 = System.nanoTime();
         tracer.span("pipeline " + cfg.parallel().pipelineSchedule(), "compute", c0, s0);
         // only the gradients: the loss is known to the last stage alone and travels in the world sum below
-        replicas.averageGradients(grads);
+        replicas.averageGradients(gradients.flat());
         if (pipe.tiedEmbedding() != null) {
             ParamSpec wte = model.layout().spec(GptNames.WTE);
             pipe.tiedEmbedding().allReduceAsync(FlatBuffer.of(grads.get(NDArrayIndex.interval(wte.offset(), wte.end()))),
@@ -196,6 +212,6 @@ public final class PipelineStep extends TrainStepBase {
         return String.format(Locale.ROOT, ",\"pipeline_stage\":%d,\"pipeline_stages\":%d,\"stage_parameters\":%d,"
                         + "\"pipeline_bytes_sent\":%d,\"pipeline_bytes_received\":%d,\"peak_live_activations\":%d",
                 pipe.stage(), pipe.stages(), model.layout().size(), transport.bytesSent(), transport.bytesReceived(),
-                peakLiveActivations);
+                peakLiveActivations) + gradients.summaryField();
     }
 }
