@@ -33,7 +33,25 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
-        System.exit(commandLine().execute(args));
+        System.exit(execute(commandLine(), args));
+    }
+
+    /**
+     * Runs {@code cl} and returns its exit code, also for an {@link Error} (out of memory, a class that cannot be
+     * loaded), which picocli lets through: {@link #main} must reach {@code System.exit} whatever happened, or the
+     * worker's non-daemon threads (the Aeron client's conductor, the communication thread) keep a dead run's JVM up
+     * and its launcher waiting.
+     */
+    static int execute(CommandLine cl, String... args) {
+        try {
+            return cl.execute(args);
+        } catch (Error e) {
+            e.printStackTrace(cl.getErr());
+            cl.getErr().println("dtrain: internal error (" + e.getClass().getSimpleName() + "), a bug in dtrain"
+                    + " or a JVM limit; the stack trace is above");
+            cl.getErr().flush();
+            return 1;
+        }
     }
 
     /** The configured command line (tests call this to run commands in-process). */

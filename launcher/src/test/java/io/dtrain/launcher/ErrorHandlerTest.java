@@ -126,4 +126,23 @@ class ErrorHandlerTest {
             assertTrue(UserFacingException.class.isAssignableFrom(type), type + " is not a UserFacingException");
         }
     }
+
+    @CommandLine.Command(name = "erroring")
+    static final class Erroring implements Callable<Integer> {
+        @Override
+        public Integer call() {
+            throw new OutOfMemoryError("Java heap space (thrown by the test)");
+        }
+    }
+
+    @Test
+    void anErrorStillEndsTheProcessWithExitCodeOne() {
+        StringWriter err = new StringWriter();
+        CommandLine cl = new CommandLine(new Erroring());
+        cl.setExecutionExceptionHandler(new ErrorHandler());
+        cl.setErr(new PrintWriter(err, true));
+        assertEquals(1, Main.execute(cl));
+        assertTrue(err.toString().contains("OutOfMemoryError: Java heap space (thrown by the test)"), err.toString());
+        assertTrue(err.toString().contains("dtrain: internal error (OutOfMemoryError)"), err.toString());
+    }
 }
