@@ -24,7 +24,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchlib import parse_size  # noqa: E402
 
-WARMUP_CALLS = 5  # untimed calls per size, as in dtrain's benchmark and nccl-tests
+
+def warm_up_calls(size):
+    """Untimed calls per size: as many as move 64 MiB, at least 5 (nccl-tests) and at most 100; dtrain's benchmark
+    (AllReduceBench.warmUpCalls) uses the same rule."""
+    return max(5, min(100, (64 << 20) // max(1, size)))
 
 
 def launch(args):
@@ -98,11 +102,11 @@ def main():
         finish = lambda: None
 
     if rank == 0:
-        print(f"# {args.backend} allreduce: {world} ranks, float32 SUM, {args.iterations} iterations (median) after {WARMUP_CALLS} warm-up calls")
+        print(f"# {args.backend} allreduce: {world} ranks, float32 SUM, {args.iterations} iterations (median) after 5-100 warm-up calls (64 MiB's worth)")
         print(f"{'size (B)':>14} {'time (ms)':>12} {'algbw (GB/s)':>12} {'busbw (GB/s)':>12}")
     for size in sizes:
         buf = make(size // 4)
-        for _ in range(WARMUP_CALLS):
+        for _ in range(warm_up_calls(size)):
             allreduce(buf)
         times = []
         for _ in range(args.iterations):

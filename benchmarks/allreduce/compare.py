@@ -11,12 +11,16 @@ authentication (--insecure-transport), for the MAC's cost; for the udp systems a
 transport costs (all ranks and the media driver, core-seconds per GB the ranks sent).
 
 Every system runs the same float32 SUM AllReduce with a barrier before each timed call and reports the median of
---iterations calls per size (after 5 warm-up calls). The systems are interleaved round by round (dtrain shm, ipc,
+--iterations calls per size, after the same untimed warm-up calls per size for every system: as many as move 64 MiB,
+at least 5 (nccl-tests' default) and at most 100 (before, 5 at every size: the first, small size of a run was timed
+while dtrain's JIT was still compiling). The systems are interleaved round by round (dtrain shm, ipc,
 udp, gloo, MPI, then again) so a change in machine load hits all of them alike; the table gives, per cell, the median
 over the rounds of busbw = size / time x 2(n-1)/n in GB/s (nccl-tests' definition). The load average is sampled
 before every run and reported. Per-run tables go to stderr as they come.
 
 DTRAIN_BENCH_CMD overrides how dtrain is started (default: bin/dtrain bench allreduce); extra words are appended.
+DTRAIN_BENCH_BASE_CMD, if set, adds the system "dtrain shm (base)": that command (e.g. another build's
+`java -jar .../dtrain.jar bench allreduce`) with the shm transport, for A/B runs of two builds in the same minutes.
 
 --netns NS@ADDR,NS@ADDR (as root; benchmarks/allreduce/netns.sh creates the namespaces and passes it): every system
 runs its ranks in these network namespaces, in blocks (world 2: one rank per namespace, world 4: two), each
@@ -57,6 +61,7 @@ def systems(args):
         common += ["--netns", args.netns]
     found = {
         "dtrain shm": lambda w: dtrain + ["--world", str(w), "--transport", "shm"] + common,
+        "dtrain shm (base)": lambda w: shlex.split(os.environ.get("DTRAIN_BENCH_BASE_CMD", "false")) + ["--world", str(w), "--transport", "shm"] + common,
         "dtrain shm ring": lambda w: ["env", "DTRAIN_SHM_ALLREDUCE_MAX_BYTES=0"] + dtrain + ["--world", str(w), "--transport", "shm"] + common,
         "dtrain ipc": lambda w: dtrain + ["--world", str(w), "--transport", "ipc"] + common,
         "dtrain udp": lambda w: dtrain + ["--world", str(w), "--transport", "udp"] + common,
@@ -65,6 +70,8 @@ def systems(args):
         "gloo": lambda w: reference + ["--backend", "gloo", "--world", str(w)] + common,
         "Open MPI": lambda w: reference + ["--backend", "mpi", "--world", str(w)] + common,
     }
+    if not os.environ.get("DTRAIN_BENCH_BASE_CMD"):
+        found["dtrain shm (base)"] = None
     if subprocess.call([python, "-c", "import torch.distributed"], stderr=subprocess.DEVNULL) != 0:
         print("gloo skipped: PyTorch is missing (apt-get install -y python3-torch)", file=sys.stderr)
         found["gloo"] = None
@@ -109,7 +116,7 @@ def main():
     parser.add_argument("--metric", choices=["busbw", "time"], default="busbw")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--only", help="comma-separated subset of: dtrain shm, dtrain shm ring, dtrain ipc, dtrain udp,"
+    parser.add_argument("--only", help="comma-separated subset of: dtrain shm, dtrain shm (base), dtrain shm ring, dtrain ipc, dtrain udp,"
                         " dtrain udp (no MAC), dtrain udp (mtu 64 KiB), gloo, Open MPI (default: all but 'dtrain shm ring'"
                         " and the udp variants; with --netns: dtrain udp, dtrain udp (no MAC), gloo)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per benchmark run")
@@ -127,7 +134,7 @@ def main():
     elif args.netns:
         commands = {name: commands[name] for name in ("dtrain udp", "dtrain udp (no MAC)", "gloo")}
     else:
-        for variant in ("dtrain udp (no MAC)", "dtrain udp (mtu 64 KiB)", "dtrain shm ring"):
+        for variant in ("dtrain udp (no MAC)", "dtrain udp (mtu 64 KiB)", "dtrain shm ring", "dtrain shm (base)"):
             commands.pop(variant)
     names = [name for name, command in commands.items() if command is not None]
 

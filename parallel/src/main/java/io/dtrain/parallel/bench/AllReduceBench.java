@@ -26,8 +26,14 @@ import java.util.Map;
  * ranks sent (each rank sends 2(n-1)/n of the buffer per call), and the drivers' part of it alone.
  */
 public final class AllReduceBench {
-    /** Untimed calls per size first (as nccl-tests' default): they let the JIT compile the copy and add loops. */
-    public static final int WARMUP_CALLS = 5;
+    /**
+     * Untimed calls per size first: as many as move 64 MiB, at least 5 (nccl-tests' default) and at most 100, the
+     * same rule as benchmarks/allreduce/allreduce_reference.py's for gloo and Open MPI, so that small sizes (the first
+     * of a run most of all) are not timed while the JIT, caches and scheduler still settle, for any system.
+     */
+    public static int warmUpCalls(long bytes) {
+        return (int) Math.max(5, Math.min(100, (64L << 20) / Math.max(1, bytes)));
+    }
 
     private AllReduceBench() {
     }
@@ -149,8 +155,8 @@ public final class AllReduceBench {
         try (ProcessGroup world = ProcessGroup.init(config)) {
             int n = world.size();
             if (world.rank() == 0) {
-                System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after %d warm-up calls, transport %s%s%n",
-                        n, iterations, WARMUP_CALLS, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"),
+                System.out.printf(Locale.ROOT, "# dtrain allreduce: %d ranks, float32 SUM, %d iterations (median) after 5-100 warm-up calls (64 MiB's worth), transport %s%s%n",
+                        n, iterations, System.getenv().getOrDefault("DTRAIN_TRANSPORT", "auto"),
                         "true".equals(System.getenv("DTRAIN_INSECURE_TRANSPORT")) ? " (udp not authenticated)" : "");
                 System.out.printf(Locale.ROOT, "%14s %12s %12s %12s %14s %16s%n", "size (B)", "time (ms)", "algbw (GB/s)",
                         "busbw (GB/s)", "CPU (s/GB)", "driver (s/GB)");
@@ -163,7 +169,7 @@ public final class AllReduceBench {
                 for (int i = 0; i < bytes / 4; i++) {
                     values.putFloat(i * 4, 1e-3f * (i % 1000));
                 }
-                for (int w = 0; w < WARMUP_CALLS; w++) {
+                for (int w = warmUpCalls(bytes); w > 0; w--) {
                     world.allReduce(flat, ReduceOp.SUM);
                 }
                 double[] seconds = new double[iterations];

@@ -17,4 +17,11 @@ class AllReduceBenchTest {
         UserFacingException bad = assertThrows(UserFacingException.class, () -> AllReduceBench.parseSizes("1MiB,lots"));
         assertTrue(bad.getMessage().startsWith("--sizes: 'lots' is not a byte size"), bad.getMessage());
     }
+
+    @Test
+    void warmsUpWithSixtyFourMebibytesWorthOfCallsFiveToAHundred() {
+        assertArrayEquals(new int[] {100, 100, 64, 16, 5, 5, 5},
+                java.util.stream.LongStream.of(4, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256L << 20)
+                        .mapToInt(AllReduceBench::warmUpCalls).toArray());
+    }
 }
