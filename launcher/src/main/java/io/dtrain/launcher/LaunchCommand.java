@@ -320,13 +320,19 @@ public final class LaunchCommand implements Callable<Integer> {
         }
     }
 
-    /** Starts this host's media driver unless the workers use an external one (it outlives worker failures). */
+    /**
+     * Starts this host's media driver, so that it outlives worker failures, when the workers will need one: ranks on
+     * other nodes, or {@code DTRAIN_TRANSPORT=ipc|udp}. A one-node job over shared memory needs none (a worker that
+     * does after all starts it itself), and an external driver is the user's.
+     */
     private static void ensureMediaDriver(Map<String, String> env, JobPlacement placement) {
         Map<String, String> firstWorker = new HashMap<>(env);
         firstWorker.put("RANK", Integer.toString(placement.nodeRank() * placement.nprocPerNode()));
         firstWorker.put("LOCAL_RANK", "0");
         WorldConfig driverConfig = WorldConfig.fromEnvironment(firstWorker);
-        if (!driverConfig.externalDriver()) {
+        boolean linksNeedDriver = placement.nnodes() > 1 || driverConfig.transport() == WorldConfig.Transport.IPC
+                || driverConfig.transport() == WorldConfig.Transport.UDP;
+        if (linksNeedDriver && !driverConfig.externalDriver()) {
             int idleExit = Integer.parseInt(env.getOrDefault("DTRAIN_DRIVER_IDLE_EXIT", "10"));
             MediaDriverProcess.ensureRunning(driverConfig.resolvedAeronDir(), idleExit, Duration.ofSeconds(30));
         }

@@ -30,7 +30,9 @@ final class Communicator implements AutoCloseable {
     private final WorldConfig config;
     private final RendezvousServer server;
     private final RendezvousClient store;
-    private final Aeron aeron;
+    /** Connected on first use ({@link #aeron}): a job whose links are all shared memory needs no media driver. */
+    private Aeron aeron;
+    private boolean closed;
     private final String[] nodeIds;
     private final long clockOffsetNanos;
     private final InetAddress advertiseAddress;
@@ -39,26 +41,23 @@ final class Communicator implements AutoCloseable {
     private final java.util.concurrent.locks.ReentrantLock running = new java.util.concurrent.locks.ReentrantLock();
     private final java.util.concurrent.atomic.AtomicInteger queued = new java.util.concurrent.atomic.AtomicInteger();
     private final HealthMonitor health;
-    private final UdpDropWatch udpDrops;
+    private UdpDropWatch udpDrops;
 
     private Communicator(WorldConfig config) {
         this.config = config;
         if (config.worldSize() == 1 && config.hostStore()) {
             server = null;
             store = null;
-            aeron = null;
             nodeIds = new String[] {config.nodeId()};
             clockOffsetNanos = 0;
             advertiseAddress = InetAddress.getLoopbackAddress();
             commThread = newCommThread();
             health = new HealthMonitor(config.rank(), null, config.resolvedLogDir());
-            udpDrops = null;
             return;
         }
         RendezvousServer startedServer = null;
         RendezvousClient connected = null;
         RendezvousClient connectedHeartbeat = null;
-        Aeron client = null;
         try {
             if (config.hostStore() && config.rank() == 0) {
                 startedServer = startServer(config);
@@ -74,9 +73,7 @@ final class Communicator implements AutoCloseable {
             for (int r = 0; r < nodeIds.length; r++) {
                 nodeIds[r] = awaitJoined(connected, config, r, deadline);
             }
-            client = connectAeron(config);
         } catch (IOException | RuntimeException e) {
-            closeQuietly(client);
             closeQuietly(connectedHeartbeat);
             closeQuietly(connected);
             closeQuietly(startedServer);
@@ -87,10 +84,8 @@ final class Communicator implements AutoCloseable {
         }
         server = startedServer;
         store = connected;
-        aeron = client;
         commThread = newCommThread();
         health = new HealthMonitor(config.rank(), connectedHeartbeat, config.resolvedLogDir());
-        udpDrops = new UdpDropWatch(aeron, config.rank());
     }
 
     /**
@@ -227,7 +222,19 @@ final class Communicator implements AutoCloseable {
         return config.rank();
     }
 
-    Aeron aeron() {
+    /**
+     * The Aeron client on this host's media driver, connected (and the driver started if it is not running) on the
+     * first call: only links that are not shared memory (another host, or {@code DTRAIN_TRANSPORT=ipc|udp}) ask for it,
+     * so a job that runs on one host over shared memory has no driver, whose idle threads cost a third of a core.
+     */
+    synchronized Aeron aeron() {
+        if (closed) {
+            throw new IllegalStateException("rank " + config.rank() + ": the communicator is closed");
+        }
+        if (aeron == null) {
+            aeron = connectAeron(config);
+            udpDrops = new UdpDropWatch(aeron, config.rank());
+        }
         return aeron;
     }
 
@@ -311,7 +318,7 @@ final class Communicator implements AutoCloseable {
     }
 
     /** Udp datagrams this host's media driver dropped as not authentic (0 in a world of one). */
-    long udpDatagramsDropped() {
+    synchronized long udpDatagramsDropped() {
         return udpDrops == null ? 0 : udpDrops.dropped();
     }
 
@@ -349,11 +356,16 @@ final class Communicator implements AutoCloseable {
             }
         }
         closeQuietly(worldRing);
-        closeQuietly(udpDrops);
-        if (config.worldSize() > 1) {
-            config.removeShmDirectoryIfEmpty();
+        boolean usedDriver;
+        synchronized (this) {
+            closed = true;
+            usedDriver = aeron != null;
+            closeQuietly(udpDrops);
+            closeQuietly(aeron);
         }
-        closeQuietly(aeron);
+        if (config.worldSize() > 1) {
+            config.removeShmDirectoryIfEmpty(!usedDriver);
+        }
         closeQuietly(health::close);
         closeQuietly(store);
         closeQuietly(server);

@@ -226,14 +226,15 @@ public record WorldConfig(int rank, int worldSize, int localRank, String masterA
     }
 
     /**
-     * Best effort when a worker leaves: removes the shm directory once empty, and the job directory made for it next
-     * to an external driver (a started driver removes its own job directory).
+     * Best effort when a worker leaves: removes the shm directory once empty, and the job directory once empty when
+     * it was made next to an external driver or this worker used no driver ({@code noDriverHere}); a started driver
+     * removes its own job directory when it exits.
      */
-    void removeShmDirectoryIfEmpty() {
+    void removeShmDirectoryIfEmpty(boolean noDriverHere) {
         Path jobDir = shmJobDirectory();
         try {
             Files.deleteIfExists(jobDir.resolve("shm"));
-            if (externalDriver) {
+            if (externalDriver || noDriverHere) {
                 Files.deleteIfExists(jobDir);
             }
         } catch (IOException notEmpty) {

@@ -44,12 +44,16 @@ class WorldConfigTest {
         assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(shm)));
         assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(jobDir)));
         Files.writeString(shm.resolve("busy"), "");
-        c.removeShmDirectoryIfEmpty();
+        c.removeShmDirectoryIfEmpty(false);
         assertTrue(Files.exists(shm), "kept while not empty");
         Files.delete(shm.resolve("busy"));
-        c.removeShmDirectoryIfEmpty();
+        c.removeShmDirectoryIfEmpty(false);
         assertFalse(Files.exists(shm));
         assertTrue(Files.exists(jobDir), "the started driver removes its job directory itself");
+        // a job whose workers used no driver (every link shared memory): the last to leave removes the job directory
+        c.shmDirectory();
+        c.removeShmDirectoryIfEmpty(true);
+        assertFalse(Files.exists(jobDir));
     }
 
     @Test
