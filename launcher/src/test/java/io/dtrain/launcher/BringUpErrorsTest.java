@@ -291,29 +291,29 @@ class BringUpErrorsTest {
      */
     @Test
     void aSettingThatDiffersBetweenRanksIsNamedAtStart(@TempDir Path tmp) throws Exception {
-        List<String> sets = DpRuns.microOverrides(tmp.resolve("run"), 2, 5);
-        int port = freePort();
-        Ended[] e = runBoth(node(DpRuns.REPO, 2, 0, port, secret(tmp), List.of("--env", "DTRAIN_SHM_GRADIENTS=false"), sets),
-                node(DpRuns.REPO, 2, 1, port, secret(tmp), List.of(), sets));
-        for (Ended node : e) {
-            assertEquals(2, node.code(), node.out());
-            assertTrue(node.errorLine().startsWith("dtrain launch: error: DTRAIN_SHM_GRADIENTS differs between ranks"
-                    + " (false on rank 0; true on rank 1): it must be the same on every rank; set the same environment for"
-                    + " every worker"), node.errorLine());
-        }
+        assertBothNodesRefuse(tmp, List.of("--env", "DTRAIN_SHM_GRADIENTS=false"), List.of(),
+                "dtrain launch: error: DTRAIN_SHM_GRADIENTS differs between ranks (false on rank 0; true on rank 1): it"
+                        + " must be the same on every rank; set the same environment for every worker");
     }
 
     /** The same for a transport setting, checked as the process group forms (before its ring and exchange). */
     @Test
     void aTransportSettingThatDiffersBetweenRanksIsNamedAtStart(@TempDir Path tmp) throws Exception {
+        assertBothNodesRefuse(tmp, List.of(), List.of("--env", "DTRAIN_SHM_ALLREDUCE_MAX_BYTES=0"),
+                "dtrain launch: error: DTRAIN_SHM_ALLREDUCE_MAX_BYTES differs between ranks (67108864 on rank 0; 0 on"
+                        + " rank 1): it must be the same on every rank");
+    }
+
+    /** Two one-worker nodes of gpt-micro with these launcher options each: both exit 2 with an error line so begun. */
+    private static void assertBothNodesRefuse(Path tmp, List<String> node0, List<String> node1, String errorStart)
+            throws Exception {
         List<String> sets = DpRuns.microOverrides(tmp.resolve("run"), 2, 5);
         int port = freePort();
-        Ended[] e = runBoth(node(DpRuns.REPO, 2, 0, port, secret(tmp), List.of(), sets),
-                node(DpRuns.REPO, 2, 1, port, secret(tmp), List.of("--env", "DTRAIN_SHM_ALLREDUCE_MAX_BYTES=0"), sets));
+        Ended[] e = runBoth(node(DpRuns.REPO, 2, 0, port, secret(tmp), node0, sets),
+                node(DpRuns.REPO, 2, 1, port, secret(tmp), node1, sets));
         for (Ended node : e) {
             assertEquals(2, node.code(), node.out());
-            assertTrue(node.errorLine().startsWith("dtrain launch: error: DTRAIN_SHM_ALLREDUCE_MAX_BYTES differs between"
-                    + " ranks (67108864 on rank 0; 0 on rank 1): it must be the same on every rank"), node.errorLine());
+            assertTrue(node.errorLine().startsWith(errorStart), node.errorLine());
         }
     }
 

@@ -131,14 +131,7 @@ class DpZeroTest {
                         "gradient norm, step " + (i + 1));
             }
         }
-        RunConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
-        try (GptModel model = new GptModel(cfg.model())) {
-            double[][] a = state(model, sharded);
-            double[][] b = state(model, ordinary);
-            for (int k = 0; k < 3; k++) {
-                assertArrayEquals(a[k], b[k], 0.0, "parameters and AdamW moments, bit for bit");
-            }
-        }
+        assertSameState(sharded, ordinary, "parameters and AdamW moments, bit for bit");
     }
 
     @Test
@@ -155,12 +148,17 @@ class DpZeroTest {
         List<JsonNode> again = steps(resumed, 0);
         assertEquals(1, again.size(), "the resumed run trains only step 3");
         assertEquals(steps(sharded, 0).get(STEPS - 1).get("loss").asDouble(), again.get(0).get("loss").asDouble(), 0.0);
+        assertSameState(sharded, resumed, "parameters and AdamW moments after the resumed step, bit for bit");
+    }
+
+    /** The latest checkpoints of two gpt-micro runs hold the same parameters and AdamW moments, bit for bit. */
+    private static void assertSameState(Path runA, Path runB, String message) {
         RunConfig cfg = ConfigLoader.load(REPO.resolve("configs/gpt-micro.yaml"), setsOne, REPO);
         try (GptModel model = new GptModel(cfg.model())) {
-            double[][] a = state(model, sharded);
-            double[][] b = state(model, resumed);
+            double[][] a = state(model, runA);
+            double[][] b = state(model, runB);
             for (int k = 0; k < 3; k++) {
-                assertArrayEquals(a[k], b[k], 0.0, "parameters and AdamW moments after the resumed step, bit for bit");
+                assertArrayEquals(a[k], b[k], 0.0, message);
             }
         }
     }

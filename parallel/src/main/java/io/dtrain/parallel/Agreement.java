@@ -25,18 +25,13 @@ final class Agreement {
     }
 
     static void requireSame(Communicator comm, String what, Map<String, String> entries) {
-        RendezvousClient store = comm.store();
-        if (store == null) {
+        if (comm.store() == null) {
             return; // a single-process world
         }
-        StringBuilder mine = new StringBuilder();
-        new TreeMap<>(entries).forEach((k, v) -> mine.append(k).append('\t').append(hash(v)).append('\n'));
-        store.set(PREFIX + what + "/" + comm.rank(), mine.toString());
-        int size = comm.config().worldSize();
-        List<Map<String, String>> all = new ArrayList<>();
-        for (int r = 0; r < size; r++) {
-            all.add(parse(store.getString(PREFIX + what + "/" + r, comm.config().rendezvousTimeout())));
-        }
+        Map<String, String> hashed = new TreeMap<>();
+        entries.forEach((k, v) -> hashed.put(k, hash(v)));
+        List<Map<String, String>> all = exchange(comm, PREFIX + what, hashed);
+        int size = all.size();
         StringBuilder differences = new StringBuilder();
         for (int r = 1; r < size; r++) {
             List<String> keys = differingKeys(all.get(0), all.get(r));
@@ -59,19 +54,12 @@ final class Agreement {
      * value and the ranks holding it, on every rank alike.
      */
     static void requireSameSettings(Communicator comm, String what, Map<String, String> settings) {
-        RendezvousClient store = comm.store();
-        if (store == null) {
+        if (comm.store() == null) {
             return; // a single-process world
         }
-        StringBuilder mine = new StringBuilder();
-        new TreeMap<>(settings).forEach((k, v) -> mine.append(k).append('\t').append(oneLine(v)).append('\n'));
-        store.set(SETTINGS_PREFIX + what + "/" + comm.rank(), mine.toString());
-        int size = comm.config().worldSize();
-        List<Map<String, String>> all = new ArrayList<>();
-        for (int r = 0; r < size; r++) {
-            all.add(parse(store.getString(SETTINGS_PREFIX + what + "/" + r, comm.config().rendezvousTimeout())));
-        }
-        List<String> differences = describeDifferences(all);
+        Map<String, String> mine = new TreeMap<>();
+        settings.forEach((k, v) -> mine.put(k, oneLine(v)));
+        List<String> differences = describeDifferences(exchange(comm, SETTINGS_PREFIX + what, mine));
         if (!differences.isEmpty()) {
             throw new UserFacingException(String.join("; ", differences) + ": "
                     + (differences.size() > 1 ? "these settings" : "it") + " must be the same on every rank; set the"
@@ -99,6 +87,19 @@ final class Agreement {
             }
         }
         return out;
+    }
+
+    /** Publishes this rank's {@code entries} under {@code key} and returns every rank's, in rank order. */
+    private static List<Map<String, String>> exchange(Communicator comm, String key, Map<String, String> entries) {
+        RendezvousClient store = comm.store();
+        StringBuilder mine = new StringBuilder();
+        new TreeMap<>(entries).forEach((k, v) -> mine.append(k).append('\t').append(v).append('\n'));
+        store.set(key + "/" + comm.rank(), mine.toString());
+        List<Map<String, String>> all = new ArrayList<>();
+        for (int r = 0; r < comm.config().worldSize(); r++) {
+            all.add(parse(store.getString(key + "/" + r, comm.config().rendezvousTimeout())));
+        }
+        return all;
     }
 
     private static String oneLine(String value) {

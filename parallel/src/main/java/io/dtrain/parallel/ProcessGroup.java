@@ -195,14 +195,7 @@ public final class ProcessGroup implements AutoCloseable {
      * one of these fails the collective naming it. The buffer stays valid while it is reachable, also after close.
      */
     public FlatBuffer allocateBuffer(long elements, ElementType type) {
-        if (elements < 1) {
-            throw new IllegalArgumentException("a buffer needs at least one element, got " + elements);
-        }
-        synchronized (this) {
-            if (closed) {
-                throw new IllegalStateException("process group " + ring.describeGroup() + " is closed");
-            }
-        }
+        requireOpenForBuffer(elements);
         return ring.allocateBuffer(elements, type);
     }
 
@@ -211,15 +204,17 @@ public final class ProcessGroup implements AutoCloseable {
      * buffer: for a caller with its own ordinary buffer (e.g. an ND4J array, not bounded by the JVM's direct memory).
      */
     public FlatBuffer allocateSharedBuffer(long elements, ElementType type) {
+        requireOpenForBuffer(elements);
+        return ring.allocateShared(elements, type);
+    }
+
+    private synchronized void requireOpenForBuffer(long elements) {
         if (elements < 1) {
             throw new IllegalArgumentException("a buffer needs at least one element, got " + elements);
         }
-        synchronized (this) {
-            if (closed) {
-                throw new IllegalStateException("process group " + ring.describeGroup() + " is closed");
-            }
+        if (closed) {
+            throw new IllegalStateException("process group " + ring.describeGroup() + " is closed");
         }
-        return ring.allocateShared(elements, type);
     }
 
     /**
