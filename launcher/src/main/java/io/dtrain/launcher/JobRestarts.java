@@ -20,6 +20,10 @@ import java.util.Optional;
  * r+1 in the store ({@link RendezvousServer#newRound}: ranks handed over, the round's keys dropped, workers of round
  * r refused) and publishes {@code agent/go/<r+1>}; then every launcher starts its workers again. After K restarts the
  * next failure ends the job: one line naming it, the failed worker's exit code.
+ *
+ * <p>A launcher that cannot start its workers at all (no such program: a restart would fail the same way, and without
+ * it no round can complete) publishes the cause under {@code agent/end} before the round's stop, and every launcher
+ * ends the job at once naming it, instead of waiting out the timeout for its stop and again for its restart.
  */
 final class JobRestarts {
     /** Starts this node's workers of one round. */
@@ -31,6 +35,7 @@ final class JobRestarts {
     private static final String FAILURES = RendezvousServer.AGENT_PREFIX + "failures/";
     private static final String STOPPED = RendezvousServer.AGENT_PREFIX + "stopped/";
     private static final String GO = RendezvousServer.AGENT_PREFIX + "go/";
+    private static final String END = RendezvousServer.AGENT_PREFIX + "end";
 
     private final PrintStream out;
     private final PrintStream err;
@@ -61,7 +66,15 @@ final class JobRestarts {
     /** Runs rounds until the workers finish, stop for requeue, or fail once more than K restarts allow. */
     int run(WorkerSupervisor workers, RoundStarter starter) throws IOException, InterruptedException {
         for (int round = 0; ; round++) {
-            starter.start(round);
+            try {
+                starter.start(round);
+            } catch (UserError e) {
+                agent.set(END, ErrorHandler.EXIT_USER_ERROR + " " + e.getMessage());
+                if (agent.add(FAILURES + round, 1) == 1) {
+                    agent.set(STOP + round, ErrorHandler.EXIT_USER_ERROR + " " + e.getMessage());
+                }
+                throw e;
+            }
             Thread watch = watchForStop(workers, round);
             WorkerSupervisor.Outcome outcome;
             try {
@@ -79,6 +92,14 @@ final class JobRestarts {
             String stop = agent.getString(STOP + round, timeout);
             int code = Integer.parseInt(stop.substring(0, stop.indexOf(' ')));
             String cause = stop.substring(stop.indexOf(' ') + 1);
+            Optional<byte[]> end = agent.tryGet(END);
+            if (end.isPresent()) {
+                String ended = new String(end.get(), StandardCharsets.UTF_8);
+                err.printf(Locale.ROOT, "dtrain launch%s%s; the job cannot restart without that node's workers%n",
+                        ErrorHandler.ERROR_MARK, ended.substring(ended.indexOf(' ') + 1));
+                err.flush();
+                return Integer.parseInt(ended.substring(0, ended.indexOf(' ')));
+            }
             if (round >= maxRestarts) {
                 err.printf(Locale.ROOT, "dtrain launch%s%s; the job gave up after %d restart(s) (--max-restarts %d)"
                                 + " with exit code %d%n", ErrorHandler.ERROR_MARK, cause, round, maxRestarts, code);

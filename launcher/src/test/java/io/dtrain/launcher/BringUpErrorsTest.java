@@ -285,6 +285,36 @@ class BringUpErrorsTest {
     }
 
     /**
+     * The same with restarts: node 1's launcher cannot start its worker in round 0, which no restart would change, and
+     * no round can complete without it. Node 0 ends the job at once naming the cause, instead of waiting out the
+     * rendezvous timeout for rank 1 and then again for node 1's launcher to restart.
+     */
+    @Test
+    void aWorkerThatCannotBeStartedEndsARestartableJobAtOnce(@TempDir Path tmp) throws Exception {
+        List<String> sets = DpRuns.microOverrides(tmp.resolve("run"), 4, 5);
+        int port = freePort();
+        long timeoutSeconds = 60;
+        ProcessBuilder[] nodes = {node(DpRuns.REPO, 2, 0, port, secret(tmp), List.of("--max-restarts", "1"), sets),
+                node(DpRuns.REPO, 2, 1, port, secret(tmp), List.of("--max-restarts", "1", "--pin-cpus",
+                        "--threads-per-worker", "1"), sets)};
+        for (ProcessBuilder n : nodes) {
+            n.environment().put("DTRAIN_RENDEZVOUS_TIMEOUT", timeoutSeconds + "s");
+        }
+        nodes[1].environment().put("PATH", Files.createDirectories(tmp.resolve("empty-path")).toString());
+        long t0 = System.nanoTime();
+        Ended[] e = runBoth(nodes);
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        String cause = "rank 1 (node 1, local rank 0) could not be started: Cannot run program \"taskset\"";
+        assertEquals(2, e[1].code(), e[1].out());
+        assertTrue(e[1].errorLine().startsWith("dtrain launch: error: " + cause), e[1].errorLine());
+        assertEquals(2, e[0].code(), e[0].out() + "\nnode 1:\n" + e[1].out());
+        assertTrue(e[0].errorLine().startsWith("dtrain launch: error: " + cause), e[0].errorLine());
+        assertTrue(e[0].errorLine().endsWith("; the job cannot restart without that node's workers"), e[0].errorLine());
+        assertTrue(seconds < timeoutSeconds / 2.0, "the nodes took " + seconds + " s of the " + timeoutSeconds
+                + " s rendezvous timeout:\n" + e[0].out());
+    }
+
+    /**
      * DTRAIN_SHM_GRADIENTS decides whether the gradients are a group-wide shared buffer: ranks that differ (here
      * false on node 0, unset = true on node 1) fail at start, on both nodes, naming the setting, values and ranks,
      * instead of waiting in different collectives until the collective timeout.
