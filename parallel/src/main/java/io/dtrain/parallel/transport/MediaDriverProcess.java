@@ -1,9 +1,9 @@
 package io.dtrain.parallel.transport;
 
 import io.aeron.CommonContext;
+import io.dtrain.parallel.spawn.WorkerJvm;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.lang.management.ManagementFactory;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.file.Files;
@@ -80,8 +80,9 @@ public final class MediaDriverProcess {
         Path jobDir = aeronDir.toAbsolutePath().getParent();
         List<String> command = new ArrayList<>();
         command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        // The driver needs the same module opens as the worker (Agrona, sun.nio.ch for UDP); a small heap.
-        for (String arg : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+        // The driver needs the module opens every dtrain JVM gets (Agrona, sun.nio.ch for UDP), from the project's one
+        // list rather than this JVM's arguments, which lack them when it was started without bin/dtrain; a small heap.
+        for (String arg : WorkerJvm.projectOptions()) {
             if (arg.startsWith("--add-opens") || arg.startsWith("--add-exports")) {
                 command.add(arg);
             }
